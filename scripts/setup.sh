@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — installs everything inferd needs on a fresh Debian 12 machine.
+#
+# Idempotent: every step checks before it acts, downloads are cached under
+# $INFERD_CACHE (default ~/.cache/inferd) and verified by sha256, so a second
+# run fetches nothing and changes nothing.
+#
+#   scripts/setup.sh deps     apt packages (+ nodejs/npm when missing)
+#   scripts/setup.sh ort      ONNX Runtime C API into .deps/onnxruntime
+#                             (skipped when pkg-config finds libonnxruntime)
+#   scripts/setup.sh testdata test images into .deps/testdata
+#   scripts/setup.sh all      all of the above
+#
+# Models are provisioned by models/provision.sh, which needs the built
+# converter (make does the ordering).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${INFERD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/inferd}
+DEPS="$ROOT/.deps"
+mkdir -p "$CACHE" "$DEPS"
+
+# Pinned versions. Changing one means changing its sha256 too.
+ORT_NODE_VERSION=1.22.0
+ORT_NODE_SHA256=8007ce525b5b185b77d2b4103d3ec147ecef6d861eb14726d0bdda5e2947dbd7
+ORT_HEADERS_DEB=libonnxruntime-dev
+ORT_HEADERS_VERSION=1.21.0+dfsg-1
+ORT_HEADERS_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+FACEAPI_VERSION=1.7.15
+FACEAPI_SHA256=0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031
+
+APT_PACKAGES=(
+    build-essential cmake pkg-config git ca-certificates curl
+    libvips-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev
+    libmicrohttpd-dev libmosquitto-dev mosquitto
+    libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+    libcmocka-dev python3 python3-skimage imagemagick
+)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# verify FILE SHA — an empty SHA means "not pinned yet": print it so it can be.
+verify() {
+    local f=$1 want=$2 got
+    got=$(sha256_of "$f")
+    if [ -n "$want" ] && [ "$got" != "$want" ]; then
+        log "sha256 mismatch for $f: got $got want $want"
+        return 1
+    fi
+    return 0
+}
+
+deps() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        missing+=(nodejs npm)
+    fi
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "apt packages present"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# npm_fetch SPEC SHA256 — `npm pack` SPEC into the cache (npm pack runs no
+# install scripts) and print the tarball path. Re-downloads a corrupted file.
+npm_fetch() {
+    local spec=$1 want=$2 dir="$CACHE/npm" name tgz
+    mkdir -p "$dir"
+    name=${spec%@*}
+    name=${name#@}
+    tgz="$dir/${name//\//-}-${spec##*@}.tgz"
+    if [ -f "$tgz" ] && verify "$tgz" "$want"; then
+        echo "$tgz"
+        return 0
+    fi
+    rm -f "$tgz"
+    log "npm pack $spec"
+    (cd "$dir" && npm pack --silent "$spec" >/dev/null) || die "npm pack $spec failed"
+    [ -f "$tgz" ] || die "npm pack $spec did not produce $tgz"
+    verify "$tgz" "$want" || die "downloaded $spec does not match its pinned sha256"
+    echo "$tgz"
+}
+
+# A private apt configuration for Debian 13: used only to download one .deb,
+# never touching the system's sources or lists.
+trixie_apt() {
+    local d="$CACHE/apt-trixie"
+    mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+    cat >"$d/sources.list" <<EOF
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+EOF
+    local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o Debug::NoLocking=1
+        -o APT::Sandbox::User=root)
+    if [ ! -s "$d/lists/.updated" ]; then
+        apt-get "${opts[@]}" update -q >/dev/null || die "apt update (trixie, private) failed"
+        date >"$d/lists/.updated"
+    fi
+    (cd "$d" && apt-get "${opts[@]}" download "$@" >/dev/null) || die "apt download $* failed"
+    echo "$d"
+}
+
+ort() {
+    if pkg-config --exists libonnxruntime 2>/dev/null; then
+        log "system libonnxruntime $(pkg-config --modversion libonnxruntime) found"
+        return 0
+    fi
+    local prefix="$DEPS/onnxruntime" stamp="$DEPS/onnxruntime/.stamp"
+    local want="node=$ORT_NODE_VERSION headers=$ORT_HEADERS_VERSION"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+        [ -f "$prefix/lib/libonnxruntime.so" ] && [ -f "$prefix/include/onnxruntime_c_api.h" ]; then
+        log "onnxruntime present ($want)"
+        return 0
+    fi
+    rm -rf "$prefix"
+    mkdir -p "$prefix/lib" "$prefix/include"
+    local tgz tmp
+    tgz=$(npm_fetch "onnxruntime-node@$ORT_NODE_VERSION" "$ORT_NODE_SHA256")
+    tmp=$(mktemp -d)
+    tar xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+    install -m 0644 "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" \
+        "$prefix/lib/libonnxruntime.so.1"
+    ln -sf libonnxruntime.so.1 "$prefix/lib/libonnxruntime.so"
+
+    local debdir deb
+    deb="$CACHE/deb/${ORT_HEADERS_DEB}_${ORT_HEADERS_VERSION}_amd64.deb"
+    mkdir -p "$CACHE/deb"
+    if [ ! -f "$deb" ] || ! verify "$deb" "$ORT_HEADERS_SHA256"; then
+        debdir=$(trixie_apt "$ORT_HEADERS_DEB=$ORT_HEADERS_VERSION")
+        mv "$debdir/${ORT_HEADERS_DEB}_${ORT_HEADERS_VERSION/:/%3a}_amd64.deb" "$deb"
+        verify "$deb" "$ORT_HEADERS_SHA256" || die "$deb does not match its pinned sha256"
+    fi
+    dpkg-deb -x "$deb" "$tmp/deb"
+    cp "$tmp"/deb/usr/include/onnxruntime/*.h "$prefix/include/"
+    rm -rf "$tmp"
+    echo "$want" >"$stamp"
+    log "onnxruntime installed into $prefix ($want)"
+}
+
+testdata() {
+    local out="$DEPS/testdata" stamp="$DEPS/testdata/.stamp"
+    local want="face-api=$FACEAPI_VERSION"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "test data present"
+        return 0
+    fi
+    rm -rf "$out"
+    mkdir -p "$out/faceapi"
+    local tgz tmp
+    tgz=$(npm_fetch "@vladmandic/face-api@$FACEAPI_VERSION" "$FACEAPI_SHA256")
+    tmp=$(mktemp -d)
+    tar xzf "$tgz" -C "$tmp" --wildcards 'package/demo/sample*.jpg'
+    cp "$tmp"/package/demo/sample*.jpg "$out/faceapi/"
+    rm -rf "$tmp"
+    echo "$want" >"$stamp"
+    log "test data installed into $out"
+}
+
+case "${1:-all}" in
+deps) deps ;;
+ort) ort ;;
+testdata) testdata ;;
+all)
+    deps
+    ort
+    testdata
+    ;;
+*) die "unknown step '$1' (deps|ort|testdata|all)" ;;
+esac

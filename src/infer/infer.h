@@ -1,0 +1,92 @@
+/*
+ * infer/infer.h — inferd's wrapper over the ONNX Runtime C API.
+ *
+ * An infer_env is the process-wide runtime: one OrtEnv with global intra-op
+ * and inter-op thread pools, so that every session shares the same threads
+ * instead of each model spawning its own. An infer_model is one loaded model
+ * directory (manifest + one OrtSession) shared by all slot threads: OrtRun is
+ * thread-safe, so the model is loaded once per process.
+ *
+ * Threading: infer_env_new/infer_model_load/free run on the main thread
+ * before/after workers; infer_run may be called concurrently from any number
+ * of threads on the same model. Nothing here holds a lock during a run.
+ */
+#ifndef INFERD_INFER_INFER_H
+#define INFERD_INFER_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/manifest.h"
+#include "util/err.h"
+
+typedef struct infer_env infer_env;
+typedef struct infer_model infer_model;
+
+typedef struct {
+    int intra_op_threads; /* threads per run in the global pool; 0 = ORT default */
+    int inter_op_threads; /* 0 = ORT default (1 with sequential execution) */
+    int allow_spinning;   /* 0: pool threads sleep at once (many slots); 1: spin (latency) */
+    int log_level;        /* ORT severity: 0 verbose .. 4 fatal; default 3 (error) */
+} infer_env_opts;
+
+/*
+ * Creates the process runtime. `opts` may be NULL for defaults. On success
+ * `*out` is owned by the caller: release with infer_env_free(). Fails with
+ * ERR_RUNTIME and ORT's message.
+ */
+int infer_env_new(const infer_env_opts *opts, infer_env **out, err_t *e);
+
+/* Releases the runtime; every model must be freed first. NULL is a no-op. */
+void infer_env_free(infer_env *env);
+
+/* ONNX Runtime library version string ("1.22.0"); static storage. */
+const char *infer_runtime_version(void);
+
+/*
+ * Loads the model directory `dir` (manifest.json + model file) into one
+ * session. Checks that the manifest's input and output names exist in the
+ * model. When `verify_sha256` is non-zero the model file's sha256 must equal
+ * the manifest's (ERR_CHECKSUM otherwise). `*out` is owned by the caller:
+ * release with infer_model_free(). `env` must outlive the model.
+ */
+int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_model **out,
+                     err_t *e);
+
+/* Releases the session and manifest. NULL is a no-op. */
+void infer_model_free(infer_model *m);
+
+/* The parsed manifest; lives as long as `m`. */
+const model_manifest *infer_model_manifest(const infer_model *m);
+
+/*
+ * Number of floats one image occupies in the input tensor
+ * (width * height * channels from the manifest).
+ */
+size_t infer_input_size(const infer_model *m);
+
+/* One output request for infer_run(). */
+typedef struct {
+    const char *role; /* manifest output role, e.g. "embedding" */
+    float *data;      /* caller's buffer; receives the output */
+    size_t cap;       /* capacity of data, in floats */
+    size_t count;     /* out: floats written */
+    int64_t shape[8]; /* out: the output's shape */
+    int rank;         /* out: number of dims */
+} infer_output;
+
+/*
+ * Runs the model on `batch` images laid out per the manifest (NHWC or NCHW,
+ * already normalised) in `input` (batch * infer_input_size floats; not
+ * copied, not modified). Fills each of the `nouts` requested outputs.
+ * Fails with ERR_INVAL for an unknown role, ERR_TOOBIG when an output does not
+ * fit its buffer, ERR_RUNTIME with ORT's message when the run fails.
+ * Thread-safe.
+ */
+int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
+              err_t *e);
+
+/* Scales `v[0..n)` to unit L2 norm in place and returns the norm it had. */
+float infer_l2_normalize(float *v, size_t n);
+
+#endif

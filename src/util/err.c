@@ -1,0 +1,74 @@
+/*
+ * util/err.c — string tables and helpers for the error type in err.h.
+ */
+#include "util/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+const char *err_strerror(int code)
+{
+    switch (code) {
+#define ERR__TEXT(name, num, text)                                                                 \
+    case num:                                                                                      \
+        return text;
+        ERR_MAP(ERR__TEXT)
+#undef ERR__TEXT
+    }
+    return "unknown error";
+}
+
+const char *err_name(int code)
+{
+    switch (code) {
+    case ERR_OK:
+        return "ok";
+    case ERR_NOMEM:
+        return "nomem";
+    case ERR_INVAL:
+        return "invalid";
+    case ERR_IO:
+        return "io";
+    case ERR_NOENT:
+        return "not_found";
+    case ERR_DECODE:
+        return "decode";
+    case ERR_TOOBIG:
+        return "too_big";
+    case ERR_MODEL:
+        return "model";
+    case ERR_MANIFEST:
+        return "manifest";
+    case ERR_RUNTIME:
+        return "runtime";
+    case ERR_UNSUPPORTED:
+        return "unsupported";
+    case ERR_FORMAT:
+        return "format";
+    case ERR_CHECKSUM:
+        return "checksum";
+    case ERR_INTERNAL:
+        return "internal";
+    }
+    return "unknown";
+}
+
+int err_set(err_t *e, int code, const char *fmt, ...)
+{
+    if (e == NULL)
+        return code;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void err_clear(err_t *e)
+{
+    if (e == NULL)
+        return;
+    e->code = ERR_OK;
+    e->msg[0] = '\0';
+}

@@ -1,0 +1,61 @@
+/*
+ * util/err.h — the one error type of inferd.
+ *
+ * Every fallible function returns an int: ERR_OK (0) on success or a negative
+ * code from the X-macro table below. Codes never change meaning once
+ * released. Where the caller needs the detail (the failing op, the library's
+ * own message), the function also fills an `err_t` passed by the caller:
+ * foreign codes (OrtStatus, libvips, errno, jansson, protobuf-c) are
+ * translated into a code plus message in the one adapter file that calls the
+ * library, and the message is kept.
+ */
+#ifndef INFERD_UTIL_ERR_H
+#define INFERD_UTIL_ERR_H
+
+#include <stddef.h>
+
+/* X(name, number, short text). Numbers are stable API: append, never renumber. */
+#define ERR_MAP(X)                                                                                 \
+    X(OK, 0, "ok")                                                                                 \
+    X(NOMEM, -1, "out of memory")                                                                  \
+    X(INVAL, -2, "invalid argument")                                                               \
+    X(IO, -3, "input/output error")                                                                \
+    X(NOENT, -4, "not found")                                                                      \
+    X(DECODE, -5, "image could not be decoded")                                                    \
+    X(TOOBIG, -6, "input exceeds a limit")                                                         \
+    X(MODEL, -7, "model error")                                                                    \
+    X(MANIFEST, -8, "bad model manifest")                                                          \
+    X(RUNTIME, -9, "inference runtime error")                                                      \
+    X(UNSUPPORTED, -10, "unsupported")                                                             \
+    X(FORMAT, -11, "malformed input")                                                              \
+    X(CHECKSUM, -12, "checksum mismatch")                                                          \
+    X(INTERNAL, -13, "internal error")
+
+typedef enum {
+#define ERR__ENUM(name, num, text) ERR_##name = (num),
+    ERR_MAP(ERR__ENUM)
+#undef ERR__ENUM
+} err_code;
+
+/* Detail of the last failure: a code and a human-readable message. */
+typedef struct {
+    int code;
+    char msg[512];
+} err_t;
+
+/* Returns a static string describing `code`; "unknown error" for others. */
+const char *err_strerror(int code);
+
+/* Returns a stable lower-case identifier such as "decode" for JSON output. */
+const char *err_name(int code);
+
+/*
+ * Fills `e` (which may be NULL) with `code` and a printf-style message and
+ * returns `code`, so that a failure reads `return err_set(e, ERR_IO, "...")`.
+ */
+int err_set(err_t *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Clears `e` to ERR_OK with an empty message. NULL is a no-op. */
+void err_clear(err_t *e);
+
+#endif
