@@ -1,0 +1,330 @@
+/*
+ * vision/decode.c — the one file that calls libvips: untrusted bytes to a
+ * bounded, upright, 8-bit sRGB image.
+ *
+ * The header is opened first (libvips reads only metadata until pixels are
+ * asked for) so that decompression bombs are refused on their declared size
+ * before any allocation. The pixels are then produced by vips_thumbnail,
+ * which combines shrink-on-load (JPEG DCT scaling, WebP/HEIF/PDF load at
+ * size), EXIF autorotation and ICC import to sRGB in one pipeline. We
+ * rejected decoding at full size and resizing ourselves: a 24 MP JPEG costs
+ * 72 MB and ~4x the time, and the models see at most 2048 pixels anyway.
+ *
+ * Errors: libvips' messages live in one process-wide buffer; we copy it into
+ * the caller's err_t and clear it. Two threads failing at once may swap
+ * messages (codes stay correct) — acceptable for logs, noted in vision.h.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "util/log.h"
+#include "vision/vision.h"
+
+static int vision__inited;
+
+int vision_init(int concurrency, err_t *e)
+{
+    if (vision__inited)
+        return ERR_OK;
+    if (VIPS_INIT("inferd")) {
+        int rc = err_set(e, ERR_INTERNAL, "libvips init: %s", vips_error_buffer());
+        vips_error_clear();
+        return rc;
+    }
+    vips_concurrency_set(concurrency > 0 ? concurrency : 1);
+    /* Every decode is of a new file: the operation cache would only pin memory. */
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+    vision__inited = 1;
+    return ERR_OK;
+}
+
+void vision_shutdown(void)
+{
+    if (!vision__inited)
+        return;
+    vips_shutdown();
+    vision__inited = 0;
+}
+
+/* Copies libvips' pending error text into `e` (trimmed) and clears it. */
+static int decode__vips_error(err_t *e, int code, const char *what)
+{
+    char buf[400];
+    const char *msg = vips_error_buffer();
+    size_t n;
+
+    snprintf(buf, sizeof(buf), "%s", msg && *msg ? msg : "unknown libvips error");
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\n')
+            buf[i] = ' ';
+    vips_error_clear();
+    return err_set(e, code, "%s: %s", what, buf);
+}
+
+int vision_image_new(int width, int height, vision_image **out, err_t *e)
+{
+    vision_image *img;
+
+    *out = NULL;
+    if (width <= 0 || height <= 0)
+        return err_set(e, ERR_INVAL, "image size %dx%d", width, height);
+    if ((long long)width * height > (1LL << 28))
+        return err_set(e, ERR_TOOBIG, "image size %dx%d", width, height);
+    img = calloc(1, sizeof(*img));
+    if (!img)
+        return err_set(e, ERR_NOMEM, "image struct");
+    img->rgb = calloc((size_t)width * height, 3);
+    if (!img->rgb) {
+        free(img);
+        return err_set(e, ERR_NOMEM, "image %dx%d", width, height);
+    }
+    img->width = img->orig_width = width;
+    img->height = img->orig_height = height;
+    *out = img;
+    return ERR_OK;
+}
+
+void vision_image_free(vision_image *img)
+{
+    if (!img)
+        return;
+    free(img->rgb);
+    free(img);
+}
+
+/*
+ * Whether `p` is a JPEG cut short. libvips 8.14 only warns on a truncated
+ * JPEG whatever fail_on says (libjpeg pads the missing rows with grey), so we
+ * check ourselves: a complete JPEG has an EOI marker (FF D9) after its last
+ * start-of-scan (FF DA). Inside entropy-coded data an FF byte is always
+ * followed by 00 or a restart marker, so scanning back from the end and
+ * taking whichever of the two comes first is exact for files cut mid-scan,
+ * and trailing bytes after EOI (some cameras append data) do not matter.
+ */
+static int decode__jpeg_truncated(const unsigned char *p, size_t n)
+{
+    if (n < 4 || p[0] != 0xff || p[1] != 0xd8)
+        return 0;
+    for (size_t i = n - 1; i-- > 0;) {
+        if (p[i] != 0xff)
+            continue;
+        if (p[i + 1] == 0xd9)
+            return 0;
+        if (p[i + 1] == 0xda)
+            return 1;
+    }
+    return 1;
+}
+
+/* As decode__jpeg_truncated() for a file; 0 when it cannot be read (libvips will say why). */
+static int decode__jpeg_file_truncated(const char *path)
+{
+    struct stat st;
+    void *map;
+    int fd, cut = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 4) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            cut = decode__jpeg_truncated(map, (size_t)st.st_size);
+            munmap(map, (size_t)st.st_size);
+        }
+    }
+    close(fd);
+    return cut;
+}
+
+/* Exactly one of `path` and `buf` is set. */
+static int decode__run(const char *path, const void *buf, size_t len,
+                       const vision_decode_opts *opts, vision_image **out, err_t *e)
+{
+    int max_side = opts && opts->max_side > 0 ? opts->max_side : VISION_DEFAULT_MAX_SIDE;
+    long long max_pixels =
+        opts && opts->max_pixels > 0 ? opts->max_pixels : VISION_DEFAULT_MAX_PIXELS;
+    VipsImage *hdr = NULL, *t[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    VipsImage *cur;
+    vision_image *img = NULL;
+    int rc = ERR_OK;
+    int orient = 1, ow, oh, ti = 0;
+    void *pix = NULL;
+    size_t pixlen = 0;
+
+    *out = NULL;
+    if (!vision__inited)
+        return err_set(e, ERR_INTERNAL, "vision_init() was not called");
+    if (buf && len == 0)
+        return err_set(e, ERR_DECODE, "empty buffer");
+    if (max_side > 65535)
+        max_side = 65535;
+
+    /* 1. Header only: refuse bombs on their declared size. */
+    if (path)
+        hdr = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    else
+        hdr = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (!hdr)
+        return decode__vips_error(e, ERR_DECODE, "header");
+    ow = vips_image_get_width(hdr);
+    oh = vips_image_get_height(hdr);
+    if (vips_image_get_typeof(hdr, VIPS_META_ORIENTATION) &&
+        vips_image_get_int(hdr, VIPS_META_ORIENTATION, &orient))
+        orient = 1;
+    g_object_unref(hdr);
+    vips_error_clear();
+    if (ow <= 0 || oh <= 0)
+        return err_set(e, ERR_DECODE, "image has size %dx%d", ow, oh);
+    if ((long long)ow * oh > max_pixels)
+        return err_set(e, ERR_TOOBIG, "image is %dx%d = %lld pixels, limit %lld", ow, oh,
+                       (long long)ow * oh, max_pixels);
+    if (path ? decode__jpeg_file_truncated(path) : decode__jpeg_truncated(buf, len))
+        return err_set(e, ERR_DECODE, "JPEG is truncated (no end-of-image marker)");
+    if (orient >= 5 && orient <= 8) {
+        int s = ow;
+        ow = oh;
+        oh = s;
+    }
+
+    /*
+     * 2. Shrink-on-load + autorotate + sRGB. fail_on=error turns a corrupt
+     * file into an error rather than a partly grey image where the loader
+     * honours it (PNG, WebP, TIFF do; 8.14's JPEG loader does not, hence the
+     * check above).
+     */
+    if (path)
+        rc = vips_thumbnail(path, &t[0], max_side, "height", max_side, "size", VIPS_SIZE_DOWN,
+                            "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+    else
+        rc = vips_thumbnail_buffer((void *)buf, len, &t[0], max_side, "height", max_side, "size",
+                                   VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+    if (rc) {
+        rc = decode__vips_error(e, ERR_DECODE, "decode");
+        goto out;
+    }
+    cur = t[0];
+    ti = 1;
+
+    /* 3. Flatten alpha onto white, then force 8-bit sRGB with 3 bands. */
+    if (vips_image_hasalpha(cur)) {
+        double white[3] = {255, 255, 255};
+        VipsArrayDouble *bg;
+        int wb = cur->BandFmt == VIPS_FORMAT_USHORT ? 65535 : 255;
+
+        white[0] = white[1] = white[2] = wb;
+        bg = vips_array_double_new(white, cur->Bands - 1 >= 3 ? 3 : 1);
+        rc = vips_flatten(cur, &t[ti], "background", bg, "max_alpha", (double)wb, NULL);
+        vips_area_unref(VIPS_AREA(bg));
+        if (rc) {
+            rc = decode__vips_error(e, ERR_DECODE, "flatten");
+            goto out;
+        }
+        cur = t[ti++];
+    }
+    if (vips_colourspace(cur, &t[ti], VIPS_INTERPRETATION_sRGB, NULL)) {
+        rc = decode__vips_error(e, ERR_DECODE, "colourspace");
+        goto out;
+    }
+    cur = t[ti++];
+    if (cur->Bands != 3 || cur->BandFmt != VIPS_FORMAT_UCHAR) {
+        VipsImage *b = NULL;
+        if (cur->Bands > 3) {
+            if (vips_extract_band(cur, &b, 0, "n", 3, NULL)) {
+                rc = decode__vips_error(e, ERR_DECODE, "bands");
+                goto out;
+            }
+        } else if (cur->Bands == 1) {
+            VipsImage *in3[3] = {cur, cur, cur};
+            if (vips_bandjoin(in3, &b, 3, NULL)) {
+                rc = decode__vips_error(e, ERR_DECODE, "bands");
+                goto out;
+            }
+        } else if (cur->Bands != 3) {
+            rc = err_set(e, ERR_DECODE, "unsupported band count %d", cur->Bands);
+            goto out;
+        }
+        if (b) {
+            t[ti] = b;
+            cur = t[ti++];
+        }
+        if (cur->BandFmt != VIPS_FORMAT_UCHAR) {
+            if (vips_cast(cur, &t[ti], VIPS_FORMAT_UCHAR, NULL)) {
+                rc = decode__vips_error(e, ERR_DECODE, "cast");
+                goto out;
+            }
+            cur = t[ti++];
+        }
+    }
+
+    /* 4. Run the pipeline into memory. Truncation errors surface here. */
+    pix = vips_image_write_to_memory(cur, &pixlen);
+    if (!pix) {
+        rc = decode__vips_error(e, ERR_DECODE, "decode");
+        goto out;
+    }
+    if (pixlen != (size_t)vips_image_get_width(cur) * vips_image_get_height(cur) * 3) {
+        rc = err_set(e, ERR_INTERNAL, "decoded %zu bytes for %dx%d", pixlen,
+                     vips_image_get_width(cur), vips_image_get_height(cur));
+        goto out;
+    }
+    img = calloc(1, sizeof(*img));
+    if (!img) {
+        rc = err_set(e, ERR_NOMEM, "image struct");
+        goto out;
+    }
+    img->width = vips_image_get_width(cur);
+    img->height = vips_image_get_height(cur);
+    /* The loader may disagree with the header on orientation; trust the pixels. */
+    if ((img->width > img->height) != (ow > oh) && ow != oh) {
+        int s = ow;
+        ow = oh;
+        oh = s;
+    }
+    img->orig_width = ow;
+    img->orig_height = oh;
+    /* Copied so that vision_image_free() is plain free() whatever made the image. */
+    img->rgb = malloc(pixlen);
+    if (!img->rgb) {
+        free(img);
+        img = NULL;
+        rc = err_set(e, ERR_NOMEM, "image %zu bytes", pixlen);
+        goto out;
+    }
+    memcpy(img->rgb, pix, pixlen);
+    *out = img;
+    rc = ERR_OK;
+out:
+    g_free(pix);
+    for (int i = 5; i >= 0; i--)
+        if (t[i])
+            g_object_unref(t[i]);
+    return rc;
+}
+
+int vision_decode_file(const char *path, const vision_decode_opts *opts, vision_image **out,
+                       err_t *e)
+{
+    if (!path || !out)
+        return err_set(e, ERR_INVAL, "NULL argument");
+    return decode__run(path, NULL, 0, opts, out, e);
+}
+
+int vision_decode_buffer(const void *buf, size_t len, const vision_decode_opts *opts,
+                         vision_image **out, err_t *e)
+{
+    if (!buf || !out)
+        return err_set(e, ERR_INVAL, "NULL argument");
+    return decode__run(NULL, buf, len, opts, out, e);
+}

@@ -1,0 +1,262 @@
+/*
+ * vision/vision.h — images in, faces out: decoding, preprocessing, BlazeFace
+ * detection, face alignment.
+ *
+ * This subsystem turns untrusted bytes into a bounded RGB image (decode.c, the
+ * one file that calls libvips), samples regions of that image into model input
+ * tensors as a manifest describes them (preprocess.c), decodes and merges
+ * BlazeFace outputs (blazeface.c, pure), runs the detector over the whole
+ * image and over overlapping tiles so that small faces in group photos are
+ * found (detect.c), and warps a detected face onto the canonical 112x112
+ * embedder crop (align.c, pure). Only detect.c and the tensor helpers know
+ * about infer/; nothing here knows about the daemon.
+ *
+ * Coordinates: pixel (x, y) covers [x, x+1) x [y, y+1); a pixel's centre is
+ * at (x + 0.5, y + 0.5). Boxes are x1,y1 (inclusive corner) to x2,y2.
+ *
+ * Threading: after vision_init() every function may be called from any
+ * thread on distinct objects. One caveat: libvips keeps a single process-wide
+ * error buffer, so when two threads fail to decode at the same moment a
+ * message may carry the other thread's text (the code is always right).
+ */
+#ifndef INFERD_VISION_VISION_H
+#define INFERD_VISION_VISION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/infer.h"
+#include "infer/manifest.h"
+#include "util/err.h"
+
+/* ---- process setup ------------------------------------------------------ */
+
+/*
+ * Starts libvips once per process: `concurrency` worker threads per image
+ * operation (0 = 1, since inferd parallelises across images, not within one),
+ * and the operation cache off (every decode is of a different file, so the
+ * cache only holds memory). Fails with ERR_INTERNAL and libvips' message.
+ * Further calls after a success do nothing and return ERR_OK.
+ */
+int vision_init(int concurrency, err_t *e);
+
+/* Shuts libvips down (frees its thread pool and caches). Call once at exit. */
+void vision_shutdown(void);
+
+/* ---- images ------------------------------------------------------------- */
+
+/*
+ * A decoded image: 8-bit sRGB, 3 interleaved bands, rows packed (stride is
+ * width * 3). orig_width/orig_height are the image's upright size before the
+ * shrink-on-load, so that coordinates can be reported in original pixels:
+ * x_orig = x * orig_width / width.
+ */
+typedef struct {
+    uint8_t *rgb;
+    int width, height;
+    int orig_width, orig_height;
+} vision_image;
+
+#define VISION_DEFAULT_MAX_SIDE 2048
+#define VISION_DEFAULT_MAX_PIXELS 100000000LL
+
+typedef struct {
+    int max_side;         /* longest side after shrink-on-load; 0 = 2048 */
+    long long max_pixels; /* header width*height cap; 0 = 100 MP */
+} vision_decode_opts;
+
+/*
+ * Decodes the image file at `path` (`opts` may be NULL for defaults). The
+ * header is read first: more than max_pixels pixels fails with ERR_TOOBIG
+ * before any pixel is decoded. The image is then shrunk on load so that its
+ * longest side is at most max_side (never enlarged), turned upright per its
+ * EXIF orientation, converted to 8-bit sRGB, and any alpha is flattened onto
+ * WHITE (transparent logos and stickers read as on paper, and black would
+ * look like a dark scene to the models). Only the first page/frame of a
+ * multi-page file is read. A missing file, a corrupt, truncated, empty or
+ * non-image file fails with ERR_DECODE and libvips' message.
+ * On success `*out` is owned by the caller: release with vision_image_free().
+ */
+int vision_decode_file(const char *path, const vision_decode_opts *opts, vision_image **out,
+                       err_t *e);
+
+/* As vision_decode_file() for `len` bytes at `buf` (not kept after the call). */
+int vision_decode_buffer(const void *buf, size_t len, const vision_decode_opts *opts,
+                         vision_image **out, err_t *e);
+
+/*
+ * Allocates a black width x height image with orig size equal to its size.
+ * ERR_INVAL for a non-positive size, ERR_TOOBIG beyond 2^28 pixels. The
+ * caller releases it with vision_image_free().
+ */
+int vision_image_new(int width, int height, vision_image **out, err_t *e);
+
+/* Frees the image and its pixels. NULL is a no-op. */
+void vision_image_free(vision_image *img);
+
+/* ---- preprocessing (pure) ----------------------------------------------- */
+
+/*
+ * Maps a model-input pixel position (u, v) to image pixels:
+ * x = x0 + u * scale, y = y0 + v * scale.
+ */
+typedef struct {
+    float x0, y0, scale;
+} vision_xform;
+
+/*
+ * Samples the rectangle [rx, rx+rw) x [ry, ry+rh) of an interleaved RGB
+ * image (w x h, packed rows) into out_w x out_h float RGB (HWC, values
+ * 0..255). Shrinking averages the covered source area (box filter with
+ * fractional weights, so no aliasing); enlarging is bilinear. Parts of the
+ * rectangle outside the image read as `pad` (3 values, 0..255). `out` must
+ * hold out_w*out_h*3 floats. ERR_INVAL for non-positive sizes.
+ */
+int vision_resample(const uint8_t *rgb, int w, int h, float rx, float ry, float rw, float rh,
+                    int out_w, int out_h, const float pad[3], float *out);
+
+/*
+ * Writes one float RGB image (HWC, 0..255, m->width x m->height) into the
+ * model's input tensor as (x - mean) / std in the manifest's layout (NHWC or
+ * NCHW). `tensor` holds m->width*m->height*3 floats. ERR_INVAL when the
+ * manifest is not 3-channel or has a zero std.
+ */
+int vision_pack_tensor(const float *hwc, const model_manifest *m, float *tensor);
+
+/*
+ * Fills `tensor` from the whole image. With `letterbox` the image keeps its
+ * aspect ratio, centred on a black square/rectangle of the input's aspect
+ * (detection); without, it is stretched to the input size (classification
+ * and embedding). `xf` (may be NULL) receives the input->image mapping
+ * (with letterbox one scale applies to both axes; without, the x scale).
+ * Errors as vision_pack_tensor(); ERR_NOMEM when a work buffer fails.
+ */
+int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
+                      float *tensor, vision_xform *xf, err_t *e);
+
+/* ---- faces -------------------------------------------------------------- */
+
+/*
+ * BlazeFace keypoints, in the model's order. "Right" is the subject's right:
+ * on an upright frontal face the right eye appears on the image's LEFT.
+ */
+enum {
+    VISION_KP_RIGHT_EYE = 0,
+    VISION_KP_LEFT_EYE = 1,
+    VISION_KP_NOSE = 2,
+    VISION_KP_MOUTH = 3,
+    VISION_KP_RIGHT_EAR = 4,
+    VISION_KP_LEFT_EAR = 5,
+    VISION_FACE_KPS = 6
+};
+
+typedef struct {
+    float x1, y1, x2, y2;
+} vision_box;
+
+typedef struct {
+    vision_box box;                /* image pixels */
+    float score;                   /* 0..1 */
+    float kps[VISION_FACE_KPS][2]; /* (x, y) image pixels */
+} vision_face;
+
+/* Intersection over union of two boxes; 0 when either is empty. */
+float vision_box_iou(const vision_box *a, const vision_box *b);
+
+/* BlazeFace (MediaPipe "back"/full-range 256x256 model) constants. */
+#define VISION_BF_INPUT 256
+#define VISION_BF_ANCHORS 896 /* 16x16 cells x 2 anchors, then 8x8 cells x 6 */
+#define VISION_BF_ANCHORS_16 512
+#define VISION_BF_ANCHORS_8 384
+#define VISION_BF_REGS 16 /* cx, cy, w, h, then 6 keypoints (x, y) */
+
+/*
+ * Fills anchors[0..896) with anchor centres in input pixels (0..256): first
+ * the 16x16 grid (stride 16) with two anchors per cell, row-major, then the
+ * 8x8 grid (stride 32) with six per cell. Anchors have a fixed unit size, so
+ * only centres matter.
+ */
+void vision_bf_anchors(float anchors[VISION_BF_ANCHORS][2]);
+
+/*
+ * Decodes one BlazeFace run: score logits and regressors of both grids
+ * (scores16[512], boxes16[512*16], scores8[384], boxes8[384*16]). Each anchor
+ * whose sigmoid score is >= `threshold` becomes a face whose box and
+ * keypoints are mapped through `xf` into image pixels. Writes at most `cap`
+ * faces to `out` (the highest scores are not preferred: raise the threshold
+ * when it overflows) and returns how many it wrote.
+ */
+int vision_bf_decode(const float *scores16, const float *boxes16, const float *scores8,
+                     const float *boxes8, float threshold, const vision_xform *xf, vision_face *out,
+                     int cap);
+
+/*
+ * MediaPipe-style weighted non-maximum suppression, in place: faces are taken
+ * in descending score; every remaining face whose IoU with the current best
+ * is >= `iou` joins its cluster, and the cluster's box and keypoints become
+ * the score-weighted mean of its members, scored with the best member's
+ * score. Returns the number of merged faces, now at faces[0..n) sorted by
+ * descending score. Never allocates more than n entries of scratch; returns
+ * ERR_NOMEM (negative) if that fails.
+ */
+int vision_nms_weighted(vision_face *faces, int n, float iou);
+
+typedef struct {
+    float score_threshold; /* 0 = 0.75 */
+    float iou_threshold;   /* weighted-NMS overlap; 0 = 0.3 */
+    int no_tiles;          /* 1: only the whole image (fast, misses small faces) */
+    int max_faces;         /* 0 = 256; extra faces (lowest scores) are dropped */
+} vision_detect_opts;
+
+/*
+ * Detects faces with the BlazeFace model `det` (a face_detection manifest
+ * with roles scores_16, boxes_16, scores_8, boxes_8 and a 256x256 input).
+ * The detector sees the whole image letterboxed to its input, then
+ * overlapping square tiles at finer scales (never smaller than the input, so
+ * no tile is enlarged), so that faces from ~1/40 of the image's longest side
+ * upwards are found; all detections are merged by weighted NMS. Boxes and
+ * keypoints are in ORIGINAL image pixels (orig_width x orig_height), sorted
+ * by descending score. `opts` may be NULL. On success `*faces` (NULL when
+ * none) is owned by the caller and freed with free(); `*nfaces` >= 0.
+ * Fails with ERR_INVAL for a model that is not a BlazeFace detector, or with
+ * infer_run()'s errors.
+ */
+int vision_detect_faces(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
+                        vision_face **faces, int *nfaces, err_t *e);
+
+/* ---- alignment (pure) --------------------------------------------------- */
+
+/*
+ * Least-squares similarity transform (rotation, uniform scale, translation;
+ * no reflection) mapping src[i] to dst[i], i < n (n >= 2), as the 2x3 matrix
+ * M: dst = M * (x, y, 1). Umeyama's closed form in 2-D. ERR_INVAL when the
+ * source points are all coincident.
+ */
+int vision_similarity(const float (*src)[2], const float (*dst)[2], int n, float M[2][3]);
+
+/*
+ * The canonical positions of the right eye, left eye, nose tip and mouth
+ * centre in a 112x112 crop: ArcFace's template, with the mouth centre taken
+ * as the mean of its two mouth corners.
+ */
+extern const float vision_align_template[4][2];
+
+/*
+ * Warps the face with BlazeFace keypoints `kps` (image pixels) onto an
+ * out_size x out_size RGB crop (packed, out_size*out_size*3 bytes at
+ * `out_rgb`) where the eyes, nose and mouth land on vision_align_template
+ * scaled by out_size/112. Bilinear sampling; outside the image is black.
+ * ERR_INVAL for out_size < 8 or degenerate keypoints.
+ */
+int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][2], int out_size,
+                      uint8_t *out_rgb, err_t *e);
+
+/*
+ * Turns an aligned crop (size x size RGB, size == m->width == m->height)
+ * into the embedder's input tensor (m->width*m->height*3 floats) with the
+ * manifest's mean/std and layout. ERR_INVAL on a size mismatch.
+ */
+int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, float *tensor,
+                       err_t *e);
+
+#endif

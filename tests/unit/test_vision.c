@@ -1,0 +1,604 @@
+/*
+ * test_vision.c — the model-free parts of vision/: decoding (good and hostile
+ * inputs), resampling and tensor packing, BlazeFace anchors and decoding,
+ * weighted NMS, similarity fitting and face alignment.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <vips/vips.h>
+
+#include "vision/vision.h"
+
+#define SAMPLE1 INFERD_TESTDATA "/faceapi/sample1.jpg"
+
+static int setup(void **state)
+{
+    err_t e;
+    (void)state;
+    return vision_init(1, &e);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    vision_shutdown();
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static unsigned char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long n;
+
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static uint32_t crc32_png(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* ---- decode --------------------------------------------------------------- */
+
+static void test_decode_shrinks_and_keeps_original_size(void **state)
+{
+    vision_decode_opts o = {.max_side = 1000};
+    vision_image *img = NULL;
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_decode_file(SAMPLE1, &o, &img, &e), ERR_OK);
+    assert_int_equal(img->orig_width, 1920);
+    assert_int_equal(img->orig_height, 1280);
+    assert_int_equal(img->width, 1000);
+    assert_true(img->height >= 666 && img->height <= 667);
+    vision_image_free(img);
+
+    /* Default: no shrink needed below 2048. */
+    assert_int_equal(vision_decode_file(SAMPLE1, NULL, &img, &e), ERR_OK);
+    assert_int_equal(img->width, 1920);
+    assert_int_equal(img->height, 1280);
+    vision_image_free(img);
+}
+
+static void test_decode_buffer_matches_file(void **state)
+{
+    vision_image *a = NULL, *b = NULL;
+    size_t len;
+    unsigned char *buf = read_all(SAMPLE1, &len);
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_decode_file(SAMPLE1, NULL, &a, &e), ERR_OK);
+    assert_int_equal(vision_decode_buffer(buf, len, NULL, &b, &e), ERR_OK);
+    assert_int_equal(a->width, b->width);
+    assert_int_equal(a->height, b->height);
+    assert_memory_equal(a->rgb, b->rgb, (size_t)a->width * a->height * 3);
+    vision_image_free(a);
+    vision_image_free(b);
+    free(buf);
+}
+
+static void test_decode_bad_inputs(void **state)
+{
+    char dir[] = "/tmp/test_vision_XXXXXX";
+    char path[256];
+    vision_image *img = (vision_image *)1;
+    size_t len;
+    unsigned char *jpg = read_all(SAMPLE1, &len);
+    unsigned char *bad;
+    FILE *f;
+    err_t e;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+
+    /* Zero bytes: file and buffer. */
+    snprintf(path, sizeof(path), "%s/empty.jpg", dir);
+    f = fopen(path, "wb");
+    fclose(f);
+    assert_int_equal(vision_decode_file(path, NULL, &img, &e), ERR_DECODE);
+    assert_null(img);
+    assert_int_equal(vision_decode_buffer(jpg, 0, NULL, &img, &e), ERR_DECODE);
+    unlink(path);
+
+    /* Text file. */
+    snprintf(path, sizeof(path), "%s/notes.jpg", dir);
+    f = fopen(path, "wb");
+    fputs("this is not an image, just some text\n", f);
+    fclose(f);
+    assert_int_equal(vision_decode_file(path, NULL, &img, &e), ERR_DECODE);
+    assert_true(strlen(e.msg) > 0);
+    unlink(path);
+
+    /* Missing file. */
+    assert_int_equal(vision_decode_file("/nonexistent/x.jpg", NULL, &img, &e), ERR_DECODE);
+
+    /* Truncated JPEG: the first third, as a buffer and as a file. */
+    assert_int_equal(vision_decode_buffer(jpg, len / 3, NULL, &img, &e), ERR_DECODE);
+    assert_null(img);
+    snprintf(path, sizeof(path), "%s/cut.jpg", dir);
+    f = fopen(path, "wb");
+    fwrite(jpg, 1, len / 3, f);
+    fclose(f);
+    assert_int_equal(vision_decode_file(path, NULL, &img, &e), ERR_DECODE);
+    assert_non_null(strstr(e.msg, "truncated"));
+    unlink(path);
+
+    /* Corrupt JPEG: garbage over the entropy-coded data after the header. */
+    bad = malloc(len);
+    memcpy(bad, jpg, len);
+    for (size_t i = len / 4; i < len / 4 + 4096; i++)
+        bad[i] = (unsigned char)(i * 131u + 7u);
+    for (size_t i = len / 2; i < len - 2; i++)
+        bad[i] = 0xff;
+    {
+        int rc = vision_decode_buffer(bad, len, NULL, &img, &e);
+        /* libjpeg may recover from some corruption; it must never crash or lie. */
+        assert_true(rc == ERR_DECODE || rc == ERR_OK);
+        if (rc == ERR_OK)
+            vision_image_free(img);
+    }
+    /* Corrupt header: SOI then nonsense. */
+    memset(bad + 2, 0x5a, 200);
+    assert_int_equal(vision_decode_buffer(bad, len, NULL, &img, &e), ERR_DECODE);
+    free(bad);
+    free(jpg);
+    rmdir(dir);
+}
+
+static void test_decode_refuses_bombs_from_header(void **state)
+{
+    /* PNG signature + IHDR claiming 100000 x 100000 RGB, then IEND. */
+    unsigned char png[8 + 25 + 12 + 12];
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    vision_image *img = NULL;
+    vision_decode_opts small = {.max_pixels = 1000};
+    size_t len;
+    unsigned char *jpg;
+    err_t e;
+    (void)state;
+
+    memcpy(png, sig, 8);
+    put32(png + 8, 13);
+    memcpy(png + 12, "IHDR", 4);
+    put32(png + 16, 100000);
+    put32(png + 20, 100000);
+    png[24] = 8; /* bit depth */
+    png[25] = 2; /* RGB */
+    png[26] = png[27] = png[28] = 0;
+    put32(png + 29, crc32_png(png + 12, 17));
+    put32(png + 33, 0); /* an empty IDAT */
+    memcpy(png + 37, "IDAT", 4);
+    put32(png + 41, crc32_png(png + 37, 4));
+    put32(png + 45, 0);
+    memcpy(png + 49, "IEND", 4);
+    put32(png + 53, crc32_png(png + 49, 4));
+    assert_int_equal(vision_decode_buffer(png, sizeof(png), NULL, &img, &e), ERR_TOOBIG);
+    assert_null(img);
+    assert_non_null(strstr(e.msg, "100000x100000"));
+
+    /* A real image over a small cap. */
+    jpg = read_all(SAMPLE1, &len);
+    assert_int_equal(vision_decode_buffer(jpg, len, &small, &img, &e), ERR_TOOBIG);
+    free(jpg);
+}
+
+static void test_decode_exif_rotation_and_alpha(void **state)
+{
+    VipsImage *src, *rgba;
+    void *buf = NULL;
+    size_t len = 0;
+    vision_image *img = NULL;
+    unsigned char px[300 * 200 * 4];
+    err_t e;
+    (void)state;
+
+    /* 300x200 RGBA: left half opaque red, right half fully transparent. */
+    for (int y = 0; y < 200; y++)
+        for (int x = 0; x < 300; x++) {
+            unsigned char *p = px + (y * 300 + x) * 4;
+            p[0] = 200;
+            p[1] = 10;
+            p[2] = 10;
+            p[3] = x < 150 ? 255 : 0;
+        }
+    rgba = vips_image_new_from_memory(px, sizeof(px), 300, 200, 4, VIPS_FORMAT_UCHAR);
+    assert_non_null(rgba);
+    assert_int_equal(vips_pngsave_buffer(rgba, &buf, &len, NULL), 0);
+    assert_int_equal(vision_decode_buffer(buf, len, NULL, &img, &e), ERR_OK);
+    g_free(buf);
+    assert_int_equal(img->width, 300);
+    /* Opaque stays red, transparent became white. */
+    assert_int_equal(img->rgb[(100 * 300 + 10) * 3 + 0], 200);
+    assert_int_equal(img->rgb[(100 * 300 + 290) * 3 + 0], 255);
+    assert_int_equal(img->rgb[(100 * 300 + 290) * 3 + 1], 255);
+    vision_image_free(img);
+
+    /* JPEG with EXIF orientation 6 (rotate 90 cw): decoded upright as 200x300. */
+    assert_int_equal(vips_extract_band(rgba, &src, 0, "n", 3, NULL), 0);
+    g_object_unref(rgba);
+    {
+        VipsImage *cp;
+        assert_int_equal(vips_copy(src, &cp, NULL), 0);
+        vips_image_set_int(cp, VIPS_META_ORIENTATION, 6);
+        assert_int_equal(vips_jpegsave_buffer(cp, &buf, &len, NULL), 0);
+        g_object_unref(cp);
+    }
+    g_object_unref(src);
+    assert_int_equal(vision_decode_buffer(buf, len, NULL, &img, &e), ERR_OK);
+    g_free(buf);
+    assert_int_equal(img->width, 200);
+    assert_int_equal(img->height, 300);
+    assert_int_equal(img->orig_width, 200);
+    assert_int_equal(img->orig_height, 300);
+    /* The red (formerly left) half is now on top. */
+    assert_true(img->rgb[(10 * 200 + 100) * 3 + 0] > 150);
+    assert_true(img->rgb[(10 * 200 + 100) * 3 + 1] < 80);
+    vision_image_free(img);
+}
+
+/* ---- preprocessing ------------------------------------------------------ */
+
+static void test_resample_area_and_pad(void **state)
+{
+    /* 4x4 image: value = 10*x + y in every channel. */
+    uint8_t rgb[4 * 4 * 3];
+    float out[2 * 2 * 3], big[4 * 4 * 3];
+    const float pad[3] = {100, 100, 100};
+    (void)state;
+
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[(y * 4 + x) * 3 + c] = (uint8_t)(10 * x + y);
+    /* 2x shrink: mean of each 2x2 block. */
+    assert_int_equal(vision_resample(rgb, 4, 4, 0, 0, 4, 4, 2, 2, pad, out), 0);
+    assert_float_equal(out[0], (0 + 1 + 10 + 11) / 4.0f, 1e-4);
+    assert_float_equal(out[(1 * 2 + 1) * 3], (22 + 23 + 32 + 33) / 4.0f, 1e-4);
+    /* Rectangle half outside on the left: the left output column is all pad. */
+    assert_int_equal(vision_resample(rgb, 4, 4, -4, 0, 8, 4, 2, 1, pad, out), 0);
+    assert_float_equal(out[0], 100, 1e-4);
+    /* Identity size: exact copy. */
+    assert_int_equal(vision_resample(rgb, 4, 4, 0, 0, 4, 4, 4, 4, pad, big), 0);
+    for (int i = 0; i < 4 * 4 * 3; i++)
+        assert_float_equal(big[i], rgb[i], 1e-4);
+    assert_int_equal(vision_resample(rgb, 4, 4, 0, 0, 0, 4, 2, 2, pad, out), ERR_INVAL);
+}
+
+static void test_pack_tensor_layouts(void **state)
+{
+    model_manifest m;
+    float hwc[2 * 1 * 3] = {0, 127.5f, 255, 10, 20, 30};
+    float t[6];
+    (void)state;
+
+    memset(&m, 0, sizeof(m));
+    m.width = 2;
+    m.height = 1;
+    m.channels = 3;
+    for (int c = 0; c < 3; c++) {
+        m.mean[c] = 127.5f;
+        m.std[c] = 127.5f;
+    }
+    m.layout = LAYOUT_NHWC;
+    assert_int_equal(vision_pack_tensor(hwc, &m, t), 0);
+    assert_float_equal(t[0], -1, 1e-6);
+    assert_float_equal(t[1], 0, 1e-6);
+    assert_float_equal(t[2], 1, 1e-6);
+    m.layout = LAYOUT_NCHW;
+    assert_int_equal(vision_pack_tensor(hwc, &m, t), 0);
+    /* Plane R = pixels 0,1; plane G; plane B. */
+    assert_float_equal(t[0], -1, 1e-6);
+    assert_float_equal(t[1], (10 - 127.5f) / 127.5f, 1e-6);
+    assert_float_equal(t[2], 0, 1e-6);
+    assert_float_equal(t[5], (30 - 127.5f) / 127.5f, 1e-6);
+    m.std[1] = 0;
+    assert_int_equal(vision_pack_tensor(hwc, &m, t), ERR_INVAL);
+}
+
+static void test_preprocess_letterbox(void **state)
+{
+    vision_image *img;
+    model_manifest m;
+    vision_xform xf;
+    float *t;
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_image_new(512, 256, &img, &e), 0);
+    memset(img->rgb, 255, 512 * 256 * 3);
+    memset(&m, 0, sizeof(m));
+    m.width = m.height = 256;
+    m.channels = 3;
+    m.std[0] = m.std[1] = m.std[2] = 1;
+    t = malloc(sizeof(float) * 256 * 256 * 3);
+    assert_int_equal(vision_preprocess(img, &m, 1, t, &xf, &e), 0);
+    assert_float_equal(xf.scale, 2, 1e-6);
+    assert_float_equal(xf.x0, 0, 1e-6);
+    assert_float_equal(xf.y0, -128, 1e-6);
+    /* Top quarter is black padding, middle is the white image. */
+    assert_float_equal(t[(10 * 256 + 100) * 3], 0, 1e-4);
+    assert_float_equal(t[(128 * 256 + 100) * 3], 255, 1e-3);
+    /* Stretch: all white. */
+    assert_int_equal(vision_preprocess(img, &m, 0, t, &xf, &e), 0);
+    assert_float_equal(t[(10 * 256 + 100) * 3], 255, 1e-3);
+    free(t);
+    vision_image_free(img);
+}
+
+/* ---- BlazeFace ---------------------------------------------------------- */
+
+static void test_anchors(void **state)
+{
+    float a[VISION_BF_ANCHORS][2];
+    (void)state;
+
+    vision_bf_anchors(a);
+    /* 16x16 grid, stride 16, two anchors per cell. */
+    assert_float_equal(a[0][0], 8, 1e-6);
+    assert_float_equal(a[0][1], 8, 1e-6);
+    assert_float_equal(a[1][0], 8, 1e-6);
+    assert_float_equal(a[2][0], 24, 1e-6);
+    assert_float_equal(a[2 * 16][1], 24, 1e-6);
+    assert_float_equal(a[511][0], 248, 1e-6);
+    assert_float_equal(a[511][1], 248, 1e-6);
+    /* 8x8 grid, stride 32, six anchors per cell. */
+    assert_float_equal(a[512][0], 16, 1e-6);
+    assert_float_equal(a[512][1], 16, 1e-6);
+    assert_float_equal(a[517][0], 16, 1e-6);
+    assert_float_equal(a[518][0], 48, 1e-6);
+    assert_float_equal(a[512 + 6 * 8][1], 48, 1e-6);
+    assert_float_equal(a[895][0], 240, 1e-6);
+    assert_float_equal(a[895][1], 240, 1e-6);
+}
+
+static void test_bf_decode_synthetic(void **state)
+{
+    static float s16[512], b16[512 * 16], s8[384], b8[384 * 16];
+    vision_face f[8];
+    vision_xform xf = {10, 20, 2};
+    float *r;
+    int n;
+    (void)state;
+
+    for (int i = 0; i < 512; i++)
+        s16[i] = -10;
+    for (int i = 0; i < 384; i++)
+        s8[i] = -10;
+    memset(b16, 0, sizeof(b16));
+    memset(b8, 0, sizeof(b8));
+    /* Anchor 3: 16-grid cell (1, 0), second anchor, centre (24, 8). */
+    s16[3] = 2.0f;
+    r = b16 + 3 * 16;
+    r[0] = 2;
+    r[1] = -1;
+    r[2] = 40;
+    r[3] = 50;
+    r[4] = -10; /* right eye dx */
+    r[5] = -5;
+    /* 8-grid anchor 6*9 + 2: cell (1, 1), centre (48, 48); below threshold. */
+    s8[6 * 9 + 2] = 0.5f; /* sigmoid 0.62 */
+    b8[(6 * 9 + 2) * 16 + 2] = 30;
+    b8[(6 * 9 + 2) * 16 + 3] = 30;
+
+    n = vision_bf_decode(s16, b16, s8, b8, 0.75f, &xf, f, 8);
+    assert_int_equal(n, 1);
+    assert_float_equal(f[0].score, 1.0f / (1.0f + expf(-2.0f)), 1e-5);
+    /* centre (26, 7) in input px, size 40x50 -> image: x0 + u*2 */
+    assert_float_equal(f[0].box.x1, 10 + (26 - 20) * 2, 1e-4);
+    assert_float_equal(f[0].box.x2, 10 + (26 + 20) * 2, 1e-4);
+    assert_float_equal(f[0].box.y1, 20 + (7 - 25) * 2, 1e-4);
+    assert_float_equal(f[0].box.y2, 20 + (7 + 25) * 2, 1e-4);
+    assert_float_equal(f[0].kps[VISION_KP_RIGHT_EYE][0], 10 + (24 - 10) * 2, 1e-4);
+    assert_float_equal(f[0].kps[VISION_KP_RIGHT_EYE][1], 20 + (8 - 5) * 2, 1e-4);
+    assert_float_equal(f[0].kps[VISION_KP_NOSE][0], 10 + 24 * 2, 1e-4);
+
+    n = vision_bf_decode(s16, b16, s8, b8, 0.6f, &xf, f, 8);
+    assert_int_equal(n, 2);
+    assert_float_equal(f[1].box.x1, 10 + (48 - 15) * 2, 1e-4);
+    /* cap */
+    assert_int_equal(vision_bf_decode(s16, b16, s8, b8, 0.6f, &xf, f, 1), 1);
+}
+
+static vision_face mkface(float x1, float y1, float x2, float y2, float score)
+{
+    vision_face f;
+    memset(&f, 0, sizeof(f));
+    f.box.x1 = x1;
+    f.box.y1 = y1;
+    f.box.x2 = x2;
+    f.box.y2 = y2;
+    f.score = score;
+    for (int k = 0; k < VISION_FACE_KPS; k++) {
+        f.kps[k][0] = (x1 + x2) / 2;
+        f.kps[k][1] = (y1 + y2) / 2;
+    }
+    return f;
+}
+
+static void test_iou(void **state)
+{
+    vision_box a = {0, 0, 10, 10}, b = {5, 0, 15, 10}, c = {20, 20, 30, 30}, z = {0, 0, 0, 5};
+    (void)state;
+    assert_float_equal(vision_box_iou(&a, &a), 1, 1e-6);
+    assert_float_equal(vision_box_iou(&a, &b), 50.0f / 150.0f, 1e-6);
+    assert_float_equal(vision_box_iou(&a, &c), 0, 1e-6);
+    assert_float_equal(vision_box_iou(&a, &z), 0, 1e-6);
+}
+
+static void test_nms_weighted(void **state)
+{
+    vision_face f[4];
+    int n;
+    (void)state;
+
+    /* Two overlapping (IoU 0.82) blend by score; a far one stays; a weak one in order. */
+    f[0] = mkface(0, 0, 100, 100, 0.6f);
+    f[1] = mkface(10, 0, 110, 100, 0.9f);
+    f[2] = mkface(500, 500, 600, 600, 0.8f);
+    f[3] = mkface(60, 0, 160, 100, 0.7f); /* IoU with f[1] 0.33 -> merged too */
+    n = vision_nms_weighted(f, 4, 0.3f);
+    assert_int_equal(n, 2);
+    assert_float_equal(f[0].score, 0.9f, 1e-6);
+    assert_float_equal(f[0].box.x1, (0.9f * 10 + 0.6f * 0 + 0.7f * 60) / 2.2f, 1e-3);
+    assert_float_equal(f[0].kps[0][0], (0.9f * 60 + 0.6f * 50 + 0.7f * 110) / 2.2f, 1e-3);
+    assert_float_equal(f[1].score, 0.8f, 1e-6);
+    assert_float_equal(f[1].box.x1, 500, 1e-4);
+
+    /* Higher IoU threshold: the 0.33 overlap survives on its own. */
+    f[0] = mkface(0, 0, 100, 100, 0.6f);
+    f[1] = mkface(10, 0, 110, 100, 0.9f);
+    f[2] = mkface(60, 0, 160, 100, 0.7f);
+    n = vision_nms_weighted(f, 3, 0.5f);
+    assert_int_equal(n, 2);
+    assert_float_equal(f[1].score, 0.7f, 1e-6);
+    assert_float_equal(f[1].box.x1, 60, 1e-4);
+
+    assert_int_equal(vision_nms_weighted(f, 0, 0.3f), 0);
+}
+
+/* ---- alignment ---------------------------------------------------------- */
+
+static void test_similarity_recovers_transform(void **state)
+{
+    const double s = 1.7, th = 20 * M_PI / 180, tx = 31.5, ty = -12.25;
+    float src[4][2], dst[4][2], M[2][3];
+    (void)state;
+
+    for (int i = 0; i < 4; i++) {
+        src[i][0] = vision_align_template[i][0] * 3 + 100;
+        src[i][1] = vision_align_template[i][1] * 2.5f + 40;
+        dst[i][0] = (float)(s * (cos(th) * src[i][0] - sin(th) * src[i][1]) + tx);
+        dst[i][1] = (float)(s * (sin(th) * src[i][0] + cos(th) * src[i][1]) + ty);
+    }
+    assert_int_equal(vision_similarity((const float(*)[2])src, (const float(*)[2])dst, 4, M), 0);
+    assert_float_equal(M[0][0], s * cos(th), 1e-4);
+    assert_float_equal(M[0][1], -s * sin(th), 1e-4);
+    assert_float_equal(M[1][0], s * sin(th), 1e-4);
+    assert_float_equal(M[1][1], s * cos(th), 1e-4);
+    assert_float_equal(M[0][2], tx, 1e-2);
+    assert_float_equal(M[1][2], ty, 1e-2);
+
+    /* A mirrored target is not reachable: the fit must not reflect. */
+    for (int i = 0; i < 4; i++)
+        dst[i][0] = -src[i][0];
+    assert_int_equal(vision_similarity((const float(*)[2])src, (const float(*)[2])dst, 4, M), 0);
+    assert_true(M[0][0] * M[1][1] - M[0][1] * M[1][0] >= 0);
+
+    for (int i = 0; i < 4; i++) {
+        src[i][0] = 5;
+        src[i][1] = 5;
+    }
+    assert_int_equal(vision_similarity((const float(*)[2])src, (const float(*)[2])dst, 4, M),
+                     ERR_INVAL);
+}
+
+static void test_align_face_samples_through_transform(void **state)
+{
+    vision_image *img;
+    float kps[VISION_FACE_KPS][2];
+    uint8_t crop[112 * 112 * 3];
+    err_t e;
+    (void)state;
+
+    /* Gradient image: R = x / 2, G = y / 2. */
+    assert_int_equal(vision_image_new(400, 400, &img, &e), 0);
+    for (int y = 0; y < 400; y++)
+        for (int x = 0; x < 400; x++) {
+            img->rgb[(y * 400 + x) * 3 + 0] = (uint8_t)(x / 2);
+            img->rgb[(y * 400 + x) * 3 + 1] = (uint8_t)(y / 2);
+        }
+    /* The face is the template scaled by 2 and shifted by (50, 60). */
+    memset(kps, 0, sizeof(kps));
+    for (int i = 0; i < 4; i++) {
+        kps[i][0] = vision_align_template[i][0] * 2 + 50;
+        kps[i][1] = vision_align_template[i][1] * 2 + 60;
+    }
+    assert_int_equal(vision_align_face(img, (const float(*)[2])kps, 112, crop, &e), 0);
+    for (int v = 0; v < 112; v += 37)
+        for (int u = 0; u < 112; u += 29) {
+            /* Output centre (u+.5, v+.5) -> source (2u+51, 2v+61): R ~ (2u+50.5)/2 */
+            const uint8_t *p = crop + (v * 112 + u) * 3;
+            assert_true(fabs(p[0] - (u + 25.25)) <= 1.0);
+            assert_true(fabs(p[1] - (v + 30.25)) <= 1.0);
+        }
+    assert_int_equal(vision_align_face(img, (const float(*)[2])kps, 4, crop, &e), ERR_INVAL);
+    vision_image_free(img);
+}
+
+static void test_face_tensor(void **state)
+{
+    model_manifest m;
+    uint8_t crop[112 * 112 * 3];
+    float *t = malloc(sizeof(float) * 112 * 112 * 3);
+    err_t e;
+    (void)state;
+
+    memset(&m, 0, sizeof(m));
+    m.width = m.height = 112;
+    m.channels = 3;
+    m.std[0] = m.std[1] = m.std[2] = 1;
+    memset(crop, 7, sizeof(crop));
+    assert_int_equal(vision_face_tensor(crop, 112, &m, t, &e), 0);
+    assert_float_equal(t[12345], 7, 1e-6);
+    assert_int_equal(vision_face_tensor(crop, 96, &m, t, &e), ERR_INVAL);
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_shrinks_and_keeps_original_size),
+        cmocka_unit_test(test_decode_buffer_matches_file),
+        cmocka_unit_test(test_decode_bad_inputs),
+        cmocka_unit_test(test_decode_refuses_bombs_from_header),
+        cmocka_unit_test(test_decode_exif_rotation_and_alpha),
+        cmocka_unit_test(test_resample_area_and_pad),
+        cmocka_unit_test(test_pack_tensor_layouts),
+        cmocka_unit_test(test_preprocess_letterbox),
+        cmocka_unit_test(test_anchors),
+        cmocka_unit_test(test_bf_decode_synthetic),
+        cmocka_unit_test(test_iou),
+        cmocka_unit_test(test_nms_weighted),
+        cmocka_unit_test(test_similarity_recovers_transform),
+        cmocka_unit_test(test_align_face_samples_through_transform),
+        cmocka_unit_test(test_face_tensor),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
