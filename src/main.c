@@ -1,15 +1,248 @@
 /*
- * main.c — the inferd binary: dispatches subcommands.
+ * main.c — the inferd binary: parses the command line and dispatches
+ * subcommands. Each subcommand validates its own flags and exits 2 on a usage
+ * error, naming the flag.
+ *
+ *   inferd analyze [options] IMAGE...   run every model on images, print JSON lines
+ *   inferd version                      versions of inferd and its runtimes
  */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <vips/vips.h>
+
+#include "infer/infer.h"
+#include "pipeline/analyze.h"
+#include "util/log.h"
+
+static const char usage_top[] =
+    "usage: inferd COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  analyze IMAGE...   run face detection, face and image embedding on image files and\n"
+    "                     print one JSON object per image per line\n"
+    "  version            print versions of inferd, ONNX Runtime and libvips\n"
+    "  help [COMMAND]     show help\n";
+
+static const char usage_analyze[] =
+    "usage: inferd analyze [options] IMAGE...\n"
+    "\n"
+    "Prints one JSON object per image per line:\n"
+    "  {\"path\", \"width\", \"height\", \"image_embedding\": {\"model\", \"dim\", \"norm\"},\n"
+    "   \"nsfw\": {class: score}, \"faces\": [{\"box\": [x1,y1,x2,y2], \"score\",\n"
+    "   \"keypoints\": [[x,y],...], \"embedding\": {\"model\", \"dim\"}}], \"timings_ms\": {...}}\n"
+    "An image that fails prints {\"path\", \"error\": {\"code\", \"message\"}} and the next\n"
+    "image is processed. Exit status: 0 when every image succeeded, 1 when any failed,\n"
+    "2 on a usage or model loading error.\n"
+    "\n"
+    "options (each also read from the environment variable shown):\n"
+    "  --models-dir DIR        model directories (INFERD_MODELS_DIR; default var/models)\n"
+    "  --detector NAME         face detector model (INFERD_DETECTOR; default " PIPELINE_DEFAULT_DETECTOR ")\n"
+    "  --face-embedder NAME    face embedder, \"\" to skip (INFERD_FACE_EMBEDDER; default " PIPELINE_DEFAULT_FACE_EMBEDDER ")\n"
+    "  --image-embedder NAME   image embedder, \"\" to skip (INFERD_IMAGE_EMBEDDER; default " PIPELINE_DEFAULT_IMAGE_EMBEDDER ")\n"
+    "  --vectors               include embedding vectors in the output\n"
+    "  --intra-op-threads N    ONNX Runtime threads per run (INFERD_INTRA_OP_THREADS; default 0 = all cores)\n"
+    "  --max-side N            shrink images on load to this longest side (INFERD_MAX_SIDE; default 2048)\n"
+    "  --max-pixels N          refuse images with more pixels than this (INFERD_MAX_PIXELS; default 100000000)\n"
+    "  --face-threshold F      face detection score threshold 0..1 (INFERD_FACE_THRESHOLD; default 0.75)\n"
+    "  --no-tiles              detect on the whole image only (faster, misses small faces)\n"
+    "  --verify-models         check each model file's sha256 against its manifest at load\n"
+    "  -v, --verbose           debug logging\n";
+
+/* Parses a decimal integer in [lo, hi] or exits 2 naming `flag`. */
+static long long parse_int(const char *flag, const char *s, long long lo, long long hi)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "inferd: %s: expected an integer in %lld..%lld, got \"%s\"\n", flag, lo,
+                hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+static float parse_float(const char *flag, const char *s, float lo, float hi)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (*s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "inferd: %s: expected a number in %g..%g, got \"%s\"\n", flag, lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v != NULL ? v : def;
+}
+
+static void print_error_line(const char *path, const err_t *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "path", json_string(path));
+    json_t *er = json_object();
+    json_object_set_new(er, "code", json_string(err_name(e->code)));
+    json_object_set_new(er, "message", json_string(e->msg));
+    json_object_set_new(o, "error", er);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    puts(s);
+    free(s);
+    json_decref(o);
+}
+
+static int cmd_analyze(int argc, char **argv)
+{
+    pipeline_opts o = {0};
+    o.models_dir = env_or("INFERD_MODELS_DIR", "var/models");
+    o.detector = env_or("INFERD_DETECTOR", NULL);
+    o.face_embedder = env_or("INFERD_FACE_EMBEDDER", NULL);
+    o.image_embedder = env_or("INFERD_IMAGE_EMBEDDER", NULL);
+    const char *v;
+    if ((v = getenv("INFERD_INTRA_OP_THREADS")) != NULL)
+        o.intra_op_threads = (int)parse_int("INFERD_INTRA_OP_THREADS", v, 0, 1024);
+    if ((v = getenv("INFERD_MAX_SIDE")) != NULL)
+        o.decode.max_side = (int)parse_int("INFERD_MAX_SIDE", v, 64, 65535);
+    if ((v = getenv("INFERD_MAX_PIXELS")) != NULL)
+        o.decode.max_pixels = parse_int("INFERD_MAX_PIXELS", v, 1, 1LL << 40);
+    if ((v = getenv("INFERD_FACE_THRESHOLD")) != NULL)
+        o.detect.score_threshold = parse_float("INFERD_FACE_THRESHOLD", v, 0.01f, 1.0f);
+    int with_vectors = 0;
+
+    enum { O_MODELS = 256, O_DET, O_FEMB, O_IEMB, O_VEC, O_THREADS, O_SIDE, O_PIX, O_THR, O_NOTILES,
+           O_VERIFY };
+    static const struct option lopts[] = {
+        {"models-dir", required_argument, 0, O_MODELS},
+        {"detector", required_argument, 0, O_DET},
+        {"face-embedder", required_argument, 0, O_FEMB},
+        {"image-embedder", required_argument, 0, O_IEMB},
+        {"vectors", no_argument, 0, O_VEC},
+        {"intra-op-threads", required_argument, 0, O_THREADS},
+        {"max-side", required_argument, 0, O_SIDE},
+        {"max-pixels", required_argument, 0, O_PIX},
+        {"face-threshold", required_argument, 0, O_THR},
+        {"no-tiles", no_argument, 0, O_NOTILES},
+        {"verify-models", no_argument, 0, O_VERIFY},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "vh", lopts, NULL)) != -1) {
+        switch (c) {
+        case O_MODELS:
+            o.models_dir = optarg;
+            break;
+        case O_DET:
+            o.detector = optarg;
+            break;
+        case O_FEMB:
+            o.face_embedder = optarg;
+            break;
+        case O_IEMB:
+            o.image_embedder = optarg;
+            break;
+        case O_VEC:
+            with_vectors = 1;
+            break;
+        case O_THREADS:
+            o.intra_op_threads = (int)parse_int("--intra-op-threads", optarg, 0, 1024);
+            break;
+        case O_SIDE:
+            o.decode.max_side = (int)parse_int("--max-side", optarg, 64, 65535);
+            break;
+        case O_PIX:
+            o.decode.max_pixels = parse_int("--max-pixels", optarg, 1, 1LL << 40);
+            break;
+        case O_THR:
+            o.detect.score_threshold = parse_float("--face-threshold", optarg, 0.01f, 1.0f);
+            break;
+        case O_NOTILES:
+            o.detect.no_tiles = 1;
+            break;
+        case O_VERIFY:
+            o.verify_models = 1;
+            break;
+        case 'v':
+            log_set_level(LOG_DEBUG);
+            break;
+        case 'h':
+            fputs(usage_analyze, stdout);
+            return 0;
+        default:
+            fputs(usage_analyze, stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "inferd analyze: no IMAGE given\n%s", usage_analyze);
+        return 2;
+    }
+    err_t e;
+    err_clear(&e);
+    pipeline *p = NULL;
+    if (pipeline_new(&o, &p, &e) != ERR_OK) {
+        fprintf(stderr, "inferd analyze: %s\n", e.msg);
+        return 2;
+    }
+    int failed = 0;
+    for (int i = optind; i < argc; i++) {
+        analysis *a = NULL;
+        err_clear(&e);
+        if (pipeline_analyze_file(p, argv[i], &a, &e) != ERR_OK) {
+            print_error_line(argv[i], &e);
+            failed = 1;
+        } else {
+            json_t *j = json_object();
+            json_object_set_new(j, "path", json_string(argv[i]));
+            json_t *r = analysis_to_json(a, with_vectors);
+            json_object_update(j, r);
+            json_decref(r);
+            char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(7));
+            puts(s);
+            free(s);
+            json_decref(j);
+            analysis_free(a);
+        }
+        fflush(stdout);
+    }
+    pipeline_free(p);
+    vision_shutdown();
+    return failed;
+}
+
+static int cmd_version(void)
+{
+    printf("inferd %s\nonnxruntime %s (C API %d)\nlibvips %s\njansson %s\n", INFERD_VERSION,
+           infer_runtime_version(), infer_api_version(), vips_version_string(),
+           JANSSON_VERSION);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("inferd %s\n", INFERD_VERSION);
+    if (argc < 2) {
+        fputs(usage_top, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "analyze") == 0)
+        return cmd_analyze(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && strcmp(argv[2], "analyze") == 0)
+            fputs(usage_analyze, stdout);
+        else
+            fputs(usage_top, stdout);
         return 0;
     }
-    fprintf(stderr, "usage: inferd analyze IMAGE...\n");
+    fprintf(stderr, "inferd: unknown command \"%s\"\n%s", cmd, usage_top);
     return 2;
 }

@@ -76,6 +76,11 @@ const char *infer_runtime_version(void)
     return OrtGetApiBase()->GetVersionString();
 }
 
+int infer_api_version(void)
+{
+    return ORT_API_VERSION;
+}
+
 int infer_env_new(const infer_env_opts *opts, infer_env **out, err_t *e)
 {
     infer_env_opts o = {0};
@@ -282,6 +287,11 @@ const model_manifest *infer_model_manifest(const infer_model *m)
 size_t infer_input_size(const infer_model *m)
 {
     return (size_t)m->man.width * (size_t)m->man.height * (size_t)m->man.channels;
+}
+
+int infer_fixed_batch(const infer_model *m)
+{
+    return m->in_shape.dims[0] > 0 ? (int)m->in_shape.dims[0] : 0;
 }
 
 int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,

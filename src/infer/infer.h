@@ -43,6 +43,9 @@ void infer_env_free(infer_env *env);
 /* ONNX Runtime library version string ("1.22.0"); static storage. */
 const char *infer_runtime_version(void);
 
+/* The ORT C API version inferd was compiled against (the headers'). */
+int infer_api_version(void);
+
 /*
  * Loads the model directory `dir` (manifest.json + model file) into one
  * session. Checks that the manifest's input and output names exist in the
@@ -64,6 +67,12 @@ const model_manifest *infer_model_manifest(const infer_model *m);
  * (width * height * channels from the manifest).
  */
 size_t infer_input_size(const infer_model *m);
+
+/*
+ * The batch size the model's input requires: its fixed first dimension, or 0
+ * when the batch is dynamic (any batch >= 1 is accepted).
+ */
+int infer_fixed_batch(const infer_model *m);
 
 /* One output request for infer_run(). */
 typedef struct {

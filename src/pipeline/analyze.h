@@ -1,0 +1,111 @@
+/*
+ * pipeline/analyze.h — one image through every model: decode, image
+ * embedding (+ NSFW scores), face detection, alignment, face embedding.
+ *
+ * This is the unit of work a worker slot runs for a job, and what
+ * `inferd analyze` prints. It owns the three loaded models; the daemon will
+ * create one pipeline per process and call pipeline_analyze from every slot.
+ *
+ * Threading: pipeline_new/free on one thread; pipeline_analyze_* may run
+ * concurrently on one pipeline (the models are shared read-only, ORT runs are
+ * thread-safe, every buffer is per call).
+ */
+#ifndef INFERD_PIPELINE_ANALYZE_H
+#define INFERD_PIPELINE_ANALYZE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "infer/infer.h"
+#include "util/err.h"
+#include "vision/vision.h"
+
+typedef struct pipeline pipeline;
+
+#define PIPELINE_DEFAULT_DETECTOR "blazeface-back-256"
+#define PIPELINE_DEFAULT_FACE_EMBEDDER "mobileface"
+#define PIPELINE_DEFAULT_IMAGE_EMBEDDER "mobilenet-v2-mid"
+
+typedef struct {
+    const char *models_dir;     /* directory holding one folder per model */
+    const char *detector;       /* model names; NULL = defaults above */
+    const char *face_embedder;  /* "" disables face embedding */
+    const char *image_embedder; /* "" disables image embedding */
+    int intra_op_threads;       /* 0 = ORT default */
+    int verify_models;          /* check each model file's sha256 at load */
+    vision_decode_opts decode;
+    vision_detect_opts detect;
+} pipeline_opts;
+
+/* Stages, in order, as reported in timings_ms. */
+typedef enum {
+    STAGE_DECODE = 0,
+    STAGE_IMAGE_EMBEDDING,
+    STAGE_FACE_DETECTION,
+    STAGE_FACE_ALIGNMENT,
+    STAGE_FACE_EMBEDDING,
+    STAGE_COUNT
+} pipeline_stage;
+
+/* "decode", "image_embedding", ...; static storage. */
+const char *pipeline_stage_name(pipeline_stage s);
+
+typedef struct {
+    vision_face det;  /* box, score, keypoints in original pixels */
+    float *embedding; /* L2-normalised, face_dim floats; NULL without a face embedder */
+} analysis_face;
+
+typedef struct {
+    int width, height; /* original (upright) image size */
+    /* Image embedding: L2-normalised; `image_norm` is the norm before. */
+    const char *image_model; /* NULL when disabled; points into the pipeline */
+    int image_dim;
+    float image_norm;
+    float *image_embedding;
+    /* Class scores of the image model's "nsfw" output, labels from its manifest. */
+    int nnsfw;
+    char *const *nsfw_labels;
+    float nsfw[MANIFEST_MAX_LABELS];
+    const char *face_model; /* NULL when disabled */
+    int face_dim;
+    int nfaces;
+    analysis_face *faces;
+    double timings_ms[STAGE_COUNT];
+    double total_ms;
+} analysis;
+
+/*
+ * Loads the models named in `opts` from opts->models_dir and starts libvips
+ * (vision_init). `*out` is owned by the caller: release with pipeline_free().
+ * Fails with the model loader's errors, naming the model directory.
+ */
+int pipeline_new(const pipeline_opts *opts, pipeline **out, err_t *e);
+
+/* Frees the models and the runtime. NULL is a no-op. */
+void pipeline_free(pipeline *p);
+
+/* The manifest of the model loaded for `task`, or NULL when that stage is off. Lives as
+ * long as `p`. */
+const model_manifest *pipeline_model(const pipeline *p, model_task task);
+
+/*
+ * Runs every stage on the image file at `path` (or on `len` bytes at `buf`).
+ * On success `*out` is owned by the caller: release with analysis_free().
+ * Fails with ERR_DECODE / ERR_TOOBIG for bad images, infer errors otherwise.
+ */
+int pipeline_analyze_file(pipeline *p, const char *path, analysis **out, err_t *e);
+int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, analysis **out, err_t *e);
+
+/* Frees a result. NULL is a no-op. */
+void analysis_free(analysis *a);
+
+/*
+ * The result as a new JSON object (the shape `inferd analyze` prints and the
+ * API reuses): width, height, image_embedding {model, dim, norm[, vector]},
+ * nsfw {label: score}, faces [{box, score, keypoints, embedding {model, dim
+ * [, vector]}}], timings_ms. Vectors only when `with_vectors`. The caller
+ * owns the reference (json_decref).
+ */
+json_t *analysis_to_json(const analysis *a, int with_vectors);
+
+#endif
