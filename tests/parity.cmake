@@ -1,0 +1,11 @@
+# models.parity — every converted model (tools/tfjs2onnx) against its original
+# TF.js graph model run by @tensorflow/tfjs in node (tests/ref/tfjs_ref.js),
+# on real images: cosine >= 0.9999 per image and output. Needs provisioned
+# models (make models) and scripts/setup.sh testref; see tests/models/parity.c.
+add_executable(models_parity ${CMAKE_CURRENT_SOURCE_DIR}/models/parity.c)
+target_compile_options(models_parity PRIVATE ${INFERD_WARNINGS})
+target_link_libraries(models_parity PRIVATE inferd_core)
+target_compile_definitions(models_parity PRIVATE INFERD_TESTDATA="${INFERD_TESTDATA}"
+  INFERD_MODELS="${INFERD_MODELS}" INFERD_SRCDIR="${CMAKE_SOURCE_DIR}")
+add_test(NAME models.parity COMMAND models_parity)
+set_tests_properties(models.parity PROPERTIES LABELS models TIMEOUT 900)
