@@ -46,7 +46,7 @@ test-asan:
 		ctest --output-on-failure -j $(JOBS) -L 'unit|models|cli'
 
 bench: models
-	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b --models-dir $(MODELS_DIR) || exit 1; done
+	bench/models --build $(BUILD) --models-dir $(MODELS_DIR)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

