@@ -196,7 +196,7 @@ static int cmd_analyze(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         analysis *a = NULL;
         err_clear(&e);
-        if (pipeline_analyze_file(p, argv[i], &a, &e) != ERR_OK) {
+        if (pipeline_analyze_file(p, argv[i], PIPELINE_ALL, &a, &e) != ERR_OK) {
             print_error_line(argv[i], &e);
             failed = 1;
         } else {

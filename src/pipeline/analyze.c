@@ -210,8 +210,8 @@ out:
     return rc;
 }
 
-static int analyze(pipeline *p, vision_image *img, double t_start, double t_decoded,
-                   analysis **out, err_t *e)
+static int analyze(pipeline *p, vision_image *img, unsigned tasks, double t_start,
+                   double t_decoded, analysis **out, err_t *e)
 {
     analysis *a = xcalloc(1, sizeof *a);
     int rc = ERR_OK;
@@ -220,14 +220,15 @@ static int analyze(pipeline *p, vision_image *img, double t_start, double t_deco
     a->timings_ms[STAGE_DECODE] = t_decoded - t_start;
 
     double t = now_ms();
-    if (p->image_embedder != NULL && (rc = embed_image(p, img, a, e)) != ERR_OK)
+    if (p->image_embedder != NULL && (tasks & PIPELINE_IMAGE_EMBEDDING) &&
+        (rc = embed_image(p, img, a, e)) != ERR_OK)
         goto out;
     a->timings_ms[STAGE_IMAGE_EMBEDDING] = now_ms() - t;
 
     t = now_ms();
     vision_face *faces = NULL;
     int nfaces = 0;
-    if (p->detector != NULL &&
+    if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
         (rc = vision_detect_faces(p->detector, img, &p->detect, &faces, &nfaces, e)) != ERR_OK)
         goto out;
     a->timings_ms[STAGE_FACE_DETECTION] = now_ms() - t;
@@ -248,7 +249,8 @@ out:
     return rc;
 }
 
-int pipeline_analyze_file(pipeline *p, const char *path, analysis **out, err_t *e)
+int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
+                          err_t *e)
 {
     *out = NULL;
     double t0 = now_ms();
@@ -256,12 +258,13 @@ int pipeline_analyze_file(pipeline *p, const char *path, analysis **out, err_t *
     int rc = vision_decode_file(path, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, t0, now_ms(), out, e);
     vision_image_free(img);
     return rc;
 }
 
-int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, analysis **out, err_t *e)
+int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                            analysis **out, err_t *e)
 {
     *out = NULL;
     double t0 = now_ms();
@@ -269,7 +272,7 @@ int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, analysis *
     int rc = vision_decode_buffer(buf, len, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, t0, now_ms(), out, e);
     vision_image_free(img);
     return rc;
 }

@@ -88,13 +88,21 @@ void pipeline_free(pipeline *p);
  * long as `p`. */
 const model_manifest *pipeline_model(const pipeline *p, model_task task);
 
+/* Which stages pipeline_analyze_* runs (same bits as the store's JOB_TASK_*). */
+#define PIPELINE_IMAGE_EMBEDDING 0x1u
+#define PIPELINE_FACES 0x2u
+#define PIPELINE_ALL (PIPELINE_IMAGE_EMBEDDING | PIPELINE_FACES)
+
 /*
- * Runs every stage on the image file at `path` (or on `len` bytes at `buf`).
+ * Runs the stages in `tasks` (PIPELINE_*; stages whose model is disabled are
+ * skipped) on the image file at `path` (or on `len` bytes at `buf`).
  * On success `*out` is owned by the caller: release with analysis_free().
  * Fails with ERR_DECODE / ERR_TOOBIG for bad images, infer errors otherwise.
  */
-int pipeline_analyze_file(pipeline *p, const char *path, analysis **out, err_t *e);
-int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, analysis **out, err_t *e);
+int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
+                          err_t *e);
+int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                            analysis **out, err_t *e);
 
 /* Frees a result. NULL is a no-op. */
 void analysis_free(analysis *a);

@@ -49,8 +49,28 @@ const char *err_name(int code)
         return "checksum";
     case ERR_INTERNAL:
         return "internal";
+    case ERR_LEASE:
+        return "lease_lost";
+    case ERR_CONFLICT:
+        return "conflict";
+    case ERR_BUSY:
+        return "busy";
+    case ERR_TIMEOUT:
+        return "timeout";
+    case ERR_UNAVAILABLE:
+        return "unavailable";
+    case ERR_FORBIDDEN:
+        return "forbidden";
+    case ERR_FETCH:
+        return "fetch";
     }
     return "unknown";
+}
+
+int err_is_transient(int code)
+{
+    return code == ERR_IO || code == ERR_BUSY || code == ERR_TIMEOUT || code == ERR_UNAVAILABLE ||
+           code == ERR_NOMEM;
 }
 
 int err_set(err_t *e, int code, const char *fmt, ...)

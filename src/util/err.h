@@ -29,7 +29,14 @@
     X(UNSUPPORTED, -10, "unsupported")                                                             \
     X(FORMAT, -11, "malformed input")                                                              \
     X(CHECKSUM, -12, "checksum mismatch")                                                          \
-    X(INTERNAL, -13, "internal error")
+    X(INTERNAL, -13, "internal error")                                                             \
+    X(LEASE, -14, "job lease lost")                                                                \
+    X(CONFLICT, -15, "conflict with the current state")                                            \
+    X(BUSY, -16, "resource busy")                                                                  \
+    X(TIMEOUT, -17, "timed out")                                                                   \
+    X(UNAVAILABLE, -18, "temporarily unavailable")                                                 \
+    X(FORBIDDEN, -19, "forbidden")                                                                 \
+    X(FETCH, -20, "source could not be fetched")
 
 typedef enum {
 #define ERR__ENUM(name, num, text) ERR_##name = (num),
@@ -54,6 +61,13 @@ const char *err_name(int code);
  * returns `code`, so that a failure reads `return err_set(e, ERR_IO, "...")`.
  */
 int err_set(err_t *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Whether a failure with `code` may succeed when retried later: I/O errors,
+ * timeouts, a busy database or an unavailable server. Everything else (bad
+ * image, missing file, 404, bad request) is permanent.
+ */
+int err_is_transient(int code);
 
 /* Clears `e` to ERR_OK with an empty message. NULL is a no-op. */
 void err_clear(err_t *e);

@@ -168,7 +168,7 @@ static analysis *analyze_image(VipsImage *img, int quality, const char *what)
 
     encode(img, quality, &buf, &len);
     err_clear(&e);
-    if (pipeline_analyze_buffer(pipe_, buf, len, &a, &e) != ERR_OK)
+    if (pipeline_analyze_buffer(pipe_, buf, len, PIPELINE_ALL, &a, &e) != ERR_OK)
         fail_msg("analyze %s: %s", what, e.msg);
     g_free(buf);
     return a;
@@ -180,7 +180,7 @@ static analysis *analyze_path(const char *path)
     err_t e;
 
     err_clear(&e);
-    if (pipeline_analyze_file(pipe_, path, &a, &e) != ERR_OK)
+    if (pipeline_analyze_file(pipe_, path, PIPELINE_ALL, &a, &e) != ERR_OK)
         fail_msg("analyze %s: %s", path, e.msg);
     return a;
 }

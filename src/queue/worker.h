@@ -1,0 +1,92 @@
+/*
+ * queue/worker.h — the dispatcher thread and the slot threads: where jobs run.
+ *
+ * The dispatcher claims at most as many jobs as there are free slots (with a
+ * lease), hands each to an idle slot, extends the leases of running jobs
+ * (heartbeat) and puts back jobs whose worker died (rescue). It sleeps on a
+ * condition variable: worker_notify() (an enqueue in this process), a slot
+ * becoming free or the next due time (heartbeat, a retry's run_after, the
+ * poll fallback for jobs enqueued by other processes) wakes it. There is no
+ * fixed sleep on the hot path.
+ *
+ * A slot runs one job at a time: fetch -> pipeline (decode, image embedding,
+ * face detection, alignment, face embedding) -> commit (store_job_complete),
+ * timing each stage. Transient errors are retried with exponential backoff
+ * and jitter up to max_attempts; permanent ones fail the job at once. Slot
+ * threads run at lower scheduling priority (SCHED_BATCH + nice) than the API
+ * threads, so the API answers while every core runs inference.
+ *
+ * Shutdown (worker_stop): stop claiming, let running jobs finish within the
+ * grace period, then release the jobs still running back to queued (their
+ * results, if they finish later, are refused by the lease check).
+ *
+ * Threading: worker_notify and worker_get_stats are safe from any thread.
+ * `lock` protects the slot table and counters; lock order: worker lock, then
+ * nothing (the store is never called with it held).
+ */
+#ifndef INFERD_QUEUE_WORKER_H
+#define INFERD_QUEUE_WORKER_H
+
+#include <stdint.h>
+
+#include "events/events.h"
+#include "fetch/fetch.h"
+#include "pipeline/analyze.h"
+#include "store/store.h"
+#include "util/err.h"
+
+typedef struct worker worker;
+
+typedef struct {
+    store *st;
+    pipeline *pl;
+    fetcher *fetch;
+    events *ev;            /* may be NULL */
+    const char *owner;     /* worker id stored as lease_owner */
+    int slots;             /* >= 1 */
+    int64_t lease_ms;      /* 0 = 30000 */
+    int64_t heartbeat_ms;  /* 0 = lease_ms / 3 */
+    int64_t poll_ms;       /* fallback poll for other processes' jobs; 0 = 1000 */
+    int64_t retry_base_ms; /* first retry delay; 0 = 1000; doubles per attempt, +-25 % jitter */
+    int64_t retry_max_ms;  /* cap; 0 = 60000 */
+    int slot_nice;         /* nice increment of slot threads; 0 = 10 */
+} worker_opts;
+
+/* Starts the dispatcher and `slots` slot threads. `*out`: worker_free() after worker_stop(). */
+int worker_start(const worker_opts *opts, worker **out, err_t *e);
+
+/* A job was enqueued in this process: claim now rather than at the next poll. */
+void worker_notify(worker *w);
+
+/* Graceful stop as described above; returns after the threads have exited. */
+void worker_stop(worker *w, int64_t grace_ms);
+
+void worker_free(worker *w);
+
+#define WORKER_HIST_BUCKETS 14
+
+/* Latency histogram in ms with fixed upper bounds (worker_hist_bounds). */
+typedef struct {
+    uint64_t count[WORKER_HIST_BUCKETS + 1]; /* last: +Inf */
+    double sum_ms;
+    uint64_t total;
+} worker_hist;
+
+/* Upper bounds (ms) of the histogram buckets; static storage. */
+const double *worker_hist_bounds(void);
+
+typedef struct {
+    int slots;
+    int busy;
+    uint64_t completed, failed, retried, cancelled;
+    double busy_seconds; /* summed over slots since start: utilisation = busy_seconds / (slots * uptime) */
+    worker_hist stage[8]; /* fetch, decode, image_embedding, face_detection, face_alignment,
+                             face_embedding, commit, total */
+} worker_stats;
+
+/* Names of worker_stats.stage entries, in order; static storage. */
+extern const char *const worker_stage_names[8];
+
+void worker_get_stats(worker *w, worker_stats *out);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * store/store.h — the one interface over inferd's database: the job queue,
+ * the results (assets, image embeddings, faces) and the event outbox.
+ *
+ * They live in one database so that finishing a job is one transaction:
+ * results replaced, job marked done, outbox event inserted — all or nothing.
+ * Backends: SQLite (store_sqlite.c, the embedded default: one WAL file) and,
+ * later, PostgreSQL (store_pg.c) behind the same functions; store.c picks the
+ * backend from the URL and forwards through a table of operations
+ * (store_int.h), the way Redis' ae.c sits over epoll/kqueue.
+ *
+ * Job lifecycle (docs/internals/queue.md):
+ *   queued -> running (claim: lease_owner, lease_until, attempts += 1)
+ *   running -> done | failed | cancelled      (only while the lease is ours)
+ *   running -> queued (retry with run_after, lease expiry rescue, release at shutdown)
+ *   queued -> cancelled (cancel)
+ * Every transition to done, failed or cancelled inserts exactly one outbox row
+ * in the same transaction.
+ *
+ * Time: all *_ms fields are milliseconds since the Unix epoch (CLOCK_REALTIME),
+ * taken from the caller's clock via store_now_ms().
+ *
+ * Threading: a store handle is safe to use from any number of threads at
+ * once; each backend serialises or pools its connections internally. No
+ * function holds a store lock while calling back into the caller.
+ */
+#ifndef INFERD_STORE_STORE_H
+#define INFERD_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+typedef struct store store;
+
+#define STORE_ASSET_ID_MAX 128
+#define STORE_OWNER_MAX 64
+
+typedef enum {
+    JOB_QUEUED = 0,
+    JOB_RUNNING = 1,
+    JOB_DONE = 2,
+    JOB_FAILED = 3,
+    JOB_CANCELLED = 4,
+} job_state;
+
+/* Task bits: what a job computes. FACES means detection + face embedding. */
+#define JOB_TASK_IMAGE_EMBEDDING 0x1u
+#define JOB_TASK_FACES 0x2u
+#define JOB_TASK_ALL (JOB_TASK_IMAGE_EMBEDDING | JOB_TASK_FACES)
+
+/* "queued", ...; NULL for an invalid value. */
+const char *job_state_name(job_state s);
+/* Parses a state name; -1 when unknown. */
+int job_state_parse(const char *s);
+
+/*
+ * A job as stored. String members are heap copies owned by the struct:
+ * release them with job_clear(). NULL means absent.
+ */
+typedef struct {
+    int64_t id;
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    job_state state;
+    int priority; /* higher runs first; FIFO (by id) within a priority */
+    unsigned tasks;
+    int attempts;     /* claims so far, including the running one */
+    int max_attempts; /* after this many, a transient failure fails the job */
+    char *source;     /* JSON text: {"path": P} | {"url": U} | {"upload": SHA256, "size": N} */
+    char *payload;    /* JSON text of the client's payload object, or NULL */
+    char *error;      /* last error message, or NULL */
+    char *error_code; /* err_name() of the last error, or NULL */
+    char *timings;    /* JSON text {stage: ms} of the last run, or NULL */
+    char lease_owner[STORE_OWNER_MAX + 1]; /* "" when not running */
+    int64_t lease_until_ms;
+    int64_t run_after_ms; /* not claimable before this (retry backoff) */
+    int64_t created_ms, updated_ms, finished_ms;
+    int cancel_requested;
+} job;
+
+/* Frees the strings inside `j` and zeroes it. NULL is a no-op. */
+void job_clear(job *j);
+/* Frees an array of `n` jobs returned by the store (each cleared). NULL is a no-op. */
+void job_array_free(job *jobs, int n);
+/*
+ * The job as a new JSON object (the API's job shape): id, asset_id, state,
+ * priority, tasks [names], attempts, max_attempts, source, payload, error
+ * {code, message} or null, timings_ms, lease_owner, created_at/updated_at/
+ * finished_at (RFC 3339 UTC). Caller owns the reference.
+ */
+json_t *job_to_json(const job *j);
+
+/* What a client asks for; strings are borrowed for the call. */
+typedef struct {
+    const char *asset_id;
+    unsigned tasks;
+    int priority;
+    int max_attempts; /* 0 = store default (3) */
+    const char *source;  /* JSON text, see job.source */
+    const char *payload; /* JSON text or NULL */
+} job_spec;
+
+/* The results of one successful run, handed to store_job_complete(). */
+typedef struct {
+    float box[4]; /* x1, y1, x2, y2 in original pixels */
+    float score;
+    float kps[6][2];
+    const float *vector; /* dim floats, L2-normalised, or NULL */
+} store_face;
+
+typedef struct {
+    int width, height;
+    /* Image embedding (NULL model: task not run). */
+    const char *image_model;
+    int image_dim;
+    float image_norm;
+    const float *image_vector;
+    const char *nsfw; /* JSON text {label: score} or NULL */
+    /* Faces (NULL face_model: task not run; nfaces may be 0 when run). */
+    const char *detector_model;
+    const char *face_model;
+    int face_dim;
+    int nfaces;
+    const store_face *faces;
+    const char *timings; /* JSON text {stage: ms} */
+} store_result;
+
+typedef struct {
+    int64_t queued, running, done, failed, cancelled;
+    int64_t outbox_pending;
+} store_counts;
+
+/* One outbox row: an event about a job, published to MQTT and /v1/events. */
+typedef struct {
+    int64_t id; /* increasing; the delivery order */
+    int64_t job_id;
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    char *payload; /* JSON text of the event (owned) */
+    int64_t created_ms;
+    int sent;
+} outbox_event;
+
+void outbox_event_array_free(outbox_event *ev, int n);
+
+typedef struct {
+    int busy_timeout_ms; /* SQLite: wait this long for a lock; 0 = 5000 */
+} store_opts;
+
+/* Milliseconds since the epoch (CLOCK_REALTIME). */
+int64_t store_now_ms(void);
+
+/*
+ * Opens (creating and migrating when needed) the store at `url`:
+ * "sqlite:PATH", "sqlite://PATH" or a plain file path for SQLite;
+ * "postgres://..." / "postgresql://..." for PostgreSQL (ERR_UNSUPPORTED until
+ * that backend exists). `opts` may be NULL. `*out` is owned by the caller:
+ * release with store_close(). Errors name the URL and keep the backend's
+ * message.
+ */
+int store_open(const char *url, const store_opts *opts, store **out, err_t *e);
+
+/* Closes the store. NULL is a no-op. */
+void store_close(store *s);
+
+/* "sqlite" or "postgres"; static storage. */
+const char *store_backend(const store *s);
+
+/* --- jobs ---------------------------------------------------------------- */
+
+/*
+ * Enqueues a job. Dedupe: when a job for the same asset_id and tasks is
+ * queued or running, no job is created; that job is returned and
+ * `*existing` (may be NULL) is set to 1. `out` receives the job (caller
+ * clears it). ERR_INVAL for an empty asset id or tasks.
+ */
+int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e);
+
+/* Reads job `id` into `out` (caller clears it). ERR_NOENT when absent. */
+int store_job_get(store *s, int64_t id, job *out, err_t *e);
+
+/*
+ * Lists jobs with id < `before_id` (0 = from the newest), newest first,
+ * optionally only in `state` (-1 = any), at most `limit` (1..1000).
+ * `*out` is a new array of `*n` jobs (caller frees with job_array_free);
+ * `*n` may be 0 with `*out` NULL. The next page starts before the last id.
+ */
+int store_job_list(store *s, int state, int64_t before_id, int limit, job **out, int *n,
+                   err_t *e);
+
+/*
+ * Cancels job `id`: a queued job becomes cancelled at once (with its outbox
+ * event); a running one gets cancel_requested and ends cancelled when its
+ * worker commits; a finished job is left as it is. `out` (may be NULL)
+ * receives the job afterwards. ERR_NOENT when absent.
+ */
+int store_job_cancel(store *s, int64_t id, job *out, err_t *e);
+
+/*
+ * Atomically claims up to `max` claimable jobs (queued, run_after <= now),
+ * highest priority first then oldest, moving them to running with
+ * lease_owner = `owner`, lease_until = now + lease_ms and attempts + 1.
+ * `*out` is a new array of `*n` jobs (caller frees with job_array_free).
+ * Never waits on another worker's claim for longer than the busy timeout.
+ */
+int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
+                    err_t *e);
+
+/* Extends to now + lease_ms the lease of every job running under `owner`. */
+int store_job_heartbeat(store *s, const char *owner, int64_t lease_ms, err_t *e);
+
+/*
+ * Puts back to queued every running job whose lease expired (its worker
+ * died), or fails it when it has used max_attempts (with an outbox event).
+ * `*n` (may be NULL) receives how many were rescued.
+ */
+int store_job_rescue(store *s, int *n, err_t *e);
+
+/*
+ * Requeues job `j` after a transient failure: queued, run_after = now +
+ * delay_ms, error recorded. Only if still running under `owner` with the
+ * same attempt number: ERR_LEASE otherwise (someone else owns it now).
+ * When j->attempts >= max_attempts the job fails instead (with its event).
+ */
+int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms, int code,
+                    const char *error, err_t *e);
+
+/*
+ * Fails job `j` permanently with `code` (an ERR_ value) and `error`, storing
+ * `timings` (JSON text or NULL) and its outbox event. Lease-conditional as
+ * store_job_retry().
+ */
+int store_job_fail(store *s, const job *j, const char *owner, int code, const char *error,
+                   const char *timings, err_t *e);
+
+/*
+ * Commits a successful run in one transaction: replaces the asset's results
+ * for the models in `r` (a second job for the same asset leaves one set of
+ * results), upserts the asset's payload, marks the job done with r->timings
+ * and inserts its outbox event. If cancel was requested meanwhile, the
+ * results are discarded and the job ends cancelled instead (with its event).
+ * Lease-conditional as store_job_retry(): ERR_LEASE and nothing written when
+ * the lease is no longer ours.
+ */
+int store_job_complete(store *s, const job *j, const char *owner, const store_result *r,
+                       err_t *e);
+
+/*
+ * Returns every job running under `owner` to queued without counting the
+ * attempt (graceful shutdown). `*n` (may be NULL) receives how many.
+ */
+int store_job_release(store *s, const char *owner, int *n, err_t *e);
+
+/* Counts jobs per state and undelivered outbox rows. */
+int store_counts_get(store *s, store_counts *c, err_t *e);
+
+/* --- results ------------------------------------------------------------- */
+
+/*
+ * The asset as a new JSON object: {asset_id, payload, updated_at,
+ * image_embeddings: [{model, dim, norm, nsfw[, vector]}], faces: [{id, box,
+ * score, keypoints, model, dim[, vector], person_id}]}; vectors only with
+ * `with_vectors`. ERR_NOENT when the store has nothing for the asset.
+ * Caller owns the reference.
+ */
+int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e);
+
+/* Forgets an asset: its payload, embeddings and faces. ERR_NOENT when absent. */
+int store_asset_delete(store *s, const char *asset_id, err_t *e);
+
+/* --- outbox -------------------------------------------------------------- */
+
+/*
+ * Reads outbox rows with id > `after_id` in id order, at most `limit`;
+ * with `unsent_only` only rows not yet marked sent. `*out` is a new array of
+ * `*n` rows (caller frees with outbox_event_array_free).
+ */
+int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
+                      int *n, err_t *e);
+
+/* Marks outbox row `id` sent (after the broker acknowledged it). */
+int store_outbox_mark_sent(store *s, int64_t id, err_t *e);
+
+#endif

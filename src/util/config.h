@@ -1,0 +1,50 @@
+/*
+ * util/config.h — the daemon's one typed configuration, filled from flags and
+ * INFERD_* environment variables (flags win), validated at start with errors
+ * that name the flag, read-only afterwards.
+ */
+#ifndef INFERD_UTIL_CONFIG_H
+#define INFERD_UTIL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char listen_host[256]; /* --listen HOST:PORT, default 127.0.0.1:8002; port 0 = any free */
+    int listen_port;
+    char data_dir[1024];   /* --data-dir, default ./var */
+    char models_dir[1024]; /* --models-dir, default var/models */
+    char media_root[1024]; /* --media-root, "" = path sources refused */
+    char db_url[1100];     /* --db, default sqlite:<data-dir>/inferd.db */
+    char mqtt_url[512];    /* --mqtt-url, "" = no MQTT publisher */
+    char token[256];       /* --token: bearer token required on every endpoint but /health */
+    char worker_id[64];    /* --worker-id, default <hostname>-<pid> */
+    int slots;             /* --slots, default: cores */
+    int intra_op_threads;  /* --intra-op-threads, default 1 when slots > 1, else cores */
+    int allow_private_urls;
+    size_t max_body;       /* --max-body bytes for uploads, default 64 MiB; JSON bodies 1 MiB */
+    int64_t lease_ms;      /* --lease-ms, default 30000 */
+    int64_t poll_ms;       /* --poll-ms, default 1000 */
+    int max_attempts;      /* --max-attempts, default 3 */
+    int64_t retry_base_ms; /* --retry-base-ms, default 1000 */
+    int64_t grace_ms;      /* --grace-ms, default 30000 */
+    int fetch_timeout_ms;  /* --fetch-timeout-ms, default 30000 */
+    int max_side;          /* --max-side, default 2048 */
+    long long max_pixels;  /* --max-pixels, default 100000000 */
+    float face_threshold;  /* --face-threshold, default 0.75 */
+    int verbose;
+} config;
+
+/*
+ * Fills `c` with defaults, then INFERD_* variables, then flags from
+ * argv[1..argc) (argv[0] is the command name used in messages). On a bad
+ * value writes a message naming the flag or variable into err[errlen] and
+ * returns -1; returns 1 when --help was given (usage printed to stdout);
+ * 0 on success.
+ */
+int config_parse(config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* The --help text for `inferd serve`; static storage. */
+const char *config_usage(void);
+
+#endif
