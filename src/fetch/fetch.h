@@ -8,15 +8,22 @@
  * resolved (realpath) and must lie under the configured media root, so
  * neither "..", an absolute path elsewhere nor a symlink can escape it. URLs
  * are fetched with libcurl: connect and total timeouts, a size cap, at most
- * `max_redirects` redirects, http/https only, and every address the name
- * resolves to is checked before connecting: loopback, private (RFC 1918,
- * fc00::/7), link-local, CGNAT, multicast and unspecified addresses are
- * refused unless allow_private is set.
+ * `max_redirects` redirects, http/https only (redirects too), no proxy (the
+ * *_proxy environment variables are ignored, so the guard below sees the real
+ * target), and the address of every connection curl opens — each address it
+ * tries, for the first request and after every redirect — is checked just
+ * before the connect: loopback, private (RFC 1918, fc00::/7), link-local,
+ * CGNAT, multicast, reserved and unspecified addresses (also when embedded
+ * in IPv6: ::ffff:a.b.c.d, 64:ff9b::/96, 2002::/16) are refused unless
+ * allow_private is set. Checking at connect time rather than after our own
+ * DNS lookup closes the DNS-rebinding gap (curl resolves again).
  *
  * Errors are classified for the retry policy (err_is_transient): a timeout,
- * a refused or reset connection, HTTP 408/429/5xx are transient (ERR_TIMEOUT,
- * ERR_UNAVAILABLE); HTTP 404/410 is ERR_NOENT, other 4xx ERR_FETCH, a
- * refused address ERR_FORBIDDEN, an oversized body ERR_TOOBIG — permanent.
+ * a refused or reset connection, a failed DNS lookup, HTTP 408/429/5xx are
+ * transient (ERR_TIMEOUT, ERR_UNAVAILABLE); HTTP 404/410 is ERR_NOENT, other
+ * 4xx, an unfollowed 3xx or too many redirects ERR_FETCH, a refused address
+ * or scheme ERR_FORBIDDEN, an oversized body ERR_TOOBIG — permanent.
+ * Messages name the URL with any user:password removed.
  *
  * Threading: a fetcher is immutable after fetch_new; fetch_* may run
  * concurrently from any thread (each call uses its own curl easy handle).
@@ -32,27 +39,39 @@
 typedef struct fetcher fetcher;
 
 typedef struct {
-    const char *media_root;  /* NULL: path sources are refused */
-    const char *spool_dir;   /* where uploads live (created when missing) */
-    size_t max_bytes;        /* size cap for any source; 0 = 64 MiB */
-    int connect_timeout_ms;  /* 0 = 5000 */
-    int timeout_ms;          /* whole transfer; 0 = 30000 */
-    int max_redirects;       /* 0 = 5; negative = none followed */
-    int allow_private;       /* allow loopback/private/link-local URL targets */
+    const char *media_root; /* NULL or "": path sources are refused (ERR_FORBIDDEN) */
+    const char *spool_dir;  /* where uploads live (created, mode 0700, when missing);
+                               NULL or "": upload sources and fetch_spool are refused */
+    size_t max_bytes;       /* size cap for any source (URL body, file, upload); 0 = 64 MiB */
+    int connect_timeout_ms; /* 0 = 5000 */
+    int timeout_ms;         /* whole transfer; 0 = 30000 */
+    int max_redirects;      /* 0 = 5; negative = none followed */
+    int allow_private;      /* allow loopback/private/link-local URL targets */
 } fetch_opts;
 
-/* Whether the process-wide libcurl init has run; call once at start. */
+/*
+ * Initialises libcurl for the process. Call once at start, before threads
+ * use fetchers; later calls are no-ops (fetch_new also calls it). Returns
+ * ERR_OK, or ERR_INTERNAL when libcurl cannot be initialised.
+ * fetch_global_cleanup releases libcurl; call it once at exit, after every
+ * fetcher is freed. Both are serialised by a lock.
+ */
 int fetch_global_init(err_t *e);
 void fetch_global_cleanup(void);
 
-/* `*out` owned by the caller: fetch_free(). Creates spool_dir. */
+/*
+ * `*out` owned by the caller: fetch_free(). Resolves media_root (ERR_NOENT
+ * when missing, ERR_INVAL when not a directory) and creates spool_dir
+ * (ERR_IO). On failure `*out` is NULL. fetch_free(NULL) is a no-op.
+ */
 int fetch_new(const fetch_opts *opts, fetcher **out, err_t *e);
 void fetch_free(fetcher *f);
 
 /*
- * The fetched bytes. Exactly one of `path` (a file to read: media-root file
- * or spooled upload) or `data` (downloaded bytes) is set. Owned by the
- * struct: release with fetch_result_clear().
+ * The fetched bytes. Exactly one of `path` (a file to read: the resolved
+ * media-root file or the spooled upload) or `data` (downloaded bytes; not
+ * NULL even when len is 0) is set. Owned by the struct: release with
+ * fetch_result_clear(), which zeroes it (NULL is a no-op).
  */
 typedef struct {
     char *path;
@@ -65,24 +84,43 @@ void fetch_result_clear(fetch_result *r);
 
 /*
  * Validates a job source object (JSON text, see store.h job.source) without
- * fetching: exactly one of "path", "url", "upload"; a path resolvable under
- * the media root (ERR_FORBIDDEN when it escapes or no root is configured,
- * ERR_NOENT when missing); a URL with http/https scheme and a host
- * (ERR_INVAL). Used by the API to reject bad requests with 4xx at once.
+ * fetching or any network use: an object with exactly one of "path", "url",
+ * "upload" and nothing else but "size" beside "upload" (ERR_INVAL otherwise);
+ * a path resolvable under the media root (ERR_FORBIDDEN when it escapes or
+ * no root is configured, ERR_NOENT when missing, ERR_INVAL when not a
+ * regular file, ERR_TOOBIG beyond max_bytes); a URL with http/https scheme
+ * and a host (ERR_INVAL), whose host, when it is a literal IP address, is not
+ * refused by the guard (ERR_FORBIDDEN); an upload of 64 lower-case hex
+ * digits (ERR_INVAL) present in the spool (ERR_NOENT) whose "size", when
+ * given, is its size (ERR_CHECKSUM). Used by the API to reject bad requests
+ * with 4xx at once.
  */
 int fetch_check_source(fetcher *f, const char *source_json, err_t *e);
 
-/* Fetches a job source (JSON text) into `out`. Errors classified as above. */
+/*
+ * Fetches a job source (JSON text) into `out`, which is zeroed first and left
+ * empty on failure. Runs the checks of fetch_check_source, then: a path is
+ * returned resolved; an upload is re-hashed and must match its name
+ * (ERR_CHECKSUM); a URL is downloaded into memory. Errors classified as
+ * above.
+ */
 int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *e);
 
 /*
  * Spools `len` bytes of an upload: writes <spool>/<sha256> atomically (temp
- * file + rename; nothing when it exists) and writes the hex digest to
- * `sha_out`. ERR_TOOBIG beyond max_bytes, ERR_IO on disk errors.
+ * file in the spool dir, fsync, rename, fsync of the dir; nothing when a file
+ * of that name and size exists) and writes the hex digest to `sha_out`.
+ * ERR_TOOBIG beyond max_bytes, ERR_FORBIDDEN without a spool dir, ERR_IO on
+ * disk errors (no temp file is left behind).
  */
 int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e);
 
-/* Whether a numeric address (IPv4 or IPv6 text) is one the guard refuses by default. */
+/*
+ * Whether a numeric address (IPv4 dotted quad or IPv6 text, no brackets or
+ * zone) is one the guard refuses by default: 1 refused, 0 public, -1 when
+ * `addr` is not a numeric address (so `if (fetch_addr_is_private(a))` fails
+ * safe).
+ */
 int fetch_addr_is_private(const char *addr);
 
 #endif

@@ -23,6 +23,12 @@
  * Threading: a store handle is safe to use from any number of threads at
  * once; each backend serialises or pools its connections internally. No
  * function holds a store lock while calling back into the caller.
+ *
+ * Errors common to every call: ERR_INVAL for arguments out of range (checked
+ * before the database is touched); ERR_BUSY (transient) when another process
+ * holds the database lock longer than the busy timeout; ERR_IO, ERR_NOMEM,
+ * ERR_INTERNAL for database failures, with the backend's message in `e`.
+ * A failed call writes nothing.
  */
 #ifndef INFERD_STORE_STORE_H
 #define INFERD_STORE_STORE_H
@@ -69,8 +75,8 @@ typedef struct {
     int max_attempts; /* after this many, a transient failure fails the job */
     char *source;     /* JSON text: {"path": P} | {"url": U} | {"upload": SHA256, "size": N} */
     char *payload;    /* JSON text of the client's payload object, or NULL */
-    char *error;      /* last error message, or NULL */
-    char *error_code; /* err_name() of the last error, or NULL */
+    char *error;      /* last error message, or NULL (cleared when done) */
+    char *error_code; /* err_name() of the last error, "lease_expired", or NULL */
     char *timings;    /* JSON text {stage: ms} of the last run, or NULL */
     char lease_owner[STORE_OWNER_MAX + 1]; /* "" when not running */
     int64_t lease_until_ms;
@@ -86,8 +92,9 @@ void job_array_free(job *jobs, int n);
 /*
  * The job as a new JSON object (the API's job shape): id, asset_id, state,
  * priority, tasks [names], attempts, max_attempts, source, payload, error
- * {code, message} or null, timings_ms, lease_owner, created_at/updated_at/
- * finished_at (RFC 3339 UTC). Caller owns the reference.
+ * {code, message} or null, timings_ms, lease_owner (or null), cancel_requested,
+ * created_at/updated_at/finished_at (RFC 3339 UTC with milliseconds, null when
+ * unset). Caller owns the reference.
  */
 json_t *job_to_json(const job *j);
 
@@ -96,9 +103,9 @@ typedef struct {
     const char *asset_id;
     unsigned tasks;
     int priority;
-    int max_attempts; /* 0 = store default (3) */
-    const char *source;  /* JSON text, see job.source */
-    const char *payload; /* JSON text or NULL */
+    int max_attempts;    /* 0 = store default (3); at most 100 */
+    const char *source;  /* JSON object text, see job.source; required */
+    const char *payload; /* JSON object text or NULL */
 } job_spec;
 
 /* The results of one successful run, handed to store_job_complete(). */
@@ -117,7 +124,10 @@ typedef struct {
     float image_norm;
     const float *image_vector;
     const char *nsfw; /* JSON text {label: score} or NULL */
-    /* Faces (NULL face_model: task not run; nfaces may be 0 when run). */
+    /*
+     * Faces (NULL face_model and NULL detector_model: task not run; nfaces may
+     * be 0 when run). Results are replaced per (detector_model, face_model).
+     */
     const char *detector_model;
     const char *face_model;
     int face_dim;
@@ -154,9 +164,11 @@ int64_t store_now_ms(void);
  * Opens (creating and migrating when needed) the store at `url`:
  * "sqlite:PATH", "sqlite://PATH" or a plain file path for SQLite;
  * "postgres://..." / "postgresql://..." for PostgreSQL (ERR_UNSUPPORTED until
- * that backend exists). `opts` may be NULL. `*out` is owned by the caller:
- * release with store_close(). Errors name the URL and keep the backend's
- * message.
+ * that backend exists; ERR_UNSUPPORTED for other schemes). ":memory:" and
+ * "file:" URIs are refused (ERR_INVAL): the store's connections must share
+ * one file. A database written by a newer inferd gives ERR_UNSUPPORTED.
+ * `opts` may be NULL. `*out` is owned by the caller: release with
+ * store_close(). Errors name the URL and keep the backend's message.
  */
 int store_open(const char *url, const store_opts *opts, store **out, err_t *e);
 
@@ -170,9 +182,10 @@ const char *store_backend(const store *s);
 
 /*
  * Enqueues a job. Dedupe: when a job for the same asset_id and tasks is
- * queued or running, no job is created; that job is returned and
- * `*existing` (may be NULL) is set to 1. `out` receives the job (caller
- * clears it). ERR_INVAL for an empty asset id or tasks.
+ * queued or running (and not being cancelled), no job is created; that job
+ * is returned and `*existing` (may be NULL) is set to 1. `out` receives the
+ * job (caller clears it). ERR_INVAL for an empty or too long asset id, empty
+ * or unknown task bits, a source or payload that is not a JSON object.
  */
 int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e);
 
@@ -185,14 +198,14 @@ int store_job_get(store *s, int64_t id, job *out, err_t *e);
  * `*out` is a new array of `*n` jobs (caller frees with job_array_free);
  * `*n` may be 0 with `*out` NULL. The next page starts before the last id.
  */
-int store_job_list(store *s, int state, int64_t before_id, int limit, job **out, int *n,
-                   err_t *e);
+int store_job_list(store *s, int state, int64_t before_id, int limit, job **out, int *n, err_t *e);
 
 /*
  * Cancels job `id`: a queued job becomes cancelled at once (with its outbox
- * event); a running one gets cancel_requested and ends cancelled when its
- * worker commits; a finished job is left as it is. `out` (may be NULL)
- * receives the job afterwards. ERR_NOENT when absent.
+ * event); a running one gets cancel_requested and ends cancelled (with its
+ * event) whenever it leaves running: complete, fail, retry, release or lease
+ * rescue; a finished job is left as it is. `out` (may be NULL) receives the
+ * job afterwards. ERR_NOENT when absent.
  */
 int store_job_cancel(store *s, int64_t id, job *out, err_t *e);
 
@@ -200,7 +213,8 @@ int store_job_cancel(store *s, int64_t id, job *out, err_t *e);
  * Atomically claims up to `max` claimable jobs (queued, run_after <= now),
  * highest priority first then oldest, moving them to running with
  * lease_owner = `owner`, lease_until = now + lease_ms and attempts + 1.
- * `*out` is a new array of `*n` jobs (caller frees with job_array_free).
+ * `*out` is a new array of `*n` jobs in that order (caller frees with
+ * job_array_free); `max` 0 claims nothing, at most 1000.
  * Never waits on another worker's claim for longer than the busy timeout.
  */
 int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
@@ -218,9 +232,10 @@ int store_job_rescue(store *s, int *n, err_t *e);
 
 /*
  * Requeues job `j` after a transient failure: queued, run_after = now +
- * delay_ms, error recorded. Only if still running under `owner` with the
- * same attempt number: ERR_LEASE otherwise (someone else owns it now).
- * When j->attempts >= max_attempts the job fails instead (with its event).
+ * delay_ms, error recorded (`error` NULL: err_strerror(code)). Only if still
+ * running under `owner` with the same attempt number: ERR_LEASE otherwise
+ * (someone else owns it now), and nothing is written. When the stored
+ * attempts >= max_attempts the job fails instead (with its event).
  */
 int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms, int code,
                     const char *error, err_t *e);
@@ -236,18 +251,20 @@ int store_job_fail(store *s, const job *j, const char *owner, int code, const ch
 /*
  * Commits a successful run in one transaction: replaces the asset's results
  * for the models in `r` (a second job for the same asset leaves one set of
- * results), upserts the asset's payload, marks the job done with r->timings
- * and inserts its outbox event. If cancel was requested meanwhile, the
- * results are discarded and the job ends cancelled instead (with its event).
+ * results), upserts the asset (width, height, and the job's payload; a job
+ * without a payload keeps the asset's), marks the job done with r->timings
+ * (clearing the error of earlier attempts) and inserts its outbox event.
+ * If cancel was requested meanwhile, the results are discarded and the job
+ * ends cancelled instead (with its event).
  * Lease-conditional as store_job_retry(): ERR_LEASE and nothing written when
  * the lease is no longer ours.
  */
-int store_job_complete(store *s, const job *j, const char *owner, const store_result *r,
-                       err_t *e);
+int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e);
 
 /*
  * Returns every job running under `owner` to queued without counting the
- * attempt (graceful shutdown). `*n` (may be NULL) receives how many.
+ * attempt (attempts - 1; graceful shutdown). `*n` (may be NULL) receives
+ * how many.
  */
 int store_job_release(store *s, const char *owner, int *n, err_t *e);
 
@@ -257,11 +274,13 @@ int store_counts_get(store *s, store_counts *c, err_t *e);
 /* --- results ------------------------------------------------------------- */
 
 /*
- * The asset as a new JSON object: {asset_id, payload, updated_at,
- * image_embeddings: [{model, dim, norm, nsfw[, vector]}], faces: [{id, box,
- * score, keypoints, model, dim[, vector], person_id}]}; vectors only with
- * `with_vectors`. ERR_NOENT when the store has nothing for the asset.
- * Caller owns the reference.
+ * The asset as a new JSON object: {asset_id, payload (object or null), width,
+ * height, updated_at, image_embeddings: [{model, dim, norm, nsfw (object or
+ * null)[, vector]}] by model, faces: [{id, box [x1,y1,x2,y2], score,
+ * keypoints [[x,y] x6], detector, model, dim[, vector], person_id}] by id};
+ * numbers rounded as `inferd analyze` prints them, vectors (exact float32)
+ * only with `with_vectors`. ERR_NOENT when the store has nothing for the
+ * asset. Caller owns the reference.
  */
 int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e);
 
@@ -271,14 +290,17 @@ int store_asset_delete(store *s, const char *asset_id, err_t *e);
 /* --- outbox -------------------------------------------------------------- */
 
 /*
- * Reads outbox rows with id > `after_id` in id order, at most `limit`;
+ * Reads outbox rows with id > `after_id` in id order, at most `limit` (1..1000);
  * with `unsent_only` only rows not yet marked sent. `*out` is a new array of
  * `*n` rows (caller frees with outbox_event_array_free).
  */
 int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                       int *n, err_t *e);
 
-/* Marks outbox row `id` sent (after the broker acknowledged it). */
+/*
+ * Marks outbox row `id` sent (after the broker acknowledged it); marking it
+ * again is a no-op. ERR_NOENT when absent.
+ */
 int store_outbox_mark_sent(store *s, int64_t id, err_t *e);
 
 #endif

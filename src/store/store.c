@@ -1,0 +1,569 @@
+/*
+ * store/store.c — the backend-neutral half of the store: picks a backend from
+ * the URL, checks every argument that does not need the database, forwards
+ * through the backend's ops table (store_int.h), and owns what must be
+ * identical across backends: job and event JSON, state and task names,
+ * timestamps and the on-disk vector byte order.
+ *
+ * Checking arguments here rather than in each backend means a PostgreSQL
+ * backend inherits the same ERR_INVAL answers for free, and the conformance
+ * suite (tests/unit/test_store.c) cannot see a difference between them.
+ *
+ * Threading: nothing here keeps state; every function is safe from any
+ * thread. Backends document their own locking.
+ */
+#include "store/store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/xalloc.h"
+
+/* Limits on what a caller may hand to the store; beyond them is a bug or an attack. */
+#define STORE_LIST_MAX 1000
+#define STORE_DIM_MAX 65536
+#define STORE_FACES_MAX 100000
+#define STORE_MAX_ATTEMPTS_MAX 100
+
+static const char *const state_names[] = {"queued", "running", "done", "failed", "cancelled"};
+
+const char *job_state_name(job_state s)
+{
+    if ((int)s < 0 || (int)s >= (int)(sizeof state_names / sizeof state_names[0]))
+        return NULL;
+    return state_names[s];
+}
+
+int job_state_parse(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    for (int i = 0; i < (int)(sizeof state_names / sizeof state_names[0]); i++)
+        if (strcmp(s, state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void job_clear(job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->source);
+    free(j->payload);
+    free(j->error);
+    free(j->error_code);
+    free(j->timings);
+    memset(j, 0, sizeof *j);
+}
+
+void job_array_free(job *jobs, int n)
+{
+    if (jobs == NULL)
+        return;
+    for (int i = 0; i < n; i++)
+        job_clear(&jobs[i]);
+    free(jobs);
+}
+
+void outbox_event_array_free(outbox_event *ev, int n)
+{
+    if (ev == NULL)
+        return;
+    for (int i = 0; i < n; i++)
+        free(ev[i].payload);
+    free(ev);
+}
+
+int64_t store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- shared helpers (store_int.h) ----------------------------------------- */
+
+void store__rfc3339(int64_t ms, char *buf, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    int frac = (int)(ms % 1000);
+    if (frac < 0) {
+        frac += 1000;
+        secs -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char day[24];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%03dZ", day, frac);
+}
+
+static json_t *time_json(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    store__rfc3339(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+json_t *store__json_or_null(const char *text)
+{
+    if (text == NULL)
+        return json_null();
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    return v != NULL ? v : json_null();
+}
+
+json_t *store__tasks_json(unsigned tasks)
+{
+    json_t *a = json_array();
+    if (tasks & JOB_TASK_IMAGE_EMBEDDING)
+        json_array_append_new(a, json_string("image_embedding"));
+    if (tasks & JOB_TASK_FACES)
+        json_array_append_new(a, json_string("faces"));
+    return a;
+}
+
+json_t *store__num(double x, double scale)
+{
+    return json_real((double)(long long)(x * scale + (x >= 0 ? 0.5 : -0.5)) / scale);
+}
+
+void store__vec_to_le(const float *src, int n, unsigned char *dst)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        dst[4 * i + 0] = (unsigned char)(u & 0xff);
+        dst[4 * i + 1] = (unsigned char)((u >> 8) & 0xff);
+        dst[4 * i + 2] = (unsigned char)((u >> 16) & 0xff);
+        dst[4 * i + 3] = (unsigned char)((u >> 24) & 0xff);
+    }
+}
+
+void store__vec_from_le(const unsigned char *src, int n, float *dst)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
+                     (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+static json_t *error_json(const char *code, const char *msg)
+{
+    if (code == NULL && msg == NULL)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "code", json_string(code != NULL ? code : "unknown"));
+    json_object_set_new(o, "message", json_string(msg != NULL ? msg : ""));
+    return o;
+}
+
+char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, job_state state,
+                        unsigned tasks, int attempts, int nfaces, int nimage, const char *timings,
+                        const char *error_code, const char *error_msg, int64_t at_ms)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event_id", json_integer(event_id));
+    json_object_set_new(o, "job_id", json_integer(job_id));
+    json_object_set_new(o, "asset_id", json_string(asset_id));
+    json_object_set_new(o, "state", json_string(job_state_name(state)));
+    json_object_set_new(o, "tasks", store__tasks_json(tasks));
+    json_object_set_new(o, "attempts", json_integer(attempts));
+    json_t *counts = json_object();
+    json_object_set_new(counts, "faces", json_integer(nfaces));
+    json_object_set_new(counts, "image_embeddings", json_integer(nimage));
+    json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "timings_ms", store__json_or_null(timings));
+    json_object_set_new(o, "error",
+                        error_code != NULL ? error_json(error_code, error_msg) : json_null());
+    json_object_set_new(o, "at", time_json(at_ms));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+        fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
+        abort();
+    }
+    return text;
+}
+
+json_t *job_to_json(const job *j)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(j->id));
+    json_object_set_new(o, "asset_id", json_string(j->asset_id));
+    const char *st = job_state_name(j->state);
+    json_object_set_new(o, "state", st != NULL ? json_string(st) : json_null());
+    json_object_set_new(o, "priority", json_integer(j->priority));
+    json_object_set_new(o, "tasks", store__tasks_json(j->tasks));
+    json_object_set_new(o, "attempts", json_integer(j->attempts));
+    json_object_set_new(o, "max_attempts", json_integer(j->max_attempts));
+    json_object_set_new(o, "source", store__json_or_null(j->source));
+    json_object_set_new(o, "payload", store__json_or_null(j->payload));
+    json_object_set_new(o, "error", error_json(j->error_code, j->error));
+    json_object_set_new(o, "timings_ms", store__json_or_null(j->timings));
+    json_object_set_new(o, "lease_owner",
+                        j->lease_owner[0] != '\0' ? json_string(j->lease_owner) : json_null());
+    json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
+    json_object_set_new(o, "created_at", time_json(j->created_ms));
+    json_object_set_new(o, "updated_at", time_json(j->updated_ms));
+    json_object_set_new(o, "finished_at", time_json(j->finished_ms));
+    return o;
+}
+
+/* --- argument checks -------------------------------------------------------- */
+
+/* Whether `text` parses as a JSON object. */
+static int is_json_object(const char *text)
+{
+    json_t *v = json_loads(text, 0, NULL);
+    int ok = v != NULL && json_is_object(v);
+    json_decref(v);
+    return ok;
+}
+
+static int check_asset_id(const char *asset_id, err_t *e)
+{
+    if (asset_id == NULL || asset_id[0] == '\0')
+        return err_set(e, ERR_INVAL, "asset_id is empty");
+    if (strlen(asset_id) > STORE_ASSET_ID_MAX)
+        return err_set(e, ERR_INVAL, "asset_id longer than %d bytes", STORE_ASSET_ID_MAX);
+    return ERR_OK;
+}
+
+static int check_owner(const char *owner, err_t *e)
+{
+    if (owner == NULL || owner[0] == '\0')
+        return err_set(e, ERR_INVAL, "lease owner is empty");
+    if (strlen(owner) > STORE_OWNER_MAX)
+        return err_set(e, ERR_INVAL, "lease owner longer than %d bytes", STORE_OWNER_MAX);
+    return ERR_OK;
+}
+
+static int check_leased_job(const job *j, const char *owner, err_t *e)
+{
+    if (j == NULL || j->id <= 0)
+        return err_set(e, ERR_INVAL, "no job");
+    return check_owner(owner, e);
+}
+
+static int check_timings(const char *timings, err_t *e)
+{
+    if (timings != NULL && !is_json_object(timings))
+        return err_set(e, ERR_INVAL, "timings is not a JSON object");
+    return ERR_OK;
+}
+
+static int check_result(const store_result *r, err_t *e)
+{
+    if (r == NULL)
+        return err_set(e, ERR_INVAL, "no result");
+    if (r->width < 0 || r->height < 0)
+        return err_set(e, ERR_INVAL, "negative image size");
+    if (r->image_model != NULL) {
+        if (r->image_dim <= 0 || r->image_dim > STORE_DIM_MAX || r->image_vector == NULL)
+            return err_set(e, ERR_INVAL, "image embedding: bad dim %d or no vector", r->image_dim);
+        if (r->nsfw != NULL && !is_json_object(r->nsfw))
+            return err_set(e, ERR_INVAL, "nsfw is not a JSON object");
+    }
+    if (r->face_model != NULL || r->detector_model != NULL) {
+        if (r->nfaces < 0 || r->nfaces > STORE_FACES_MAX || (r->nfaces > 0 && r->faces == NULL))
+            return err_set(e, ERR_INVAL, "faces: bad count %d", r->nfaces);
+        if (r->face_dim < 0 || r->face_dim > STORE_DIM_MAX)
+            return err_set(e, ERR_INVAL, "faces: bad dim %d", r->face_dim);
+        for (int i = 0; i < r->nfaces; i++)
+            if (r->faces[i].vector != NULL && r->face_dim == 0)
+                return err_set(e, ERR_INVAL, "faces: vector without a dim");
+    }
+    return check_timings(r->timings, e);
+}
+
+/* --- forwarding ----------------------------------------------------------- */
+
+/* Backends may assume a non-NULL err_t; callers may pass NULL. */
+#define E_OR_LOCAL(e, local) ((e) != NULL ? (e) : &(local))
+
+int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (out == NULL)
+        return err_set(e, ERR_INVAL, "store_open: no output");
+    *out = NULL;
+    if (url == NULL || url[0] == '\0')
+        return err_set(e, ERR_INVAL, "store: empty URL");
+    store_opts o = {0};
+    if (opts != NULL)
+        o = *opts;
+    if (o.busy_timeout_ms < 0)
+        return err_set(e, ERR_INVAL, "store %s: negative busy timeout", url);
+    if (o.busy_timeout_ms == 0)
+        o.busy_timeout_ms = 5000;
+
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return err_set(e, ERR_UNSUPPORTED, "store %s: the PostgreSQL backend is not built", url);
+    const char *path = url;
+    if (strncmp(url, "sqlite://", 9) == 0)
+        path = url + 9;
+    else if (strncmp(url, "sqlite:", 7) == 0)
+        path = url + 7;
+    else if (strstr(url, "://") != NULL)
+        return err_set(e, ERR_UNSUPPORTED, "store %s: unknown URL scheme", url);
+    if (path[0] == '\0')
+        return err_set(e, ERR_INVAL, "store %s: no file path", url);
+    return store__sqlite_open(path, &o, out, e);
+}
+
+void store_close(store *s)
+{
+    if (s != NULL)
+        s->ops->close(s);
+}
+
+const char *store_backend(const store *s)
+{
+    return s != NULL ? s->ops->name : NULL;
+}
+
+int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (existing != NULL)
+        *existing = 0;
+    if (s == NULL || spec == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_job_enqueue: missing argument");
+    int rc = check_asset_id(spec->asset_id, e);
+    if (rc)
+        return rc;
+    if (spec->tasks == 0 || (spec->tasks & ~JOB_TASK_ALL) != 0)
+        return err_set(e, ERR_INVAL, "tasks 0x%x: empty or unknown", spec->tasks);
+    if (spec->max_attempts < 0 || spec->max_attempts > STORE_MAX_ATTEMPTS_MAX)
+        return err_set(e, ERR_INVAL, "max_attempts %d outside 0..%d", spec->max_attempts,
+                       STORE_MAX_ATTEMPTS_MAX);
+    if (spec->source == NULL || !is_json_object(spec->source))
+        return err_set(e, ERR_INVAL, "source is not a JSON object");
+    if (spec->payload != NULL && !is_json_object(spec->payload))
+        return err_set(e, ERR_INVAL, "payload is not a JSON object");
+    memset(out, 0, sizeof *out);
+    job_spec sp = *spec;
+    if (sp.max_attempts == 0)
+        sp.max_attempts = STORE_DEFAULT_MAX_ATTEMPTS;
+    int ex = 0;
+    rc = s->ops->job_enqueue(s, &sp, out, &ex, e);
+    if (rc == ERR_OK && existing != NULL)
+        *existing = ex;
+    return rc;
+}
+
+int store_job_get(store *s, int64_t id, job *out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_job_get: missing argument");
+    memset(out, 0, sizeof *out);
+    if (id <= 0)
+        return err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+    return s->ops->job_get(s, id, out, e);
+}
+
+int store_job_list(store *s, int state, int64_t before_id, int limit, job **out, int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_job_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (state != -1 && job_state_name((job_state)state) == NULL)
+        return err_set(e, ERR_INVAL, "unknown job state %d", state);
+    if (limit < 1 || limit > STORE_LIST_MAX)
+        return err_set(e, ERR_INVAL, "limit %d outside 1..%d", limit, STORE_LIST_MAX);
+    if (before_id < 0)
+        return err_set(e, ERR_INVAL, "negative cursor");
+    return s->ops->job_list(s, state, before_id, limit, out, n, e);
+}
+
+int store_job_cancel(store *s, int64_t id, job *out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_job_cancel: no store");
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (id <= 0)
+        return err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+    return s->ops->job_cancel(s, id, out, e);
+}
+
+int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
+                    err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_job_claim: missing argument");
+    *out = NULL;
+    *n = 0;
+    int rc = check_owner(owner, e);
+    if (rc)
+        return rc;
+    if (max < 0 || max > STORE_LIST_MAX || lease_ms < 0)
+        return err_set(e, ERR_INVAL, "claim: max %d outside 0..%d or negative lease", max,
+                       STORE_LIST_MAX);
+    if (max == 0)
+        return ERR_OK;
+    return s->ops->job_claim(s, owner, max, lease_ms, out, n, e);
+}
+
+int store_job_heartbeat(store *s, const char *owner, int64_t lease_ms, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || lease_ms < 0)
+        return err_set(e, ERR_INVAL, "store_job_heartbeat: bad argument");
+    int rc = check_owner(owner, e);
+    if (rc)
+        return rc;
+    return s->ops->job_heartbeat(s, owner, lease_ms, e);
+}
+
+int store_job_rescue(store *s, int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    int dummy;
+    if (n == NULL)
+        n = &dummy;
+    *n = 0;
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_job_rescue: no store");
+    return s->ops->job_rescue(s, n, e);
+}
+
+int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms, int code,
+                    const char *error, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || delay_ms < 0)
+        return err_set(e, ERR_INVAL, "store_job_retry: bad argument");
+    int rc = check_leased_job(j, owner, e);
+    if (rc)
+        return rc;
+    return s->ops->job_retry(s, j, owner, delay_ms, code,
+                             error != NULL ? error : err_strerror(code), e);
+}
+
+int store_job_fail(store *s, const job *j, const char *owner, int code, const char *error,
+                   const char *timings, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_job_fail: no store");
+    int rc = check_leased_job(j, owner, e);
+    if (rc == ERR_OK)
+        rc = check_timings(timings, e);
+    if (rc)
+        return rc;
+    return s->ops->job_fail(s, j, owner, code, error != NULL ? error : err_strerror(code), timings,
+                            e);
+}
+
+int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_job_complete: no store");
+    int rc = check_leased_job(j, owner, e);
+    if (rc == ERR_OK)
+        rc = check_result(r, e);
+    if (rc)
+        return rc;
+    return s->ops->job_complete(s, j, owner, r, e);
+}
+
+int store_job_release(store *s, const char *owner, int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    int dummy;
+    if (n == NULL)
+        n = &dummy;
+    *n = 0;
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_job_release: no store");
+    int rc = check_owner(owner, e);
+    if (rc)
+        return rc;
+    return s->ops->job_release(s, owner, n, e);
+}
+
+int store_counts_get(store *s, store_counts *c, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || c == NULL)
+        return err_set(e, ERR_INVAL, "store_counts_get: missing argument");
+    memset(c, 0, sizeof *c);
+    return s->ops->counts_get(s, c, e);
+}
+
+int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_asset_get: missing argument");
+    *out = NULL;
+    int rc = check_asset_id(asset_id, e);
+    if (rc)
+        return rc;
+    return s->ops->asset_get(s, asset_id, with_vectors, out, e);
+}
+
+int store_asset_delete(store *s, const char *asset_id, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_asset_delete: no store");
+    int rc = check_asset_id(asset_id, e);
+    if (rc)
+        return rc;
+    return s->ops->asset_delete(s, asset_id, e);
+}
+
+int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
+                      int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_outbox_read: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (after_id < 0 || limit < 1 || limit > STORE_LIST_MAX)
+        return err_set(e, ERR_INVAL, "outbox read: limit %d outside 1..%d or negative cursor",
+                       limit, STORE_LIST_MAX);
+    return s->ops->outbox_read(s, after_id, unsent_only, limit, out, n, e);
+}
+
+int store_outbox_mark_sent(store *s, int64_t id, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_outbox_mark_sent: no store");
+    if (id <= 0)
+        return err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
+    return s->ops->outbox_mark_sent(s, id, e);
+}

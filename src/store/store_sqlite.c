@@ -1,0 +1,1441 @@
+/*
+ * store/store_sqlite.c — the SQLite backend of store.h: the embedded default,
+ * one database file in WAL mode holding the queue, the results and the
+ * outbox. store.c has already checked every argument; this file only talks
+ * to SQLite and translates its result codes (the one adapter that does).
+ *
+ * Durability. journal_mode=WAL with synchronous=NORMAL: a commit is appended
+ * to the WAL and is safe against a crash or kill -9 of the process (the data
+ * is in the OS page cache and the WAL is replayed on the next open); only an
+ * OS crash or power loss may roll back the last few commits, never corrupt
+ * the file. synchronous=FULL would fsync on every commit to survive power
+ * loss too, at several milliseconds per job; guarantee 3 is about process
+ * crashes, so NORMAL is the trade we make. The schema migrates forward by
+ * PRAGMA user_version inside a BEGIN IMMEDIATE transaction, so several
+ * processes opening a new file at once migrate it exactly once.
+ *
+ * Threading. One handle serves every thread of the daemon (API connection
+ * threads, dispatcher, slots, publisher):
+ *  - `wlock` guards `wdb`, the only connection that writes. Every write is
+ *    one short BEGIN IMMEDIATE ... COMMIT taken and finished inside one call,
+ *    so writers in this process queue on the mutex and writers in other
+ *    processes on SQLite's file lock (busy_timeout, then ERR_BUSY).
+ *    BEGIN IMMEDIATE rather than a deferred BEGIN: a deferred transaction
+ *    that reads and then writes can fail at once with SQLITE_BUSY_SNAPSHOT
+ *    when another process committed in between, without waiting.
+ *  - `rlock`/`rcond` guard a small pool of read connections. WAL lets them
+ *    read a consistent snapshot while a write is in progress, so GET
+ *    /v1/jobs/{id} never waits behind a claim that waits for another
+ *    process's lock. A multi-statement read runs inside BEGIN ... COMMIT so
+ *    that it sees one snapshot.
+ *  Lock order: a thread holds at most one of wlock, one read connection; the
+ *  store never calls back into the caller with either held. Rejected design:
+ *  a single connection in SQLite's serialized mode — simpler, but every read
+ *  would queue behind writes, including writes stuck on another process.
+ */
+#include "store/store_int.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xalloc.h"
+
+#define SQ_READERS 4
+#define SQ_SCHEMA_VERSION 1
+
+typedef struct {
+    struct store base; /* first: store.c reaches ops through it */
+    char *path;
+    int busy_ms;
+    pthread_mutex_t wlock; /* guards wdb and its statements */
+    sqlite3 *wdb;
+    pthread_mutex_t rlock; /* guards rfree/nfree */
+    pthread_cond_t rcond;  /* signalled when a read connection is returned */
+    sqlite3 *rall[SQ_READERS];
+    sqlite3 *rfree[SQ_READERS];
+    int nfree;
+} sq_store;
+
+/* --- schema ------------------------------------------------------------- */
+
+/*
+ * Migrations, applied in order to a database whose user_version is below
+ * their number. Append only; never edit a released step (write a new one).
+ * IF NOT EXISTS makes each step idempotent should a step be half-applied by
+ * hand.
+ */
+static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
+    /* 1: initial schema */
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  asset_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL"
+    "    CHECK (state IN ('queued','running','done','failed','cancelled')),"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  tasks INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  max_attempts INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  payload TEXT,"
+    "  error TEXT,"
+    "  error_code TEXT,"
+    "  timings TEXT,"
+    "  lease_owner TEXT,"
+    "  lease_until_ms INTEGER NOT NULL DEFAULT 0,"
+    "  run_after_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER,"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0"
+    ");"
+    /* Claim scans this in order: state = 'queued', priority DESC, id. */
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, priority DESC, id);"
+    "CREATE INDEX IF NOT EXISTS jobs_state_id ON jobs(state, id);"
+    /*
+     * Dedupe lookup, and its guarantee: at most one live (queued or running,
+     * not being cancelled) job per (asset_id, tasks), enforced by the
+     * database rather than by the enqueue code alone. A running job being
+     * cancelled leaves the index, so a new request for the asset is not
+     * answered with a job that is about to end cancelled.
+     */
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe ON jobs(asset_id, tasks)"
+    "  WHERE state IN ('queued','running') AND cancel_requested = 0;"
+    "CREATE INDEX IF NOT EXISTS jobs_asset ON jobs(asset_id, tasks, state);"
+    "CREATE TABLE IF NOT EXISTS assets ("
+    "  asset_id TEXT PRIMARY KEY,"
+    "  payload TEXT,"
+    "  width INTEGER NOT NULL DEFAULT 0,"
+    "  height INTEGER NOT NULL DEFAULT 0,"
+    "  updated_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS image_embeddings ("
+    "  asset_id TEXT NOT NULL REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  model TEXT NOT NULL,"
+    "  dim INTEGER NOT NULL,"
+    "  norm REAL NOT NULL,"
+    "  nsfw TEXT,"
+    "  vector BLOB NOT NULL," /* dim float32, little-endian */
+    "  PRIMARY KEY (asset_id, model)"
+    ");"
+    "CREATE INDEX IF NOT EXISTS image_embeddings_model ON image_embeddings(model);"
+    "CREATE TABLE IF NOT EXISTS people ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT"
+    ");"
+    /* AUTOINCREMENT: a face id is never reused, so a stale id cannot name another face. */
+    "CREATE TABLE IF NOT EXISTS faces ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  asset_id TEXT NOT NULL REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  detector TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,"
+    "  score REAL NOT NULL,"
+    "  keypoints TEXT NOT NULL," /* JSON [[x, y], ...] */
+    "  dim INTEGER NOT NULL,"
+    "  vector BLOB," /* dim float32, little-endian, or NULL */
+    "  person_id INTEGER REFERENCES people(id) ON DELETE SET NULL"
+    ");"
+    "CREATE INDEX IF NOT EXISTS faces_asset ON faces(asset_id, detector, model);"
+    "CREATE INDEX IF NOT EXISTS faces_model ON faces(model);"
+    "CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);"
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id),"
+    "  asset_id TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  sent_ms INTEGER"
+    ");"
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox(id) WHERE sent_ms IS NULL;",
+};
+
+#define JOB_COLS                                                                                   \
+    "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
+    "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
+    "finished_ms, cancel_requested"
+
+/* --- errors and statements ----------------------------------------------- */
+
+/* Translates a SQLite result code into an ERR_ code, keeping SQLite's message. */
+static int sq_err(sq_store *s, sqlite3 *db, int src, const char *op, err_t *e)
+{
+    int code;
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        code = ERR_BUSY;
+        break;
+    case SQLITE_NOMEM:
+        code = ERR_NOMEM;
+        break;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+        code = ERR_IO;
+        break;
+    case SQLITE_CONSTRAINT:
+        code = ERR_CONFLICT;
+        break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        code = ERR_FORBIDDEN;
+        break;
+    default:
+        code = ERR_INTERNAL;
+        break;
+    }
+    const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(src);
+    return err_set(e, code, "store %s: %s: %s (sqlite %d)", s->path, op, msg, src);
+}
+
+static int q_prep(sq_store *s, sqlite3 *db, const char *sql, sqlite3_stmt **st, err_t *e)
+{
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    if (rc != SQLITE_OK) {
+        *st = NULL;
+        return sq_err(s, db, rc, "prepare", e);
+    }
+    return ERR_OK;
+}
+
+/* Steps `st`: 1 for a row, 0 when done, a negative ERR_ code on failure. */
+static int q_step(sq_store *s, sqlite3 *db, sqlite3_stmt *st, const char *op, err_t *e)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return sq_err(s, db, rc, op, e);
+}
+
+/* Runs SQL with no parameters and no rows wanted. */
+static int q_exec(sq_store *s, sqlite3 *db, const char *sql, const char *op, err_t *e)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return ERR_OK;
+    int r = sq_err(s, db, rc, op, e);
+    if (msg != NULL) {
+        err_set(e, r, "store %s: %s: %s (sqlite %d)", s->path, op, msg, rc);
+        sqlite3_free(msg);
+    }
+    return r;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v != NULL)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, size, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* Fills `j` from a row whose first columns are JOB_COLS starting at column 0. */
+static void row_to_job(sqlite3_stmt *st, job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, j->asset_id, sizeof j->asset_id);
+    int state = job_state_parse((const char *)sqlite3_column_text(st, 2));
+    j->state = state >= 0 ? (job_state)state : JOB_FAILED;
+    j->priority = sqlite3_column_int(st, 3);
+    j->tasks = (unsigned)sqlite3_column_int(st, 4);
+    j->attempts = sqlite3_column_int(st, 5);
+    j->max_attempts = sqlite3_column_int(st, 6);
+    j->source = col_strdup(st, 7);
+    j->payload = col_strdup(st, 8);
+    j->error = col_strdup(st, 9);
+    j->error_code = col_strdup(st, 10);
+    j->timings = col_strdup(st, 11);
+    col_copy(st, 12, j->lease_owner, sizeof j->lease_owner);
+    j->lease_until_ms = sqlite3_column_int64(st, 13);
+    j->run_after_ms = sqlite3_column_int64(st, 14);
+    j->created_ms = sqlite3_column_int64(st, 15);
+    j->updated_ms = sqlite3_column_int64(st, 16);
+    j->finished_ms = sqlite3_column_int64(st, 17);
+    j->cancel_requested = sqlite3_column_int(st, 18);
+}
+
+/* Steps `st` to the end, collecting JOB_COLS rows into a new array. */
+static int collect_jobs(sq_store *s, sqlite3 *db, sqlite3_stmt *st, const char *op, job **out,
+                        int *n, err_t *e)
+{
+    job *arr = NULL;
+    int cnt = 0, cap = 0, rc;
+    while ((rc = q_step(s, db, st, op, e)) == 1) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+        }
+        row_to_job(st, &arr[cnt++]);
+    }
+    if (rc < 0) {
+        job_array_free(arr, cnt);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
+/* --- connections and transactions ---------------------------------------- */
+
+static int sq_connect(sq_store *s, sqlite3 **out, err_t *e)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(
+        s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_err(s, db, rc, "open", e);
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, s->busy_ms);
+    rc = q_exec(s, db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", "pragma", e);
+    if (rc) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return ERR_OK;
+}
+
+/* Takes the write connection and opens a write transaction; wend() must follow. */
+static int wbegin(sq_store *s, err_t *e)
+{
+    pthread_mutex_lock(&s->wlock);
+    int rc = q_exec(s, s->wdb, "BEGIN IMMEDIATE", "begin", e);
+    if (rc)
+        pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+/* Commits when `rc` is ERR_OK, else rolls back; releases the write connection. */
+static int wend(sq_store *s, int rc, err_t *e)
+{
+    if (rc == ERR_OK) {
+        rc = q_exec(s, s->wdb, "COMMIT", "commit", e);
+    }
+    if (rc != ERR_OK && !sqlite3_get_autocommit(s->wdb)) {
+        err_t ignore;
+        q_exec(s, s->wdb, "ROLLBACK", "rollback", &ignore);
+    }
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+static sqlite3 *rget(sq_store *s)
+{
+    pthread_mutex_lock(&s->rlock);
+    while (s->nfree == 0)
+        pthread_cond_wait(&s->rcond, &s->rlock);
+    sqlite3 *db = s->rfree[--s->nfree];
+    pthread_mutex_unlock(&s->rlock);
+    return db;
+}
+
+static void rput(sq_store *s, sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&s->rlock);
+    s->rfree[s->nfree++] = db;
+    pthread_cond_signal(&s->rcond);
+    pthread_mutex_unlock(&s->rlock);
+}
+
+static int sq_migrate(sq_store *s, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    /* The mode is persistent in the file; setting it again is a no-op. */
+    int rc = q_prep(s, db, "PRAGMA journal_mode = WAL", &st, e);
+    if (rc)
+        return rc;
+    rc = q_step(s, db, st, "journal_mode", e);
+    if (rc == 1) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (mode == NULL || strcmp(mode, "wal") != 0)
+            rc = err_set(e, ERR_UNSUPPORTED, "store %s: cannot use WAL (journal_mode %s)", s->path,
+                         mode != NULL ? mode : "?");
+        else
+            rc = ERR_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+
+    rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, db, "PRAGMA user_version", &st, e);
+    int version = 0;
+    if (rc == ERR_OK) {
+        rc = q_step(s, db, st, "user_version", e);
+        if (rc == 1) {
+            version = sqlite3_column_int(st, 0);
+            rc = ERR_OK;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == ERR_OK && version > SQ_SCHEMA_VERSION)
+        rc = err_set(e, ERR_UNSUPPORTED,
+                     "store %s: schema version %d is newer than this inferd (%d)", s->path, version,
+                     SQ_SCHEMA_VERSION);
+    for (int v = version; rc == ERR_OK && v < SQ_SCHEMA_VERSION; v++) {
+        rc = q_exec(s, db, sq_migrations[v], "migrate", e);
+        if (rc == ERR_OK) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+            rc = q_exec(s, db, sql, "migrate", e);
+        }
+    }
+    return wend(s, rc, e);
+}
+
+static void sq_close(store *base)
+{
+    sq_store *s = (sq_store *)base;
+    for (int i = 0; i < SQ_READERS; i++)
+        sqlite3_close(s->rall[i]);
+    sqlite3_close(s->wdb);
+    pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->rlock);
+    pthread_cond_destroy(&s->rcond);
+    free(s->path);
+    free(s);
+}
+
+static const store_ops sq_ops;
+
+int store__sqlite_open(const char *target, const store_opts *opts, store **out, err_t *e)
+{
+    if (strcmp(target, ":memory:") == 0 || strncmp(target, "file:", 5) == 0)
+        return err_set(e, ERR_INVAL,
+                       "store sqlite:%s: need a file path (in-memory and URI names are not shared "
+                       "between the store's connections)",
+                       target);
+    if (!sqlite3_threadsafe())
+        return err_set(e, ERR_UNSUPPORTED, "store: libsqlite3 was built without thread support");
+    sq_store *s = xcalloc(1, sizeof *s);
+    s->base.ops = &sq_ops;
+    s->path = xstrdup(target);
+    s->busy_ms = opts->busy_timeout_ms;
+    pthread_mutex_init(&s->wlock, NULL);
+    pthread_mutex_init(&s->rlock, NULL);
+    pthread_cond_init(&s->rcond, NULL);
+
+    int rc = sq_connect(s, &s->wdb, e);
+    if (rc == ERR_OK)
+        rc = sq_migrate(s, e);
+    for (int i = 0; rc == ERR_OK && i < SQ_READERS; i++) {
+        rc = sq_connect(s, &s->rall[i], e);
+        if (rc == ERR_OK)
+            s->rfree[s->nfree++] = s->rall[i];
+    }
+    if (rc) {
+        sq_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return ERR_OK;
+}
+
+/* --- outbox (inside a write transaction) ---------------------------------- */
+
+typedef struct {
+    int64_t job_id;
+    const char *asset_id;
+    job_state state;
+    unsigned tasks;
+    int attempts;
+    int nfaces, nimage;
+    const char *timings;
+    const char *error_code, *error_msg;
+} sq_event;
+
+/* Inserts the outbox row for `ev`; the caller holds the write transaction. */
+static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db,
+                    "INSERT INTO outbox(job_id, asset_id, payload, created_ms) VALUES (?, ?, '', ?)"
+                    " RETURNING id",
+                    &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, ev->job_id);
+    bind_text(st, 2, ev->asset_id);
+    sqlite3_bind_int64(st, 3, now);
+    int64_t id = 0;
+    rc = q_step(s, db, st, "outbox insert", e);
+    if (rc == 1) {
+        id = sqlite3_column_int64(st, 0);
+        rc = q_step(s, db, st, "outbox insert", e);
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        return rc < 0 ? rc : err_set(e, ERR_INTERNAL, "outbox insert returned two rows");
+    char *payload =
+        store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
+                          ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
+    rc = q_prep(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_text(st, 1, payload, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, id);
+        rc = q_step(s, db, st, "outbox payload", e);
+        sqlite3_finalize(st);
+    }
+    free(payload);
+    return rc;
+}
+
+/* The columns of a job that its transitions need (SQ_ROW_COLS). */
+typedef struct {
+    int64_t id;
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    unsigned tasks;
+    int attempts, max_attempts, cancel_requested;
+    char *timings;
+} sq_row;
+
+/*
+ * Ends job `r` (running or queued) in terminal state `to` and inserts its
+ * event; the caller holds the write transaction. NULL `code`, `error` or
+ * `timings` keep the stored value; `clear_error` clears the error instead
+ * (a job done after a retry has no error). The event carries the error only
+ * when the job failed.
+ */
+static int finish_job(sq_store *s, const sq_row *r, job_state to, const char *code,
+                      const char *error, const char *timings, int clear_error, int nfaces,
+                      int nimage, int64_t now, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db,
+                    "UPDATE jobs SET state = ?1, error_code = CASE WHEN ?5 THEN NULL ELSE"
+                    " coalesce(?2, error_code) END, error = CASE WHEN ?5 THEN NULL ELSE"
+                    " coalesce(?3, error) END, timings = coalesce(?4, timings),"
+                    " lease_owner = NULL, lease_until_ms = 0, finished_ms = ?6, updated_ms = ?6"
+                    " WHERE id = ?7",
+                    &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, job_state_name(to), -1, SQLITE_STATIC);
+    bind_text(st, 2, code);
+    bind_text(st, 3, error);
+    bind_text(st, 4, timings);
+    sqlite3_bind_int(st, 5, clear_error);
+    sqlite3_bind_int64(st, 6, now);
+    sqlite3_bind_int64(st, 7, r->id);
+    rc = q_step(s, db, st, "finish job", e);
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    sq_event ev = {
+        .job_id = r->id,
+        .asset_id = r->asset_id,
+        .state = to,
+        .tasks = r->tasks,
+        .attempts = r->attempts,
+        .nfaces = nfaces,
+        .nimage = nimage,
+        .timings = timings != NULL ? timings : r->timings,
+        .error_code = to == JOB_FAILED ? code : NULL,
+        .error_msg = to == JOB_FAILED ? error : NULL,
+    };
+    return put_event(s, &ev, now, e);
+}
+
+#define SQ_ROW_COLS "id, asset_id, tasks, attempts, max_attempts, cancel_requested, timings"
+
+static void read_row(sqlite3_stmt *st, sq_row *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, r->asset_id, sizeof r->asset_id);
+    r->tasks = (unsigned)sqlite3_column_int(st, 2);
+    r->attempts = sqlite3_column_int(st, 3);
+    r->max_attempts = sqlite3_column_int(st, 4);
+    r->cancel_requested = sqlite3_column_int(st, 5);
+    r->timings = col_strdup(st, 6);
+}
+
+/*
+ * Reads the job `j` if it is still running under `owner` with the same
+ * attempt number; ERR_LEASE otherwise. The caller holds the write
+ * transaction, so the answer stays true until it commits.
+ */
+static int lease_row(sq_store *s, const job *j, const char *owner, sq_row *r, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db,
+                    "SELECT " SQ_ROW_COLS " FROM jobs WHERE id = ? AND state = 'running'"
+                    " AND lease_owner = ? AND attempts = ?",
+                    &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, j->id);
+    bind_text(st, 2, owner);
+    sqlite3_bind_int(st, 3, j->attempts);
+    rc = q_step(s, db, st, "lease check", e);
+    if (rc == 1) {
+        read_row(st, r);
+        rc = ERR_OK;
+    } else if (rc == 0) {
+        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d", (long long)j->id,
+                     owner, j->attempts);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- jobs ----------------------------------------------------------------- */
+
+static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *existing, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    /* Written to match the partial index jobs_dedupe, so the lookup uses it. */
+    rc = q_prep(s, db,
+                "SELECT " JOB_COLS " FROM jobs WHERE asset_id = ? AND tasks = ?"
+                " AND state IN ('queued','running') AND cancel_requested = 0",
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, spec->asset_id);
+    sqlite3_bind_int(st, 2, (int)spec->tasks);
+    rc = q_step(s, db, st, "dedupe", e);
+    if (rc == 1) {
+        row_to_job(st, out);
+        *existing = 1;
+        rc = ERR_OK;
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    sqlite3_finalize(st);
+    rc = q_prep(s, db,
+                "INSERT INTO jobs(asset_id, state, priority, tasks, attempts, max_attempts,"
+                " source, payload, run_after_ms, created_ms, updated_ms)"
+                " VALUES (?1, 'queued', ?2, ?3, 0, ?4, ?5, ?6, ?7, ?7, ?7) RETURNING " JOB_COLS,
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, spec->asset_id);
+    sqlite3_bind_int(st, 2, spec->priority);
+    sqlite3_bind_int(st, 3, (int)spec->tasks);
+    sqlite3_bind_int(st, 4, spec->max_attempts);
+    bind_text(st, 5, spec->source);
+    bind_text(st, 6, spec->payload);
+    sqlite3_bind_int64(st, 7, now);
+    rc = q_step(s, db, st, "enqueue", e);
+    if (rc == 1) {
+        row_to_job(st, out);
+        /* Run the statement to completion so that the insert is final before COMMIT. */
+        rc = q_step(s, db, st, "enqueue", e);
+        if (rc != 0)
+            job_clear(out);
+        if (rc > 0)
+            rc = err_set(e, ERR_INTERNAL, "enqueue: two rows returned");
+    } else if (rc == 0) {
+        rc = err_set(e, ERR_INTERNAL, "enqueue: no row returned");
+    }
+out:
+    sqlite3_finalize(st);
+    rc = wend(s, rc, e);
+    if (rc) {
+        job_clear(out);
+        *existing = 0;
+    }
+    return rc;
+}
+
+static int sq_job_get(store *base, int64_t id, job *out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        rc = q_step(s, db, st, "get job", e);
+        if (rc == 1) {
+            row_to_job(st, out);
+            rc = ERR_OK;
+        } else if (rc == 0) {
+            rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+        }
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    return rc;
+}
+
+static int sq_job_list(store *base, int state, int64_t before_id, int limit, job **out, int *n,
+                       err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    /* Four shapes rather than "?1 = 0 OR id < ?1": the planner picks an index per shape. */
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT " JOB_COLS " FROM jobs WHERE 1%s%s ORDER BY id DESC LIMIT ?3",
+             before_id > 0 ? " AND id < ?1" : "", state >= 0 ? " AND state = ?2" : "");
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db, sql, &st, e);
+    if (rc == ERR_OK) {
+        if (before_id > 0)
+            sqlite3_bind_int64(st, 1, before_id);
+        if (state >= 0)
+            sqlite3_bind_text(st, 2, job_state_name((job_state)state), -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, limit);
+        rc = collect_jobs(s, db, st, "list jobs", out, n, e);
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    return rc;
+}
+
+static int sq_job_cancel(store *base, int64_t id, job *out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    sq_row r = {0};
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, db, "SELECT " SQ_ROW_COLS ", state FROM jobs WHERE id = ?", &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, id);
+    rc = q_step(s, db, st, "cancel", e);
+    if (rc == 0) {
+        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    read_row(st, &r);
+    int state = job_state_parse((const char *)sqlite3_column_text(st, 7));
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = ERR_OK;
+    if (state == JOB_QUEUED) {
+        rc = finish_job(s, &r, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+    } else if (state == JOB_RUNNING && !r.cancel_requested) {
+        rc = q_prep(s, db, "UPDATE jobs SET cancel_requested = 1, updated_ms = ? WHERE id = ?", &st,
+                    e);
+        if (rc)
+            goto out;
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_int64(st, 2, id);
+        rc = q_step(s, db, st, "cancel", e);
+    }
+    if (rc == ERR_OK && out != NULL) {
+        sqlite3_finalize(st);
+        rc = q_prep(s, db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &st, e);
+        if (rc)
+            goto out;
+        sqlite3_bind_int64(st, 1, id);
+        rc = q_step(s, db, st, "cancel", e);
+        if (rc == 1) {
+            row_to_job(st, out);
+            rc = ERR_OK;
+        } else if (rc == 0) {
+            rc = err_set(e, ERR_INTERNAL, "job %lld vanished", (long long)id);
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    free(r.timings);
+    return wend(s, rc, e);
+}
+
+static int cmp_claim_order(const void *a, const void *b)
+{
+    const job *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_ms, job **out,
+                        int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, db,
+                "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until_ms = ?2,"
+                " attempts = attempts + 1, updated_ms = ?3"
+                " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= ?3"
+                " ORDER BY priority DESC, id LIMIT ?4) RETURNING " JOB_COLS,
+                &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, owner);
+        sqlite3_bind_int64(st, 2, now + lease_ms);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int(st, 4, max);
+        rc = collect_jobs(s, db, st, "claim", out, n, e);
+        sqlite3_finalize(st);
+    }
+    rc = wend(s, rc, e);
+    if (rc) {
+        job_array_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    /* RETURNING yields rows in no promised order; hand them out in claim order. */
+    if (*n > 1)
+        qsort(*out, (size_t)*n, sizeof **out, cmp_claim_order);
+    return ERR_OK;
+}
+
+static int sq_job_heartbeat(store *base, const char *owner, int64_t lease_ms, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb,
+                "UPDATE jobs SET lease_until_ms = ?, updated_ms = ?"
+                " WHERE state = 'running' AND lease_owner = ?",
+                &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_int64(st, 1, now + lease_ms);
+        sqlite3_bind_int64(st, 2, now);
+        bind_text(st, 3, owner);
+        rc = q_step(s, s->wdb, st, "heartbeat", e);
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+/* Collects the rows of `st` (SQ_ROW_COLS) into a new array. */
+static int collect_rows(sq_store *s, sqlite3_stmt *st, const char *op, sq_row **out, int *n,
+                        err_t *e)
+{
+    sq_row *arr = NULL;
+    int cnt = 0, cap = 0, rc;
+    while ((rc = q_step(s, s->wdb, st, op, e)) == 1) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+        }
+        read_row(st, &arr[cnt++]);
+    }
+    *out = arr;
+    *n = cnt;
+    return rc;
+}
+
+static void rows_free(sq_row *rows, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(rows[i].timings);
+    free(rows);
+}
+
+/* Back to queued, lease cleared; `uncount` also takes back the attempt (release). */
+static int requeue(sq_store *s, const sq_row *r, int64_t run_after, int uncount, const char *code,
+                   const char *error, int64_t now, err_t *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, s->wdb,
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                    " run_after_ms = ?1, attempts = max(attempts - ?2, 0),"
+                    " error_code = coalesce(?3, error_code), error = coalesce(?4, error),"
+                    " updated_ms = ?5 WHERE id = ?6",
+                    &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, run_after);
+    sqlite3_bind_int(st, 2, uncount ? 1 : 0);
+    bind_text(st, 3, code);
+    bind_text(st, 4, error);
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_int64(st, 6, r->id);
+    rc = q_step(s, s->wdb, st, "requeue", e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_job_rescue(store *base, int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    sq_row *rows = NULL;
+    int nrows = 0;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb,
+                "SELECT " SQ_ROW_COLS " FROM jobs"
+                " WHERE state = 'running' AND lease_until_ms < ?",
+                &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, now);
+    /* Collect first: the rows are updated below, not while the scan runs. */
+    rc = collect_rows(s, st, "rescue", &rows, &nrows, e);
+    sqlite3_finalize(st);
+    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
+        const sq_row *r = &rows[i];
+        char msg[128];
+        snprintf(msg, sizeof msg, "lease expired at attempt %d", r->attempts);
+        if (r->cancel_requested)
+            rc = finish_job(s, r, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+        else if (r->attempts >= r->max_attempts)
+            rc = finish_job(s, r, JOB_FAILED, STORE_LEASE_EXPIRED_CODE, msg, NULL, 0, 0, 0, now, e);
+        else
+            rc = requeue(s, r, now, 0, STORE_LEASE_EXPIRED_CODE, msg, now, e);
+    }
+    if (rc == ERR_OK)
+        *n = nrows;
+out:
+    rows_free(rows, nrows);
+    return wend(s, rc, e);
+}
+
+static int sq_job_retry(store *base, const job *j, const char *owner, int64_t delay_ms, int code,
+                        const char *error, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sq_row r = {0};
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, j, owner, &r, e);
+    if (rc == ERR_OK) {
+        if (r.cancel_requested)
+            rc = finish_job(s, &r, JOB_CANCELLED, err_name(code), error, NULL, 0, 0, 0, now, e);
+        else if (r.attempts >= r.max_attempts)
+            rc = finish_job(s, &r, JOB_FAILED, err_name(code), error, NULL, 0, 0, 0, now, e);
+        else
+            rc = requeue(s, &r, now + delay_ms, 0, err_name(code), error, now, e);
+    }
+    free(r.timings);
+    return wend(s, rc, e);
+}
+
+static int sq_job_fail(store *base, const job *j, const char *owner, int code, const char *error,
+                       const char *timings, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sq_row r = {0};
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, j, owner, &r, e);
+    if (rc == ERR_OK)
+        rc = finish_job(s, &r, r.cancel_requested ? JOB_CANCELLED : JOB_FAILED, err_name(code),
+                        error, timings, 0, 0, 0, now, e);
+    free(r.timings);
+    return wend(s, rc, e);
+}
+
+/* Writes the results of `r` for asset `asset_id`; inside the write transaction. */
+static int put_results(sq_store *s, const char *asset_id, const char *payload,
+                       const store_result *r, int64_t now, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    /* A job without a payload keeps the payload an earlier job gave the asset. */
+    int rc = q_prep(s, db,
+                    "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(asset_id) DO UPDATE SET"
+                    " payload = coalesce(excluded.payload, payload), width = excluded.width,"
+                    " height = excluded.height, updated_ms = excluded.updated_ms",
+                    &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, asset_id);
+    bind_text(st, 2, payload);
+    sqlite3_bind_int(st, 3, r->width);
+    sqlite3_bind_int(st, 4, r->height);
+    sqlite3_bind_int64(st, 5, now);
+    rc = q_step(s, db, st, "asset upsert", e);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc)
+        return rc;
+
+    if (r->image_model != NULL) {
+        /* The (asset_id, model) primary key makes the insert a replacement. */
+        rc = q_prep(s, db,
+                    "INSERT OR REPLACE INTO image_embeddings(asset_id, model, dim, norm, nsfw,"
+                    " vector) VALUES (?, ?, ?, ?, ?, ?)",
+                    &st, e);
+        if (rc)
+            return rc;
+        size_t bytes = (size_t)r->image_dim * 4;
+        unsigned char *blob = xmalloc(bytes);
+        store__vec_to_le(r->image_vector, r->image_dim, blob);
+        bind_text(st, 1, asset_id);
+        bind_text(st, 2, r->image_model);
+        sqlite3_bind_int(st, 3, r->image_dim);
+        sqlite3_bind_double(st, 4, r->image_norm);
+        bind_text(st, 5, r->nsfw);
+        sqlite3_bind_blob(st, 6, blob, (int)bytes, free);
+        rc = q_step(s, db, st, "image embedding", e);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc)
+            return rc;
+    }
+
+    if (r->face_model == NULL && r->detector_model == NULL)
+        return ERR_OK;
+    const char *det = r->detector_model != NULL ? r->detector_model : "";
+    const char *fm = r->face_model != NULL ? r->face_model : "";
+    rc = q_prep(s, db, "DELETE FROM faces WHERE asset_id = ? AND detector = ? AND model = ?", &st,
+                e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, asset_id);
+    bind_text(st, 2, det);
+    bind_text(st, 3, fm);
+    rc = q_step(s, db, st, "faces delete", e);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc || r->nfaces == 0)
+        return rc;
+    rc = q_prep(s, db,
+                "INSERT INTO faces(asset_id, detector, model, x1, y1, x2, y2, score, keypoints,"
+                " dim, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &st, e);
+    if (rc)
+        return rc;
+    for (int i = 0; rc == ERR_OK && i < r->nfaces; i++) {
+        const store_face *f = &r->faces[i];
+        char kps[6 * 2 * 20 + 16];
+        size_t len = 0;
+        kps[len++] = '[';
+        for (int k = 0; k < 6; k++)
+            len += (size_t)snprintf(kps + len, sizeof kps - len, "%s[%.9g,%.9g]", k ? "," : "",
+                                    f->kps[k][0], f->kps[k][1]);
+        snprintf(kps + len, sizeof kps - len, "]");
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        bind_text(st, 1, asset_id);
+        bind_text(st, 2, det);
+        bind_text(st, 3, fm);
+        for (int b = 0; b < 4; b++)
+            sqlite3_bind_double(st, 4 + b, f->box[b]);
+        sqlite3_bind_double(st, 8, f->score);
+        bind_text(st, 9, kps);
+        if (f->vector != NULL) {
+            size_t bytes = (size_t)r->face_dim * 4;
+            unsigned char *blob = xmalloc(bytes);
+            store__vec_to_le(f->vector, r->face_dim, blob);
+            sqlite3_bind_int(st, 10, r->face_dim);
+            sqlite3_bind_blob(st, 11, blob, (int)bytes, free);
+        } else {
+            sqlite3_bind_int(st, 10, 0);
+        }
+        rc = q_step(s, db, st, "face insert", e);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_job_complete(store *base, const job *j, const char *owner, const store_result *r,
+                           err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sq_row row = {0};
+    char *payload = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, j, owner, &row, e);
+    if (rc)
+        goto out;
+    if (row.cancel_requested) {
+        rc = finish_job(s, &row, JOB_CANCELLED, NULL, NULL, r->timings, 0, 0, 0, now, e);
+        goto out;
+    }
+    rc = q_prep(s, s->wdb, "SELECT payload FROM jobs WHERE id = ?", &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, row.id);
+    rc = q_step(s, s->wdb, st, "job payload", e);
+    if (rc == 1) {
+        payload = col_strdup(st, 0);
+        rc = ERR_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        goto out;
+    rc = put_results(s, row.asset_id, payload, r, now, e);
+    if (rc == ERR_OK) {
+        int nfaces = (r->face_model != NULL || r->detector_model != NULL) ? r->nfaces : 0;
+        rc = finish_job(s, &row, JOB_DONE, NULL, NULL, r->timings, 1, nfaces,
+                        r->image_model != NULL ? 1 : 0, now, e);
+    }
+out:
+    free(payload);
+    free(row.timings);
+    return wend(s, rc, e);
+}
+
+static int sq_job_release(store *base, const char *owner, int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    sq_row *rows = NULL;
+    int nrows = 0;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb,
+                "SELECT " SQ_ROW_COLS " FROM jobs WHERE state = 'running' AND lease_owner = ?", &st,
+                e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, owner);
+    rc = collect_rows(s, st, "release", &rows, &nrows, e);
+    sqlite3_finalize(st);
+    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
+        if (rows[i].cancel_requested)
+            rc = finish_job(s, &rows[i], JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+        else
+            rc = requeue(s, &rows[i], now, 1, NULL, NULL, now, e);
+    }
+    if (rc == ERR_OK)
+        *n = nrows;
+out:
+    rows_free(rows, nrows);
+    return wend(s, rc, e);
+}
+
+static int sq_counts_get(store *base, store_counts *c, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_exec(s, db, "BEGIN", "begin", e);
+    if (rc == ERR_OK)
+        rc = q_prep(s, db, "SELECT state, count(*) FROM jobs GROUP BY state", &st, e);
+    if (rc == ERR_OK) {
+        while ((rc = q_step(s, db, st, "counts", e)) == 1) {
+            int64_t k = sqlite3_column_int64(st, 1);
+            switch (job_state_parse((const char *)sqlite3_column_text(st, 0))) {
+            case JOB_QUEUED:
+                c->queued = k;
+                break;
+            case JOB_RUNNING:
+                c->running = k;
+                break;
+            case JOB_DONE:
+                c->done = k;
+                break;
+            case JOB_FAILED:
+                c->failed = k;
+                break;
+            case JOB_CANCELLED:
+                c->cancelled = k;
+                break;
+            }
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (rc == ERR_OK)
+        rc = q_prep(s, db, "SELECT count(*) FROM outbox WHERE sent_ms IS NULL", &st, e);
+    if (rc == ERR_OK) {
+        rc = q_step(s, db, st, "counts", e);
+        if (rc == 1) {
+            c->outbox_pending = sqlite3_column_int64(st, 0);
+            rc = ERR_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc == ERR_OK)
+        rc = q_exec(s, db, "COMMIT", "commit", e);
+    rput(s, db);
+    return rc;
+}
+
+/* --- results ---------------------------------------------------------------- */
+
+static json_t *vector_json(sqlite3_stmt *st, int col, int dim)
+{
+    const unsigned char *b = sqlite3_column_blob(st, col);
+    int bytes = sqlite3_column_bytes(st, col);
+    if (b == NULL || dim <= 0)
+        return json_null();
+    if (bytes / 4 < dim)
+        dim = bytes / 4;
+    float *v = xmalloc((size_t)dim * sizeof *v);
+    store__vec_from_le(b, dim, v);
+    json_t *a = json_array();
+    for (int i = 0; i < dim; i++)
+        json_array_append_new(a, json_real(v[i]));
+    free(v);
+    return a;
+}
+
+static json_t *keypoints_json(const char *text)
+{
+    json_t *in = store__json_or_null(text);
+    json_t *out = json_array();
+    size_t i;
+    json_t *pt;
+    json_array_foreach(in, i, pt)
+    {
+        json_t *p = json_array();
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 0)), 10));
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 1)), 10));
+        json_array_append_new(out, p);
+    }
+    json_decref(in);
+    return out;
+}
+
+static int sq_asset_get(store *base, const char *asset_id, int with_vectors, json_t **out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    json_t *o = NULL;
+    int rc = q_exec(s, db, "BEGIN", "begin", e);
+    if (rc)
+        goto out;
+    rc = q_prep(s, db, "SELECT payload, width, height, updated_ms FROM assets WHERE asset_id = ?",
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, asset_id);
+    rc = q_step(s, db, st, "asset", e);
+    if (rc == 0)
+        rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
+    if (rc < 0)
+        goto out;
+    o = json_object();
+    json_object_set_new(o, "asset_id", json_string(asset_id));
+    json_object_set_new(o, "payload",
+                        store__json_or_null((const char *)sqlite3_column_text(st, 0)));
+    json_object_set_new(o, "width", json_integer(sqlite3_column_int(st, 1)));
+    json_object_set_new(o, "height", json_integer(sqlite3_column_int(st, 2)));
+    char when[40];
+    store__rfc3339(sqlite3_column_int64(st, 3), when, sizeof when);
+    json_object_set_new(o, "updated_at", json_string(when));
+    sqlite3_finalize(st);
+    st = NULL;
+
+    rc = q_prep(s, db,
+                "SELECT model, dim, norm, nsfw, vector FROM image_embeddings WHERE asset_id = ?"
+                " ORDER BY model",
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, asset_id);
+    json_t *embs = json_array();
+    json_object_set_new(o, "image_embeddings", embs);
+    while ((rc = q_step(s, db, st, "image embeddings", e)) == 1) {
+        json_t *ie = json_object();
+        int dim = sqlite3_column_int(st, 1);
+        json_object_set_new(ie, "model", json_string((const char *)sqlite3_column_text(st, 0)));
+        json_object_set_new(ie, "dim", json_integer(dim));
+        json_object_set_new(ie, "norm", store__num(sqlite3_column_double(st, 2), 1e4));
+        json_object_set_new(ie, "nsfw",
+                            store__json_or_null((const char *)sqlite3_column_text(st, 3)));
+        if (with_vectors)
+            json_object_set_new(ie, "vector", vector_json(st, 4, dim));
+        json_array_append_new(embs, ie);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc)
+        goto out;
+
+    rc = q_prep(s, db,
+                "SELECT id, x1, y1, x2, y2, score, keypoints, detector, model, dim, vector,"
+                " person_id FROM faces WHERE asset_id = ? ORDER BY id",
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, asset_id);
+    json_t *faces = json_array();
+    json_object_set_new(o, "faces", faces);
+    while ((rc = q_step(s, db, st, "faces", e)) == 1) {
+        json_t *f = json_object();
+        json_object_set_new(f, "id", json_integer(sqlite3_column_int64(st, 0)));
+        json_t *box = json_array();
+        for (int b = 0; b < 4; b++)
+            json_array_append_new(box, store__num(sqlite3_column_double(st, 1 + b), 10));
+        json_object_set_new(f, "box", box);
+        json_object_set_new(f, "score", store__num(sqlite3_column_double(st, 5), 1e4));
+        json_object_set_new(f, "keypoints",
+                            keypoints_json((const char *)sqlite3_column_text(st, 6)));
+        json_object_set_new(f, "detector", json_string((const char *)sqlite3_column_text(st, 7)));
+        json_object_set_new(f, "model", json_string((const char *)sqlite3_column_text(st, 8)));
+        int dim = sqlite3_column_int(st, 9);
+        json_object_set_new(f, "dim", json_integer(dim));
+        if (with_vectors)
+            json_object_set_new(f, "vector", vector_json(st, 10, dim));
+        json_object_set_new(f, "person_id",
+                            sqlite3_column_type(st, 11) == SQLITE_NULL
+                                ? json_null()
+                                : json_integer(sqlite3_column_int64(st, 11)));
+        json_array_append_new(faces, f);
+    }
+    if (rc == ERR_OK)
+        rc = q_exec(s, db, "COMMIT", "commit", e);
+out:
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return ERR_OK;
+}
+
+static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    /* image_embeddings and faces go with it: ON DELETE CASCADE. */
+    rc = q_prep(s, s->wdb, "DELETE FROM assets WHERE asset_id = ?", &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, asset_id);
+        rc = q_step(s, s->wdb, st, "asset delete", e);
+        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+            rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+/* --- outbox --------------------------------------------------------------- */
+
+static int sq_outbox_read(store *base, int64_t after_id, int unsent_only, int limit,
+                          outbox_event **out, int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    outbox_event *arr = NULL;
+    int cnt = 0, cap = 0;
+    int rc = q_prep(s, db,
+                    unsent_only ? "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                                  " FROM outbox WHERE id > ? AND sent_ms IS NULL ORDER BY id"
+                                  " LIMIT ?"
+                                : "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                                  " FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                    &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_int64(st, 1, after_id);
+        sqlite3_bind_int(st, 2, limit);
+        while ((rc = q_step(s, db, st, "outbox read", e)) == 1) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+            }
+            outbox_event *ev = &arr[cnt++];
+            memset(ev, 0, sizeof *ev);
+            ev->id = sqlite3_column_int64(st, 0);
+            ev->job_id = sqlite3_column_int64(st, 1);
+            col_copy(st, 2, ev->asset_id, sizeof ev->asset_id);
+            ev->payload = col_strdup(st, 3);
+            ev->created_ms = sqlite3_column_int64(st, 4);
+            ev->sent = sqlite3_column_type(st, 5) != SQLITE_NULL;
+        }
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc) {
+        outbox_event_array_free(arr, cnt);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
+static int sq_outbox_mark_sent(store *base, int64_t id, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb, "UPDATE outbox SET sent_ms = coalesce(sent_ms, ?) WHERE id = ?", &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_int64(st, 1, store_now_ms());
+        sqlite3_bind_int64(st, 2, id);
+        rc = q_step(s, s->wdb, st, "mark sent", e);
+        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+            rc = err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+static const store_ops sq_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .job_enqueue = sq_job_enqueue,
+    .job_get = sq_job_get,
+    .job_list = sq_job_list,
+    .job_cancel = sq_job_cancel,
+    .job_claim = sq_job_claim,
+    .job_heartbeat = sq_job_heartbeat,
+    .job_rescue = sq_job_rescue,
+    .job_retry = sq_job_retry,
+    .job_fail = sq_job_fail,
+    .job_complete = sq_job_complete,
+    .job_release = sq_job_release,
+    .counts_get = sq_counts_get,
+    .asset_get = sq_asset_get,
+    .asset_delete = sq_asset_delete,
+    .outbox_read = sq_outbox_read,
+    .outbox_mark_sent = sq_outbox_mark_sent,
+};

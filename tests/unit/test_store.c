@@ -1,0 +1,1324 @@
+/*
+ * tests/unit/test_store.c — the conformance suite of store.h: every backend
+ * must pass it unchanged. It uses store.h only (the one fault test that needs
+ * a second raw SQLite connection is skipped for other backends).
+ *
+ * The suite runs once per store URL in INFERD_TEST_STORE_URLS (separated by
+ * spaces or commas); the default is a fresh SQLite file per test in a
+ * temporary directory. Each test opens a store of its own: "{n}" in a URL is
+ * replaced by a token unique to the test (t<pid>_<k>), so that a backend can
+ * give each test a fresh database or schema, e.g.
+ *   INFERD_TEST_STORE_URLS='sqlite:/tmp/a-{n}.db postgres://localhost/t?schema={n}'
+ * A URL without "{n}" is shared by every test and must be empty at the start.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+static const char *g_template; /* URL of the current run, maybe with "{n}" */
+static char g_tmpdir[256];
+static int g_counter;
+
+typedef struct {
+    char url[512];
+    store *s;
+} fixture;
+
+static const char *const SRC = "{\"path\":\"/media/a.jpg\"}";
+
+/* --- fixture ---------------------------------------------------------------- */
+
+static void expand_url(char *out, size_t size)
+{
+    char token[64];
+    snprintf(token, sizeof token, "t%d_%d", (int)getpid(), ++g_counter);
+    const char *p = strstr(g_template, "{n}");
+    if (p == NULL)
+        snprintf(out, size, "%s", g_template);
+    else
+        snprintf(out, size, "%.*s%s%s", (int)(p - g_template), g_template, token, p + 3);
+}
+
+/* The file path when `url` names an SQLite store, else NULL. */
+static const char *sqlite_path(const char *url)
+{
+    if (strncmp(url, "sqlite://", 9) == 0)
+        return url + 9;
+    if (strncmp(url, "sqlite:", 7) == 0)
+        return url + 7;
+    if (strstr(url, "://") == NULL)
+        return url;
+    return NULL;
+}
+
+static void remove_sqlite_files(const char *url)
+{
+    const char *path = sqlite_path(url);
+    if (path == NULL)
+        return;
+    char buf[600];
+    unlink(path);
+    snprintf(buf, sizeof buf, "%s-wal", path);
+    unlink(buf);
+    snprintf(buf, sizeof buf, "%s-shm", path);
+    unlink(buf);
+}
+
+static store *open_or_fail(const char *url, int busy_ms)
+{
+    store_opts o = {.busy_timeout_ms = busy_ms};
+    err_t e = {0};
+    store *s = NULL;
+    int rc = store_open(url, &o, &s, &e);
+    if (rc != ERR_OK)
+        fail_msg("store_open(%s): %s", url, e.msg);
+    return s;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    expand_url(f->url, sizeof f->url);
+    remove_sqlite_files(f->url);
+    f->s = open_or_fail(f->url, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    remove_sqlite_files(f->url);
+    free(f);
+    return 0;
+}
+
+/* --- helpers -------------------------------------------------------------- */
+
+static int64_t enqueue_full(store *s, const char *asset, unsigned tasks, int prio, int max_attempts,
+                            const char *payload, int *existing)
+{
+    job_spec sp = {.asset_id = asset,
+                   .tasks = tasks,
+                   .priority = prio,
+                   .max_attempts = max_attempts,
+                   .source = SRC,
+                   .payload = payload};
+    job j;
+    err_t e = {0};
+    int ex = -1;
+    int rc = store_job_enqueue(s, &sp, &j, &ex, &e);
+    if (rc != ERR_OK)
+        fail_msg("enqueue %s: %s", asset, e.msg);
+    if (existing != NULL)
+        *existing = ex;
+    int64_t id = j.id;
+    job_clear(&j);
+    return id;
+}
+
+static int64_t enqueue(store *s, const char *asset, int prio)
+{
+    return enqueue_full(s, asset, JOB_TASK_ALL, prio, 0, NULL, NULL);
+}
+
+/* Claims exactly one job (fails the test otherwise) into `out`. */
+static void claim_one(store *s, const char *owner, int64_t lease_ms, job *out)
+{
+    job *arr = NULL;
+    int n = -1;
+    err_t e = {0};
+    int rc = store_job_claim(s, owner, 1, lease_ms, &arr, &n, &e);
+    if (rc != ERR_OK)
+        fail_msg("claim: %s", e.msg);
+    assert_int_equal(n, 1);
+    *out = arr[0];
+    free(arr); /* the strings now belong to *out */
+}
+
+static int claim_count(store *s, const char *owner, int max)
+{
+    job *arr = NULL;
+    int n = -1;
+    assert_int_equal(store_job_claim(s, owner, max, 30000, &arr, &n, NULL), ERR_OK);
+    job_array_free(arr, n);
+    return n;
+}
+
+static job get_job(store *s, int64_t id)
+{
+    job j;
+    err_t e = {0};
+    if (store_job_get(s, id, &j, &e) != ERR_OK)
+        fail_msg("get %lld: %s", (long long)id, e.msg);
+    return j;
+}
+
+static job_state state_of(store *s, int64_t id)
+{
+    job j = get_job(s, id);
+    job_state st = j.state;
+    job_clear(&j);
+    return st;
+}
+
+static int outbox_count(store *s)
+{
+    outbox_event *ev = NULL;
+    int n = 0;
+    assert_int_equal(store_outbox_read(s, 0, 0, 1000, &ev, &n, NULL), ERR_OK);
+    outbox_event_array_free(ev, n);
+    return n;
+}
+
+/* The single outbox event of `job_id` as JSON (fails unless exactly one). */
+static json_t *event_of(store *s, int64_t job_id)
+{
+    outbox_event *ev = NULL;
+    int n = 0;
+    assert_int_equal(store_outbox_read(s, 0, 0, 1000, &ev, &n, NULL), ERR_OK);
+    json_t *found = NULL;
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].job_id != job_id)
+            continue;
+        count++;
+        json_decref(found);
+        found = json_loads(ev[i].payload, 0, NULL);
+        assert_non_null(found);
+        assert_int_equal(json_integer_value(json_object_get(found, "event_id")), ev[i].id);
+        assert_string_equal(json_string_value(json_object_get(found, "asset_id")), ev[i].asset_id);
+    }
+    outbox_event_array_free(ev, n);
+    assert_int_equal(count, 1);
+    return found;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    assert_true(json_is_string(v));
+    return json_string_value(v);
+}
+
+/* A result with a 4-D image embedding and `nfaces` faces with 3-D vectors. */
+typedef struct {
+    float img[4];
+    store_face faces[4];
+    float fvec[4][3];
+    store_result r;
+} result_buf;
+
+static const store_result *make_result(result_buf *b, const char *image_model, int nfaces)
+{
+    memset(b, 0, sizeof *b);
+    b->img[0] = 0.5f;
+    b->img[1] = -0.5f;
+    b->img[2] = 0.5f;
+    b->img[3] = -0.5f;
+    for (int i = 0; i < nfaces; i++) {
+        store_face *f = &b->faces[i];
+        f->box[0] = 10.0f * (float)i;
+        f->box[1] = 20.0f;
+        f->box[2] = 10.0f * (float)i + 8.0f;
+        f->box[3] = 30.0f;
+        f->score = 0.9f - 0.1f * (float)i;
+        for (int k = 0; k < 6; k++) {
+            f->kps[k][0] = (float)k + 0.25f;
+            f->kps[k][1] = (float)k * 2.0f;
+        }
+        b->fvec[i][0] = 1.0f;
+        b->fvec[i][1] = (float)i / 3.0f;
+        b->fvec[i][2] = -0.125f;
+        f->vector = b->fvec[i];
+    }
+    b->r.width = 640;
+    b->r.height = 480;
+    b->r.image_model = image_model;
+    b->r.image_dim = 4;
+    b->r.image_norm = 1.0f;
+    b->r.image_vector = b->img;
+    b->r.nsfw = "{\"neutral\":0.9,\"porn\":0.01}";
+    b->r.detector_model = "blazeface";
+    b->r.face_model = "mobileface";
+    b->r.face_dim = 3;
+    b->r.nfaces = nfaces;
+    b->r.faces = b->faces;
+    b->r.timings = "{\"decode\":1.5,\"total\":9}";
+    return &b->r;
+}
+
+static void complete_ok(store *s, const job *j, const char *owner, const store_result *r)
+{
+    err_t e = {0};
+    if (store_job_complete(s, j, owner, r, &e) != ERR_OK)
+        fail_msg("complete job %lld: %s", (long long)j->id, e.msg);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* --- tests: open, names ------------------------------------------------------ */
+
+/* State names round-trip; unknown names and values are refused. */
+static void test_state_names(void **state)
+{
+    (void)state;
+    for (int i = JOB_QUEUED; i <= JOB_CANCELLED; i++)
+        assert_int_equal(job_state_parse(job_state_name((job_state)i)), i);
+    assert_null(job_state_name((job_state)7));
+    assert_int_equal(job_state_parse("bogus"), -1);
+    assert_int_equal(job_state_parse(NULL), -1);
+    job_clear(NULL);
+    job_array_free(NULL, 0);
+    outbox_event_array_free(NULL, 0);
+    store_close(NULL);
+}
+
+/* Reopening migrates nothing twice; unknown schemes are refused with a clear code. */
+static void test_open_reopen(void **state)
+{
+    fixture *f = *state;
+    assert_non_null(store_backend(f->s));
+    store_close(f->s);
+    f->s = open_or_fail(f->url, 0);
+    store_close(f->s);
+    f->s = open_or_fail(f->url, 0);
+    store *t = NULL;
+    err_t e = {0};
+    assert_int_equal(store_open("ftp://x/y", NULL, &t, &e), ERR_UNSUPPORTED);
+    assert_null(t);
+    assert_int_equal(store_open("", NULL, &t, &e), ERR_INVAL);
+}
+
+/* --- tests: jobs ------------------------------------------------------------ */
+
+/* Enqueue stores what was asked; get returns it; bad specs are ERR_INVAL. */
+static void test_enqueue_get(void **state)
+{
+    fixture *f = *state;
+    int ex = -1;
+    int64_t t0 = store_now_ms();
+    int64_t id = enqueue_full(f->s, "asset-1", JOB_TASK_FACES, 7, 0, "{\"album\":\"x\"}", &ex);
+    assert_true(id > 0);
+    assert_int_equal(ex, 0);
+    job j = get_job(f->s, id);
+    assert_int_equal(j.id, id);
+    assert_string_equal(j.asset_id, "asset-1");
+    assert_int_equal(j.state, JOB_QUEUED);
+    assert_int_equal(j.priority, 7);
+    assert_int_equal(j.tasks, JOB_TASK_FACES);
+    assert_int_equal(j.attempts, 0);
+    assert_int_equal(j.max_attempts, 3);
+    json_t *src = json_loads(j.source, 0, NULL);
+    assert_string_equal(jstr(src, "path"), "/media/a.jpg");
+    json_decref(src);
+    assert_non_null(j.payload);
+    assert_null(j.error);
+    assert_string_equal(j.lease_owner, "");
+    assert_true(j.created_ms >= t0 - 1000 && j.created_ms <= store_now_ms() + 1000);
+    assert_int_equal(j.cancel_requested, 0);
+
+    json_t *o = job_to_json(&j);
+    assert_int_equal(json_integer_value(json_object_get(o, "id")), id);
+    assert_string_equal(jstr(o, "state"), "queued");
+    assert_string_equal(jstr(json_object_get(o, "payload"), "album"), "x");
+    assert_true(json_is_null(json_object_get(o, "error")));
+    assert_true(json_is_null(json_object_get(o, "finished_at")));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(o, "tasks"), 0)), "faces");
+    const char *created = jstr(o, "created_at");
+    assert_int_equal(strlen(created), 24); /* 2024-01-02T03:04:05.678Z */
+    assert_int_equal(created[23], 'Z');
+    json_decref(o);
+    job_clear(&j);
+
+    err_t e = {0};
+    job out;
+    assert_int_equal(store_job_get(f->s, id + 1000, &out, &e), ERR_NOENT);
+    assert_int_equal(store_job_get(f->s, 0, &out, &e), ERR_NOENT);
+    job_spec bad = {.asset_id = "", .tasks = JOB_TASK_ALL, .source = SRC};
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+    bad.asset_id = "a";
+    bad.tasks = 0;
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+    bad.tasks = 0x80;
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+    bad.tasks = JOB_TASK_ALL;
+    bad.source = "{not json";
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+    bad.source = SRC;
+    bad.payload = "[1]";
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+    char longid[STORE_ASSET_ID_MAX + 2];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    bad.payload = NULL;
+    bad.asset_id = longid;
+    assert_int_equal(store_job_enqueue(f->s, &bad, &out, NULL, &e), ERR_INVAL);
+}
+
+/* List pages newest first through a cursor, and filters by state. */
+static void test_list_paging(void **state)
+{
+    fixture *f = *state;
+    int64_t ids[25];
+    for (int i = 0; i < 25; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "asset-%d", i);
+        ids[i] = enqueue(f->s, a, 0);
+    }
+    assert_int_equal(claim_count(f->s, "w1", 4), 4); /* ids[0..3] running */
+
+    int64_t cursor = 0, last = INT64_MAX;
+    int total = 0, pages = 0;
+    for (;;) {
+        job *arr = NULL;
+        int n = -1;
+        assert_int_equal(store_job_list(f->s, -1, cursor, 10, &arr, &n, NULL), ERR_OK);
+        if (n == 0) {
+            assert_null(arr);
+            break;
+        }
+        pages++;
+        for (int i = 0; i < n; i++) {
+            assert_true(arr[i].id < last);
+            last = arr[i].id;
+        }
+        total += n;
+        cursor = arr[n - 1].id;
+        job_array_free(arr, n);
+    }
+    assert_int_equal(total, 25);
+    assert_int_equal(pages, 3);
+    assert_int_equal(last, ids[0]);
+
+    job *arr = NULL;
+    int n = -1;
+    assert_int_equal(store_job_list(f->s, JOB_RUNNING, 0, 100, &arr, &n, NULL), ERR_OK);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(arr[i].state, JOB_RUNNING);
+        assert_int_equal(arr[i].id, ids[3 - i]);
+    }
+    job_array_free(arr, n);
+    assert_int_equal(store_job_list(f->s, JOB_QUEUED, ids[10], 100, &arr, &n, NULL), ERR_OK);
+    assert_int_equal(n, 6); /* ids[4..9] */
+    job_array_free(arr, n);
+    assert_int_equal(store_job_list(f->s, -1, 0, 0, &arr, &n, NULL), ERR_INVAL);
+    assert_int_equal(store_job_list(f->s, -1, 0, 1001, &arr, &n, NULL), ERR_INVAL);
+    assert_int_equal(store_job_list(f->s, 9, 0, 10, &arr, &n, NULL), ERR_INVAL);
+
+    store_counts c;
+    assert_int_equal(store_counts_get(f->s, &c, NULL), ERR_OK);
+    assert_int_equal(c.queued, 21);
+    assert_int_equal(c.running, 4);
+    assert_int_equal(c.done + c.failed + c.cancelled + c.outbox_pending, 0);
+}
+
+/* Same asset + tasks while queued or running returns that job; after done a new one. */
+static void test_dedupe(void **state)
+{
+    fixture *f = *state;
+    int ex = -1;
+    int64_t a = enqueue_full(f->s, "dup", JOB_TASK_ALL, 0, 0, NULL, &ex);
+    assert_int_equal(ex, 0);
+    assert_int_equal(enqueue_full(f->s, "dup", JOB_TASK_ALL, 9, 0, NULL, &ex), a);
+    assert_int_equal(ex, 1);
+    int64_t b = enqueue_full(f->s, "dup", JOB_TASK_FACES, 0, 0, NULL, &ex);
+    assert_int_not_equal(b, a);
+    assert_int_equal(ex, 0);
+
+    job j;
+    claim_one(f->s, "w1", 30000, &j);
+    assert_int_equal(j.id, a);
+    assert_int_equal(enqueue_full(f->s, "dup", JOB_TASK_ALL, 0, 0, NULL, &ex), a);
+    assert_int_equal(ex, 1);
+    result_buf rb;
+    complete_ok(f->s, &j, "w1", make_result(&rb, "clip", 1));
+    job_clear(&j);
+    int64_t c = enqueue_full(f->s, "dup", JOB_TASK_ALL, 0, 0, NULL, &ex);
+    assert_int_equal(ex, 0);
+    assert_true(c > b);
+}
+
+/* Claim takes the highest priority first, then the oldest. */
+static void test_claim_order(void **state)
+{
+    fixture *f = *state;
+    int64_t a = enqueue(f->s, "a", 0);
+    int64_t b = enqueue(f->s, "b", 5);
+    int64_t c = enqueue(f->s, "c", 0);
+    int64_t d = enqueue(f->s, "d", 5);
+    int64_t x = enqueue(f->s, "x", -3);
+    int64_t want[] = {b, d, a, c, x};
+    for (int i = 0; i < 5; i++) {
+        job j;
+        claim_one(f->s, "w", 30000, &j);
+        assert_int_equal(j.id, want[i]);
+        assert_int_equal(j.state, JOB_RUNNING);
+        job_clear(&j);
+    }
+    assert_int_equal(claim_count(f->s, "w", 5), 0);
+
+    /* A batch comes back in the same order. */
+    int64_t p = enqueue(f->s, "p", 1);
+    int64_t q = enqueue(f->s, "q", 2);
+    int64_t r = enqueue(f->s, "r", 1);
+    job *arr = NULL;
+    int n = 0;
+    assert_int_equal(store_job_claim(f->s, "w", 10, 30000, &arr, &n, NULL), ERR_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(arr[0].id, q);
+    assert_int_equal(arr[1].id, p);
+    assert_int_equal(arr[2].id, r);
+    job_array_free(arr, n);
+}
+
+/* Claim honours max, sets the lease and counts attempts. */
+static void test_claim_max_attempts(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 5; i++) {
+        char a[16];
+        snprintf(a, sizeof a, "m%d", i);
+        enqueue(f->s, a, 0);
+    }
+    int64_t t0 = store_now_ms();
+    job *arr = NULL;
+    int n = 0;
+    assert_int_equal(store_job_claim(f->s, "worker-a", 2, 30000, &arr, &n, NULL), ERR_OK);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(arr[i].attempts, 1);
+        assert_string_equal(arr[i].lease_owner, "worker-a");
+        assert_true(arr[i].lease_until_ms >= t0 + 30000 - 5);
+        assert_true(arr[i].lease_until_ms <= store_now_ms() + 30000 + 5);
+    }
+    job_array_free(arr, n);
+    assert_int_equal(claim_count(f->s, "worker-b", 10), 3);
+    assert_int_equal(claim_count(f->s, "worker-b", 10), 0);
+    assert_int_equal(claim_count(f->s, "worker-b", 0), 0);
+    assert_int_equal(store_job_claim(f->s, "", 1, 30000, &arr, &n, NULL), ERR_INVAL);
+}
+
+/* A retried job waits for run_after; with no delay it is claimable again. */
+static void test_claim_run_after(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "ra", 0);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    int64_t t0 = store_now_ms();
+    assert_int_equal(store_job_retry(f->s, &j, "w", 60000, ERR_TIMEOUT, "fetch timed out", NULL),
+                     ERR_OK);
+    job_clear(&j);
+    job q = get_job(f->s, id);
+    assert_int_equal(q.state, JOB_QUEUED);
+    assert_true(q.run_after_ms >= t0 + 60000 - 5);
+    assert_string_equal(q.error_code, "timeout");
+    assert_string_equal(q.error, "fetch timed out");
+    assert_string_equal(q.lease_owner, "");
+    job_clear(&q);
+    assert_int_equal(claim_count(f->s, "w", 5), 0);
+
+    int64_t id2 = enqueue(f->s, "rb", 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(j.id, id2);
+    assert_int_equal(store_job_retry(f->s, &j, "w", 0, ERR_IO, NULL, NULL), ERR_OK);
+    job_clear(&j);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(j.id, id2);
+    assert_int_equal(j.attempts, 2);
+    job_clear(&j);
+    assert_int_equal(outbox_count(f->s), 0);
+}
+
+/* complete/fail/retry with a wrong owner or a stale attempt write nothing. */
+static void test_lease_conditional(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue_full(f->s, "lc", JOB_TASK_ALL, 0, 5, NULL, NULL);
+    job j;
+    claim_one(f->s, "w1", 30000, &j);
+    result_buf rb;
+    const store_result *r = make_result(&rb, "clip", 2);
+    err_t e = {0};
+    assert_int_equal(store_job_complete(f->s, &j, "w2", r, &e), ERR_LEASE);
+    assert_int_equal(e.code, ERR_LEASE);
+    assert_int_equal(store_job_fail(f->s, &j, "w2", ERR_DECODE, "bad", NULL, &e), ERR_LEASE);
+    assert_int_equal(store_job_retry(f->s, &j, "w2", 0, ERR_IO, "io", &e), ERR_LEASE);
+    job stale = j;
+    stale.attempts = j.attempts + 1;
+    assert_int_equal(store_job_complete(f->s, &stale, "w1", r, &e), ERR_LEASE);
+    stale.attempts = j.attempts - 1;
+    assert_int_equal(store_job_fail(f->s, &stale, "w1", ERR_DECODE, "bad", NULL, &e), ERR_LEASE);
+    assert_int_equal(store_job_retry(f->s, &stale, "w1", 0, ERR_IO, "io", &e), ERR_LEASE);
+
+    job now = get_job(f->s, id);
+    assert_int_equal(now.state, JOB_RUNNING);
+    assert_int_equal(now.attempts, 1);
+    assert_null(now.error);
+    job_clear(&now);
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "lc", 0, &a, &e), ERR_NOENT);
+    assert_int_equal(outbox_count(f->s), 0);
+
+    /* The job moves to another worker: the first one's results are refused. */
+    assert_int_equal(store_job_release(f->s, "w1", NULL, NULL), ERR_OK);
+    job j2;
+    claim_one(f->s, "w2", 30000, &j2);
+    assert_int_equal(store_job_complete(f->s, &j, "w1", r, &e), ERR_LEASE);
+    complete_ok(f->s, &j2, "w2", r);
+    assert_int_equal(store_job_complete(f->s, &j2, "w2", r, &e), ERR_LEASE);
+    assert_int_equal(outbox_count(f->s), 1);
+    job_clear(&j);
+    job_clear(&j2);
+}
+
+/* Retries back off, then fail after max_attempts with the last error and one event. */
+static void test_retry_max_attempts(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue_full(f->s, "rm", JOB_TASK_ALL, 0, 2, NULL, NULL);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(store_job_retry(f->s, &j, "w", 0, ERR_UNAVAILABLE, "broker down", NULL),
+                     ERR_OK);
+    job_clear(&j);
+    assert_int_equal(state_of(f->s, id), JOB_QUEUED);
+    assert_int_equal(outbox_count(f->s), 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(j.attempts, 2);
+    assert_int_equal(store_job_retry(f->s, &j, "w", 0, ERR_TIMEOUT, "fetch timed out", NULL),
+                     ERR_OK);
+    job_clear(&j);
+    job d = get_job(f->s, id);
+    assert_int_equal(d.state, JOB_FAILED);
+    assert_string_equal(d.error_code, "timeout");
+    assert_string_equal(d.error, "fetch timed out");
+    assert_true(d.finished_ms > 0);
+    job_clear(&d);
+    json_t *ev = event_of(f->s, id);
+    assert_string_equal(jstr(ev, "state"), "failed");
+    assert_int_equal(json_integer_value(json_object_get(ev, "attempts")), 2);
+    assert_string_equal(jstr(json_object_get(ev, "error"), "code"), "timeout");
+    assert_string_equal(jstr(json_object_get(ev, "error"), "message"), "fetch timed out");
+    json_decref(ev);
+    assert_int_equal(claim_count(f->s, "w", 5), 0);
+}
+
+/* A permanent failure ends the job at once with its timings and one event. */
+static void test_fail(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "fl", 0);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(
+        store_job_fail(f->s, &j, "w", ERR_DECODE, "not an image", "{\"fetch\":2}", NULL), ERR_OK);
+    job_clear(&j);
+    job d = get_job(f->s, id);
+    assert_int_equal(d.state, JOB_FAILED);
+    assert_string_equal(d.error_code, "decode");
+    assert_string_equal(d.timings, "{\"fetch\":2}");
+    job_clear(&d);
+    json_t *ev = event_of(f->s, id);
+    assert_string_equal(jstr(json_object_get(ev, "error"), "code"), "decode");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(ev, "timings_ms"), "fetch")), 2);
+    json_decref(ev);
+}
+
+/* Heartbeat extends only the owner's leases; extended jobs are not rescued. */
+static void test_heartbeat(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "hb", 0);
+    int64_t other = enqueue(f->s, "hb2", 0);
+    job j, k;
+    claim_one(f->s, "w1", 1, &j);
+    claim_one(f->s, "w2", 1, &k);
+    assert_int_equal(store_job_heartbeat(f->s, "w1", 60000, NULL), ERR_OK);
+    job g = get_job(f->s, id);
+    assert_true(g.lease_until_ms >= store_now_ms() + 50000);
+    job_clear(&g);
+    sleep_ms(10);
+    int n = -1;
+    assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
+    assert_int_equal(n, 1); /* only w2's job */
+    assert_int_equal(state_of(f->s, id), JOB_RUNNING);
+    assert_int_equal(state_of(f->s, other), JOB_QUEUED);
+    complete_ok(f->s, &j, "w1", &(store_result){.timings = NULL});
+    job_clear(&j);
+    job_clear(&k);
+}
+
+/* Expired leases go back to queued, and fail with lease_expired after max_attempts. */
+static void test_rescue(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue_full(f->s, "rs", JOB_TASK_ALL, 0, 2, NULL, NULL);
+    job j;
+    claim_one(f->s, "dead", 1, &j);
+    int n = -1;
+    sleep_ms(10);
+    assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
+    assert_int_equal(n, 1);
+    job q = get_job(f->s, id);
+    assert_int_equal(q.state, JOB_QUEUED);
+    assert_int_equal(q.attempts, 1);
+    assert_string_equal(q.lease_owner, "");
+    job_clear(&q);
+    assert_int_equal(outbox_count(f->s), 0);
+    /* The dead worker comes back: refused. */
+    result_buf rb;
+    assert_int_equal(store_job_complete(f->s, &j, "dead", make_result(&rb, "clip", 1), NULL),
+                     ERR_LEASE);
+    job_clear(&j);
+
+    claim_one(f->s, "dead2", 1, &j);
+    assert_int_equal(j.attempts, 2);
+    job_clear(&j);
+    sleep_ms(10);
+    assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
+    assert_int_equal(n, 1);
+    job d = get_job(f->s, id);
+    assert_int_equal(d.state, JOB_FAILED);
+    assert_string_equal(d.error_code, "lease_expired");
+    job_clear(&d);
+    json_t *ev = event_of(f->s, id);
+    assert_string_equal(jstr(ev, "state"), "failed");
+    assert_string_equal(jstr(json_object_get(ev, "error"), "code"), "lease_expired");
+    json_decref(ev);
+    assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_job_rescue(f->s, NULL, NULL), ERR_OK);
+}
+
+/* Release at shutdown requeues without counting the attempt. */
+static void test_release(void **state)
+{
+    fixture *f = *state;
+    int64_t a = enqueue_full(f->s, "rl1", JOB_TASK_ALL, 0, 1, NULL, NULL);
+    enqueue_full(f->s, "rl2", JOB_TASK_ALL, 0, 1, NULL, NULL);
+    int64_t c = enqueue(f->s, "rl3", 0);
+    assert_int_equal(claim_count(f->s, "w1", 2), 2);
+    job other;
+    claim_one(f->s, "w2", 30000, &other);
+    assert_int_equal(other.id, c);
+    int n = -1;
+    assert_int_equal(store_job_release(f->s, "w1", &n, NULL), ERR_OK);
+    assert_int_equal(n, 2);
+    job q = get_job(f->s, a);
+    assert_int_equal(q.state, JOB_QUEUED);
+    assert_int_equal(q.attempts, 0);
+    job_clear(&q);
+    assert_int_equal(state_of(f->s, c), JOB_RUNNING);
+    /* max_attempts 1 still allows the real attempt after a release. */
+    job j;
+    claim_one(f->s, "w3", 30000, &j);
+    assert_int_equal(j.id, a);
+    assert_int_equal(j.attempts, 1);
+    assert_int_equal(store_job_retry(f->s, &j, "w3", 0, ERR_IO, "x", NULL), ERR_OK);
+    assert_int_equal(state_of(f->s, a), JOB_FAILED);
+    job_clear(&j);
+    job_clear(&other);
+    assert_int_equal(store_job_release(f->s, "nobody", &n, NULL), ERR_OK);
+    assert_int_equal(n, 0);
+}
+
+/* A queued job cancels at once with its event; cancel is idempotent. */
+static void test_cancel_queued(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "cq", 0);
+    job out;
+    assert_int_equal(store_job_cancel(f->s, id, &out, NULL), ERR_OK);
+    assert_int_equal(out.state, JOB_CANCELLED);
+    assert_true(out.finished_ms > 0);
+    job_clear(&out);
+    assert_int_equal(store_job_cancel(f->s, id, NULL, NULL), ERR_OK);
+    assert_int_equal(state_of(f->s, id), JOB_CANCELLED);
+    json_t *ev = event_of(f->s, id);
+    assert_string_equal(jstr(ev, "state"), "cancelled");
+    assert_true(json_is_null(json_object_get(ev, "error")));
+    json_decref(ev);
+    assert_int_equal(claim_count(f->s, "w", 5), 0);
+    err_t e = {0};
+    assert_int_equal(store_job_cancel(f->s, id + 99, NULL, &e), ERR_NOENT);
+    /* A new request for the asset is a new job. */
+    assert_int_not_equal(enqueue(f->s, "cq", 0), id);
+}
+
+/* A running job marked cancelled ends cancelled at commit, its results discarded. */
+static void test_cancel_running(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "cr", 0);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    job out;
+    assert_int_equal(store_job_cancel(f->s, id, &out, NULL), ERR_OK);
+    assert_int_equal(out.state, JOB_RUNNING);
+    assert_int_equal(out.cancel_requested, 1);
+    job_clear(&out);
+    assert_int_equal(outbox_count(f->s), 0);
+    /* The job being cancelled does not absorb a new request for the asset. */
+    int ex = -1;
+    int64_t fresh = enqueue_full(f->s, "cr", JOB_TASK_ALL, 0, 0, NULL, &ex);
+    assert_int_equal(ex, 0);
+    assert_int_not_equal(fresh, id);
+
+    result_buf rb;
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
+    job_clear(&j);
+    assert_int_equal(state_of(f->s, id), JOB_CANCELLED);
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "cr", 0, &a, NULL), ERR_NOENT);
+    json_t *ev = event_of(f->s, id);
+    assert_string_equal(jstr(ev, "state"), "cancelled");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(ev, "counts"), "faces")),
+                     0);
+    json_decref(ev);
+}
+
+/* --- tests: results ------------------------------------------------------- */
+
+/* Complete writes the results, marks done and inserts exactly one event. */
+static void test_complete(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue_full(f->s, "img-1", JOB_TASK_ALL, 0, 0, "{\"album\":\"a\"}", NULL);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    result_buf rb;
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
+    job_clear(&j);
+
+    job d = get_job(f->s, id);
+    assert_int_equal(d.state, JOB_DONE);
+    assert_true(d.finished_ms > 0);
+    assert_string_equal(d.lease_owner, "");
+    json_t *t = json_loads(d.timings, 0, NULL);
+    assert_true(json_number_value(json_object_get(t, "decode")) == 1.5);
+    json_decref(t);
+    job_clear(&d);
+
+    json_t *ev = event_of(f->s, id);
+    assert_int_equal(json_integer_value(json_object_get(ev, "job_id")), id);
+    assert_string_equal(jstr(ev, "state"), "done");
+    json_t *counts = json_object_get(ev, "counts");
+    assert_int_equal(json_integer_value(json_object_get(counts, "faces")), 2);
+    assert_int_equal(json_integer_value(json_object_get(counts, "image_embeddings")), 1);
+    assert_int_equal(json_array_size(json_object_get(ev, "tasks")), 2);
+    assert_true(json_is_null(json_object_get(ev, "error")));
+    assert_true(json_is_object(json_object_get(ev, "timings_ms")));
+    assert_int_equal(strlen(jstr(ev, "at")), 24);
+    json_decref(ev);
+
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "img-1", 0, &a, NULL), ERR_OK);
+    assert_string_equal(jstr(a, "asset_id"), "img-1");
+    assert_string_equal(jstr(json_object_get(a, "payload"), "album"), "a");
+    assert_int_equal(json_integer_value(json_object_get(a, "width")), 640);
+    assert_int_equal(json_integer_value(json_object_get(a, "height")), 480);
+    assert_non_null(json_string_value(json_object_get(a, "updated_at")));
+    json_t *embs = json_object_get(a, "image_embeddings");
+    assert_int_equal(json_array_size(embs), 1);
+    json_t *ie = json_array_get(embs, 0);
+    assert_string_equal(jstr(ie, "model"), "clip");
+    assert_int_equal(json_integer_value(json_object_get(ie, "dim")), 4);
+    assert_true(json_real_value(json_object_get(ie, "norm")) == 1.0);
+    assert_true(json_real_value(json_object_get(json_object_get(ie, "nsfw"), "neutral")) == 0.9);
+    assert_null(json_object_get(ie, "vector"));
+    json_t *faces = json_object_get(a, "faces");
+    assert_int_equal(json_array_size(faces), 2);
+    json_t *f1 = json_array_get(faces, 1);
+    assert_true(json_integer_value(json_object_get(f1, "id")) > 0);
+    json_t *box = json_object_get(f1, "box");
+    assert_int_equal(json_array_size(box), 4);
+    assert_true(json_real_value(json_array_get(box, 0)) == 10.0);
+    assert_true(json_real_value(json_array_get(box, 3)) == 30.0);
+    assert_true(json_real_value(json_object_get(f1, "score")) == 0.8);
+    json_t *kps = json_object_get(f1, "keypoints");
+    assert_int_equal(json_array_size(kps), 6);
+    assert_true(json_real_value(json_array_get(json_array_get(kps, 2), 0)) == 2.3);
+    assert_true(json_real_value(json_array_get(json_array_get(kps, 2), 1)) == 4.0);
+    assert_string_equal(jstr(f1, "detector"), "blazeface");
+    assert_string_equal(jstr(f1, "model"), "mobileface");
+    assert_int_equal(json_integer_value(json_object_get(f1, "dim")), 3);
+    assert_true(json_is_null(json_object_get(f1, "person_id")));
+    assert_null(json_object_get(f1, "vector"));
+    json_decref(a);
+
+    /* Vectors come back bit-exact. */
+    assert_int_equal(store_asset_get(f->s, "img-1", 1, &a, NULL), ERR_OK);
+    json_t *v =
+        json_object_get(json_array_get(json_object_get(a, "image_embeddings"), 0), "vector");
+    assert_int_equal(json_array_size(v), 4);
+    for (int i = 0; i < 4; i++)
+        assert_true((float)json_real_value(json_array_get(v, (size_t)i)) == rb.img[i]);
+    v = json_object_get(json_array_get(json_object_get(a, "faces"), 1), "vector");
+    assert_int_equal(json_array_size(v), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true((float)json_real_value(json_array_get(v, (size_t)i)) == rb.fvec[1][i]);
+    json_decref(a);
+
+    store_counts c;
+    assert_int_equal(store_counts_get(f->s, &c, NULL), ERR_OK);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.outbox_pending, 1);
+    assert_int_equal(c.queued + c.running + c.failed + c.cancelled, 0);
+}
+
+/* A second job for the same asset replaces its results: one set per model. */
+static void test_results_replaced(void **state)
+{
+    fixture *f = *state;
+    result_buf rb;
+    job j;
+    enqueue_full(f->s, "same", JOB_TASK_ALL, 0, 0, "{\"v\":1}", NULL);
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 3));
+    job_clear(&j);
+    enqueue_full(f->s, "same", JOB_TASK_ALL, 0, 0, NULL, NULL);
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 1));
+    job_clear(&j);
+
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "same", 0, &a, NULL), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(a, "image_embeddings")), 1);
+    assert_int_equal(json_array_size(json_object_get(a, "faces")), 1);
+    /* A job without a payload keeps the asset's payload. */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "payload"), "v")), 1);
+    json_decref(a);
+
+    /* Another image model adds a second embedding; a faces-only run leaves it alone. */
+    enqueue_full(f->s, "same", JOB_TASK_ALL, 0, 0, "{\"v\":2}", NULL);
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", make_result(&rb, "mobilenet", 2));
+    job_clear(&j);
+    enqueue_full(f->s, "same", JOB_TASK_FACES, 0, 0, NULL, NULL);
+    claim_one(f->s, "w", 30000, &j);
+    store_result *r = (store_result *)make_result(&rb, NULL, 0);
+    complete_ok(f->s, &j, "w", r);
+    job_clear(&j);
+    assert_int_equal(store_asset_get(f->s, "same", 0, &a, NULL), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(a, "image_embeddings")), 2);
+    assert_int_equal(json_array_size(json_object_get(a, "faces")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "payload"), "v")), 2);
+    json_decref(a);
+    assert_int_equal(outbox_count(f->s), 4);
+}
+
+/* Deleting an asset forgets its payload, embeddings and faces. */
+static void test_asset_delete(void **state)
+{
+    fixture *f = *state;
+    result_buf rb;
+    job j;
+    enqueue(f->s, "del", 0);
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
+    job_clear(&j);
+    err_t e = {0};
+    assert_int_equal(store_asset_delete(f->s, "del", &e), ERR_OK);
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "del", 1, &a, &e), ERR_NOENT);
+    assert_null(a);
+    assert_int_equal(store_asset_delete(f->s, "del", &e), ERR_NOENT);
+    assert_int_equal(store_asset_get(f->s, "never", 0, &a, &e), ERR_NOENT);
+    assert_int_equal(store_asset_get(f->s, "", 0, &a, &e), ERR_INVAL);
+    /* Re-analysed later, it comes back with one set. */
+    enqueue(f->s, "del", 0);
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 1));
+    job_clear(&j);
+    assert_int_equal(store_asset_get(f->s, "del", 0, &a, &e), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(a, "faces")), 1);
+    json_decref(a);
+}
+
+/* Outbox rows come in id order; mark_sent hides them from unsent reads. */
+static void test_outbox(void **state)
+{
+    fixture *f = *state;
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        char a[16];
+        snprintf(a, sizeof a, "ob%d", i);
+        ids[i] = enqueue(f->s, a, 0);
+        job j;
+        claim_one(f->s, "w", 30000, &j);
+        complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
+        job_clear(&j);
+    }
+    outbox_event *ev = NULL;
+    int n = 0;
+    assert_int_equal(store_outbox_read(f->s, 0, 1, 100, &ev, &n, NULL), ERR_OK);
+    assert_int_equal(n, 3);
+    int64_t ev_ids[3];
+    for (int i = 0; i < 3; i++) {
+        ev_ids[i] = ev[i].id;
+        assert_int_equal(ev[i].job_id, ids[i]);
+        assert_int_equal(ev[i].sent, 0);
+        assert_true(ev[i].created_ms > 0);
+        if (i > 0)
+            assert_true(ev[i].id > ev[i - 1].id);
+    }
+    outbox_event_array_free(ev, n);
+
+    assert_int_equal(store_outbox_mark_sent(f->s, ev_ids[1], NULL), ERR_OK);
+    assert_int_equal(store_outbox_mark_sent(f->s, ev_ids[1], NULL), ERR_OK);
+    assert_int_equal(store_outbox_read(f->s, 0, 1, 100, &ev, &n, NULL), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].id, ev_ids[0]);
+    assert_int_equal(ev[1].id, ev_ids[2]);
+    outbox_event_array_free(ev, n);
+    assert_int_equal(store_outbox_read(f->s, ev_ids[0], 0, 1, &ev, &n, NULL), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].id, ev_ids[1]);
+    assert_int_equal(ev[0].sent, 1);
+    outbox_event_array_free(ev, n);
+    assert_int_equal(store_outbox_read(f->s, ev_ids[2], 0, 10, &ev, &n, NULL), ERR_OK);
+    assert_int_equal(n, 0);
+    assert_null(ev);
+
+    store_counts c;
+    assert_int_equal(store_counts_get(f->s, &c, NULL), ERR_OK);
+    assert_int_equal(c.outbox_pending, 2);
+    err_t e = {0};
+    assert_int_equal(store_outbox_mark_sent(f->s, ev_ids[2] + 100, &e), ERR_NOENT);
+}
+
+/* --- tests: concurrency and durability ------------------------------------ */
+
+#define CONC_JOBS 200
+#define CONC_THREADS 4
+
+typedef struct {
+    store *s;
+    char owner[32];
+    int64_t ids[CONC_JOBS];
+    int n;
+    int errors;
+} claimer;
+
+/* Claims in small batches and completes each job until nothing is left. */
+static void *claim_loop(void *arg)
+{
+    claimer *c = arg;
+    for (;;) {
+        job *arr = NULL;
+        int n = 0;
+        err_t e = {0};
+        int rc = store_job_claim(c->s, c->owner, 3, 30000, &arr, &n, &e);
+        if (rc == ERR_BUSY) {
+            sleep_ms(5);
+            continue;
+        }
+        if (rc != ERR_OK) {
+            c->errors++;
+            break;
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (c->n < CONC_JOBS)
+                c->ids[c->n++] = arr[i].id;
+            store_result r = {.timings = NULL};
+            do {
+                rc = store_job_complete(c->s, &arr[i], c->owner, &r, &e);
+            } while (rc == ERR_BUSY);
+            if (rc != ERR_OK)
+                c->errors++;
+        }
+        job_array_free(arr, n);
+    }
+    return NULL;
+}
+
+static void enqueue_many(store *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "conc-%d", i);
+        enqueue(s, a, i % 3);
+    }
+}
+
+/* Checks that the claimers got every job exactly once. */
+static void check_claimed_once(store *s, int64_t *all, int total)
+{
+    assert_int_equal(total, CONC_JOBS);
+    for (int i = 0; i < total; i++)
+        for (int k = i + 1; k < total; k++)
+            if (all[i] == all[k])
+                fail_msg("job %lld claimed twice", (long long)all[i]);
+    store_counts c;
+    assert_int_equal(store_counts_get(s, &c, NULL), ERR_OK);
+    assert_int_equal(c.done, CONC_JOBS);
+    assert_int_equal(c.outbox_pending, CONC_JOBS);
+    job *arr = NULL;
+    int n = 0;
+    assert_int_equal(store_job_list(s, JOB_DONE, 0, 1000, &arr, &n, NULL), ERR_OK);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(arr[i].attempts, 1);
+    job_array_free(arr, n);
+}
+
+/* Four threads on one handle never claim the same job. */
+static void test_concurrent_threads(void **state)
+{
+    fixture *f = *state;
+    enqueue_many(f->s, CONC_JOBS);
+    static claimer cl[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    for (int i = 0; i < CONC_THREADS; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].s = f->s;
+        snprintf(cl[i].owner, sizeof cl[i].owner, "thread-%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, claim_loop, &cl[i]), 0);
+    }
+    int64_t all[CONC_JOBS * 2];
+    int total = 0;
+    for (int i = 0; i < CONC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(cl[i].errors, 0);
+        for (int k = 0; k < cl[i].n && total < CONC_JOBS * 2; k++)
+            all[total++] = cl[i].ids[k];
+    }
+    check_claimed_once(f->s, all, total);
+}
+
+#define CONC_PROCS 3
+
+/* Three processes on the same database never claim the same job. */
+static void test_concurrent_processes(void **state)
+{
+    fixture *f = *state;
+    enqueue_many(f->s, CONC_JOBS);
+    /* No connection may cross fork(): the children open their own. */
+    store_close(f->s);
+    f->s = NULL;
+    int fds[CONC_PROCS][2];
+    pid_t pids[CONC_PROCS];
+    int go[2]; /* start barrier: children open, then wait until all exist */
+    assert_int_equal(pipe(go), 0);
+    for (int p = 0; p < CONC_PROCS; p++) {
+        assert_int_equal(pipe(fds[p]), 0);
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            close(fds[p][0]);
+            store_opts o = {.busy_timeout_ms = 10000};
+            store *s = NULL;
+            if (store_open(f->url, &o, &s, NULL) != ERR_OK)
+                _exit(2);
+            close(go[1]);
+            char b;
+            if (read(go[0], &b, 1) < 0)
+                _exit(5);
+            static claimer c;
+            memset(&c, 0, sizeof c);
+            c.s = s;
+            snprintf(c.owner, sizeof c.owner, "proc-%d", p);
+            claim_loop(&c);
+            store_close(s);
+            ssize_t want = (ssize_t)(c.n * (int)sizeof c.ids[0]);
+            if (write(fds[p][1], c.ids, (size_t)want) != want)
+                _exit(3);
+            _exit(c.errors ? 4 : 0);
+        }
+        close(fds[p][1]);
+    }
+    close(go[0]);
+    close(go[1]); /* EOF on go[0]: every child starts claiming now */
+    int64_t all[CONC_JOBS * 2];
+    int total = 0;
+    for (int p = 0; p < CONC_PROCS; p++) {
+        int64_t buf[CONC_JOBS];
+        size_t got = 0;
+        for (;;) {
+            ssize_t r = read(fds[p][0], (char *)buf + got, sizeof buf - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        close(fds[p][0]);
+        int status = 0;
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        for (size_t k = 0; k < got / sizeof buf[0] && total < CONC_JOBS * 2; k++)
+            all[total++] = buf[k];
+    }
+    f->s = open_or_fail(f->url, 0);
+    check_claimed_once(f->s, all, total);
+}
+
+/* Everything committed survives close and reopen. */
+static void test_durability(void **state)
+{
+    fixture *f = *state;
+    int64_t done = enqueue_full(f->s, "dur", JOB_TASK_ALL, 0, 0, "{\"k\":1}", NULL);
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    result_buf rb;
+    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
+    job_clear(&j);
+    int64_t queued = enqueue(f->s, "dur2", 3);
+    int64_t running = enqueue(f->s, "dur3", 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(j.id, queued);
+    job_clear(&j);
+    store_close(f->s);
+    f->s = open_or_fail(f->url, 0);
+
+    assert_int_equal(state_of(f->s, done), JOB_DONE);
+    assert_int_equal(state_of(f->s, queued), JOB_RUNNING);
+    assert_int_equal(state_of(f->s, running), JOB_QUEUED);
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "dur", 0, &a, NULL), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(a, "faces")), 2);
+    json_decref(a);
+    assert_int_equal(outbox_count(f->s), 1);
+    /* Ids keep increasing after a restart. */
+    assert_true(enqueue(f->s, "dur4", 0) > running);
+}
+
+/* Fault: another connection holds the write lock past busy_timeout -> ERR_BUSY, transient. */
+static void test_busy(void **state)
+{
+    fixture *f = *state;
+    const char *path = sqlite_path(f->url);
+    if (path == NULL || strcmp(store_backend(f->s), "sqlite") != 0)
+        skip();
+    int64_t id = enqueue(f->s, "busy", 0);
+    store_close(f->s);
+    f->s = open_or_fail(f->url, 150);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    job *arr = NULL;
+    int n = -1;
+    err_t e = {0};
+    int64_t t0 = store_now_ms();
+    int rc = store_job_claim(f->s, "w", 1, 30000, &arr, &n, &e);
+    assert_int_equal(rc, ERR_BUSY);
+    assert_true(err_is_transient(rc));
+    assert_int_equal(n, 0);
+    assert_null(arr);
+    assert_true(store_now_ms() - t0 >= 100);
+    assert_non_null(strstr(e.msg, "lock"));
+    assert_int_equal(store_job_heartbeat(f->s, "w", 1000, &e), ERR_BUSY);
+    /* Readers are not blocked by a writer (WAL). */
+    assert_int_equal(state_of(f->s, id), JOB_QUEUED);
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(j.id, id);
+    job_clear(&j);
+}
+
+/* SQLite: a database from a newer inferd is refused, not silently used. */
+static void test_schema_newer(void **state)
+{
+    fixture *f = *state;
+    const char *path = sqlite_path(f->url);
+    if (path == NULL || strcmp(store_backend(f->s), "sqlite") != 0)
+        skip();
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    err_t e = {0};
+    assert_int_equal(store_open(f->url, NULL, &f->s, &e), ERR_UNSUPPORTED);
+    assert_null(f->s);
+    assert_non_null(strstr(e.msg, "newer"));
+}
+
+/* --- main ----------------------------------------------------------------- */
+
+static int run_suite(const char *url_template)
+{
+    g_template = url_template;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_state_names),
+        cmocka_unit_test_setup_teardown(test_open_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_max_attempts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_run_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_conditional, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_max_attempts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rescue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_asset_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_newer, setup, teardown),
+    };
+    char name[600];
+    snprintf(name, sizeof name, "store[%s]", url_template);
+    return _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL, NULL);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/inferd-store-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(g_tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const char *env = getenv("INFERD_TEST_STORE_URLS");
+    char def[400];
+    snprintf(def, sizeof def, "sqlite:%s/store-{n}.db", g_tmpdir);
+    char *list = strdup(env != NULL && env[0] != '\0' ? env : def);
+    int failed = 0;
+    char *save = NULL;
+    for (char *u = strtok_r(list, " ,\t\n", &save); u != NULL; u = strtok_r(NULL, " ,\t\n", &save))
+        failed += run_suite(u);
+    free(list);
+    rmdir(g_tmpdir);
+    return failed != 0;
+}
