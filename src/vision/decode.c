@@ -99,6 +99,7 @@ void vision_image_free(vision_image *img)
 {
     if (!img)
         return;
+    vision_image_changed(img); /* frees the pyramid */
     free(img->rgb);
     free(img);
 }

@@ -18,7 +18,11 @@
  * 22/22 faces of 150-300 px; faces of 49-81 px need the tiles (21/22 with
  * tiles of L/3 vs 17/22 with L/2 and 21/22 with L/4 at twice the cost).
  * Cost is one model run per view: 1 + 12 views for a 1920x1280 photo. The
- * model's batch dimension is fixed at 1, so views run one by one.
+ * model's batch dimension is fixed at 1, so views run one by one. Each view
+ * is sampled from the image pyramid (vision_preprocess_region), so the 13
+ * views together cost about as much as one pass over the photo, not 13; the
+ * plan is public (vision_detect_plan) so that bench/bench_models.c times
+ * exactly these views.
  *
  * Rejected: a second, finer tile level (4x the runs for faces under ~40 px
  * at 2048, which the embedder cannot use anyway), and keeping cut faces and
@@ -30,13 +34,8 @@
 
 #include "vision/vision.h"
 
-#define DETECT_MAX_VIEWS 64
+#define DETECT_MAX_VIEWS VISION_MAX_VIEWS
 #define DETECT_PER_VIEW 128
-
-typedef struct {
-    float x0, y0, side; /* square view in image pixels */
-    int whole;          /* the letterboxed whole image: no edge filter */
-} detect__view;
 
 /* Tile origins along an axis of length n for tiles of side t, overlap >= 1/8. */
 static int detect__positions(int n, float t, float *pos, int cap)
@@ -57,12 +56,13 @@ static int detect__positions(int n, float t, float *pos, int cap)
     return count;
 }
 
-/* Plans the views for a w x h image; returns their count. */
-static int detect__plan(int w, int h, int tiles, detect__view *v, int cap)
+int vision_detect_plan(int w, int h, int tiles, vision_view *v, int cap)
 {
     int n = 0;
     int L = w > h ? w : h;
 
+    if (w <= 0 || h <= 0 || cap <= 0 || !v)
+        return 0;
     v[n].side = (float)L;
     v[n].x0 = ((float)w - (float)L) / 2;
     v[n].y0 = ((float)h - (float)L) / 2;
@@ -93,7 +93,7 @@ static int detect__plan(int w, int h, int tiles, detect__view *v, int cap)
 }
 
 /* Whether a face touches an edge of the view that lies inside the image. */
-static int detect__cut(const vision_face *f, const detect__view *v, int w, int h)
+static int detect__cut(const vision_face *f, const vision_view *v, int w, int h)
 {
     float m = v->side * 0.01f;
 
@@ -124,8 +124,8 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
     float iou = opts && opts->iou_threshold > 0 ? opts->iou_threshold : 0.3f;
     int max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
     const model_manifest *m;
-    detect__view views[DETECT_MAX_VIEWS];
-    float *hwc = NULL, *tensor = NULL, *outbuf = NULL;
+    vision_view views[DETECT_MAX_VIEWS];
+    float *tensor = NULL, *outbuf = NULL;
     vision_face *all = NULL, *got = NULL;
     int nviews, nall = 0, rc = ERR_OK;
     float sx, sy;
@@ -144,32 +144,26 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
             return err_set(e, ERR_INVAL, "detect: model %s has no output role %s", m->name,
                            roles[r]);
 
-    nviews =
-        detect__plan(img->width, img->height, !(opts && opts->no_tiles), views, DETECT_MAX_VIEWS);
-    hwc = malloc(sizeof(float) * VISION_BF_INPUT * VISION_BF_INPUT * 3);
+    nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), views,
+                                DETECT_MAX_VIEWS);
     tensor = malloc(sizeof(float) * VISION_BF_INPUT * VISION_BF_INPUT * 3);
     outbuf = malloc(sizeof(float) * (sizes[0] + sizes[1] + sizes[2] + sizes[3]));
     all = malloc(sizeof(*all) * (size_t)nviews * DETECT_PER_VIEW);
-    if (!hwc || !tensor || !outbuf || !all) {
+    if (!tensor || !outbuf || !all) {
         rc = err_set(e, ERR_NOMEM, "detect buffers");
         goto out;
     }
     for (int vi = 0; vi < nviews; vi++) {
-        const detect__view *v = &views[vi];
+        const vision_view *v = &views[vi];
         infer_output outs[4];
         vision_xform xf;
         vision_face tmp[DETECT_PER_VIEW];
         float *p = outbuf;
         int n;
 
-        rc = vision_resample(img->rgb, img->width, img->height, v->x0, v->y0, v->side, v->side,
-                             VISION_BF_INPUT, VISION_BF_INPUT, black, hwc);
-        if (!rc)
-            rc = vision_pack_tensor(hwc, m, tensor);
-        if (rc) {
-            rc = err_set(e, rc, "detect: preprocess failed");
+        rc = vision_preprocess_region(img, m, v->x0, v->y0, v->side, v->side, black, tensor, e);
+        if (rc)
             goto out;
-        }
         memset(outs, 0, sizeof(outs));
         for (int r = 0; r < 4; r++) {
             outs[r].role = roles[r];
@@ -228,7 +222,6 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
     *faces = got;
     *nfaces = nall;
 out:
-    free(hwc);
     free(tensor);
     free(outbuf);
     free(all);

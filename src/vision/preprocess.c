@@ -3,12 +3,20 @@
  *
  * One resampler serves every model: a source rectangle, which may reach past
  * the image (letterbox padding, tiles at the border), is sampled to the
- * model's input size. It is separable: per axis a table of taps (source
- * index, weight) is built, rows are filtered horizontally into a float
- * buffer, then columns vertically. Shrinking uses area averaging with
- * fractional pixel coverage rather than bilinear: the detector sees photos
- * shrunk 8x, where bilinear's two taps would alias fine texture into false
- * edges. Enlarging (rare: small images into a 256 input) is bilinear.
+ * model's input size. It is separable: per axis a fixed number of taps
+ * (source index, weight) per output is built, each source row the vertical
+ * taps need is filtered horizontally once into a small ring of float rows,
+ * and each output row is the weighted sum of its rows in that ring, written
+ * straight into the tensor as (x - mean) / std in the model's layout.
+ * Shrinking uses area averaging with fractional pixel coverage rather than
+ * bilinear: the detector sees photos shrunk 8x, where bilinear's two taps
+ * would alias fine texture into false edges. Enlarging (rare: small images
+ * into a 256 input) is bilinear.
+ *
+ * The samplers for images (vision_preprocess_region and so the detector's
+ * views) start from the pyramid level of pyramid.c that leaves a shrink in
+ * [1, 2), so each output pixel has two or three taps per axis whatever the
+ * photo's size; vision_resample() works on the buffer it is given.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -17,164 +25,316 @@
 #include "vision/vision.h"
 
 typedef struct {
-    int start; /* first tap in the tap arrays */
-    int count;
-} resample__span;
-
-typedef struct {
-    resample__span *span; /* one per output index */
-    int *idx;             /* source index; outside [0, n) reads as pad */
-    float *w;
+    int *idx;    /* ntaps per output: source index, clamped into [0, n) */
+    int *ofs;    /* ntaps per output: 3 * (idx - lo), the tap's first float in a row */
+    int lo, hi;  /* least and greatest idx */
+    float *w;    /* ntaps per output: weight; 0 for an unused or outside tap */
+    float *padw; /* per output: total weight of the taps outside [0, n) */
     int ntaps;
 } resample__axis;
 
 static void resample__axis_free(resample__axis *a)
 {
-    free(a->span);
     free(a->idx);
+    free(a->ofs);
     free(a->w);
+    free(a->padw);
 }
 
-/* Builds the taps for sampling [r0, r0 + len) of an axis into `out` outputs. */
-static int resample__axis_build(resample__axis *a, float r0, float len, int out)
+/*
+ * Builds the taps for sampling [r0, r0 + len) of an axis of n source pixels
+ * into `out` outputs. Taps of one output are consecutive source indices, so
+ * any ntaps consecutive rows land in distinct slots of a ring of ntaps rows.
+ */
+static int resample__axis_build(resample__axis *a, float r0, float len, int n, int out)
 {
-    float s = len / (float)out;
-    int maxt = (int)ceilf(s) + 3;
+    double s = (double)len / out;
+    int nt = s > 1.0 ? (int)ceil(s) + 1 : 2;
 
     memset(a, 0, sizeof(*a));
-    a->span = malloc(sizeof(*a->span) * (size_t)out);
-    a->idx = malloc(sizeof(*a->idx) * (size_t)out * (size_t)maxt);
-    a->w = malloc(sizeof(*a->w) * (size_t)out * (size_t)maxt);
-    if (!a->span || !a->idx || !a->w) {
+    a->ntaps = nt;
+    a->idx = malloc(sizeof(*a->idx) * (size_t)out * (size_t)nt);
+    a->ofs = malloc(sizeof(*a->ofs) * (size_t)out * (size_t)nt);
+    a->w = calloc((size_t)out * (size_t)nt, sizeof(*a->w));
+    a->padw = calloc((size_t)out, sizeof(*a->padw));
+    if (!a->idx || !a->ofs || !a->w || !a->padw) {
         resample__axis_free(a);
         return ERR_NOMEM;
     }
     for (int i = 0; i < out; i++) {
-        resample__span *sp = &a->span[i];
-        sp->start = a->ntaps;
-        sp->count = 0;
-        if (s > 1.0f) {
-            /* Area average over [lo, hi). */
-            double lo = r0 + (double)i * s, hi = lo + s;
-            int j0 = (int)floor(lo), j1 = (int)ceil(hi);
-            double sum = 0;
-            for (int j = j0; j < j1 && sp->count < maxt; j++) {
-                double c = fmin(hi, j + 1.0) - fmax(lo, (double)j);
-                if (c <= 0)
-                    continue;
-                a->idx[a->ntaps] = j;
-                a->w[a->ntaps] = (float)c;
-                sum += c;
-                a->ntaps++;
-                sp->count++;
-            }
-            for (int k = sp->start; k < a->ntaps; k++)
-                a->w[k] = (float)(a->w[k] / sum);
+        int *idx = a->idx + (size_t)i * nt;
+        float *w = a->w + (size_t)i * nt;
+        double lo = 0, hi = 0, c = 0;
+        int j0;
+
+        if (s > 1.0) {
+            /* Area average over [lo, hi): coverage of each pixel / s. */
+            lo = r0 + (double)i * s;
+            hi = lo + s;
+            j0 = (int)floor(lo);
         } else {
             /* Bilinear around the output pixel's centre. */
-            double c = r0 + ((double)i + 0.5) * s - 0.5;
-            int j = (int)floor(c);
-            float f = (float)(c - j);
-            a->idx[a->ntaps] = j;
-            a->w[a->ntaps++] = 1.0f - f;
-            a->idx[a->ntaps] = j + 1;
-            a->w[a->ntaps++] = f;
-            sp->count = 2;
+            c = r0 + ((double)i + 0.5) * s - 0.5;
+            j0 = (int)floor(c);
+        }
+        for (int t = 0; t < nt; t++) {
+            int j = j0 + t;
+            double wt;
+            if (s > 1.0) {
+                wt = (fmin(hi, j + 1.0) - fmax(lo, (double)j)) / s;
+                if (wt < 0)
+                    wt = 0;
+            } else {
+                wt = t == 0 ? 1.0 - (c - j0) : c - j0;
+            }
+            idx[t] = j < 0 ? 0 : j >= n ? n - 1 : j;
+            if (j < 0 || j >= n)
+                a->padw[i] += (float)wt;
+            else
+                w[t] = (float)wt;
         }
     }
+    a->lo = n;
+    a->hi = 0;
+    for (size_t k = 0; k < (size_t)out * nt; k++) {
+        if (a->idx[k] < a->lo)
+            a->lo = a->idx[k];
+        if (a->idx[k] > a->hi)
+            a->hi = a->idx[k];
+    }
+    for (size_t k = 0; k < (size_t)out * nt; k++)
+        a->ofs[k] = 3 * (a->idx[k] - a->lo);
     return ERR_OK;
+}
+
+#if defined(__GNUC__)
+/*
+ * GCC's -O2 vectorises none of the loops below (its cost model at -O2
+ * refuses loops that need a scalar epilogue), so the hot ones use 16-byte
+ * vectors through the GCC/Clang vector extension; the scalar code after each
+ * #ifdef does the same arithmetic in the same order, per channel, for other
+ * compilers. Intrinsics would tie us to one instruction set.
+ */
+typedef float pre__f32x4 __attribute__((vector_size(16)));
+typedef float pre__f32x16 __attribute__((vector_size(64)));
+typedef uint8_t pre__u8x16 __attribute__((vector_size(16)));
+typedef int16_t pre__i16x16 __attribute__((vector_size(32)));
+typedef int32_t pre__i32x16 __attribute__((vector_size(64)));
+#define PRE__VECTOR 1
+#endif
+
+/* frow[k] = row[k] for k < n. */
+static void resample__widen(const uint8_t *row, int n, float *frow)
+{
+    int k = 0;
+
+#ifdef PRE__VECTOR
+    for (; k + 16 <= n; k += 16) {
+        pre__u8x16 v;
+        memcpy(&v, row + k, 16);
+        /* Widened step by step: a direct u8 -> float conversion compiles to scalar code. */
+        pre__i16x16 i16 = __builtin_convertvector(v, pre__i16x16);
+        pre__i32x16 i32 = __builtin_convertvector(i16, pre__i32x16);
+        pre__f32x16 f = __builtin_convertvector(i32, pre__f32x16);
+        memcpy(frow + k, &f, sizeof(f));
+    }
+#endif
+    for (; k < n; k++)
+        frow[k] = row[k];
+}
+
+/*
+ * Filters one source row (as floats from column ax->lo on, `frow`, with one
+ * readable float past its end) horizontally: hrow[i*3 + c] for each output
+ * i; hrow has one writable float past out_w*3. `nt` is passed as a constant
+ * by resample__hrow_any() so that the tap loop unrolls.
+ */
+static inline void resample__hrow(const float *frow, const resample__axis *ax, int out_w,
+                                  const float pad[3], float *hrow, int nt)
+{
+#ifdef PRE__VECTOR
+    const pre__f32x4 p4 = {pad[0], pad[1], pad[2], 0};
+#endif
+
+    for (int i = 0; i < out_w; i++) {
+        const int *ofs = ax->ofs + (size_t)i * nt;
+        const float *w = ax->w + (size_t)i * nt;
+        float pw = ax->padw[i];
+#ifdef PRE__VECTOR
+        /* One pixel per vector (r, g, b, unused): loads and stores reach one float over. */
+        pre__f32x4 acc = pw * p4;
+        for (int t = 0; t < nt; t++) {
+            pre__f32x4 v;
+            memcpy(&v, frow + ofs[t], sizeof(v));
+            acc += w[t] * v;
+        }
+        memcpy(hrow + i * 3, &acc, sizeof(acc));
+#else
+        float r = pw * pad[0], g = pw * pad[1], b = pw * pad[2];
+        for (int t = 0; t < nt; t++) {
+            const float *p = frow + ofs[t];
+            r += w[t] * p[0];
+            g += w[t] * p[1];
+            b += w[t] * p[2];
+        }
+        hrow[i * 3 + 0] = r;
+        hrow[i * 3 + 1] = g;
+        hrow[i * 3 + 2] = b;
+#endif
+    }
+}
+
+static void resample__hrow_any(const float *frow, const resample__axis *ax, int out_w,
+                               const float pad[3], float *hrow)
+{
+    switch (ax->ntaps) {
+    case 2:
+        resample__hrow(frow, ax, out_w, pad, hrow, 2);
+        break;
+    case 3:
+        resample__hrow(frow, ax, out_w, pad, hrow, 3);
+        break;
+    case 4:
+        resample__hrow(frow, ax, out_w, pad, hrow, 4);
+        break;
+    default:
+        resample__hrow(frow, ax, out_w, pad, hrow, ax->ntaps);
+        break;
+    }
+}
+
+/*
+ * One output row: o[k] = (pw * padrow[k] + sum_t wt[t] * rows[t][k] - mean[k])
+ * * inv[k] for k < n, where padrow/mean/inv repeat the channel values.
+ */
+static void resample__vrow(const float *const *rows, const float *wt, int nrows, float pw,
+                           const float *padrow, const float *mean, const float *inv, int n,
+                           float *o)
+{
+    int k = 0;
+
+#ifdef PRE__VECTOR
+    for (; k + 4 <= n; k += 4) {
+        pre__f32x4 acc, v, mn, iv;
+        memcpy(&acc, padrow + k, sizeof(acc));
+        acc *= pw;
+        for (int t = 0; t < nrows; t++) {
+            memcpy(&v, rows[t] + k, sizeof(v));
+            acc += wt[t] * v;
+        }
+        memcpy(&mn, mean + k, sizeof(mn));
+        memcpy(&iv, inv + k, sizeof(iv));
+        acc = (acc - mn) * iv;
+        memcpy(o + k, &acc, sizeof(acc));
+    }
+#endif
+    for (; k < n; k++) {
+        float acc = pw * padrow[k];
+        for (int t = 0; t < nrows; t++)
+            acc += wt[t] * rows[t][k];
+        o[k] = (acc - mean[k]) * inv[k];
+    }
+}
+
+/*
+ * The resampler behind every public sampler: the rectangle of the w x h
+ * image `rgb` into out_w x out_h values (v - mean[c]) * inv[c], interleaved
+ * (HWC) or planar (CHW) at `out`.
+ */
+static int resample__run(const uint8_t *rgb, int w, int h, float rx, float ry, float rw,
+                         float rh, int out_w, int out_h, const float pad[3], const float mean[3],
+                         const float inv[3], int planar, float *out)
+{
+    resample__axis ax, ay;
+    float *ring = NULL, *frow = NULL, *pat = NULL, *line = NULL;
+    const float **rows = NULL;
+    float *wts = NULL;
+    int *held = NULL;
+    size_t rowlen = (size_t)out_w * 3, ringrow = rowlen + 4, plane = (size_t)out_w * out_h;
+    int nt, span, rc;
+
+    if (!rgb || !out || w <= 0 || h <= 0 || out_w <= 0 || out_h <= 0 || !(rw > 0) || !(rh > 0))
+        return ERR_INVAL;
+    rc = resample__axis_build(&ax, rx, rw, w, out_w);
+    if (rc)
+        return rc;
+    rc = resample__axis_build(&ay, ry, rh, h, out_h);
+    if (rc) {
+        resample__axis_free(&ax);
+        return rc;
+    }
+    nt = ay.ntaps;
+    span = (ax.hi - ax.lo + 1) * 3;
+    ring = malloc(sizeof(float) * ringrow * (size_t)nt);
+    frow = calloc((size_t)span + 4, sizeof(float));
+    pat = malloc(sizeof(float) * rowlen * 3);
+    line = malloc(sizeof(float) * rowlen);
+    held = malloc(sizeof(int) * (size_t)nt);
+    rows = malloc(sizeof(*rows) * (size_t)nt);
+    wts = malloc(sizeof(*wts) * (size_t)nt);
+    if (!ring || !frow || !pat || !line || !held || !rows || !wts) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    /* The per-channel pad, mean and 1/std repeated along a row. */
+    for (size_t k = 0; k < rowlen; k++) {
+        pat[k] = pad[k % 3];
+        pat[rowlen + k] = mean[k % 3];
+        pat[2 * rowlen + k] = inv[k % 3];
+    }
+    for (int t = 0; t < nt; t++)
+        held[t] = -1;
+    for (int j = 0; j < out_h; j++) {
+        const int *idx = ay.idx + (size_t)j * nt;
+        const float *wy = ay.w + (size_t)j * nt;
+        int nrows = 0;
+
+        for (int t = 0; t < nt; t++) {
+            int y = idx[t], slot = y % nt;
+            float *hrow = ring + (size_t)slot * ringrow;
+            if (wy[t] == 0)
+                continue;
+            if (held[slot] != y) {
+                resample__widen(rgb + ((size_t)y * w + ax.lo) * 3, span, frow);
+                resample__hrow_any(frow, &ax, out_w, pad, hrow);
+                held[slot] = y;
+            }
+            rows[nrows] = hrow;
+            wts[nrows++] = wy[t];
+        }
+        if (planar) {
+            resample__vrow(rows, wts, nrows, ay.padw[j], pat, pat + rowlen, pat + 2 * rowlen,
+                           (int)rowlen, line);
+            for (int c = 0; c < 3; c++) {
+                float *o = out + c * plane + (size_t)j * out_w;
+                for (int i = 0; i < out_w; i++)
+                    o[i] = line[i * 3 + c];
+            }
+        } else {
+            resample__vrow(rows, wts, nrows, ay.padw[j], pat, pat + rowlen, pat + 2 * rowlen,
+                           (int)rowlen, out + (size_t)j * rowlen);
+        }
+    }
+    rc = ERR_OK;
+out:
+    free(ring);
+    free(frow);
+    free(pat);
+    free(line);
+    free(held);
+    free(rows);
+    free(wts);
+    resample__axis_free(&ax);
+    resample__axis_free(&ay);
+    return rc;
 }
 
 int vision_resample(const uint8_t *rgb, int w, int h, float rx, float ry, float rw, float rh,
                     int out_w, int out_h, const float pad[3], float *out)
 {
-    resample__axis ax, ay;
-    float *tmp = NULL;
-    int ylo, yhi, rc;
+    static const float zero[3] = {0, 0, 0}, one[3] = {1, 1, 1};
 
-    if (!rgb || !out || w <= 0 || h <= 0 || out_w <= 0 || out_h <= 0 || !(rw > 0) || !(rh > 0))
-        return ERR_INVAL;
-    rc = resample__axis_build(&ax, rx, rw, out_w);
-    if (rc)
-        return rc;
-    rc = resample__axis_build(&ay, ry, rh, out_h);
-    if (rc) {
-        resample__axis_free(&ax);
-        return rc;
-    }
-    /* Rows of the image the vertical taps touch. */
-    ylo = h;
-    yhi = -1;
-    for (int k = 0; k < ay.ntaps; k++) {
-        int y = ay.idx[k];
-        if (y >= 0 && y < h) {
-            if (y < ylo)
-                ylo = y;
-            if (y > yhi)
-                yhi = y;
-        }
-    }
-    if (yhi >= ylo) {
-        tmp = malloc(sizeof(float) * 3 * (size_t)out_w * (size_t)(yhi - ylo + 1));
-        if (!tmp) {
-            rc = ERR_NOMEM;
-            goto out;
-        }
-        for (int y = ylo; y <= yhi; y++) {
-            const uint8_t *row = rgb + (size_t)y * w * 3;
-            float *trow = tmp + (size_t)(y - ylo) * out_w * 3;
-            for (int i = 0; i < out_w; i++) {
-                const resample__span *sp = &ax.span[i];
-                float r = 0, g = 0, b = 0;
-                for (int k = sp->start; k < sp->start + sp->count; k++) {
-                    int x = ax.idx[k];
-                    float wt = ax.w[k];
-                    if (x >= 0 && x < w) {
-                        const uint8_t *p = row + (size_t)x * 3;
-                        r += wt * p[0];
-                        g += wt * p[1];
-                        b += wt * p[2];
-                    } else {
-                        r += wt * pad[0];
-                        g += wt * pad[1];
-                        b += wt * pad[2];
-                    }
-                }
-                trow[i * 3 + 0] = r;
-                trow[i * 3 + 1] = g;
-                trow[i * 3 + 2] = b;
-            }
-        }
-    }
-    for (int j = 0; j < out_h; j++) {
-        const resample__span *sp = &ay.span[j];
-        float *orow = out + (size_t)j * out_w * 3;
-        for (int i = 0; i < out_w * 3; i++)
-            orow[i] = 0;
-        for (int k = sp->start; k < sp->start + sp->count; k++) {
-            int y = ay.idx[k];
-            float wt = ay.w[k];
-            if (wt == 0)
-                continue;
-            if (y >= 0 && y < h) {
-                const float *trow = tmp + (size_t)(y - ylo) * out_w * 3;
-                for (int i = 0; i < out_w * 3; i++)
-                    orow[i] += wt * trow[i];
-            } else {
-                for (int i = 0; i < out_w; i++) {
-                    orow[i * 3 + 0] += wt * pad[0];
-                    orow[i * 3 + 1] += wt * pad[1];
-                    orow[i * 3 + 2] += wt * pad[2];
-                }
-            }
-        }
-    }
-    rc = ERR_OK;
-out:
-    free(tmp);
-    resample__axis_free(&ax);
-    resample__axis_free(&ay);
-    return rc;
+    return resample__run(rgb, w, h, rx, ry, rw, rh, out_w, out_h, pad, zero, one, 0, out);
 }
 
 int vision_pack_tensor(const float *hwc, const model_manifest *m, float *tensor)
@@ -203,12 +363,50 @@ int vision_pack_tensor(const float *hwc, const model_manifest *m, float *tensor)
     return ERR_OK;
 }
 
+/* The model's per-channel mean and 1/std; ERR_INVAL when unusable. */
+static int preprocess__norm(const model_manifest *m, float inv[3])
+{
+    if (m->channels != 3 || m->width <= 0 || m->height <= 0)
+        return ERR_INVAL;
+    for (int c = 0; c < 3; c++) {
+        if (m->std[c] == 0)
+            return ERR_INVAL;
+        inv[c] = 1.0f / m->std[c];
+    }
+    return ERR_OK;
+}
+
+int vision_preprocess_region(const vision_image *img, const model_manifest *m, float rx, float ry,
+                             float rw, float rh, const float pad[3], float *tensor, err_t *e)
+{
+    const vision_level *lv;
+    float inv[3], k;
+    int nlevels, l, rc;
+
+    if (!img || !img->rgb || !m || !pad || !tensor)
+        return err_set(e, ERR_INVAL, "preprocess: NULL argument");
+    if (preprocess__norm(m, inv))
+        return err_set(e, ERR_INVAL, "model %s: input is not RGB with a non-zero std", m->name);
+    if (!(rw > 0) || !(rh > 0))
+        return err_set(e, ERR_INVAL, "preprocess: empty region %gx%g", (double)rw, (double)rh);
+    lv = vision_image_levels(img, &nlevels, e);
+    if (!lv)
+        return ERR_NOMEM;
+    /* The axis that shrinks least decides: neither may be enlarged by the level. */
+    l = vision_level_for(nlevels, fmin((double)rw / m->width, (double)rh / m->height));
+    k = 1.0f / (float)(1 << l);
+    rc = resample__run(lv[l].rgb, lv[l].width, lv[l].height, rx * k, ry * k, rw * k, rh * k,
+                       m->width, m->height, pad, m->mean, inv, m->layout == LAYOUT_NCHW, tensor);
+    if (rc)
+        return err_set(e, rc, "preprocess for model %s failed", m->name);
+    return ERR_OK;
+}
+
 int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
                       float *tensor, vision_xform *xf, err_t *e)
 {
     static const float black[3] = {0, 0, 0};
     float rx = 0, ry = 0, rw = (float)img->width, rh = (float)img->height;
-    float *hwc;
     int rc;
 
     if (m->channels != 3 || m->width <= 0 || m->height <= 0)
@@ -223,16 +421,9 @@ int vision_preprocess(const vision_image *img, const model_manifest *m, int lett
         rw = nw;
         rh = nh;
     }
-    hwc = malloc(sizeof(float) * 3 * (size_t)m->width * (size_t)m->height);
-    if (!hwc)
-        return err_set(e, ERR_NOMEM, "preprocess buffer");
-    rc = vision_resample(img->rgb, img->width, img->height, rx, ry, rw, rh, m->width, m->height,
-                         black, hwc);
-    if (!rc)
-        rc = vision_pack_tensor(hwc, m, tensor);
-    free(hwc);
+    rc = vision_preprocess_region(img, m, rx, ry, rw, rh, black, tensor, e);
     if (rc)
-        return err_set(e, rc, "preprocess for model %s failed", m->name);
+        return rc;
     if (xf) {
         xf->x0 = rx;
         xf->y0 = ry;

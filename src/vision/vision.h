@@ -4,7 +4,9 @@
  *
  * This subsystem turns untrusted bytes into a bounded RGB image (decode.c, the
  * one file that calls libvips), samples regions of that image into model input
- * tensors as a manifest describes them (preprocess.c), decodes and merges
+ * tensors as a manifest describes them (preprocess.c, through the image
+ * pyramid of pyramid.c so that cost follows the model's input size, not the
+ * photo's), decodes and merges
  * BlazeFace outputs (blazeface.c, pure), runs the detector over the whole
  * image and over overlapping tiles so that small faces in group photos are
  * found (detect.c), and warps a detected face onto the canonical 112x112
@@ -15,7 +17,9 @@
  * at (x + 0.5, y + 0.5). Boxes are x1,y1 (inclusive corner) to x2,y2.
  *
  * Threading: after vision_init() every function may be called from any
- * thread on distinct objects. One caveat: libvips keeps a single process-wide
+ * thread on distinct objects, and the samplers from several threads on one
+ * image (its pyramid cache is published atomically, see
+ * vision_image_levels). One caveat: libvips keeps a single process-wide
  * error buffer, so when two threads fail to decode at the same moment a
  * message may carry the other thread's text (the code is always right).
  */
@@ -45,17 +49,73 @@ void vision_shutdown(void);
 
 /* ---- images ------------------------------------------------------------- */
 
+struct vision_pyramid; /* private to pyramid.c */
+
 /*
  * A decoded image: 8-bit sRGB, 3 interleaved bands, rows packed (stride is
  * width * 3). orig_width/orig_height are the image's upright size before the
  * shrink-on-load, so that coordinates can be reported in original pixels:
  * x_orig = x * orig_width / width.
+ *
+ * `pyramid` is private: a cache of successively halved copies of `rgb` that
+ * the samplers below (vision_preprocess*, vision_detect_faces,
+ * vision_align_face) build on first use and read from then on (see
+ * vision_image_levels). Images made by this module start with it NULL;
+ * vision_image_free() releases it. A caller that writes to `rgb` after the
+ * image has been sampled must call vision_image_changed() first.
  */
 typedef struct {
     uint8_t *rgb;
     int width, height;
     int orig_width, orig_height;
+    struct vision_pyramid *_Atomic pyramid;
 } vision_image;
+
+/*
+ * One pyramid level: packed 8-bit RGB like vision_image. Level l pixel (x, y)
+ * covers level-0 pixels [x * 2^l, (x + 1) * 2^l) on each axis and holds their
+ * mean (rounded to nearest); a last odd row or column is averaged with
+ * itself. Level 0 is the image itself.
+ */
+typedef struct {
+    const uint8_t *rgb;
+    int width, height;
+} vision_level;
+
+#define VISION_MAX_LEVELS 12
+#define VISION_LEVEL_MIN_SIDE 32 /* no level with a side below this (but level 0) */
+
+/*
+ * Returns the image's pyramid, building it from `rgb` on the first call:
+ * level 0 aliases img->rgb, each next level halves the previous one (2x2 box
+ * average, integer rounding) while both its sides stay >= 32, at most
+ * VISION_MAX_LEVELS levels. The array (*nlevels entries) belongs to the image
+ * and stays valid until vision_image_changed() or vision_image_free(). The
+ * build costs about a third of one pass over the image and is done once per
+ * image however many models then sample it.
+ * Threading: safe to call from several threads on one image; a race to build
+ * it first only wastes one of the builds (the cache is published with an
+ * atomic compare-and-swap). Not safe against a concurrent
+ * vision_image_changed() or vision_image_free(), as for any other read.
+ * Returns NULL with ERR_NOMEM in `e` when the levels cannot be allocated.
+ */
+const vision_level *vision_image_levels(const vision_image *img, int *nlevels, err_t *e);
+
+/*
+ * Drops the cached pyramid (it is rebuilt on the next sampling call). Call it
+ * after writing to img->rgb once the image has been sampled; the benchmark
+ * also calls it to time the build as part of preprocessing. NULL is a no-op.
+ */
+void vision_image_changed(vision_image *img);
+
+/*
+ * The coarsest level that still has at least one pixel per output pixel when
+ * the source is shrunk by `factor` (level-0 pixels per output pixel): the
+ * largest l < nlevels with 2^l <= factor, or 0 when factor < 2. Sampling on
+ * that level leaves a shrink in [1, 2), which the area average or the
+ * bilinear tap then does without aliasing the detail the pyramid removed.
+ */
+int vision_level_for(int nlevels, double factor);
 
 #define VISION_DEFAULT_MAX_SIDE 2048
 #define VISION_DEFAULT_MAX_PIXELS 100000000LL
@@ -91,7 +151,7 @@ int vision_decode_buffer(const void *buf, size_t len, const vision_decode_opts *
  */
 int vision_image_new(int width, int height, vision_image **out, err_t *e);
 
-/* Frees the image and its pixels. NULL is a no-op. */
+/* Frees the image, its pixels and its pyramid. NULL is a no-op. */
 void vision_image_free(vision_image *img);
 
 /* ---- preprocessing (pure) ----------------------------------------------- */
@@ -124,12 +184,32 @@ int vision_resample(const uint8_t *rgb, int w, int h, float rx, float ry, float 
 int vision_pack_tensor(const float *hwc, const model_manifest *m, float *tensor);
 
 /*
+ * Samples the rectangle [rx, rx+rw) x [ry, ry+rh) of the image (image
+ * pixels; it may reach past the image, which reads as `pad`, 3 values
+ * 0..255) into the model's input tensor (m->width x m->height, the
+ * manifest's mean/std and layout). The same area average/bilinear as
+ * vision_resample(), but on the coarsest pyramid level (see
+ * vision_level_for) that still has a pixel per input pixel on both axes, so
+ * its cost follows the input size rather than the image's. The result is
+ * not bit-equal to vision_resample() on level 0: levels are rounded to 8
+ * bits, and a level pixel an output pixel covers in part is averaged whole,
+ * a slightly wider filter (on smooth, noisy content they agree to a grey
+ * level or two; at a hard edge this is a little softer). Builds the pyramid
+ * on first use. ERR_INVAL
+ * for a manifest that is not 3-channel or has a zero std, or an empty
+ * rectangle; ERR_NOMEM when a work buffer or the pyramid fails.
+ */
+int vision_preprocess_region(const vision_image *img, const model_manifest *m, float rx, float ry,
+                             float rw, float rh, const float pad[3], float *tensor, err_t *e);
+
+/*
  * Fills `tensor` from the whole image. With `letterbox` the image keeps its
  * aspect ratio, centred on a black square/rectangle of the input's aspect
  * (detection); without, it is stretched to the input size (classification
  * and embedding). `xf` (may be NULL) receives the input->image mapping
  * (with letterbox one scale applies to both axes; without, the x scale).
- * Errors as vision_pack_tensor(); ERR_NOMEM when a work buffer fails.
+ * Samples through vision_preprocess_region(), so builds the pyramid on
+ * first use. Errors as vision_preprocess_region().
  */
 int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
                       float *tensor, vision_xform *xf, err_t *e);
@@ -208,18 +288,37 @@ typedef struct {
     int max_faces;         /* 0 = 256; extra faces (lowest scores) are dropped */
 } vision_detect_opts;
 
+/* One square view the detector runs on, in image pixels. */
+typedef struct {
+    float x0, y0, side;
+    int whole; /* the letterboxed whole image: no tile-edge filter */
+} vision_view;
+
+#define VISION_MAX_VIEWS 64
+
+/*
+ * The views vision_detect_faces() runs on a w x h image, in order: the whole
+ * image letterboxed to a square, then, with `tiles` and a longest side of at
+ * least 3 x 256, square tiles of a third of the longest side overlapping
+ * their neighbours by at least an eighth. Writes at most `cap` views and
+ * returns how many it wrote (1 + 12 for 1920x1280); 0 for a non-positive
+ * size or cap.
+ */
+int vision_detect_plan(int w, int h, int tiles, vision_view *views, int cap);
+
 /*
  * Detects faces with the BlazeFace model `det` (a face_detection manifest
  * with roles scores_16, boxes_16, scores_8, boxes_8 and a 256x256 input).
- * The detector sees the whole image letterboxed to its input, then
- * overlapping square tiles at finer scales (never smaller than the input, so
- * no tile is enlarged), so that faces from ~1/40 of the image's longest side
- * upwards are found; all detections are merged by weighted NMS. Boxes and
- * keypoints are in ORIGINAL image pixels (orig_width x orig_height), sorted
- * by descending score. `opts` may be NULL. On success `*faces` (NULL when
- * none) is owned by the caller and freed with free(); `*nfaces` >= 0.
- * Fails with ERR_INVAL for a model that is not a BlazeFace detector, or with
- * infer_run()'s errors.
+ * The detector sees the views of vision_detect_plan() (never smaller than
+ * the input, so no tile is enlarged), so that faces from ~1/40 of the
+ * image's longest side upwards are found; all detections are merged by
+ * weighted NMS. Views are sampled with vision_preprocess_region(), so the
+ * image's pyramid is built on first use. Boxes and keypoints are in ORIGINAL
+ * image pixels (orig_width x orig_height), sorted by descending score.
+ * `opts` may be NULL. On success `*faces` (NULL when none) is owned by the
+ * caller and freed with free(); `*nfaces` >= 0. Fails with ERR_INVAL for a
+ * model that is not a BlazeFace detector, ERR_NOMEM, or with infer_run()'s
+ * errors.
  */
 int vision_detect_faces(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
                         vision_face **faces, int *nfaces, err_t *e);
@@ -245,8 +344,11 @@ extern const float vision_align_template[4][2];
  * Warps the face with BlazeFace keypoints `kps` (image pixels) onto an
  * out_size x out_size RGB crop (packed, out_size*out_size*3 bytes at
  * `out_rgb`) where the eyes, nose and mouth land on vision_align_template
- * scaled by out_size/112. Bilinear sampling; outside the image is black.
- * ERR_INVAL for out_size < 8 or degenerate keypoints.
+ * scaled by out_size/112. One bilinear tap per output pixel, taken on the
+ * pyramid level that leaves a shrink in [1, 2) (vision_level_for), so a
+ * large face is averaged, not aliased; outside the image is black. Builds
+ * the pyramid on first use. ERR_INVAL for out_size < 8 or degenerate
+ * keypoints, ERR_NOMEM when the pyramid cannot be built.
  */
 int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][2], int out_size,
                       uint8_t *out_rgb, err_t *e);
@@ -254,7 +356,8 @@ int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][
 /*
  * Turns an aligned crop (size x size RGB, size == m->width == m->height)
  * into the embedder's input tensor (m->width*m->height*3 floats) with the
- * manifest's mean/std and layout. ERR_INVAL on a size mismatch.
+ * manifest's mean/std and layout, without allocating. ERR_INVAL on a size
+ * mismatch, a manifest that is not 3-channel or has a zero std.
  */
 int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, float *tensor,
                        err_t *e);

@@ -1,7 +1,8 @@
 /*
  * test_vision.c — the model-free parts of vision/: decoding (good and hostile
- * inputs), resampling and tensor packing, BlazeFace anchors and decoding,
- * weighted NMS, similarity fitting and face alignment.
+ * inputs), the image pyramid, resampling and tensor packing (pyramid vs
+ * exact area average), the detector's view plan, BlazeFace anchors and
+ * decoding, weighted NMS, similarity fitting and face alignment.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -362,6 +363,187 @@ static void test_preprocess_letterbox(void **state)
     vision_image_free(img);
 }
 
+/* ---- pyramid ------------------------------------------------------------ */
+
+/* A deterministic texture: smooth waves plus per-pixel noise of +-8. */
+static void fill_texture(vision_image *img, unsigned seed)
+{
+    for (int y = 0; y < img->height; y++)
+        for (int x = 0; x < img->width; x++)
+            for (int c = 0; c < 3; c++) {
+                seed = seed * 1103515245u + 12345u;
+                double v = 128 + 100 * sin(x / 37.0 + c) * cos(y / 23.0) +
+                           (double)((seed >> 16) % 17) - 8;
+                img->rgb[((size_t)y * img->width + x) * 3 + c] = (uint8_t)lrint(v);
+            }
+}
+
+static void test_pyramid_levels(void **state)
+{
+    vision_image *img;
+    const vision_level *lv, *again;
+    int n, n2;
+    err_t e;
+    (void)state;
+
+    /* Odd sizes: 131x67 -> 66x34 -> (33x17 is below the minimum side). */
+    assert_int_equal(vision_image_new(131, 67, &img, &e), 0);
+    fill_texture(img, 1);
+    lv = vision_image_levels(img, &n, &e);
+    assert_non_null(lv);
+    assert_int_equal(n, 2);
+    assert_ptr_equal(lv[0].rgb, img->rgb);
+    assert_int_equal(lv[1].width, 66);
+    assert_int_equal(lv[1].height, 34);
+    for (int y = 0; y < lv[1].height; y++)
+        for (int x = 0; x < lv[1].width; x++)
+            for (int c = 0; c < 3; c++) {
+                /* The last odd column/row is averaged with itself. */
+                int x0 = 2 * x, y0 = 2 * y;
+                int x1 = x0 + 1 < 131 ? x0 + 1 : x0, y1 = y0 + 1 < 67 ? y0 + 1 : y0;
+                int sum = img->rgb[(y0 * 131 + x0) * 3 + c] + img->rgb[(y0 * 131 + x1) * 3 + c] +
+                          img->rgb[(y1 * 131 + x0) * 3 + c] + img->rgb[(y1 * 131 + x1) * 3 + c];
+                assert_int_equal(lv[1].rgb[(y * 66 + x) * 3 + c], (sum + 2) / 4);
+            }
+    /* Cached: the same levels come back. */
+    again = vision_image_levels(img, &n2, &e);
+    assert_ptr_equal(again, lv);
+    assert_int_equal(n2, n);
+    /* After vision_image_changed() the levels follow the new pixels. */
+    memset(img->rgb, 40, 131 * 67 * 3);
+    vision_image_changed(img);
+    lv = vision_image_levels(img, &n, &e);
+    assert_non_null(lv);
+    assert_int_equal(lv[1].rgb[(20 * 66 + 65) * 3 + 2], 40);
+    vision_image_changed(img);
+    vision_image_changed(NULL);
+    vision_image_free(img); /* frees a pyramid never rebuilt: nothing to leak either way */
+
+    /* A 1920x1280 photo: halvings down to 60x40. */
+    assert_int_equal(vision_image_new(1920, 1280, &img, &e), 0);
+    lv = vision_image_levels(img, &n, &e);
+    assert_non_null(lv);
+    assert_int_equal(n, 6);
+    assert_int_equal(lv[5].width, 60);
+    assert_int_equal(lv[5].height, 40);
+    vision_image_free(img); /* with its pyramid: ASan's leak check sees it freed */
+
+    /* Level choice: the shrink left on the level is in [1, 2). */
+    assert_int_equal(vision_level_for(6, 0.5), 0);
+    assert_int_equal(vision_level_for(6, 1.99), 0);
+    assert_int_equal(vision_level_for(6, 2.0), 1);
+    assert_int_equal(vision_level_for(6, 7.5), 2);
+    assert_int_equal(vision_level_for(6, 1000), 5);
+    assert_int_equal(vision_level_for(1, 8), 0);
+}
+
+/*
+ * The pyramid path (vision_preprocess_region) against the exact area
+ * average from full resolution (vision_resample on level 0). They differ by
+ * the levels' 8-bit rounding and because a level pixel that an output pixel
+ * covers in part is averaged whole (a slightly wider filter), so on smooth
+ * content with pixel noise they agree to about a grey level on average (a
+ * few at worst, where the noise meets the wider filter); a level or an
+ * offset wrong by one source pixel would be off by several on average. Views as the detector and the image
+ * embedder take them, including padding past the border, and both layouts.
+ */
+static void test_preprocess_region_matches_exact(void **state)
+{
+    static const float pad[3] = {0, 0, 0};
+    static const struct {
+        float x, y, w, h;
+        int ow, oh;
+    } cases[] = {
+        {-240, 0, 1920, 1920, 256, 256}, /* letterboxed whole view, level 2 */
+        {0, 0, 640, 640, 256, 256},      /* tile, level 1 */
+        {1280, 640, 640, 640, 256, 256}, /* tile reaching past the bottom */
+        {0, 0, 1440, 1280, 224, 224},    /* stretched, level 2 on the shorter axis */
+        {300, 200, 200, 150, 256, 256},  /* enlarged: level 0, bilinear */
+    };
+    vision_image *img;
+    model_manifest m;
+    float *fast, *exact, *planar;
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_image_new(1440, 1280, &img, &e), 0);
+    fill_texture(img, 7);
+    memset(&m, 0, sizeof(m));
+    snprintf(m.name, sizeof(m.name), "test");
+    m.channels = 3;
+    for (int c = 0; c < 3; c++) {
+        m.mean[c] = 127.5f;
+        m.std[c] = 127.5f;
+    }
+    fast = malloc(sizeof(float) * 256 * 256 * 3);
+    exact = malloc(sizeof(float) * 256 * 256 * 3);
+    planar = malloc(sizeof(float) * 256 * 256 * 3);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int n = cases[i].ow * cases[i].oh * 3;
+        double sum = 0, worst = 0;
+        m.width = cases[i].ow;
+        m.height = cases[i].oh;
+        m.layout = LAYOUT_NHWC;
+        assert_int_equal(vision_preprocess_region(img, &m, cases[i].x, cases[i].y, cases[i].w,
+                                                  cases[i].h, pad, fast, &e),
+                         0);
+        assert_int_equal(vision_resample(img->rgb, img->width, img->height, cases[i].x,
+                                         cases[i].y, cases[i].w, cases[i].h, cases[i].ow,
+                                         cases[i].oh, pad, exact),
+                         0);
+        for (int k = 0; k < n; k++) {
+            /* Back to 0..255 to compare in grey levels. */
+            double d = fabs(fast[k] * 127.5 + 127.5 - exact[k]);
+            sum += d;
+            if (d > worst)
+                worst = d;
+        }
+        printf("  region %zu: pyramid vs exact: mean |d| %.3f, max %.3f grey levels\n", i,
+               sum / n, worst);
+        assert_true(sum / n < 1.0);
+        assert_true(worst < 8.0);
+        /* The planar layout holds the same values. */
+        m.layout = LAYOUT_NCHW;
+        assert_int_equal(vision_preprocess_region(img, &m, cases[i].x, cases[i].y, cases[i].w,
+                                                  cases[i].h, pad, planar, &e),
+                         0);
+        for (int p = 0; p < cases[i].ow * cases[i].oh; p++)
+            for (int c = 0; c < 3; c++)
+                assert_float_equal(planar[c * (n / 3) + p], fast[p * 3 + c], 1e-6);
+    }
+    m.width = m.height = 256;
+    assert_int_equal(vision_preprocess_region(img, &m, 0, 0, 0, 10, pad, fast, &e), ERR_INVAL);
+    m.std[2] = 0;
+    assert_int_equal(vision_preprocess_region(img, &m, 0, 0, 10, 10, pad, fast, &e), ERR_INVAL);
+    free(fast);
+    free(exact);
+    free(planar);
+    vision_image_free(img);
+}
+
+static void test_detect_plan(void **state)
+{
+    vision_view v[VISION_MAX_VIEWS];
+    int n;
+    (void)state;
+
+    n = vision_detect_plan(1920, 1280, 1, v, VISION_MAX_VIEWS);
+    assert_int_equal(n, 13);
+    assert_true(v[0].whole);
+    assert_float_equal(v[0].side, 1920, 1e-3);
+    assert_float_equal(v[0].y0, -320, 1e-3);
+    for (int i = 1; i < n; i++) {
+        assert_false(v[i].whole);
+        assert_float_equal(v[i].side, 640, 1e-3);
+        assert_true(v[i].x0 >= 0 && v[i].x0 + v[i].side <= 1920 + 1e-3);
+        assert_true(v[i].y0 >= 0 && v[i].y0 + v[i].side <= 1280 + 1e-3);
+    }
+    assert_int_equal(vision_detect_plan(1920, 1280, 0, v, VISION_MAX_VIEWS), 1);
+    assert_int_equal(vision_detect_plan(700, 500, 1, v, VISION_MAX_VIEWS), 1); /* < 3 x 256 */
+    assert_int_equal(vision_detect_plan(1920, 1280, 1, v, 5), 5);
+    assert_int_equal(vision_detect_plan(0, 1280, 1, v, VISION_MAX_VIEWS), 0);
+}
+
 /* ---- BlazeFace ---------------------------------------------------------- */
 
 static void test_anchors(void **state)
@@ -562,6 +744,62 @@ static void test_align_face_samples_through_transform(void **state)
     vision_image_free(img);
 }
 
+/*
+ * A face four times the crop's scale over a one-pixel checkerboard: sampled
+ * from the pyramid's level 2 the crop is the board's mean grey, where single
+ * taps on the full image would alias to black and white.
+ */
+static void test_align_large_face_does_not_alias(void **state)
+{
+    vision_image *img;
+    float kps[VISION_FACE_KPS][2];
+    uint8_t crop[112 * 112 * 3];
+    int lo = 255, hi = 0;
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_image_new(1024, 1024, &img, &e), 0);
+    for (int y = 0; y < 1024; y++)
+        for (int x = 0; x < 1024; x++)
+            memset(img->rgb + ((size_t)y * 1024 + x) * 3, (x + y) % 2 ? 255 : 0, 3);
+    memset(kps, 0, sizeof(kps));
+    for (int i = 0; i < 4; i++) {
+        kps[i][0] = vision_align_template[i][0] * 4 + 100;
+        kps[i][1] = vision_align_template[i][1] * 4 + 120;
+    }
+    assert_int_equal(vision_align_face(img, (const float(*)[2])kps, 112, crop, &e), 0);
+    for (int i = 0; i < 112 * 112 * 3; i++) {
+        if (crop[i] < lo)
+            lo = crop[i];
+        if (crop[i] > hi)
+            hi = crop[i];
+    }
+    assert_true(lo >= 120 && hi <= 135);
+    vision_image_free(img);
+}
+
+/* A face at the image's corner: the crop's part outside the image is black. */
+static void test_align_face_past_border(void **state)
+{
+    vision_image *img;
+    float kps[VISION_FACE_KPS][2];
+    uint8_t crop[112 * 112 * 3];
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_image_new(300, 200, &img, &e), 0);
+    memset(img->rgb, 200, 300 * 200 * 3);
+    memset(kps, 0, sizeof(kps));
+    for (int i = 0; i < 4; i++) {
+        kps[i][0] = vision_align_template[i][0] - 50;
+        kps[i][1] = vision_align_template[i][1] - 50;
+    }
+    assert_int_equal(vision_align_face(img, (const float(*)[2])kps, 112, crop, &e), 0);
+    assert_int_equal(crop[(10 * 112 + 10) * 3], 0);      /* maps to (-40, -40) */
+    assert_int_equal(crop[(100 * 112 + 100) * 3], 200); /* maps to (50, 50) */
+    vision_image_free(img);
+}
+
 static void test_face_tensor(void **state)
 {
     model_manifest m;
@@ -578,6 +816,25 @@ static void test_face_tensor(void **state)
     assert_int_equal(vision_face_tensor(crop, 112, &m, t, &e), 0);
     assert_float_equal(t[12345], 7, 1e-6);
     assert_int_equal(vision_face_tensor(crop, 96, &m, t, &e), ERR_INVAL);
+    /* Every value, both layouts, per-channel mean and std. */
+    for (int i = 0; i < 112 * 112 * 3; i++)
+        crop[i] = (uint8_t)(i * 7 % 251);
+    for (int c = 0; c < 3; c++) {
+        m.mean[c] = 100.0f + 10 * c;
+        m.std[c] = 50.0f + c;
+    }
+    for (int layout = 0; layout < 2; layout++) {
+        m.layout = layout ? LAYOUT_NCHW : LAYOUT_NHWC;
+        assert_int_equal(vision_face_tensor(crop, 112, &m, t, &e), 0);
+        for (int p = 0; p < 112 * 112; p++)
+            for (int c = 0; c < 3; c++) {
+                float want = ((float)crop[p * 3 + c] - m.mean[c]) / m.std[c];
+                float got = layout ? t[c * 112 * 112 + p] : t[p * 3 + c];
+                assert_float_equal(got, want, 1e-5);
+            }
+    }
+    m.std[1] = 0;
+    assert_int_equal(vision_face_tensor(crop, 112, &m, t, &e), ERR_INVAL);
     free(t);
 }
 
@@ -589,7 +846,10 @@ int main(void)
         cmocka_unit_test(test_decode_bad_inputs),
         cmocka_unit_test(test_decode_refuses_bombs_from_header),
         cmocka_unit_test(test_decode_exif_rotation_and_alpha),
+        cmocka_unit_test(test_pyramid_levels),
         cmocka_unit_test(test_resample_area_and_pad),
+        cmocka_unit_test(test_preprocess_region_matches_exact),
+        cmocka_unit_test(test_detect_plan),
         cmocka_unit_test(test_pack_tensor_layouts),
         cmocka_unit_test(test_preprocess_letterbox),
         cmocka_unit_test(test_anchors),
@@ -598,6 +858,8 @@ int main(void)
         cmocka_unit_test(test_nms_weighted),
         cmocka_unit_test(test_similarity_recovers_transform),
         cmocka_unit_test(test_align_face_samples_through_transform),
+        cmocka_unit_test(test_align_large_face_does_not_alias),
+        cmocka_unit_test(test_align_face_past_border),
         cmocka_unit_test(test_face_tensor),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
