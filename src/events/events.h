@@ -15,10 +15,11 @@
  *  - hub: events_notify() is called after each commit that wrote an outbox
  *    row; it wakes the publisher and every events_wait() caller (SSE).
  *
- * Threading: events_notify and events_wait may be called from any thread.
- * The publisher thread owns the mosquitto client; `lock` protects the
- * sequence counter and the in-flight table; it is never held while calling
- * the store or libmosquitto's network functions.
+ * Threading: events_notify, events_wait and events_get_stats may be called
+ * from any thread. The publisher thread owns the mosquitto client (driven by
+ * its own poll loop, no libmosquitto thread) and the in-flight window; `lock`
+ * protects the notify generation counter, the stop flag and the stats; it is
+ * never held while calling the store or libmosquitto.
  */
 #ifndef INFERD_EVENTS_EVENTS_H
 #define INFERD_EVENTS_EVENTS_H

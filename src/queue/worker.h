@@ -17,8 +17,11 @@
  * threads, so the API answers while every core runs inference.
  *
  * Shutdown (worker_stop): stop claiming, let running jobs finish within the
- * grace period, then release the jobs still running back to queued (their
- * results, if they finish later, are refused by the lease check).
+ * grace period, then release the jobs still running back to queued (a slot
+ * that finishes later skips its commit; the lease check would refuse it too).
+ * worker_stop does not wait for a slot stuck in a model run past the grace;
+ * worker_free joins every thread, so it waits for that run to end. Callers
+ * free the store, pipeline and fetcher only after worker_free.
  *
  * Threading: worker_notify and worker_get_stats are safe from any thread.
  * `lock` protects the slot table and counters; lock order: worker lock, then
@@ -58,9 +61,14 @@ int worker_start(const worker_opts *opts, worker **out, err_t *e);
 /* A job was enqueued in this process: claim now rather than at the next poll. */
 void worker_notify(worker *w);
 
-/* Graceful stop as described above; returns after the threads have exited. */
+/*
+ * Graceful stop as described above: returns after the dispatcher and every
+ * idle slot have exited and the remaining jobs were released; slots still in a
+ * model run are joined by worker_free(). A second call is a no-op.
+ */
 void worker_stop(worker *w, int64_t grace_ms);
 
+/* Stops (grace 0) if needed, joins every thread and frees. NULL is a no-op. */
 void worker_free(worker *w);
 
 #define WORKER_HIST_BUCKETS 14
@@ -87,6 +95,20 @@ typedef struct {
 /* Names of worker_stats.stage entries, in order; static storage. */
 extern const char *const worker_stage_names[8];
 
+/*
+ * Never stalls: copies counters under the worker lock, which no thread holds
+ * across a store call or an inference run.
+ */
 void worker_get_stats(worker *w, worker_stats *out);
+
+/*
+ * The retry delay (ms) before attempt `attempt` + 1, after attempt `attempt`
+ * (>= 1; smaller counts as 1) failed transiently: min(cap, base * 2^(attempt-1))
+ * scaled by a jitter factor 0.75 + 0.5 * u, with u in [0, 1) (values outside
+ * are clamped). So the result lies in [0.75, 1.25] times the capped delay and
+ * may exceed `cap` by up to 25 %. base <= 0 counts as 1, cap < base as base.
+ * Pure function (src/queue/backoff.c), never less than 1.
+ */
+int64_t worker_backoff_ms(int attempt, int64_t base, int64_t cap, double u);
 
 #endif
