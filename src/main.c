@@ -3,25 +3,45 @@
  * subcommands. Each subcommand validates its own flags and exits 2 on a usage
  * error, naming the flag.
  *
+ *   inferd serve [options]              the daemon: HTTP API + worker slots in one process
  *   inferd analyze [options] IMAGE...   run every model on images, print JSON lines
  *   inferd version                      versions of inferd and its runtimes
+ *
+ * Threading (serve): the main thread blocks SIGTERM/SIGINT/SIGHUP before any
+ * other thread exists, so every thread (libmicrohttpd, worker, publisher,
+ * ONNX Runtime, libvips, libcurl) inherits the mask and the main thread alone
+ * receives them, in sigwait. It owns every object and tears them down in
+ * reverse order after the signal.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
+#include "api/api.h"
+#include "events/events.h"
+#include "fetch/fetch.h"
 #include "infer/infer.h"
 #include "pipeline/analyze.h"
+#include "queue/worker.h"
+#include "store/store.h"
+#include "util/config.h"
 #include "util/log.h"
 
 static const char usage_top[] =
     "usage: inferd COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  serve              run the daemon: HTTP API and worker slots (see inferd help serve)\n"
     "  analyze IMAGE...   run face detection, face and image embedding on image files and\n"
     "                     print one JSON object per image per line\n"
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
@@ -218,6 +238,218 @@ static int cmd_analyze(int argc, char **argv)
     return failed;
 }
 
+/* mkdir -p `path` (mode 0755). 0 or -1 with errno. */
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return errno = ENAMETOOLONG, -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode))
+        return errno = ENOTDIR, -1;
+    return 0;
+}
+
+/*
+ * inferd serve: config -> data dir -> store -> fetcher -> events -> api (not
+ * ready) -> models -> worker -> wait for SIGTERM/SIGINT -> worker_stop (grace)
+ * -> events_stop (flush) -> api_stop -> free. The API starts before the
+ * models load so that /health answers and /ready says 503 meanwhile.
+ * Exit status: 0 after a signal, 1 when a subsystem fails to start, 2 on a
+ * usage error.
+ */
+static int cmd_serve(int argc, char **argv)
+{
+    config cfg;
+    char msg[600];
+    argv[0] = (char *)"inferd serve";
+    int prc = config_parse(&cfg, argc, argv, msg, sizeof msg);
+    if (prc == 1)
+        return 0;
+    if (prc != 0) {
+        fprintf(stderr, "inferd serve: %s\n", msg);
+        return 2;
+    }
+    if (cfg.verbose)
+        log_set_level(LOG_DEBUG);
+
+    /* Before any thread exists: every thread inherits this mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    err_t e;
+    err_clear(&e);
+    store *st = NULL;
+    fetcher *fe = NULL;
+    events *ev = NULL;
+    api *ap = NULL;
+    pipeline *pl = NULL;
+    worker *wk = NULL;
+    int fetch_inited = 0;
+    api_deps deps;
+    memset(&deps, 0, sizeof deps);
+
+    log_info("main",
+             "inferd %s serve listen=%s:%d db=%s data_dir=%s slots=%d intra_op_threads=%d "
+             "models=%s media_root=%s mqtt=%s auth=%s",
+             INFERD_VERSION, cfg.listen_host, cfg.listen_port, cfg.db_url, cfg.data_dir,
+             cfg.slots, cfg.intra_op_threads, cfg.models_dir,
+             cfg.media_root[0] ? cfg.media_root : "(none)",
+             cfg.mqtt_url[0] ? cfg.mqtt_url : "(none)", cfg.token[0] ? "token" : "none");
+
+    if (mkdir_p(cfg.data_dir) != 0) {
+        log_error("main", "cannot create data dir %s: %s", cfg.data_dir, strerror(errno));
+        goto out;
+    }
+    if (store_open(cfg.db_url, NULL, &st, &e) != ERR_OK) {
+        log_error("main", "store: %s", e.msg);
+        goto out;
+    }
+    if (fetch_global_init(&e) != ERR_OK) {
+        log_error("main", "fetch: %s", e.msg);
+        goto out;
+    }
+    fetch_inited = 1;
+    char spool[1100];
+    snprintf(spool, sizeof spool, "%s/uploads", cfg.data_dir);
+    fetch_opts fo = {
+        .media_root = cfg.media_root[0] != '\0' ? cfg.media_root : NULL,
+        .spool_dir = spool,
+        .max_bytes = cfg.max_body,
+        .timeout_ms = cfg.fetch_timeout_ms,
+        .allow_private = cfg.allow_private_urls,
+    };
+    if (fetch_new(&fo, &fe, &e) != ERR_OK) {
+        log_error("main", "fetch: %s", e.msg);
+        goto out;
+    }
+    events_opts eo = {
+        .mqtt_url = cfg.mqtt_url,
+        .client_id = cfg.worker_id,
+        .poll_ms = (int)cfg.poll_ms,
+    };
+    if (events_new(st, &eo, &ev, &e) != ERR_OK || events_start(ev, &e) != ERR_OK) {
+        log_error("main", "events: %s", e.msg);
+        goto out;
+    }
+
+    deps.cfg = &cfg;
+    deps.st = st;
+    deps.fetch = fe;
+    deps.ev = ev;
+    deps.role = "serve";
+    atomic_init(&deps.wk, NULL);
+    atomic_init(&deps.pl, NULL);
+    if (api_start(&deps, &ap, &e) != ERR_OK) {
+        log_error("main", "api: %s", e.msg);
+        goto out;
+    }
+    int v6 = strchr(cfg.listen_host, ':') != NULL;
+    log_info("main", "listening on %s%s%s:%d", v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "",
+             api_port(ap));
+
+    pipeline_opts po;
+    memset(&po, 0, sizeof po);
+    po.models_dir = cfg.models_dir;
+    po.intra_op_threads = cfg.intra_op_threads;
+    po.decode.max_side = cfg.max_side;
+    po.decode.max_pixels = cfg.max_pixels;
+    po.detect.score_threshold = cfg.face_threshold;
+    if (pipeline_new(&po, &pl, &e) != ERR_OK) {
+        log_error("main", "models: %s", e.msg);
+        goto out;
+    }
+    atomic_store(&deps.pl, pl);
+    log_info("main", "models loaded from %s", cfg.models_dir);
+
+    worker_opts wo = {
+        .st = st,
+        .pl = pl,
+        .fetch = fe,
+        .ev = ev,
+        .owner = cfg.worker_id,
+        .slots = cfg.slots,
+        .lease_ms = cfg.lease_ms,
+        .poll_ms = cfg.poll_ms,
+        .retry_base_ms = cfg.retry_base_ms,
+    };
+    if (worker_start(&wo, &wk, &e) != ERR_OK) {
+        log_error("main", "worker: %s", e.msg);
+        goto out;
+    }
+    atomic_store(&deps.wk, wk);
+    log_info("main", "ready worker_id=%s slots=%d", cfg.worker_id, cfg.slots);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP)
+            log_info("main", "SIGHUP ignored (configuration is read at start only)");
+    }
+    log_info("main", "signal=%s: stopping (grace %lld ms)", sig == SIGTERM ? "TERM" : "INT",
+             (long long)cfg.grace_ms);
+    status = 0;
+
+out:
+    if (wk != NULL)
+        worker_stop(wk, cfg.grace_ms);
+    /* A slot still inside a fetch or model run past the grace has had its job
+     * released (it will not commit); worker_free would wait for that run to end.
+     * The process must exit within the grace, so such threads are abandoned:
+     * no store, pipeline or fetcher is freed under them, and _exit skips the
+     * libraries' exit handlers that could pull state from under them. */
+    int abandon = 0;
+    if (wk != NULL) {
+        worker_stats ws;
+        worker_get_stats(wk, &ws);
+        abandon = ws.busy;
+    }
+    if (ev != NULL)
+        events_stop(ev, 2000);
+    if (ap != NULL)
+        api_stop(ap);
+    api_free(ap);
+    if (abandon > 0) {
+        log_warn("main", "exiting with %d slot(s) still busy past the grace; their jobs were "
+                 "released to queued", abandon);
+        log_info("main", "stopped status=%d", status);
+        fflush(NULL);
+        _exit(status);
+    }
+    atomic_store(&deps.wk, NULL);
+    if (wk != NULL)
+        worker_free(wk);
+    atomic_store(&deps.pl, NULL);
+    pipeline_free(pl);
+    events_free(ev);
+    fetch_free(fe);
+    if (fetch_inited)
+        fetch_global_cleanup();
+    store_close(st);
+    if (pl != NULL)
+        vision_shutdown();
+    log_info("main", "stopped status=%d", status);
+    return status;
+}
+
 static int cmd_version(void)
 {
     printf("inferd %s\nonnxruntime %s (C API %d)\nlibvips %s\njansson %s\n", INFERD_VERSION,
@@ -233,6 +465,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "analyze") == 0)
         return cmd_analyze(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
@@ -240,6 +474,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (argc > 2 && strcmp(argv[2], "analyze") == 0)
             fputs(usage_analyze, stdout);
+        else if (argc > 2 && strcmp(argv[2], "serve") == 0)
+            fputs(config_usage(), stdout);
         else
             fputs(usage_top, stdout);
         return 0;

@@ -37,7 +37,9 @@ typedef struct {
     store *st;
     fetcher *fetch;
     events *ev;        /* may be NULL */
-    worker *wk;        /* NULL in the api-only role */
+    /* Both published with atomic_store after api_start (models load and the
+     * worker starts while the API already answers), read with atomic_load. */
+    worker *_Atomic wk;   /* NULL in the api-only role and until the worker runs */
     pipeline *_Atomic pl; /* NULL until models are loaded: /ready is 503 until then */
     const char *role;  /* "serve", "api" or "worker" */
     int health_only;   /* worker role: only /health and /metrics */

@@ -1,0 +1,565 @@
+/*
+ * api/api.c — the libmicrohttpd daemon behind inferd's HTTP API: binding,
+ * the access handler (routing, bearer token, body limits), JSON responses and
+ * the counts ticker that keeps /health off the store.
+ *
+ * Request flow. libmicrohttpd calls the access handler several times per
+ * request. The first call (no request state yet) decides everything that can
+ * be decided from the request line and headers: 404 unknown route, 405 wrong
+ * method (with Allow), 401 missing or wrong token, 400 malformed id, and 413
+ * when Content-Length already exceeds the limit, so an oversized upload is
+ * refused before a byte of it is read. Otherwise it allocates an `api_req`.
+ * Later calls append the body until the limit (1 MiB for JSON, cfg->max_body
+ * for image uploads); past it the rest is drained and dropped, and the final
+ * call answers 413. The final call (no more upload data) runs the handler.
+ *
+ * /health. Guarantee 1 says /health answers in milliseconds while every slot
+ * runs inference. Reading job counts from the store on each request was
+ * rejected: a SQLite read can wait behind a writer (a commit or a claim) for
+ * up to the busy timeout. Instead a ticker thread refreshes a cached copy of
+ * store_counts every API_COUNTS_REFRESH_MS; /health and /metrics copy that
+ * cache under `lock`, which is only ever held for a memcpy. Slot numbers come
+ * from worker_get_stats, which takes only the worker's own short lock.
+ *
+ * Threading: libmicrohttpd runs one thread per connection plus its listener
+ * thread; the ticker is one more thread. `lock` protects `counts` and is the
+ * mutex of `cond` (the ticker and SSE streams without an events hub sleep on
+ * it; api_stop broadcasts it). Lock order: `lock` is a leaf — no store,
+ * worker, events or libmicrohttpd call is made while holding it. `stopping`
+ * is atomic. All signals should be blocked by the caller before api_start so
+ * that libmicrohttpd's threads inherit the mask.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api_int.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+/* Per-request state, from the first access-handler call to the completion callback. */
+typedef struct {
+    api_route route;
+    int raw;      /* image body */
+    size_t limit; /* body cap */
+    char *body;
+    size_t len, cap;
+    int too_large; /* body went past `limit`: drained, answered 413 at the end */
+} api_req;
+
+/* --- responses ------------------------------------------------------------- */
+
+static enum MHD_Result queue_buffer(struct MHD_Connection *c, unsigned status, char *text,
+                                    size_t len, const char *ctype, const char *location)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, text, text != NULL ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (r == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    if (ctype != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (location != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+enum MHD_Result api__send_json(struct MHD_Connection *c, unsigned status, json_t *body,
+                               const char *location)
+{
+    if (body == NULL)
+        return queue_buffer(c, status, NULL, 0, NULL, location);
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(body);
+    if (s == NULL)
+        return MHD_NO;
+    size_t n = strlen(s);
+    /* A final newline makes curl output and line-based tests pleasant. */
+    char *t = realloc(s, n + 2);
+    if (t == NULL) {
+        free(s);
+        return MHD_NO;
+    }
+    t[n] = '\n';
+    t[n + 1] = '\0';
+    return queue_buffer(c, status, t, n + 1, "application/json", location);
+}
+
+static enum MHD_Result send_errorv(struct MHD_Connection *c, unsigned status, const char *code,
+                                   const char *allow, const char *fmt, va_list ap)
+{
+    char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *o = json_pack("{s{s:s,s:s}}", "error", "code", code, "message", msg);
+    if (o == NULL) /* invalid UTF-8 in the message (it may echo the request) */
+        o = json_pack("{s{s:s,s:s}}", "error", "code", code, "message", "(unprintable)");
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (s == NULL)
+        return MHD_NO;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (t == NULL) {
+        free(s);
+        return MHD_NO;
+    }
+    t[n] = '\n';
+    t[n + 1] = '\0';
+    struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, t, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(t);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (allow != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"inferd\"");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+enum MHD_Result api__send_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r = send_errorv(c, status, code, NULL, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static enum MHD_Result send_error_allow(struct MHD_Connection *c, const char *allow,
+                                        const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result send_error_allow(struct MHD_Connection *c, const char *allow,
+                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r =
+        send_errorv(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", allow, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum MHD_Result api__send_err(struct MHD_Connection *c, const err_t *e)
+{
+    unsigned status;
+    const char *code = err_name(e->code);
+    switch (e->code) {
+    case ERR_INVAL:
+    case ERR_FORMAT:
+        status = MHD_HTTP_BAD_REQUEST;
+        break;
+    case ERR_NOENT:
+        status = MHD_HTTP_NOT_FOUND;
+        break;
+    case ERR_FORBIDDEN:
+        status = MHD_HTTP_FORBIDDEN;
+        break;
+    case ERR_TOOBIG:
+        status = MHD_HTTP_CONTENT_TOO_LARGE;
+        break;
+    case ERR_DECODE:
+    case ERR_CHECKSUM:
+        status = MHD_HTTP_UNPROCESSABLE_CONTENT;
+        break;
+    case ERR_CONFLICT:
+        status = MHD_HTTP_CONFLICT;
+        break;
+    case ERR_BUSY:
+    case ERR_UNAVAILABLE:
+    case ERR_TIMEOUT:
+        status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        break;
+    case ERR_FETCH:
+        status = MHD_HTTP_BAD_GATEWAY;
+        break;
+    default:
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        break;
+    }
+    if (status >= 500)
+        log_warn("api", "status=%u code=%s msg=\"%s\"", status, code, e->msg);
+    return api__send_error(c, status, code, "%s",
+                           e->msg[0] != '\0' ? e->msg : err_strerror(e->code));
+}
+
+const char *api__arg(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* --- counts cache ----------------------------------------------------------- */
+
+int api__counts(api *a, store_counts *out, int64_t *age_ms)
+{
+    pthread_mutex_lock(&a->lock);
+    int valid = a->counts.valid;
+    *out = a->counts.c;
+    int64_t at = a->counts.at_ms;
+    pthread_mutex_unlock(&a->lock);
+    if (age_ms != NULL)
+        *age_ms = valid ? store_now_ms() - at : -1;
+    return valid;
+}
+
+static void refresh_counts(api *a)
+{
+    store_counts c;
+    err_t e;
+    err_clear(&e);
+    if (store_counts_get(a->deps->st, &c, &e) != ERR_OK) {
+        log_debug("api", "counts refresh failed: %s", e.msg);
+        return;
+    }
+    int64_t now = store_now_ms();
+    pthread_mutex_lock(&a->lock);
+    a->counts.c = c;
+    a->counts.valid = 1;
+    a->counts.at_ms = now;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void *ticker_main(void *arg)
+{
+    api *a = arg;
+    while (!atomic_load(&a->stopping)) {
+        refresh_counts(a);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += (long)API_COUNTS_REFRESH_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&a->lock);
+        if (!atomic_load(&a->stopping))
+            pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+        pthread_mutex_unlock(&a->lock);
+    }
+    return NULL;
+}
+
+/* --- access handler ---------------------------------------------------------- */
+
+/* Constant-time comparison of the bearer token, so its bytes cannot be timed out. */
+static int token_ok(const char *want, const char *header)
+{
+    static const char prefix[] = "Bearer ";
+    if (header == NULL || strncasecmp(header, prefix, sizeof prefix - 1) != 0)
+        return 0;
+    const char *got = header + sizeof prefix - 1;
+    size_t wl = strlen(want), gl = strlen(got);
+    unsigned char diff = (unsigned char)(wl != gl);
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+    return diff == 0;
+}
+
+/* image/... or application/octet-stream (parameters ignored). */
+static int content_is_raw(const char *ct)
+{
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, "image/", 6) == 0 ||
+           strncasecmp(ct, "application/octet-stream", 24) == 0;
+}
+
+static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *method, api_req *rq)
+{
+    api_call q = {
+        .a = a,
+        .conn = c,
+        .method = method,
+        .route = &rq->route,
+        .body = rq->body,
+        .len = rq->len,
+        .raw = rq->raw,
+    };
+    switch (rq->route.id) {
+    case API_R_HEALTH:
+        return api__handle_health(&q);
+    case API_R_READY:
+        return api__handle_ready(&q);
+    case API_R_METRICS:
+        return api__handle_metrics(&q);
+    case API_R_JOBS:
+        return api__handle_jobs(&q);
+    case API_R_JOB:
+        return api__handle_job(&q);
+    case API_R_ASSET:
+        return api__handle_asset(&q);
+    case API_R_PREDICT:
+        return api__handle_predict(&q);
+    case API_R_EVENTS:
+        return api__handle_events(&q);
+    case API_R_NONE:
+        break;
+    }
+    return api__send_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no such route");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    api *a = cls;
+    api_req *rq = *con_cls;
+    if (rq == NULL) {
+        api_route route;
+        api__route_match(url, &route);
+        int health_only = a->deps->health_only;
+        if (route.id == API_R_NONE || (health_only && route.id != API_R_HEALTH &&
+                                       route.id != API_R_READY && route.id != API_R_METRICS))
+            return api__send_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no route for %.200s", url);
+        if (!api__route_method_ok(route.id, method))
+            return send_error_allow(c, api__route_allow(route.id),
+                                    "method %.20s not allowed on %.200s (allowed: %s)", method, url,
+                                    api__route_allow(route.id));
+        const char *token = a->deps->cfg->token;
+        if (token[0] != '\0' && route.id != API_R_HEALTH &&
+            !token_ok(token, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_AUTHORIZATION)))
+            return api__send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                   "missing or wrong bearer token");
+        if (route.bad_id[0] != '\0')
+            return api__send_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", route.bad_id);
+        rq = xcalloc(1, sizeof *rq);
+        rq->route = route;
+        rq->raw = content_is_raw(
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+        rq->limit = rq->raw ? a->deps->cfg->max_body : API_JSON_BODY_MAX;
+        *con_cls = rq;
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strcmp(method, "POST") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno != 0 || *end != '\0' || n > rq->limit)
+                return api__send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                                       "body of %s bytes exceeds the limit of %zu bytes for %s", cl,
+                                       rq->limit, rq->raw ? "image uploads" : "JSON bodies");
+            if (n > 0) {
+                rq->body = malloc((size_t)n + 1);
+                if (rq->body == NULL)
+                    return api__send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "nomem",
+                                           "out of memory for a %s-byte body", cl);
+                rq->cap = (size_t)n + 1;
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->too_large)
+            return MHD_YES;
+        if (n > rq->limit - rq->len) {
+            rq->too_large = 1;
+            free(rq->body);
+            rq->body = NULL;
+            rq->len = rq->cap = 0;
+            return MHD_YES;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap != 0 ? rq->cap : 4096;
+            while (cap < rq->len + n + 1)
+                cap *= 2;
+            if (cap > rq->limit + 1)
+                cap = rq->limit + 1;
+            char *b = realloc(rq->body, cap);
+            if (b == NULL) {
+                rq->too_large = 1;
+                free(rq->body);
+                rq->body = NULL;
+                rq->len = rq->cap = 0;
+                return MHD_YES;
+            }
+            rq->body = b;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
+        rq->body[rq->len] = '\0';
+        return MHD_YES;
+    }
+    if (rq->too_large)
+        return api__send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                               "body exceeds the limit of %zu bytes for %s", rq->limit,
+                               rq->raw ? "image uploads" : "JSON bodies");
+    (void)version;
+    return dispatch(a, c, method, rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    api_req *rq = *con_cls;
+    if (rq != NULL) {
+        free(rq->body);
+        free(rq);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_warn("api", "microhttpd: %s", buf);
+}
+
+/* --- lifecycle ------------------------------------------------------------- */
+
+/* Binds and listens on host:port; returns the socket or -1 with `e` set. */
+static int open_listener(const char *host, int port, err_t *e)
+{
+    char pstr[16];
+    snprintf(pstr, sizeof pstr, "%d", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int g = getaddrinfo(host, pstr, &hints, &res);
+    if (g != 0)
+        return err_set(e, ERR_IO, "cannot listen on %s:%d: %s", host, port, gai_strerror(g)), -1;
+    int fd = -1;
+    int saved = 0;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1, zero = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) {
+            /* "::" serves IPv4 too (dual stack); any other v6 address only itself. */
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ai->ai_addr;
+            int any = memcmp(&s6->sin6_addr, &in6addr_any, sizeof in6addr_any) == 0;
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, any ? &zero : &one, sizeof one);
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
+            break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        err_set(e, ERR_IO, "cannot listen on %s:%d: %s", host, port, strerror(saved));
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+    return -1;
+}
+
+int api_start(api_deps *deps, api **out, err_t *e)
+{
+    *out = NULL;
+    const config *cfg = deps->cfg;
+    int fd = open_listener(cfg->listen_host, cfg->listen_port, e);
+    if (fd < 0)
+        return e != NULL ? e->code : ERR_IO;
+    api *a = xcalloc(1, sizeof *a);
+    a->deps = deps;
+    a->port = bound_port(fd);
+    a->started_ms = store_now_ms();
+    atomic_init(&a->stopping, 0);
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    refresh_counts(a); /* so the first /health already has numbers */
+    if (pthread_create(&a->ticker, NULL, ticker_main, a) != 0) {
+        close(fd);
+        api_free(a);
+        return err_set(e, ERR_INTERNAL, "api: cannot start the counts ticker thread");
+    }
+    a->ticker_started = 1;
+
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_log, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_END);
+    if (a->mhd == NULL) {
+        close(fd);
+        api_stop(a);
+        api_free(a);
+        return err_set(e, ERR_IO, "cannot serve on %s:%d: libmicrohttpd failed to start",
+                       cfg->listen_host, cfg->listen_port);
+    }
+    *out = a;
+    return ERR_OK;
+}
+
+int api_port(const api *a)
+{
+    return a != NULL ? a->port : -1;
+}
+
+void api_stop(api *a)
+{
+    if (a == NULL)
+        return;
+    atomic_store(&a->stopping, 1);
+    pthread_mutex_lock(&a->lock);
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    if (a->deps->ev != NULL)
+        events_notify(a->deps->ev); /* wakes SSE streams sleeping in events_wait */
+    if (a->ticker_started) {
+        pthread_join(a->ticker, NULL);
+        a->ticker_started = 0;
+    }
+    if (a->mhd != NULL) {
+        MHD_stop_daemon(a->mhd); /* joins the connection threads; closes the listen socket */
+        a->mhd = NULL;
+    }
+}
+
+void api_free(api *a)
+{
+    if (a == NULL)
+        return;
+    api_stop(a);
+    pthread_cond_destroy(&a->cond);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}

@@ -1,0 +1,202 @@
+/*
+ * api/api_int.h — internals of the HTTP API shared by its files:
+ *   parse.c    request parsing and validation (pure: no libmicrohttpd, no store),
+ *              unit-tested alone by tests/unit/test_api_parse.c
+ *   api.c      the libmicrohttpd daemon: routing, auth, body limits, responses
+ *   routes.c   the handlers (jobs, assets, predict, health, ready)
+ *   metrics.c  GET /metrics (Prometheus text)
+ *   sse.c      GET /v1/events (Server-Sent Events)
+ *
+ * Threading: see api.c. Everything in parse.c is reentrant.
+ */
+#ifndef INFERD_API_API_INT_H
+#define INFERD_API_API_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "store/store.h"
+
+/* JSON request bodies are capped at this; raw image uploads at cfg->max_body. */
+#define API_JSON_BODY_MAX ((size_t)1 << 20)
+/* Connections served at once (one thread each) and their idle timeout. */
+#define API_MAX_CONNECTIONS 256
+#define API_CONN_TIMEOUT_S 120
+/* /health and /metrics read job counts from a cache refreshed this often. */
+#define API_COUNTS_REFRESH_MS 500
+/* SSE: comment line sent when nothing else was sent for this long. */
+#define API_SSE_HEARTBEAT_MS 15000
+
+/* --- parse.c: routes ------------------------------------------------------ */
+
+typedef enum {
+    API_R_NONE = 0, /* no such route: 404 */
+    API_R_HEALTH,
+    API_R_READY,
+    API_R_METRICS,
+    API_R_JOBS,    /* /v1/jobs */
+    API_R_JOB,     /* /v1/jobs/{id} */
+    API_R_ASSET,   /* /v1/assets/{asset_id} */
+    API_R_PREDICT, /* /v1/predict */
+    API_R_EVENTS,  /* /v1/events */
+} api_route_id;
+
+typedef struct {
+    api_route_id id;
+    int64_t job_id;                        /* API_R_JOB */
+    char asset_id[STORE_ASSET_ID_MAX + 1]; /* API_R_ASSET */
+    char bad_id[96]; /* non-empty: the route matched but its id is malformed (400), why */
+} api_route;
+
+/*
+ * Matches an (already percent-decoded) request path. One trailing slash is
+ * ignored ("/v1/jobs/" is "/v1/jobs"). An asset id is the whole rest of the
+ * path, so it may contain '/'. Returns r->id (API_R_NONE when nothing matches);
+ * a malformed id ("/v1/jobs/abc", "/v1/jobs/0", an asset id with a character
+ * outside [A-Za-z0-9._:@/-]) still returns the route and fills r->bad_id.
+ */
+api_route_id api__route_match(const char *path, api_route *r);
+
+/* Methods a route accepts, for the Allow header: "GET, POST". "" for API_R_NONE. */
+const char *api__route_allow(api_route_id id);
+
+/* Whether `method` is one of api__route_allow(id). */
+int api__route_method_ok(api_route_id id, const char *method);
+
+/* --- parse.c: values ------------------------------------------------------ */
+
+/* Whether `s` is a valid asset id: 1..128 characters of [A-Za-z0-9._:@/-]. */
+int api__asset_id_valid(const char *s);
+
+/*
+ * Parses a decimal integer in [lo, hi]. On failure writes "NAME: expected an
+ * integer in LO..HI, got \"S\"" into msg and returns -1.
+ */
+int api__parse_int(const char *name, const char *s, long long lo, long long hi, long long *out,
+                   char *msg, size_t msglen);
+
+/*
+ * Parses "image_embedding,faces" (comma-separated task names, no empties)
+ * into JOB_TASK_* bits. -1 with a message naming `name` and the position on
+ * an unknown or empty name.
+ */
+int api__parse_tasks_csv(const char *name, const char *s, unsigned *out, char *msg, size_t msglen);
+
+/* A task name's bit (JOB_TASK_*), 0 when unknown. */
+unsigned api__task_bit(const char *name);
+
+/* --- parse.c: requests ---------------------------------------------------- */
+
+/* POST /v1/jobs, validated. Strings are owned: api__job_req_clear(). */
+typedef struct {
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    char *source;     /* compact JSON text {"path": P} or {"url": U} */
+    unsigned tasks;   /* JOB_TASK_*; default both */
+    int priority;     /* -1000..1000, default 0 */
+    int max_attempts; /* 0 = store default, else 1..20 */
+    char *payload;    /* compact JSON text of an object, or NULL */
+} api_job_req;
+
+void api__job_req_clear(api_job_req *r);
+
+/*
+ * Validates a JSON job request body of `len` bytes:
+ *   {"asset_id": S, "source": {"path": P} | {"url": U}, "tasks": [..],
+ *    "priority": N, "payload": {..}, "max_attempts": N}
+ * asset_id and source are required; unknown fields are refused (a typo must
+ * not silently run with defaults). On failure returns -1 and writes a message
+ * that starts with the offending field ("tasks[1]: unknown task \"x\" ...")
+ * into msg; `out` is then cleared. On success `out` owns its strings.
+ */
+int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *msg, size_t msglen);
+
+/*
+ * Validates the "source" member alone (used by /v1/predict's JSON form):
+ * `src` must be an object with exactly one of "path" or "url", a non-empty
+ * string. `*out` receives its compact JSON text (caller frees).
+ */
+int api__parse_source(const json_t *src, char **out, char *msg, size_t msglen);
+
+/* GET /v1/jobs query. */
+typedef struct {
+    int state;      /* job_state or -1 = any */
+    int limit;      /* 1..1000, default 50 */
+    int64_t cursor; /* list ids below this; 0 = from the newest */
+} api_list_query;
+
+/* Each argument may be NULL (absent). -1 with a message naming the parameter. */
+int api__parse_list_query(const char *state, const char *limit, const char *cursor,
+                          api_list_query *out, char *msg, size_t msglen);
+
+/* Whether a query flag such as ?vectors= is on: "1", "true", "yes" (NULL: off). */
+int api__flag_on(const char *v);
+
+/* --- api.c: the server object and response helpers ------------------------ */
+
+typedef struct {
+    store_counts c;
+    int valid;     /* 0 until the first successful read */
+    int64_t at_ms; /* when c was read (store_now_ms) */
+} api_counts_cache;
+
+struct api {
+    api_deps *deps;
+    struct MHD_Daemon *mhd;
+    int port;
+    int64_t started_ms;
+    atomic_int stopping;
+    /* Protects `counts` and is what the ticker and SSE streams wait on. Never
+     * held while calling the store or libmicrohttpd. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    api_counts_cache counts;
+    pthread_t ticker;
+    int ticker_started;
+    atomic_int predicts; /* /v1/predict calls running; capped at cfg->slots */
+};
+
+/* Queues `body` (stolen; NULL = empty body) with `status`; adds Location when not NULL. */
+enum MHD_Result api__send_json(struct MHD_Connection *c, unsigned status, json_t *body,
+                               const char *location);
+
+/* Queues {"error": {"code", "message"}} with `status`. */
+enum MHD_Result api__send_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Maps an ERR_* code from the store/fetch/pipeline to an HTTP status and error code and sends
+ * e->msg. */
+enum MHD_Result api__send_err(struct MHD_Connection *c, const err_t *e);
+
+/* Copies the cached job counts into `out`; 0 when never read yet. Never touches the store. */
+int api__counts(api *a, store_counts *out, int64_t *age_ms);
+
+/* A query argument, or NULL. */
+const char *api__arg(struct MHD_Connection *c, const char *name);
+
+/* --- routes.c / metrics.c / sse.c ------------------------------------------ */
+
+typedef struct {
+    api *a;
+    struct MHD_Connection *conn;
+    const char *method;
+    const api_route *route;
+    const char *body;
+    size_t len;
+    int raw; /* body is an image (Content-Type image/... or application/octet-stream) */
+} api_call;
+
+enum MHD_Result api__handle_health(api_call *q);
+enum MHD_Result api__handle_ready(api_call *q);
+enum MHD_Result api__handle_jobs(api_call *q);
+enum MHD_Result api__handle_job(api_call *q);
+enum MHD_Result api__handle_asset(api_call *q);
+enum MHD_Result api__handle_predict(api_call *q);
+enum MHD_Result api__handle_metrics(api_call *q);
+enum MHD_Result api__handle_events(api_call *q);
+
+#endif

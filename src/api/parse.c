@@ -1,0 +1,412 @@
+/*
+ * api/parse.c — request parsing and validation for the HTTP API: route
+ * matching, query parameters and the POST /v1/jobs body.
+ *
+ * Everything here is pure (no libmicrohttpd, no I/O) so that it can be unit
+ * tested and fuzzed alone; the only store function used is job_state_parse
+ * for state names. Every failure writes a message that begins with the name
+ * of the offending field or parameter, because that message is what the
+ * client sees in the 400 body.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+
+static int failf(char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failf(char *msg, size_t msglen, const char *fmt, ...)
+{
+    if (msg != NULL && msglen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* --- routes --------------------------------------------------------------- */
+
+static const struct {
+    api_route_id id;
+    const char *allow;
+} route_methods[] = {
+    {API_R_HEALTH, "GET"},     {API_R_READY, "GET"},       {API_R_METRICS, "GET"},
+    {API_R_JOBS, "GET, POST"}, {API_R_JOB, "GET, DELETE"}, {API_R_ASSET, "GET, DELETE"},
+    {API_R_PREDICT, "POST"},   {API_R_EVENTS, "GET"},
+};
+
+const char *api__route_allow(api_route_id id)
+{
+    for (size_t i = 0; i < sizeof route_methods / sizeof route_methods[0]; i++)
+        if (route_methods[i].id == id)
+            return route_methods[i].allow;
+    return "";
+}
+
+int api__route_method_ok(api_route_id id, const char *method)
+{
+    const char *allow = api__route_allow(id);
+    size_t ml = strlen(method);
+    if (ml == 0)
+        return 0;
+    /* allow is "A, B": match whole words. */
+    for (const char *p = allow; *p != '\0';) {
+        size_t wl = strcspn(p, ",");
+        if (wl == ml && strncmp(p, method, ml) == 0)
+            return 1;
+        p += wl;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+int api__asset_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > STORE_ASSET_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '/' || ch == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether path (length n) equals `lit`. */
+static int path_is(const char *path, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(path, lit, n) == 0;
+}
+
+api_route_id api__route_match(const char *path, api_route *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/')
+        n--;
+    if (path_is(path, n, "/health"))
+        return r->id = API_R_HEALTH;
+    if (path_is(path, n, "/ready"))
+        return r->id = API_R_READY;
+    if (path_is(path, n, "/metrics"))
+        return r->id = API_R_METRICS;
+    if (path_is(path, n, "/v1/jobs"))
+        return r->id = API_R_JOBS;
+    if (path_is(path, n, "/v1/predict"))
+        return r->id = API_R_PREDICT;
+    if (path_is(path, n, "/v1/events"))
+        return r->id = API_R_EVENTS;
+
+    static const char jobs[] = "/v1/jobs/";
+    if (n > sizeof jobs - 1 && strncmp(path, jobs, sizeof jobs - 1) == 0) {
+        const char *s = path + sizeof jobs - 1;
+        size_t sl = n - (sizeof jobs - 1);
+        r->id = API_R_JOB;
+        int64_t v = 0;
+        int ok = sl > 0 && sl <= 18;
+        for (size_t i = 0; ok && i < sl; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                ok = 0;
+            else
+                v = v * 10 + (s[i] - '0');
+        }
+        if (!ok || v <= 0)
+            snprintf(r->bad_id, sizeof r->bad_id,
+                     "job id: expected a positive integer, got \"%.*s\"", sl > 40 ? 40 : (int)sl,
+                     s);
+        else
+            r->job_id = v;
+        return r->id;
+    }
+    static const char assets[] = "/v1/assets/";
+    if (n > sizeof assets - 1 && strncmp(path, assets, sizeof assets - 1) == 0) {
+        const char *s = path + sizeof assets - 1;
+        size_t sl = n - (sizeof assets - 1);
+        r->id = API_R_ASSET;
+        if (sl > STORE_ASSET_ID_MAX) {
+            snprintf(r->bad_id, sizeof r->bad_id, "asset id: longer than %d characters",
+                     STORE_ASSET_ID_MAX);
+            return r->id;
+        }
+        memcpy(r->asset_id, s, sl);
+        r->asset_id[sl] = '\0';
+        if (!api__asset_id_valid(r->asset_id)) {
+            snprintf(r->bad_id, sizeof r->bad_id,
+                     "asset id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
+                     STORE_ASSET_ID_MAX);
+            r->asset_id[0] = '\0';
+        }
+        return r->id;
+    }
+    return r->id = API_R_NONE;
+}
+
+/* --- values --------------------------------------------------------------- */
+
+int api__parse_int(const char *name, const char *s, long long lo, long long hi, long long *out,
+                   char *msg, size_t msglen)
+{
+    char *end;
+    errno = 0;
+    long long v = s != NULL ? strtoll(s, &end, 10) : 0;
+    if (s == NULL || *s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi || *s == ' ' ||
+        *s == '+')
+        return failf(msg, msglen, "%s: expected an integer in %lld..%lld, got \"%.40s\"", name, lo,
+                     hi, s != NULL ? s : "");
+    *out = v;
+    return 0;
+}
+
+static const char *const task_names[] = {"image_embedding", "faces"};
+static const unsigned task_bits[] = {JOB_TASK_IMAGE_EMBEDDING, JOB_TASK_FACES};
+#define TASKS_EXPECTED "(expected image_embedding, faces)"
+
+unsigned api__task_bit(const char *name)
+{
+    for (size_t i = 0; i < sizeof task_names / sizeof task_names[0]; i++)
+        if (strcmp(name, task_names[i]) == 0)
+            return task_bits[i];
+    return 0;
+}
+
+int api__parse_tasks_csv(const char *name, const char *s, unsigned *out, char *msg, size_t msglen)
+{
+    unsigned bits = 0;
+    int idx = 0;
+    const char *p = s;
+    for (;;) {
+        size_t wl = strcspn(p, ",");
+        char word[32];
+        if (wl == 0)
+            return failf(msg, msglen, "%s[%d]: empty task name " TASKS_EXPECTED, name, idx);
+        if (wl >= sizeof word)
+            return failf(msg, msglen, "%s[%d]: unknown task \"%.*s...\" " TASKS_EXPECTED, name, idx,
+                         20, p);
+        memcpy(word, p, wl);
+        word[wl] = '\0';
+        unsigned b = api__task_bit(word);
+        if (b == 0)
+            return failf(msg, msglen, "%s[%d]: unknown task \"%s\" " TASKS_EXPECTED, name, idx,
+                         word);
+        bits |= b;
+        idx++;
+        p += wl;
+        if (*p == '\0')
+            break;
+        p++; /* the comma: "a," has an empty last name */
+    }
+    *out = bits;
+    return 0;
+}
+
+int api__flag_on(const char *v)
+{
+    return v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+void api__job_req_clear(api_job_req *r)
+{
+    if (r == NULL)
+        return;
+    free(r->source);
+    free(r->payload);
+    memset(r, 0, sizeof *r);
+}
+
+int api__parse_source(const json_t *src, char **out, char *msg, size_t msglen)
+{
+    *out = NULL;
+    if (src == NULL)
+        return failf(msg, msglen, "source: required ({\"path\": ...} or {\"url\": ...})");
+    if (!json_is_object(src))
+        return failf(msg, msglen, "source: expected an object ({\"path\": ...} or {\"url\": ...})");
+    if (json_object_size(src) != 1) {
+        if (json_object_size(src) == 0)
+            return failf(msg, msglen, "source: expected exactly one of \"path\", \"url\"");
+        return failf(msg, msglen,
+                     "source: expected exactly one of \"path\", \"url\", got %zu members",
+                     json_object_size(src));
+    }
+    const char *key = json_object_iter_key(json_object_iter((json_t *)src));
+    const json_t *v = json_object_iter_value(json_object_iter((json_t *)src));
+    if (strcmp(key, "path") != 0 && strcmp(key, "url") != 0)
+        return failf(msg, msglen, "source: unknown source type \"%.40s\" (expected path, url)",
+                     key);
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return failf(msg, msglen, "source.%s: expected a non-empty string", key);
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return failf(msg, msglen, "source.%s: contains a NUL character", key);
+    json_t *o = json_pack("{sO}", key, v);
+    if (o == NULL)
+        return failf(msg, msglen, "source: out of memory");
+    *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (*out == NULL)
+        return failf(msg, msglen, "source: out of memory");
+    return 0;
+}
+
+static int json_int_in(const json_t *v, const char *name, long long lo, long long hi,
+                       long long *out, char *msg, size_t msglen)
+{
+    if (!json_is_integer(v))
+        return failf(msg, msglen, "%s: expected an integer in %lld..%lld", name, lo, hi);
+    long long x = (long long)json_integer_value(v);
+    if (x < lo || x > hi)
+        return failf(msg, msglen, "%s: %lld is out of range %lld..%lld", name, x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *msg, size_t msglen)
+{
+    memset(out, 0, sizeof *out);
+    out->tasks = JOB_TASK_ALL;
+    json_error_t je;
+    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return failf(msg, msglen, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
+                     je.text);
+    int rc = -1;
+    if (!json_is_object(root)) {
+        failf(msg, msglen, "body: expected a JSON object");
+        goto out;
+    }
+
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        static const char *const known[] = {"asset_id", "source",  "tasks",
+                                            "priority", "payload", "max_attempts"};
+        int found = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            found |= strcmp(key, known[i]) == 0;
+        if (!found) {
+            failf(msg, msglen,
+                  "%.40s: unknown field (expected asset_id, source, tasks, priority, payload, "
+                  "max_attempts)",
+                  key);
+            goto out;
+        }
+    }
+
+    v = json_object_get(root, "asset_id");
+    if (v == NULL) {
+        failf(msg, msglen, "asset_id: required");
+        goto out;
+    }
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+        !api__asset_id_valid(json_string_value(v))) {
+        failf(msg, msglen, "asset_id: expected a string of 1..%d characters of [A-Za-z0-9._:@/-]",
+              STORE_ASSET_ID_MAX);
+        goto out;
+    }
+    strcpy(out->asset_id, json_string_value(v));
+
+    if (api__parse_source(json_object_get(root, "source"), &out->source, msg, msglen) != 0)
+        goto out;
+
+    v = json_object_get(root, "tasks");
+    if (v != NULL) {
+        if (!json_is_array(v)) {
+            failf(msg, msglen, "tasks: expected an array of task names " TASKS_EXPECTED);
+            goto out;
+        }
+        if (json_array_size(v) == 0) {
+            failf(msg, msglen, "tasks: must not be empty " TASKS_EXPECTED);
+            goto out;
+        }
+        unsigned bits = 0;
+        size_t i;
+        json_t *t;
+        json_array_foreach(v, i, t)
+        {
+            if (!json_is_string(t)) {
+                failf(msg, msglen, "tasks[%zu]: expected a string " TASKS_EXPECTED, i);
+                goto out;
+            }
+            unsigned b = api__task_bit(json_string_value(t));
+            if (b == 0) {
+                failf(msg, msglen, "tasks[%zu]: unknown task \"%.40s\" " TASKS_EXPECTED, i,
+                      json_string_value(t));
+                goto out;
+            }
+            bits |= b;
+        }
+        out->tasks = bits;
+    }
+
+    long long x;
+    v = json_object_get(root, "priority");
+    if (v != NULL) {
+        if (json_int_in(v, "priority", -1000, 1000, &x, msg, msglen) != 0)
+            goto out;
+        out->priority = (int)x;
+    }
+    v = json_object_get(root, "max_attempts");
+    if (v != NULL) {
+        if (json_int_in(v, "max_attempts", 1, 20, &x, msg, msglen) != 0)
+            goto out;
+        out->max_attempts = (int)x;
+    }
+    v = json_object_get(root, "payload");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_object(v)) {
+            failf(msg, msglen, "payload: expected an object");
+            goto out;
+        }
+        out->payload = json_dumps(v, JSON_COMPACT);
+        if (out->payload == NULL) {
+            failf(msg, msglen, "payload: could not be serialised");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc != 0)
+        api__job_req_clear(out);
+    return rc;
+}
+
+int api__parse_list_query(const char *state, const char *limit, const char *cursor,
+                          api_list_query *out, char *msg, size_t msglen)
+{
+    out->state = -1;
+    out->limit = 50;
+    out->cursor = 0;
+    long long x;
+    if (state != NULL && state[0] != '\0') {
+        int s = job_state_parse(state);
+        if (s < 0)
+            return failf(msg, msglen,
+                         "state: unknown state \"%.40s\" (expected queued, running, done, failed, "
+                         "cancelled)",
+                         state);
+        out->state = s;
+    }
+    if (limit != NULL) {
+        if (api__parse_int("limit", limit, 1, 1000, &x, msg, msglen) != 0)
+            return -1;
+        out->limit = (int)x;
+    }
+    if (cursor != NULL) {
+        if (api__parse_int("cursor", cursor, 1, INT64_MAX, &x, msg, msglen) != 0)
+            return -1;
+        out->cursor = (int64_t)x;
+    }
+    return 0;
+}

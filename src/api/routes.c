@@ -1,0 +1,365 @@
+/*
+ * api/routes.c — the HTTP handlers for jobs, assets, predict, /health and
+ * /ready. Each runs on its connection's thread after api.c has routed the
+ * request, checked the method and token and read the body within its limit.
+ *
+ * Handlers only validate, call the store (short transactions), the fetcher's
+ * source check or spool, and wake the worker; none waits on inference except
+ * /v1/predict, which is synchronous by design and capped at cfg->slots
+ * concurrent calls (more get 503 with Retry-After) so that it cannot starve
+ * the worker slots of cores. /health never touches the store (api.c).
+ *
+ * Status codes (README "HTTP API"): 202 new job, 200 deduplicated job
+ * (with "deduplicated": true), 400 bad JSON / parameter / source, 403 path
+ * source outside the media root, 422 path source that does not exist or an
+ * image that cannot be decoded, 413 body or image over a limit, 404 unknown
+ * job or asset, 503 not ready or predict capacity full.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/log.h"
+
+#define MSG_MAX 512
+
+static enum MHD_Result bad_request(api_call *q, const char *msg)
+{
+    return api__send_error(q->conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", msg);
+}
+
+/* --- /health, /ready ------------------------------------------------------ */
+
+enum MHD_Result api__handle_health(api_call *q)
+{
+    api *a = q->a;
+    api_deps *d = a->deps;
+    worker *wk = atomic_load(&d->wk);
+    store_counts c;
+    int64_t age_ms;
+    int valid = api__counts(a, &c, &age_ms);
+    int slots = 0, busy = 0;
+    if (wk != NULL) {
+        worker_stats ws;
+        worker_get_stats(wk, &ws);
+        slots = ws.slots;
+        busy = ws.busy;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    json_object_set_new(o, "role", json_string(d->role != NULL ? d->role : "serve"));
+    json_object_set_new(o, "worker_id", json_string(d->cfg->worker_id));
+    json_object_set_new(o, "queue_size", valid ? json_integer(c.queued) : json_null());
+    json_object_set_new(o, "running", valid ? json_integer(c.running) : json_null());
+    json_object_set_new(o, "slots", json_integer(slots));
+    json_object_set_new(o, "busy", json_integer(busy));
+    json_object_set_new(o, "failed", valid ? json_integer(c.failed) : json_null());
+    json_object_set_new(o, "uptime_s",
+                        json_integer((json_int_t)((store_now_ms() - a->started_ms) / 1000)));
+    json_object_set_new(o, "counts_age_ms", valid ? json_integer(age_ms) : json_null());
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+enum MHD_Result api__handle_ready(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    int models = atomic_load(&d->pl) != NULL;
+    int st = d->st != NULL;
+    int ready = models && st;
+    json_t *o = json_pack("{sbsbsb}", "ready", ready, "models", models, "store", st);
+    if (!ready) {
+        json_object_set_new(o, "error",
+                            json_pack("{ssss}", "code", "not_ready", "message",
+                                      !models ? "models are still loading" : "store not open"));
+        return api__send_json(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, o, NULL);
+    }
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* --- jobs ----------------------------------------------------------------- */
+
+/* fetch_check_source's verdict as a response: 400/403/422/413. */
+static enum MHD_Result send_source_error(api_call *q, const err_t *e)
+{
+    /* The fetcher's messages usually name the source already. */
+    const char *pre = strncmp(e->msg, "source", 6) == 0 ? "" : "source: ";
+    switch (e->code) {
+    case ERR_INVAL:
+    case ERR_FORMAT:
+        return api__send_error(q->conn, MHD_HTTP_BAD_REQUEST, "invalid_source", "%s%s", pre,
+                               e->msg);
+    case ERR_FORBIDDEN:
+        return api__send_error(q->conn, MHD_HTTP_FORBIDDEN, "forbidden", "%s%s", pre, e->msg);
+    case ERR_NOENT:
+        return api__send_error(q->conn, MHD_HTTP_UNPROCESSABLE_CONTENT, "source_not_found", "%s%s",
+                               pre, e->msg);
+    default:
+        return api__send_err(q->conn, e);
+    }
+}
+
+/* Builds the job request of a raw upload from the query (?asset_id=&priority=&tasks=). */
+static int raw_job_req(api_call *q, api_job_req *r, char *msg, size_t msglen)
+{
+    memset(r, 0, sizeof *r);
+    r->tasks = JOB_TASK_ALL;
+    const char *v = api__arg(q->conn, "asset_id");
+    if (v == NULL) {
+        snprintf(msg, msglen, "asset_id: required as a query parameter with an image body");
+        return -1;
+    }
+    if (!api__asset_id_valid(v)) {
+        snprintf(msg, msglen, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
+                 STORE_ASSET_ID_MAX);
+        return -1;
+    }
+    strcpy(r->asset_id, v);
+    long long x;
+    if ((v = api__arg(q->conn, "priority")) != NULL) {
+        if (api__parse_int("priority", v, -1000, 1000, &x, msg, msglen) != 0)
+            return -1;
+        r->priority = (int)x;
+    }
+    if ((v = api__arg(q->conn, "max_attempts")) != NULL) {
+        if (api__parse_int("max_attempts", v, 1, 20, &x, msg, msglen) != 0)
+            return -1;
+        r->max_attempts = (int)x;
+    }
+    if ((v = api__arg(q->conn, "tasks")) != NULL &&
+        api__parse_tasks_csv("tasks", v, &r->tasks, msg, msglen) != 0)
+        return -1;
+    if (q->len == 0) {
+        snprintf(msg, msglen, "body: empty image upload");
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result jobs_post(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    worker *wk = atomic_load(&d->wk);
+    char msg[MSG_MAX];
+    api_job_req r;
+    err_t e;
+    err_clear(&e);
+    enum MHD_Result ret;
+    if (q->raw) {
+        if (raw_job_req(q, &r, msg, sizeof msg) != 0)
+            return bad_request(q, msg);
+        if (d->fetch == NULL)
+            return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
+                                   "uploads are not available in this process");
+        char sha[65];
+        if (fetch_spool(d->fetch, q->body, q->len, sha, &e) != ERR_OK)
+            return api__send_err(q->conn, &e);
+        json_t *src = json_pack("{sssI}", "upload", sha, "size", (json_int_t)q->len);
+        r.source = json_dumps(src, JSON_COMPACT);
+        json_decref(src);
+    } else {
+        if (api__parse_job_json(q->body, q->len, &r, msg, sizeof msg) != 0)
+            return bad_request(q, msg);
+        if (d->fetch != NULL && fetch_check_source(d->fetch, r.source, &e) != ERR_OK) {
+            ret = send_source_error(q, &e);
+            goto out;
+        }
+    }
+    job_spec spec = {
+        .asset_id = r.asset_id,
+        .tasks = r.tasks,
+        .priority = r.priority,
+        .max_attempts = r.max_attempts != 0 ? r.max_attempts : d->cfg->max_attempts,
+        .source = r.source,
+        .payload = r.payload,
+    };
+    job j;
+    memset(&j, 0, sizeof j);
+    int existing = 0;
+    if (store_job_enqueue(d->st, &spec, &j, &existing, &e) != ERR_OK) {
+        ret = api__send_err(q->conn, &e);
+        goto out;
+    }
+    if (!existing && wk != NULL)
+        worker_notify(wk);
+    log_debug("api", "job=%lld asset=%s enqueued%s", (long long)j.id, j.asset_id,
+              existing ? " (deduplicated)" : "");
+    char loc[48];
+    snprintf(loc, sizeof loc, "/v1/jobs/%lld", (long long)j.id);
+    json_t *o = job_to_json(&j);
+    json_object_set_new(o, "deduplicated", json_boolean(existing));
+    job_clear(&j);
+    ret = api__send_json(q->conn, existing ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, o, loc);
+out:
+    api__job_req_clear(&r);
+    return ret;
+}
+
+static enum MHD_Result jobs_list(api_call *q)
+{
+    char msg[MSG_MAX];
+    api_list_query lq;
+    if (api__parse_list_query(api__arg(q->conn, "state"), api__arg(q->conn, "limit"),
+                              api__arg(q->conn, "cursor"), &lq, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    job *jobs = NULL;
+    int n = 0;
+    err_t e;
+    err_clear(&e);
+    if (store_job_list(q->a->deps->st, lq.state, lq.cursor, lq.limit, &jobs, &n, &e) != ERR_OK)
+        return api__send_err(q->conn, &e);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, job_to_json(&jobs[i]));
+    json_t *next = n == lq.limit && n > 0 ? json_integer(jobs[n - 1].id) : json_null();
+    job_array_free(jobs, n);
+    json_t *o = json_object();
+    json_object_set_new(o, "jobs", arr);
+    json_object_set_new(o, "next_cursor", next);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+enum MHD_Result api__handle_jobs(api_call *q)
+{
+    if (strcmp(q->method, "POST") == 0)
+        return jobs_post(q);
+    return jobs_list(q);
+}
+
+enum MHD_Result api__handle_job(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    job j;
+    memset(&j, 0, sizeof j);
+    err_t e;
+    err_clear(&e);
+    int64_t id = q->route->job_id;
+    int rc = strcmp(q->method, "DELETE") == 0 ? store_job_cancel(d->st, id, &j, &e)
+                                              : store_job_get(d->st, id, &j, &e);
+    if (rc == ERR_NOENT)
+        return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found", "job %lld not found",
+                               (long long)id);
+    if (rc != ERR_OK)
+        return api__send_err(q->conn, &e);
+    json_t *o = job_to_json(&j);
+    job_clear(&j);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* --- assets --------------------------------------------------------------- */
+
+enum MHD_Result api__handle_asset(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    const char *id = q->route->asset_id;
+    err_t e;
+    err_clear(&e);
+    if (strcmp(q->method, "DELETE") == 0) {
+        int rc = store_asset_delete(d->st, id, &e);
+        if (rc == ERR_NOENT)
+            return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found",
+                                   "asset \"%s\" not found", id);
+        if (rc != ERR_OK)
+            return api__send_err(q->conn, &e);
+        return api__send_json(q->conn, MHD_HTTP_NO_CONTENT, NULL, NULL);
+    }
+    json_t *o = NULL;
+    int rc = store_asset_get(d->st, id, api__flag_on(api__arg(q->conn, "vectors")), &o, &e);
+    if (rc == ERR_NOENT)
+        return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found", "asset \"%s\" not found",
+                               id);
+    if (rc != ERR_OK)
+        return api__send_err(q->conn, &e);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* --- predict -------------------------------------------------------------- */
+
+/* Pipeline failures: the image is the problem (422) unless the runtime failed (500). */
+static enum MHD_Result send_analyze_error(api_call *q, const err_t *e)
+{
+    if (e->code == ERR_DECODE || e->code == ERR_TOOBIG || e->code == ERR_FORMAT)
+        return api__send_error(q->conn, MHD_HTTP_UNPROCESSABLE_CONTENT, err_name(e->code), "%s",
+                               e->msg);
+    return api__send_err(q->conn, e);
+}
+
+static enum MHD_Result predict_run(api_call *q, pipeline *pl, unsigned tasks, int vectors)
+{
+    const api_deps *d = q->a->deps;
+    err_t e;
+    err_clear(&e);
+    analysis *an = NULL;
+    char msg[MSG_MAX];
+    if (q->raw) {
+        if (q->len == 0)
+            return bad_request(q, "body: empty image upload");
+        if (pipeline_analyze_buffer(pl, q->body, q->len, tasks, &an, &e) != ERR_OK)
+            return send_analyze_error(q, &e);
+    } else {
+        json_error_t je;
+        json_t *root = json_loadb(q->body != NULL ? q->body : "", q->len, 0, &je);
+        if (root == NULL) {
+            snprintf(msg, sizeof msg, "body: invalid JSON at line %d column %d: %s", je.line,
+                     je.column, je.text);
+            return bad_request(q, msg);
+        }
+        char *src = NULL;
+        int bad = !json_is_object(root);
+        if (bad)
+            snprintf(msg, sizeof msg,
+                     "body: expected {\"source\": ...} or an image (Content-Type image/*)");
+        else if (json_object_size(root) != 1 || json_object_get(root, "source") == NULL)
+            bad = (snprintf(msg, sizeof msg, "body: expected exactly one field, \"source\""), 1);
+        else
+            bad = api__parse_source(json_object_get(root, "source"), &src, msg, sizeof msg) != 0;
+        json_decref(root);
+        if (bad)
+            return bad_request(q, msg);
+        fetch_result fr = {0};
+        int rc = d->fetch != NULL ? fetch_check_source(d->fetch, src, &e)
+                                  : err_set(&e, ERR_UNAVAILABLE, "no fetcher in this process");
+        if (rc == ERR_OK)
+            rc = fetch_source(d->fetch, src, &fr, &e);
+        free(src);
+        if (rc != ERR_OK)
+            return send_source_error(q, &e);
+        if (fr.path != NULL)
+            rc = pipeline_analyze_file(pl, fr.path, tasks, &an, &e);
+        else
+            rc = pipeline_analyze_buffer(pl, fr.data, fr.len, tasks, &an, &e);
+        fetch_result_clear(&fr);
+        if (rc != ERR_OK)
+            return send_analyze_error(q, &e);
+    }
+    json_t *o = analysis_to_json(an, vectors);
+    analysis_free(an);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+enum MHD_Result api__handle_predict(api_call *q)
+{
+    api *a = q->a;
+    pipeline *pl = atomic_load(&a->deps->pl);
+    if (pl == NULL)
+        return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
+                               "models are still loading");
+    char msg[MSG_MAX];
+    unsigned tasks = PIPELINE_ALL;
+    const char *v = api__arg(q->conn, "tasks");
+    if (v != NULL && api__parse_tasks_csv("tasks", v, &tasks, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    int vectors = api__flag_on(api__arg(q->conn, "vectors"));
+
+    int cap = a->deps->cfg->slots > 0 ? a->deps->cfg->slots : 1;
+    if (atomic_fetch_add(&a->predicts, 1) >= cap) {
+        atomic_fetch_sub(&a->predicts, 1);
+        return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+                               "%d predict calls are already running; retry later or submit a "
+                               "job to /v1/jobs",
+                               cap);
+    }
+    enum MHD_Result r = predict_run(q, pl, tasks, vectors);
+    atomic_fetch_sub(&a->predicts, 1);
+    return r;
+}

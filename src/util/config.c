@@ -1,0 +1,443 @@
+/*
+ * util/config.c — fills the daemon's config struct (config.h) from defaults,
+ * INFERD_* environment variables and command-line flags, in that order.
+ *
+ * Every option is one row of `opts[]`: flag, variable, type, where it lands
+ * in the struct, its range and its help line. The parser, the error messages
+ * and the --help text are all driven by that table, so an option cannot be
+ * parsed without being documented or documented under the wrong variable.
+ * getopt_long was rejected because it prints its own messages to stderr,
+ * while config_parse must return the message (naming the flag) to its caller.
+ *
+ * Threading: config_parse runs once at start on the main thread; the result
+ * is read-only afterwards. config_usage builds its text once (pthread_once).
+ */
+#include "util/config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum {
+    OPT_STR,    /* char[size] */
+    OPT_INT,    /* int in [lo, hi] */
+    OPT_I64,    /* int64_t in [lo, hi] */
+    OPT_LL,     /* long long in [lo, hi] */
+    OPT_SIZE,   /* size_t in [lo, hi], with an optional K/M/G suffix */
+    OPT_FLOAT,  /* float in [flo, fhi] */
+    OPT_BOOL,   /* flag without a value; the variable takes 1/0/true/false/yes/no */
+    OPT_LISTEN, /* HOST:PORT or [V6]:PORT into listen_host + listen_port */
+    OPT_VERBOSE,
+    OPT_HELP,
+} opt_type;
+
+typedef struct {
+    const char *flag; /* without the leading "--" */
+    const char *env;  /* NULL: flag only */
+    opt_type type;
+    size_t off;  /* offsetof(config, field) */
+    size_t size; /* OPT_STR: sizeof the field */
+    long long lo, hi;
+    float flo, fhi;
+    const char *arg;  /* metavariable in --help */
+    const char *help; /* help text, default included */
+} opt_def;
+
+#define F(field) offsetof(config, field), sizeof(((config *)0)->field)
+
+static const opt_def opts[] = {
+    {"listen", "INFERD_LISTEN", OPT_LISTEN, F(listen_host), 0, 0, 0, 0, "HOST:PORT",
+     "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
+     "picks a free one (default 127.0.0.1:8002)"},
+    {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
+     "database, spooled uploads (DIR/uploads) (default ./var)"},
+    {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
+     "model directories (default var/models)"},
+    {"media-root", "INFERD_MEDIA_ROOT", OPT_STR, F(media_root), 0, 0, 0, 0, "DIR",
+     "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)"},
+    {"db", "INFERD_DB", OPT_STR, F(db_url), 0, 0, 0, 0, "URL",
+     "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)"},
+    {"mqtt-url", "INFERD_MQTT_URL", OPT_STR, F(mqtt_url), 0, 0, 0, 0, "URL",
+     "publish job events to mqtt://HOST:PORT; empty disables MQTT (default empty)"},
+    {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
+     "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer the "
+     "variable, flags show in ps (default empty: no auth)"},
+    {"worker-id", "INFERD_WORKER_ID", OPT_STR, F(worker_id), 0, 0, 0, 0, "ID",
+     "lease owner name of this process (default HOSTNAME-PID)"},
+    {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
+     "jobs run at once, 1..256 (default: number of cores)"},
+    {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
+     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)"},
+    {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
+     NULL, "let URL sources reach loopback/private/link-local addresses (default off)"},
+    {"max-body", "INFERD_MAX_BODY", OPT_SIZE, F(max_body), 1024, 1LL << 32, 0, 0, "BYTES",
+     "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
+     "(default 64M)"},
+    {"lease-ms", "INFERD_LEASE_MS", OPT_I64, F(lease_ms), 1000, 3600000, 0, 0, "MS",
+     "job lease; a job whose worker is silent this long is requeued (default 30000)"},
+    {"poll-ms", "INFERD_POLL_MS", OPT_I64, F(poll_ms), 10, 600000, 0, 0, "MS",
+     "fallback poll for jobs enqueued by other processes (default 1000)"},
+    {"max-attempts", "INFERD_MAX_ATTEMPTS", OPT_INT, F(max_attempts), 1, 20, 0, 0, "N",
+     "attempts before a transient failure fails the job, 1..20 (default 3)"},
+    {"retry-base-ms", "INFERD_RETRY_BASE_MS", OPT_I64, F(retry_base_ms), 1, 3600000, 0, 0, "MS",
+     "first retry delay, doubling per attempt (default 1000)"},
+    {"grace-ms", "INFERD_GRACE_MS", OPT_I64, F(grace_ms), 0, 3600000, 0, 0, "MS",
+     "on SIGTERM, wait this long for running jobs before requeueing them (default 30000)"},
+    {"fetch-timeout-ms", "INFERD_FETCH_TIMEOUT_MS", OPT_INT, F(fetch_timeout_ms), 100, 3600000, 0,
+     0, "MS", "whole-transfer timeout of URL sources (default 30000)"},
+    {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
+     "shrink images on load to this longest side (default 2048)"},
+    {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
+     "refuse images with more pixels than this (default 100000000)"},
+    {"face-threshold", "INFERD_FACE_THRESHOLD", OPT_FLOAT, F(face_threshold), 0, 0, 0.01f, 1.0f,
+     "F", "face detection score threshold 0.01..1 (default 0.75)"},
+    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)"},
+    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)"},
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static int failf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int parse_ll(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "64M", "1048576", "512K", "1G" -> bytes. */
+static int parse_size(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || end == s || errno != 0 || v < 0)
+        return -1;
+    long long mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1LL << 10;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1LL << 20;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1LL << 30;
+    if (mul != 1)
+        end++;
+    if (*end != '\0' || v > (1LL << 40) / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    return -1;
+}
+
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    const char *h;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        h = s;
+        hl = (size_t)(colon - s);
+        if (memchr(h, ':', hl) != NULL) /* bare IPv6 without brackets: ambiguous */
+            return -1;
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    long long p;
+    if (parse_ll(colon + 1, &p) != 0 || p < 0 || p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* Applies one value to option `o`; `who` is "--flag" or "VARIABLE" for messages. */
+static int apply(config *c, const opt_def *o, const char *who, const char *v, char *err,
+                 size_t errlen)
+{
+    char *base = (char *)c;
+    long long n;
+    switch (o->type) {
+    case OPT_STR:
+        if (strlen(v) >= o->size)
+            return failf(err, errlen, "%s: value longer than %zu bytes", who, o->size - 1);
+        memcpy(base + o->off, v, strlen(v) + 1);
+        return 0;
+    case OPT_INT:
+    case OPT_I64:
+    case OPT_LL:
+        if (parse_ll(v, &n) != 0 || n < o->lo || n > o->hi)
+            return failf(err, errlen, "%s: expected an integer in %lld..%lld, got \"%s\"", who,
+                         o->lo, o->hi, v);
+        if (o->type == OPT_INT)
+            *(int *)(void *)(base + o->off) = (int)n;
+        else if (o->type == OPT_I64)
+            *(int64_t *)(void *)(base + o->off) = (int64_t)n;
+        else
+            *(long long *)(void *)(base + o->off) = n;
+        return 0;
+    case OPT_SIZE:
+        if (parse_size(v, &n) != 0 || n < o->lo || n > o->hi)
+            return failf(err, errlen,
+                         "%s: expected a size in bytes (suffix K, M or G allowed) in %lld..%lld, "
+                         "got \"%s\"",
+                         who, o->lo, o->hi, v);
+        *(size_t *)(void *)(base + o->off) = (size_t)n;
+        return 0;
+    case OPT_FLOAT: {
+        char *end;
+        float f = strtof(v, &end);
+        if (*v == '\0' || *end != '\0' || !(f >= o->flo && f <= o->fhi))
+            return failf(err, errlen, "%s: expected a number in %g..%g, got \"%s\"", who,
+                         (double)o->flo, (double)o->fhi, v);
+        *(float *)(void *)(base + o->off) = f;
+        return 0;
+    }
+    case OPT_BOOL: {
+        int b;
+        if (parse_bool(v, &b) != 0)
+            return failf(err, errlen, "%s: expected 1/0/true/false/yes/no, got \"%s\"", who, v);
+        *(int *)(void *)(base + o->off) = b;
+        return 0;
+    }
+    case OPT_LISTEN:
+        if (parse_listen(v, c->listen_host, sizeof c->listen_host, &c->listen_port) != 0)
+            return failf(err, errlen,
+                         "%s: expected HOST:PORT or [IPV6]:PORT with a port in 0..65535, got "
+                         "\"%s\"",
+                         who, v);
+        return 0;
+    case OPT_VERBOSE:
+    case OPT_HELP:
+        return 0;
+    }
+    return failf(err, errlen, "%s: internal error", who);
+}
+
+static void set_defaults(config *c)
+{
+    memset(c, 0, sizeof *c);
+    strcpy(c->listen_host, "127.0.0.1");
+    c->listen_port = 8002;
+    strcpy(c->data_dir, "./var");
+    strcpy(c->models_dir, "var/models");
+    c->slots = 0;            /* resolved after parsing: cores */
+    c->intra_op_threads = 0; /* resolved after parsing */
+    c->max_body = (size_t)64 << 20;
+    c->lease_ms = 30000;
+    c->poll_ms = 1000;
+    c->max_attempts = 3;
+    c->retry_base_ms = 1000;
+    c->grace_ms = 30000;
+    c->fetch_timeout_ms = 30000;
+    c->max_side = 2048;
+    c->max_pixels = 100000000LL;
+    c->face_threshold = 0.75f;
+}
+
+static const opt_def *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+}
+
+int config_parse(config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    const char *cmd = argc > 0 && argv[0] != NULL ? argv[0] : "inferd";
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    set_defaults(c);
+    int db_given = 0;
+
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt_def *o = &opts[i];
+        const char *v = o->env != NULL ? getenv(o->env) : NULL;
+        if (v == NULL)
+            continue;
+        if (apply(c, o, o->env, v, err, errlen) != 0)
+            return -1;
+        if (o->off == offsetof(config, db_url) && o->type == OPT_STR && v[0] != '\0')
+            db_given = 1;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0)
+            a = "--help";
+        else if (strcmp(a, "-v") == 0)
+            a = "--verbose";
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
+            return failf(err, errlen, "%s: unexpected argument \"%s\"", cmd, a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nl = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const opt_def *o = find_flag(name, nl);
+        if (o == NULL)
+            return failf(err, errlen, "%s: unknown option \"--%.*s\" (see --help)", cmd, (int)nl,
+                         name);
+        char who[64];
+        snprintf(who, sizeof who, "--%s", o->flag);
+        if (o->type == OPT_HELP) {
+            fputs(config_usage(), stdout);
+            return 1;
+        }
+        if (o->type == OPT_VERBOSE || o->type == OPT_BOOL) {
+            int b = 1;
+            if (eq != NULL && parse_bool(eq + 1, &b) != 0)
+                return failf(err, errlen, "%s: expected no value or 1/0/true/false, got \"%s\"",
+                             who, eq + 1);
+            *(int *)(void *)((char *)c + o->off) = b;
+            continue;
+        }
+        const char *v;
+        if (eq != NULL) {
+            v = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return failf(err, errlen, "%s: missing value (%s)", who,
+                             o->arg != NULL ? o->arg : "VALUE");
+            v = argv[++i];
+        }
+        if (apply(c, o, who, v, err, errlen) != 0)
+            return -1;
+        if (o->off == offsetof(config, db_url) && o->type == OPT_STR)
+            db_given = v[0] != '\0';
+    }
+
+    /* Derived defaults. */
+    if (c->data_dir[0] == '\0')
+        return failf(err, errlen, "--data-dir: must not be empty");
+    if (c->models_dir[0] == '\0')
+        return failf(err, errlen, "--models-dir: must not be empty");
+    if (!db_given) {
+        int n = snprintf(c->db_url, sizeof c->db_url, "sqlite:%s/inferd.db", c->data_dir);
+        if (n < 0 || (size_t)n >= sizeof c->db_url)
+            return failf(err, errlen, "--data-dir: path too long");
+    }
+    if (c->worker_id[0] == '\0') {
+        char host[48] = "inferd";
+        if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+            strcpy(host, "inferd");
+        host[sizeof host - 1] = '\0';
+        snprintf(c->worker_id, sizeof c->worker_id, "%s-%ld", host, (long)getpid());
+    }
+    if (c->slots == 0)
+        c->slots = online_cores();
+    if (c->intra_op_threads == 0)
+        c->intra_op_threads = c->slots > 1 ? 1 : online_cores();
+    return 0;
+}
+
+static char usage_buf[8192];
+static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
+
+/* Appends `text` to the usage buffer, word-wrapped at 79 columns from column `col`. */
+static size_t wrap(size_t n, size_t col, const char *text)
+{
+    size_t x = col;
+    const char *p = text;
+    while (*p != '\0' && n < sizeof usage_buf) {
+        size_t wl = strcspn(p, " ");
+        if (x > col && x + 1 + wl > 79) {
+            n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "\n%*s", (int)col, "");
+            x = col;
+        } else if (x > col) {
+            n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, " ");
+            x++;
+        }
+        if (n >= sizeof usage_buf)
+            break;
+        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "%.*s", (int)wl, p);
+        x += wl;
+        p += wl;
+        while (*p == ' ')
+            p++;
+    }
+    if (n < sizeof usage_buf)
+        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "\n");
+    return n;
+}
+
+static void usage_build(void)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(
+        usage_buf + n, sizeof usage_buf - n, "%s",
+        "usage: inferd serve [options]\n"
+        "\n"
+        "Runs the HTTP API and the worker slots in one process until SIGTERM or SIGINT.\n"
+        "Each option can also be set by the environment variable shown; flags win.\n"
+        "\n"
+        "options:\n");
+    for (size_t i = 0; i < NOPTS && n < sizeof usage_buf; i++) {
+        const opt_def *o = &opts[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg != NULL ? " " : "",
+                 o->arg != NULL ? o->arg : "");
+        char text[512];
+        if (o->env != NULL)
+            snprintf(text, sizeof text, "%s [%s]", o->help, o->env);
+        else
+            snprintf(text, sizeof text, "%s", o->help);
+        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "  %-26s ", left);
+        if (n >= sizeof usage_buf)
+            break;
+        n = wrap(n, 29, text);
+    }
+}
+
+const char *config_usage(void)
+{
+    pthread_once(&usage_once, usage_build);
+    return usage_buf;
+}

@@ -1,0 +1,502 @@
+/*
+ * tests/unit/test_api_parse.c — the HTTP API's request parsing and the
+ * daemon's config parsing, without a server: job request validation, query
+ * parameters, route matching, and config_parse (defaults, env, flags, errors
+ * that name the flag or variable).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api/api_int.h"
+#include "util/config.h"
+
+static char msg[512];
+
+/* Parses `body`; asserts failure and that the message starts with `prefix`. */
+static void expect_job_error(const char *body, const char *prefix)
+{
+    api_job_req r;
+    msg[0] = '\0';
+    int rc = api__parse_job_json(body, strlen(body), &r, msg, sizeof msg);
+    if (rc == 0 || strncmp(msg, prefix, strlen(prefix)) != 0)
+        fail_msg("body %s: rc=%d msg=\"%s\", expected prefix \"%s\"", body, rc, msg, prefix);
+    assert_null(r.source);
+    assert_null(r.payload);
+}
+
+static void test_job_minimal(void **state)
+{
+    (void)state;
+    const char *b = "{\"asset_id\": \"img-1\", \"source\": {\"path\": \"a/b.jpg\"}}";
+    api_job_req r;
+    assert_int_equal(api__parse_job_json(b, strlen(b), &r, msg, sizeof msg), 0);
+    assert_string_equal(r.asset_id, "img-1");
+    assert_string_equal(r.source, "{\"path\":\"a/b.jpg\"}");
+    assert_int_equal(r.tasks, JOB_TASK_ALL);
+    assert_int_equal(r.priority, 0);
+    assert_int_equal(r.max_attempts, 0);
+    assert_null(r.payload);
+    api__job_req_clear(&r);
+}
+
+static void test_job_full(void **state)
+{
+    (void)state;
+    const char *b = "{\"asset_id\": \"lib:2024/07/IMG_0001.jpg@v2\", "
+                    "\"source\": {\"url\": \"https://example.com/x.jpg\"}, "
+                    "\"tasks\": [\"faces\"], \"priority\": -1000, \"max_attempts\": 20, "
+                    "\"payload\": {\"album\": \"x\", \"n\": [1, 2]}}";
+    api_job_req r;
+    assert_int_equal(api__parse_job_json(b, strlen(b), &r, msg, sizeof msg), 0);
+    assert_string_equal(r.asset_id, "lib:2024/07/IMG_0001.jpg@v2");
+    assert_string_equal(r.source, "{\"url\":\"https://example.com/x.jpg\"}");
+    assert_int_equal(r.tasks, JOB_TASK_FACES);
+    assert_int_equal(r.priority, -1000);
+    assert_int_equal(r.max_attempts, 20);
+    assert_non_null(r.payload);
+    assert_non_null(strstr(r.payload, "\"album\""));
+    api__job_req_clear(&r);
+
+    const char *b2 = "{\"asset_id\": \"a\", \"source\": {\"path\": \"p\"}, "
+                     "\"tasks\": [\"image_embedding\", \"faces\", \"faces\"], \"payload\": null}";
+    assert_int_equal(api__parse_job_json(b2, strlen(b2), &r, msg, sizeof msg), 0);
+    assert_int_equal(r.tasks, JOB_TASK_ALL);
+    assert_null(r.payload);
+    api__job_req_clear(&r);
+}
+
+static void test_job_errors(void **state)
+{
+    (void)state;
+    expect_job_error("", "body: invalid JSON");
+    expect_job_error("{\"asset_id\": ", "body: invalid JSON");
+    expect_job_error("[1, 2]", "body: expected a JSON object");
+    expect_job_error("{\"asset_id\": \"a\", \"asset_id\": \"b\", \"source\": {\"path\": \"p\"}}",
+                     "body: invalid JSON");
+    expect_job_error("{\"source\": {\"path\": \"p\"}}", "asset_id: required");
+    expect_job_error("{\"asset_id\": 5, \"source\": {\"path\": \"p\"}}", "asset_id: expected");
+    expect_job_error("{\"asset_id\": \"\", \"source\": {\"path\": \"p\"}}", "asset_id: expected");
+    expect_job_error("{\"asset_id\": \"has space\", \"source\": {\"path\": \"p\"}}",
+                     "asset_id: expected");
+    expect_job_error("{\"asset_id\": \"caf\\u00e9\", \"source\": {\"path\": \"p\"}}",
+                     "asset_id: expected");
+    char big[400];
+    snprintf(big, sizeof big, "{\"asset_id\": \"%0129d\", \"source\": {\"path\": \"p\"}}", 0);
+    expect_job_error(big, "asset_id: expected");
+    snprintf(big, sizeof big, "{\"asset_id\": \"%0128d\", \"source\": {\"path\": \"p\"}}", 0);
+    api_job_req r;
+    assert_int_equal(api__parse_job_json(big, strlen(big), &r, msg, sizeof msg), 0);
+    api__job_req_clear(&r);
+
+    expect_job_error("{\"asset_id\": \"a\"}", "source: required");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": \"p.jpg\"}", "source: expected an object");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {}}", "source: expected exactly one");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {\"path\": \"p\", \"url\": \"u\"}}",
+                     "source: expected exactly one");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {\"ftp\": \"x\"}}",
+                     "source: unknown source type \"ftp\" (expected path, url)");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {\"upload\": \"abc\"}}",
+                     "source: unknown source type \"upload\"");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {\"path\": 3}}", "source.path: expected");
+    expect_job_error("{\"asset_id\": \"a\", \"source\": {\"url\": \"\"}}", "source.url: expected");
+
+    const char *src = "\"source\": {\"path\": \"p\"}";
+    char b[256];
+#define JOB(extra) (snprintf(b, sizeof b, "{\"asset_id\": \"a\", %s, %s}", src, extra), b)
+    expect_job_error(JOB("\"tasks\": \"faces\""), "tasks: expected an array");
+    expect_job_error(JOB("\"tasks\": []"), "tasks: must not be empty");
+    expect_job_error(JOB("\"tasks\": [\"faces\", \"x\"]"),
+                     "tasks[1]: unknown task \"x\" (expected image_embedding, faces)");
+    expect_job_error(JOB("\"tasks\": [1]"), "tasks[0]: expected a string");
+    expect_job_error(JOB("\"priority\": 1001"), "priority: 1001 is out of range -1000..1000");
+    expect_job_error(JOB("\"priority\": -1001"), "priority: -1001 is out of range");
+    expect_job_error(JOB("\"priority\": \"5\""), "priority: expected an integer");
+    expect_job_error(JOB("\"priority\": 1.5"), "priority: expected an integer");
+    expect_job_error(JOB("\"max_attempts\": 0"), "max_attempts: 0 is out of range 1..20");
+    expect_job_error(JOB("\"max_attempts\": 21"), "max_attempts: 21 is out of range");
+    expect_job_error(JOB("\"payload\": [1]"), "payload: expected an object");
+    expect_job_error(JOB("\"payload\": \"x\""), "payload: expected an object");
+    expect_job_error(JOB("\"priorty\": 1"), "priorty: unknown field");
+#undef JOB
+}
+
+static void test_tasks_csv(void **state)
+{
+    (void)state;
+    unsigned t = 0;
+    assert_int_equal(api__parse_tasks_csv("tasks", "faces", &t, msg, sizeof msg), 0);
+    assert_int_equal(t, JOB_TASK_FACES);
+    assert_int_equal(api__parse_tasks_csv("tasks", "image_embedding,faces", &t, msg, sizeof msg),
+                     0);
+    assert_int_equal(t, JOB_TASK_ALL);
+    assert_int_equal(api__parse_tasks_csv("tasks", "faces,x", &t, msg, sizeof msg), -1);
+    assert_string_equal(msg, "tasks[1]: unknown task \"x\" (expected image_embedding, faces)");
+    assert_int_equal(api__parse_tasks_csv("tasks", "faces,", &t, msg, sizeof msg), -1);
+    assert_non_null(strstr(msg, "tasks[1]: empty task name"));
+    assert_int_equal(api__parse_tasks_csv("tasks", "", &t, msg, sizeof msg), -1);
+    assert_int_equal(api__parse_tasks_csv("tasks", "a,,b", &t, msg, sizeof msg), -1);
+    assert_int_equal(api__parse_tasks_csv("tasks", "averyveryveryverylongtasknamethatdoesnotfit",
+                                          &t, msg, sizeof msg),
+                     -1);
+}
+
+static void test_list_query(void **state)
+{
+    (void)state;
+    api_list_query q;
+    assert_int_equal(api__parse_list_query(NULL, NULL, NULL, &q, msg, sizeof msg), 0);
+    assert_int_equal(q.state, -1);
+    assert_int_equal(q.limit, 50);
+    assert_int_equal(q.cursor, 0);
+    assert_int_equal(api__parse_list_query("done", "1000", "77", &q, msg, sizeof msg), 0);
+    assert_int_equal(q.state, JOB_DONE);
+    assert_int_equal(q.limit, 1000);
+    assert_int_equal(q.cursor, 77);
+    assert_int_equal(api__parse_list_query("", "1", NULL, &q, msg, sizeof msg), 0);
+    assert_int_equal(q.state, -1);
+
+    static const struct {
+        const char *state, *limit, *cursor, *prefix;
+    } bad[] = {
+        {"bogus", NULL, NULL, "state: unknown state \"bogus\""},
+        {NULL, "0", NULL, "limit: expected an integer in 1..1000"},
+        {NULL, "1001", NULL, "limit: expected an integer in 1..1000"},
+        {NULL, "abc", NULL, "limit: expected"},
+        {NULL, "10x", NULL, "limit: expected"},
+        {NULL, "", NULL, "limit: expected"},
+        {NULL, " 5", NULL, "limit: expected"},
+        {NULL, "+5", NULL, "limit: expected"},
+        {NULL, NULL, "-1", "cursor: expected"},
+        {NULL, NULL, "0", "cursor: expected"},
+        {NULL, NULL, "abc", "cursor: expected"},
+        {NULL, NULL, "99999999999999999999999", "cursor: expected"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        msg[0] = '\0';
+        int rc =
+            api__parse_list_query(bad[i].state, bad[i].limit, bad[i].cursor, &q, msg, sizeof msg);
+        if (rc == 0 || strncmp(msg, bad[i].prefix, strlen(bad[i].prefix)) != 0)
+            fail_msg("case %zu: rc=%d msg=\"%s\"", i, rc, msg);
+    }
+}
+
+static void test_routes(void **state)
+{
+    (void)state;
+    api_route r;
+    assert_int_equal(api__route_match("/health", &r), API_R_HEALTH);
+    assert_int_equal(api__route_match("/health/", &r), API_R_HEALTH);
+    assert_int_equal(api__route_match("/ready", &r), API_R_READY);
+    assert_int_equal(api__route_match("/metrics", &r), API_R_METRICS);
+    assert_int_equal(api__route_match("/v1/jobs", &r), API_R_JOBS);
+    assert_int_equal(api__route_match("/v1/jobs/", &r), API_R_JOBS);
+    assert_int_equal(api__route_match("/v1/predict", &r), API_R_PREDICT);
+    assert_int_equal(api__route_match("/v1/events", &r), API_R_EVENTS);
+
+    assert_int_equal(api__route_match("/v1/jobs/123", &r), API_R_JOB);
+    assert_int_equal(r.job_id, 123);
+    assert_string_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/jobs/123/", &r), API_R_JOB);
+    assert_int_equal(r.job_id, 123);
+    assert_int_equal(api__route_match("/v1/jobs/abc", &r), API_R_JOB);
+    assert_non_null(strstr(r.bad_id, "job id: expected a positive integer, got \"abc\""));
+    assert_int_equal(api__route_match("/v1/jobs/0", &r), API_R_JOB);
+    assert_string_not_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/jobs/-1", &r), API_R_JOB);
+    assert_string_not_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/jobs/12x", &r), API_R_JOB);
+    assert_string_not_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/jobs/9999999999999999999999", &r), API_R_JOB);
+    assert_string_not_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/jobs/1/2", &r), API_R_JOB);
+    assert_string_not_equal(r.bad_id, "");
+
+    assert_int_equal(api__route_match("/v1/assets/lib:2024/IMG_1.jpg", &r), API_R_ASSET);
+    assert_string_equal(r.asset_id, "lib:2024/IMG_1.jpg");
+    assert_string_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/assets/a b", &r), API_R_ASSET);
+    assert_string_not_equal(r.bad_id, "");
+    char longp[300] = "/v1/assets/";
+    memset(longp + strlen(longp), 'x', 129);
+    assert_int_equal(api__route_match(longp, &r), API_R_ASSET);
+    assert_string_not_equal(r.bad_id, "");
+
+    assert_int_equal(api__route_match("/", &r), API_R_NONE);
+    assert_int_equal(api__route_match("", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/job", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/jobsx", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/assets/", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/healthz", &r), API_R_NONE);
+    assert_int_equal(api__route_match("//health", &r), API_R_NONE);
+
+    assert_string_equal(api__route_allow(API_R_JOBS), "GET, POST");
+    assert_string_equal(api__route_allow(API_R_JOB), "GET, DELETE");
+    assert_true(api__route_method_ok(API_R_JOBS, "POST"));
+    assert_true(api__route_method_ok(API_R_JOBS, "GET"));
+    assert_false(api__route_method_ok(API_R_JOBS, "DELETE"));
+    assert_false(api__route_method_ok(API_R_JOBS, "GE"));
+    assert_false(api__route_method_ok(API_R_HEALTH, "POST"));
+    assert_false(api__route_method_ok(API_R_PREDICT, "GET"));
+    assert_false(api__route_method_ok(API_R_NONE, "GET"));
+    assert_false(api__route_method_ok(API_R_JOB, ""));
+}
+
+static void test_asset_id(void **state)
+{
+    (void)state;
+    assert_true(api__asset_id_valid("a"));
+    assert_true(api__asset_id_valid("A-z_0.9:@/x"));
+    assert_false(api__asset_id_valid(""));
+    assert_false(api__asset_id_valid("a b"));
+    assert_false(api__asset_id_valid("a?b"));
+    assert_false(api__asset_id_valid("a%2F"));
+}
+
+/* --- config ---------------------------------------------------------------- */
+
+static const char *const env_names[] = {
+    "INFERD_LISTEN",
+    "INFERD_DATA_DIR",
+    "INFERD_MODELS_DIR",
+    "INFERD_MEDIA_ROOT",
+    "INFERD_DB",
+    "INFERD_MQTT_URL",
+    "INFERD_TOKEN",
+    "INFERD_WORKER_ID",
+    "INFERD_SLOTS",
+    "INFERD_INTRA_OP_THREADS",
+    "INFERD_ALLOW_PRIVATE_URLS",
+    "INFERD_MAX_BODY",
+    "INFERD_LEASE_MS",
+    "INFERD_POLL_MS",
+    "INFERD_MAX_ATTEMPTS",
+    "INFERD_RETRY_BASE_MS",
+    "INFERD_GRACE_MS",
+    "INFERD_FETCH_TIMEOUT_MS",
+    "INFERD_MAX_SIDE",
+    "INFERD_MAX_PIXELS",
+    "INFERD_FACE_THRESHOLD",
+};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        unsetenv(env_names[i]);
+    return 0;
+}
+
+static int parse(config *c, char *err, size_t errlen, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"inferd serve";
+    va_list ap;
+    va_start(ap, errlen);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return config_parse(c, argc, argv, err, errlen);
+}
+
+static void test_config_defaults(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8002);
+    assert_string_equal(c.data_dir, "./var");
+    assert_string_equal(c.models_dir, "var/models");
+    assert_string_equal(c.media_root, "");
+    assert_string_equal(c.db_url, "sqlite:./var/inferd.db");
+    assert_string_equal(c.token, "");
+    assert_true(c.worker_id[0] != '\0');
+    assert_true(c.slots >= 1);
+    assert_true(c.intra_op_threads >= 1);
+    if (c.slots > 1)
+        assert_int_equal(c.intra_op_threads, 1);
+    assert_int_equal(c.max_body, (size_t)64 << 20);
+    assert_int_equal(c.lease_ms, 30000);
+    assert_int_equal(c.poll_ms, 1000);
+    assert_int_equal(c.max_attempts, 3);
+    assert_int_equal(c.retry_base_ms, 1000);
+    assert_int_equal(c.grace_ms, 30000);
+    assert_int_equal(c.fetch_timeout_ms, 30000);
+    assert_int_equal(c.max_side, 2048);
+    assert_int_equal(c.max_pixels, 100000000LL);
+    assert_true(c.face_threshold > 0.749f && c.face_threshold < 0.751f);
+    assert_int_equal(c.allow_private_urls, 0);
+    assert_int_equal(c.verbose, 0);
+}
+
+static void test_config_flags(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, "--listen", "[::1]:0", "--data-dir", "/tmp/d",
+                           "--slots=1", "--max-body", "2M", "--token", "s3cret",
+                           "--allow-private-urls", "-v", "--face-threshold", "0.5", "--max-pixels",
+                           "1000000", "--worker-id", "w1", NULL),
+                     0);
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 0);
+    assert_string_equal(c.data_dir, "/tmp/d");
+    assert_string_equal(c.db_url, "sqlite:/tmp/d/inferd.db");
+    assert_int_equal(c.slots, 1);
+    assert_true(c.intra_op_threads >= 1); /* cores when one slot */
+    assert_int_equal(c.max_body, (size_t)2 << 20);
+    assert_string_equal(c.token, "s3cret");
+    assert_int_equal(c.allow_private_urls, 1);
+    assert_int_equal(c.verbose, 1);
+    assert_int_equal(c.max_pixels, 1000000LL);
+    assert_string_equal(c.worker_id, "w1");
+
+    assert_int_equal(parse(&c, err, sizeof err, "--slots", "4", "--listen", "0.0.0.0:9000", "--db",
+                           "sqlite:/x.db", NULL),
+                     0);
+    assert_int_equal(c.intra_op_threads, 1);
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_int_equal(c.listen_port, 9000);
+    assert_string_equal(c.db_url, "sqlite:/x.db");
+}
+
+static void test_config_env(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    setenv("INFERD_LISTEN", "localhost:1234", 1);
+    setenv("INFERD_SLOTS", "3", 1);
+    setenv("INFERD_TOKEN", "tok", 1);
+    setenv("INFERD_ALLOW_PRIVATE_URLS", "true", 1);
+    setenv("INFERD_DATA_DIR", "/data", 1);
+    setenv("INFERD_MAX_BODY", "1024", 1);
+    assert_int_equal(parse(&c, err, sizeof err, "--slots", "2", NULL), 0);
+    assert_string_equal(c.listen_host, "localhost");
+    assert_int_equal(c.listen_port, 1234);
+    assert_int_equal(c.slots, 2); /* flag wins */
+    assert_string_equal(c.token, "tok");
+    assert_int_equal(c.allow_private_urls, 1);
+    assert_string_equal(c.db_url, "sqlite:/data/inferd.db");
+    assert_int_equal(c.max_body, 1024);
+    clear_env(NULL);
+}
+
+static void expect_config_error(const char *env, const char *val, const char *flag,
+                                const char *fval, const char *prefix)
+{
+    config c;
+    char err[256] = "";
+    clear_env(NULL);
+    if (env != NULL)
+        setenv(env, val, 1);
+    int rc = flag != NULL ? (fval != NULL ? parse(&c, err, sizeof err, flag, fval, NULL)
+                                          : parse(&c, err, sizeof err, flag, NULL))
+                          : parse(&c, err, sizeof err, NULL);
+    clear_env(NULL);
+    if (rc != -1 || strncmp(err, prefix, strlen(prefix)) != 0)
+        fail_msg("%s=%s %s %s: rc=%d err=\"%s\", expected prefix \"%s\"", env ? env : "-",
+                 val ? val : "-", flag ? flag : "-", fval ? fval : "-", rc, err, prefix);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    expect_config_error(NULL, NULL, "--slots", "0", "--slots: expected an integer in 1..256");
+    expect_config_error(NULL, NULL, "--slots", "x", "--slots: expected");
+    expect_config_error(NULL, NULL, "--slots", NULL, "--slots: missing value");
+    expect_config_error("INFERD_SLOTS", "abc", NULL, NULL, "INFERD_SLOTS: expected an integer");
+    expect_config_error("INFERD_MAX_ATTEMPTS", "21", NULL, NULL, "INFERD_MAX_ATTEMPTS: expected");
+    expect_config_error("INFERD_ALLOW_PRIVATE_URLS", "maybe", NULL, NULL,
+                        "INFERD_ALLOW_PRIVATE_URLS: expected");
+    expect_config_error("INFERD_FACE_THRESHOLD", "2", NULL, NULL, "INFERD_FACE_THRESHOLD:");
+    expect_config_error("INFERD_LISTEN", "nope", NULL, NULL, "INFERD_LISTEN: expected HOST:PORT");
+    expect_config_error(NULL, NULL, "--listen", "::1:80", "--listen: expected HOST:PORT");
+    expect_config_error(NULL, NULL, "--listen", "host:70000", "--listen:");
+    expect_config_error(NULL, NULL, "--listen", ":80", "--listen:");
+    expect_config_error(NULL, NULL, "--listen", "[::1]80", "--listen:");
+    expect_config_error(NULL, NULL, "--max-body", "12X", "--max-body: expected a size");
+    expect_config_error(NULL, NULL, "--max-body", "10", "--max-body:");
+    expect_config_error(NULL, NULL, "--lease-ms", "5", "--lease-ms:");
+    expect_config_error(NULL, NULL, "--bogus", NULL, "inferd serve: unknown option \"--bogus\"");
+    expect_config_error(NULL, NULL, "extra", NULL, "inferd serve: unexpected argument \"extra\"");
+    expect_config_error(NULL, NULL, "--verbose=maybe", NULL, "--verbose:");
+    expect_config_error(NULL, NULL, "--data-dir", "", "--data-dir: must not be empty");
+}
+
+static void test_config_help(void **state)
+{
+    (void)state;
+    const char *u = config_usage();
+    /* Every flag and variable is documented. */
+    static const char *const flags[] = {
+        "--listen",
+        "--data-dir",
+        "--models-dir",
+        "--media-root",
+        "--db",
+        "--mqtt-url",
+        "--token",
+        "--worker-id",
+        "--slots",
+        "--intra-op-threads",
+        "--allow-private-urls",
+        "--max-body",
+        "--lease-ms",
+        "--poll-ms",
+        "--max-attempts",
+        "--retry-base-ms",
+        "--grace-ms",
+        "--fetch-timeout-ms",
+        "--max-side",
+        "--max-pixels",
+        "--face-threshold",
+        "--verbose",
+        "--help",
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strstr(u, flags[i]) == NULL)
+            fail_msg("usage lacks %s", flags[i]);
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        if (strstr(u, env_names[i]) == NULL)
+            fail_msg("usage lacks %s", env_names[i]);
+    config c;
+    char err[64];
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    int rc = parse(&c, err, sizeof err, "--help", NULL);
+    fclose(stdout);
+    stdout = saved;
+    assert_int_equal(rc, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_job_minimal),
+        cmocka_unit_test(test_job_full),
+        cmocka_unit_test(test_job_errors),
+        cmocka_unit_test(test_tasks_csv),
+        cmocka_unit_test(test_list_query),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_asset_id),
+        cmocka_unit_test_setup(test_config_defaults, clear_env),
+        cmocka_unit_test_setup(test_config_flags, clear_env),
+        cmocka_unit_test_setup(test_config_env, clear_env),
+        cmocka_unit_test_setup(test_config_errors, clear_env),
+        cmocka_unit_test_setup(test_config_help, clear_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
