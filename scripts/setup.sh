@@ -31,7 +31,7 @@ FACEAPI_SHA256=0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031
 
 APT_PACKAGES=(
     build-essential cmake pkg-config git ca-certificates curl
-    libvips-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev
+    libvips-dev libjansson-dev libsqlite3-dev libpq-dev postgresql libcurl4-openssl-dev
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev python3 python3-skimage imagemagick opencv-doc

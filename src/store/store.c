@@ -305,7 +305,7 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
         o.busy_timeout_ms = 5000;
 
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return err_set(e, ERR_UNSUPPORTED, "store %s: the PostgreSQL backend is not built", url);
+        return store__pg_open(url, &o, out, e);
     const char *path = url;
     if (strncmp(url, "sqlite://", 9) == 0)
         path = url + 9;
@@ -566,4 +566,66 @@ int store_outbox_mark_sent(store *s, int64_t id, err_t *e)
     if (id <= 0)
         return err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
     return s->ops->outbox_mark_sent(s, id, e);
+}
+
+int store_leader_acquire(store *s, const char *name, const char *owner, int64_t lease_ms, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || lease_ms <= 0)
+        return err_set(e, ERR_INVAL, "store_leader_acquire: no store or lease_ms <= 0");
+    int rc = check_owner(name, e);
+    if (rc == ERR_OK)
+        rc = check_owner(owner, e);
+    if (rc)
+        return rc;
+    return s->ops->leader_acquire(s, name, owner, lease_ms, e);
+}
+
+int store_leader_release(store *s, const char *name, const char *owner, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_leader_release: no store");
+    int rc = check_owner(name, e);
+    if (rc == ERR_OK)
+        rc = check_owner(owner, e);
+    if (rc)
+        return rc;
+    return s->ops->leader_release(s, name, owner, e);
+}
+
+/*
+ * Two calls rather than one backend transaction: holding the lease at the
+ * moment of the read is all one transaction could promise either, since the
+ * lease may expire right after any commit. The rule that keeps delivery
+ * single is the holder's: renew well within lease_ms.
+ */
+int store_outbox_claim(store *s, const char *owner, int limit, int64_t lease_ms, outbox_event **out,
+                       int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_outbox_claim: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (limit < 1 || limit > STORE_LIST_MAX)
+        return err_set(e, ERR_INVAL, "outbox claim: limit %d outside 1..%d", limit, STORE_LIST_MAX);
+    int rc = store_leader_acquire(s, STORE_LEADER_PUBLISHER, owner, lease_ms, e);
+    if (rc)
+        return rc;
+    return s->ops->outbox_read(s, 0, 1, limit, out, n, e);
+}
+
+int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || (ch != STORE_CHANNEL_JOBS && ch != STORE_CHANNEL_OUTBOX) || timeout_ms < 0 ||
+        timeout_ms > 3600000)
+        return err_set(e, ERR_INVAL, "store_wait_notify: bad channel %d or timeout %d", (int)ch,
+                       timeout_ms);
+    return s->ops->wait_notify(s, ch, timeout_ms, e);
 }

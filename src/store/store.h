@@ -4,8 +4,9 @@
  *
  * They live in one database so that finishing a job is one transaction:
  * results replaced, job marked done, outbox event inserted — all or nothing.
- * Backends: SQLite (store_sqlite.c, the embedded default: one WAL file) and,
- * later, PostgreSQL (store_pg.c) behind the same functions; store.c picks the
+ * Backends: SQLite (store_sqlite.c, the embedded default: one WAL file) and
+ * PostgreSQL (store_pg.c, many processes on many machines) behind the same
+ * functions; store.c picks the
  * backend from the URL and forwards through a table of operations
  * (store_int.h), the way Redis' ae.c sits over epoll/kqueue.
  *
@@ -26,7 +27,10 @@
  *
  * Errors common to every call: ERR_INVAL for arguments out of range (checked
  * before the database is touched); ERR_BUSY (transient) when another process
- * holds the database lock longer than the busy timeout; ERR_IO, ERR_NOMEM,
+ * holds the database lock longer than the busy timeout (PostgreSQL: a row
+ * lock, via lock_timeout); ERR_UNAVAILABLE (transient) when the database
+ * server cannot be reached or the connection broke mid-call (PostgreSQL;
+ * the transaction was rolled back, the next call reconnects); ERR_IO, ERR_NOMEM,
  * ERR_INTERNAL for database failures, with the backend's message in `e`.
  * A failed call writes nothing.
  */
@@ -163,8 +167,11 @@ int64_t store_now_ms(void);
 /*
  * Opens (creating and migrating when needed) the store at `url`:
  * "sqlite:PATH", "sqlite://PATH" or a plain file path for SQLite;
- * "postgres://..." / "postgresql://..." for PostgreSQL (ERR_UNSUPPORTED until
- * that backend exists; ERR_UNSUPPORTED for other schemes). ":memory:" and
+ * "postgres://..." / "postgresql://..." (a libpq connection URI) for
+ * PostgreSQL, where the extra query parameter "schema=NAME" (NAME matching
+ * [a-z_][a-z0-9_]*, at most 48 bytes) keeps every table in that schema,
+ * created when missing, so that several deployments or tests share one
+ * database; ERR_UNSUPPORTED for other schemes. ":memory:" and
  * "file:" URIs are refused (ERR_INVAL): the store's connections must share
  * one file. A database written by a newer inferd gives ERR_UNSUPPORTED.
  * `opts` may be NULL. `*out` is owned by the caller: release with
@@ -302,5 +309,77 @@ int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, ou
  * again is a no-op. ERR_NOENT when absent.
  */
 int store_outbox_mark_sent(store *s, int64_t id, err_t *e);
+
+/* --- leader leases -------------------------------------------------------- */
+
+/*
+ * A leader lease makes one process among many the only one doing a job
+ * that must not run twice at once, such as publishing the outbox in order.
+ * A lease is a named row (name, owner, until): whoever holds an unexpired
+ * row is the leader; everyone else stands by and tries again later. Leases
+ * are judged by the callers' clocks (store_now_ms()), like job leases, so
+ * the machines' clocks must agree to well within lease_ms.
+ */
+#define STORE_LEADER_PUBLISHER "publisher"
+
+/*
+ * Acquires the lease `name` for `owner`, or renews it when `owner` already
+ * holds it, until now + lease_ms; one atomic statement, so of several
+ * processes asking at once exactly one gets it. Taking over a lease whose
+ * holder let it expire is allowed. ERR_LEASE (nothing written) when another
+ * owner holds an unexpired lease; the message names it. ERR_INVAL for an
+ * empty or too long (> STORE_OWNER_MAX) name or owner, or lease_ms <= 0.
+ */
+int store_leader_acquire(store *s, const char *name, const char *owner, int64_t lease_ms, err_t *e);
+
+/*
+ * Gives up the lease `name` if `owner` holds it (so a standby takes over at
+ * once instead of after the expiry); a no-op otherwise.
+ */
+int store_leader_release(store *s, const char *name, const char *owner, err_t *e);
+
+/*
+ * The publisher's read: acquires or renews the STORE_LEADER_PUBLISHER lease
+ * for `owner` (as store_leader_acquire()), then returns up to `limit`
+ * (1..1000) unsent outbox rows in id order, the oldest first. Only the
+ * lease holder gets rows, so with many processes each row is delivered by
+ * one publisher at a time, in order; the holder must call again (or
+ * renew) well within lease_ms and mark rows sent as the broker
+ * acknowledges them. ERR_LEASE when another publisher holds the lease
+ * (`*n` 0: stand by). `*out` as store_outbox_read().
+ */
+int store_outbox_claim(store *s, const char *owner, int limit, int64_t lease_ms, outbox_event **out,
+                       int *n, err_t *e);
+
+/* --- wake-up ---------------------------------------------------------------- */
+
+typedef enum {
+    STORE_CHANNEL_JOBS = 0,   /* a job became claimable (enqueue, retry, release, rescue) */
+    STORE_CHANNEL_OUTBOX = 1, /* an outbox row was committed */
+} store_channel;
+
+/*
+ * Waits up to `timeout_ms` (0..3600000) for a hint that `ch` has news, so
+ * that the dispatcher (JOBS) and the publisher (OUTBOX) need not poll on a
+ * short fixed sleep. Returns ERR_OK (0) when woken, 1 when the timeout
+ * passed without news, or a negative error. A hint may be spurious and may
+ * cover several events: after any return the caller looks for work itself
+ * (claim, outbox read). A hint posted while nobody waits is kept until the
+ * next call, which then returns at once.
+ * PostgreSQL: hints from every process using the database (LISTEN/NOTIFY on
+ * a dedicated connection that the first call opens, so hints start with
+ * it: call once with timeout 0 at start-up; the writer's
+ * transaction sends the NOTIFY, so it arrives only once committed).
+ * ERR_UNAVAILABLE when that connection is lost (at once), or cannot be
+ * reopened (after sleeping the shorter of the timeout and the reconnect
+ * backoff, so that a caller looping on it does not spin); a call that
+ * reopens it returns 0 once listening again, as hints may have been lost.
+ * SQLite: hints from writes through this same handle only (an in-process
+ * condition variable): other processes are not seen, so callers must keep
+ * polling with the timeout as their interval.
+ * One thread per channel should wait; concurrent callers on one channel
+ * queue behind each other.
+ */
+int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e);
 
 #endif

@@ -20,7 +20,10 @@
  *  - a running job with cancel_requested that leaves running for any reason
  *    (complete, fail, retry, release, lease rescue) ends cancelled;
  *  - vectors are stored as float32 little-endian (store__vec_to_le);
- *  - lock conflicts that outlast the busy timeout return ERR_BUSY (transient).
+ *  - lock conflicts that outlast the busy timeout return ERR_BUSY (transient);
+ *  - a lost database connection returns ERR_UNAVAILABLE (transient);
+ *  - the leader lease is one row per name, acquired or renewed by one atomic
+ *    upsert that only succeeds for the holder or over an expired lease.
  */
 #ifndef INFERD_STORE_STORE_INT_H
 #define INFERD_STORE_STORE_INT_H
@@ -50,6 +53,10 @@ typedef struct store_ops {
     int (*outbox_read)(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                        int *n, err_t *e);
     int (*outbox_mark_sent)(store *s, int64_t id, err_t *e);
+    int (*leader_acquire)(store *s, const char *name, const char *owner, int64_t lease_ms,
+                          err_t *e);
+    int (*leader_release)(store *s, const char *name, const char *owner, err_t *e);
+    int (*wait_notify)(store *s, store_channel ch, int timeout_ms, err_t *e);
 } store_ops;
 
 /* The common head of every backend's handle. */
@@ -63,6 +70,7 @@ struct store {
  * On success `*out` is a handle whose ops->close releases it.
  */
 int store__sqlite_open(const char *target, const store_opts *opts, store **out, err_t *e);
+int store__pg_open(const char *target, const store_opts *opts, store **out, err_t *e);
 
 /* Default for job_spec.max_attempts == 0. */
 #define STORE_DEFAULT_MAX_ATTEMPTS 3

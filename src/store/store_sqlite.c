@@ -28,23 +28,27 @@
  *    /v1/jobs/{id} never waits behind a claim that waits for another
  *    process's lock. A multi-statement read runs inside BEGIN ... COMMIT so
  *    that it sees one snapshot.
- *  Lock order: a thread holds at most one of wlock, one read connection; the
+ *  - `nlock`/`ncond` guard `pending`, the wake-up bits of store_wait_notify;
+ *    wend() takes nlock only after releasing wlock.
+ *  Lock order: a thread holds at most one of wlock, one read connection, nlock; the
  *  store never calls back into the caller with either held. Rejected design:
  *  a single connection in SQLite's serialized mode — simpler, but every read
  *  would queue behind writes, including writes stuck on another process.
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/xalloc.h"
 
 #define SQ_READERS 4
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 
 typedef struct {
     struct store base; /* first: store.c reaches ops through it */
@@ -57,6 +61,15 @@ typedef struct {
     sqlite3 *rall[SQ_READERS];
     sqlite3 *rfree[SQ_READERS];
     int nfree;
+    /*
+     * Wake-ups (store_wait_notify): a write transaction collects the channel
+     * bits it touched in `wnotify` (under wlock); a successful COMMIT moves
+     * them into `pending` (under nlock) and broadcasts `ncond`.
+     */
+    unsigned wnotify;
+    pthread_mutex_t nlock;
+    pthread_cond_t ncond;
+    unsigned pending;
 } sq_store;
 
 /* --- schema ------------------------------------------------------------- */
@@ -150,6 +163,12 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
     "  sent_ms INTEGER"
     ");"
     "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox(id) WHERE sent_ms IS NULL;",
+    /* 2: leader leases (store_leader_acquire) */
+    "CREATE TABLE IF NOT EXISTS leader ("
+    "  name TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  until_ms INTEGER NOT NULL"
+    ");",
 };
 
 #define JOB_COLS                                                                                   \
@@ -340,7 +359,15 @@ static int wend(sq_store *s, int rc, err_t *e)
         err_t ignore;
         q_exec(s, s->wdb, "ROLLBACK", "rollback", &ignore);
     }
+    unsigned bits = rc == ERR_OK ? s->wnotify : 0;
+    s->wnotify = 0;
     pthread_mutex_unlock(&s->wlock);
+    if (bits != 0) {
+        pthread_mutex_lock(&s->nlock);
+        s->pending |= bits;
+        pthread_cond_broadcast(&s->ncond);
+        pthread_mutex_unlock(&s->nlock);
+    }
     return rc;
 }
 
@@ -368,11 +395,27 @@ static int sq_migrate(sq_store *s, err_t *e)
 {
     sqlite3 *db = s->wdb;
     sqlite3_stmt *st = NULL;
-    /* The mode is persistent in the file; setting it again is a no-op. */
-    int rc = q_prep(s, db, "PRAGMA journal_mode = WAL", &st, e);
-    if (rc)
-        return rc;
-    rc = q_step(s, db, st, "journal_mode", e);
+    /*
+     * The mode is persistent in the file; setting it again is a no-op.
+     * Switching a new file to WAL needs an exclusive lock, and SQLite does
+     * not call the busy handler for it: when several processes open a new
+     * file at once, the losers get SQLITE_BUSY at once. Retry for up to the
+     * busy timeout, as any other lock wait would.
+     */
+    int64_t give_up = store_now_ms() + s->busy_ms;
+    int rc;
+    for (;;) {
+        rc = q_prep(s, db, "PRAGMA journal_mode = WAL", &st, e);
+        if (rc)
+            return rc;
+        rc = q_step(s, db, st, "journal_mode", e);
+        if (rc != ERR_BUSY || store_now_ms() >= give_up)
+            break;
+        sqlite3_finalize(st);
+        st = NULL;
+        struct timespec pause = {0, 5 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
     if (rc == 1) {
         const char *mode = (const char *)sqlite3_column_text(st, 0);
         if (mode == NULL || strcmp(mode, "wal") != 0)
@@ -422,6 +465,8 @@ static void sq_close(store *base)
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->rlock);
     pthread_cond_destroy(&s->rcond);
+    pthread_mutex_destroy(&s->nlock);
+    pthread_cond_destroy(&s->ncond);
     free(s->path);
     free(s);
 }
@@ -444,6 +489,12 @@ int store__sqlite_open(const char *target, const store_opts *opts, store **out, 
     pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->rlock, NULL);
     pthread_cond_init(&s->rcond, NULL);
+    pthread_mutex_init(&s->nlock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->ncond, &ca);
+    pthread_condattr_destroy(&ca);
 
     int rc = sq_connect(s, &s->wdb, e);
     if (rc == ERR_OK)
@@ -500,6 +551,7 @@ static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
     char *payload =
         store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
                           ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
+    s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
     rc = q_prep(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", &st, e);
     if (rc == ERR_OK) {
         sqlite3_bind_text(st, 1, payload, -1, SQLITE_TRANSIENT);
@@ -657,6 +709,7 @@ static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
     sqlite3_bind_int64(st, 7, now);
     rc = q_step(s, db, st, "enqueue", e);
     if (rc == 1) {
+        s->wnotify |= 1u << STORE_CHANNEL_JOBS;
         row_to_job(st, out);
         /* Run the statement to completion so that the insert is final before COMMIT. */
         rc = q_step(s, db, st, "enqueue", e);
@@ -892,6 +945,8 @@ static int requeue(sq_store *s, const sq_row *r, int64_t run_after, int uncount,
     sqlite3_bind_int64(st, 6, r->id);
     rc = q_step(s, s->wdb, st, "requeue", e);
     sqlite3_finalize(st);
+    if (run_after <= now)
+        s->wnotify |= 1u << STORE_CHANNEL_JOBS;
     return rc;
 }
 
@@ -1419,6 +1474,103 @@ static int sq_outbox_mark_sent(store *base, int64_t id, err_t *e)
     return wend(s, rc, e);
 }
 
+/* --- leader leases and wake-ups ------------------------------------------ */
+
+static int sq_leader_acquire(store *base, const char *name, const char *owner, int64_t lease_ms,
+                             err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    /* The upsert's WHERE lets only the holder or a taker of an expired lease write. */
+    rc = q_prep(s, s->wdb,
+                "INSERT INTO leader(name, owner, until_ms) VALUES (?1, ?2, ?3)"
+                " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
+                " until_ms = excluded.until_ms WHERE leader.owner = excluded.owner"
+                " OR leader.until_ms < ?4",
+                &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, name);
+    bind_text(st, 2, owner);
+    sqlite3_bind_int64(st, 3, now + lease_ms);
+    sqlite3_bind_int64(st, 4, now);
+    rc = q_step(s, s->wdb, st, "leader acquire", e);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc || sqlite3_changes(s->wdb) > 0)
+        goto out;
+    rc = q_prep(s, s->wdb, "SELECT owner, until_ms FROM leader WHERE name = ?", &st, e);
+    if (rc)
+        goto out;
+    bind_text(st, 1, name);
+    rc = q_step(s, s->wdb, st, "leader", e);
+    if (rc == 1)
+        rc = err_set(e, ERR_LEASE, "leader %s: held by %s for %lld ms more", name,
+                     (const char *)sqlite3_column_text(st, 0),
+                     (long long)(sqlite3_column_int64(st, 1) - now));
+    else if (rc == 0)
+        rc = err_set(e, ERR_INTERNAL, "leader %s: neither written nor held", name);
+out:
+    sqlite3_finalize(st);
+    return wend(s, rc, e);
+}
+
+static int sq_leader_release(store *base, const char *name, const char *owner, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb, "DELETE FROM leader WHERE name = ? AND owner = ?", &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, name);
+        bind_text(st, 2, owner);
+        rc = q_step(s, s->wdb, st, "leader release", e);
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+/*
+ * In-process only: SQLite has no way to hear another process's commit
+ * short of polling the file, which is what the caller's timeout does.
+ */
+static int sq_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    unsigned bit = 1u << ch;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int woken = 0;
+    pthread_mutex_lock(&s->nlock);
+    for (;;) {
+        if (s->pending & bit) {
+            s->pending &= ~bit;
+            woken = 1;
+            break;
+        }
+        if (pthread_cond_timedwait(&s->ncond, &s->nlock, &until) == ETIMEDOUT) {
+            woken = (s->pending & bit) != 0;
+            s->pending &= ~bit;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->nlock);
+    (void)e;
+    return woken ? ERR_OK : 1;
+}
+
 static const store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1438,4 +1590,7 @@ static const store_ops sq_ops = {
     .asset_delete = sq_asset_delete,
     .outbox_read = sq_outbox_read,
     .outbox_mark_sent = sq_outbox_mark_sent,
+    .leader_acquire = sq_leader_acquire,
+    .leader_release = sq_leader_release,
+    .wait_notify = sq_wait_notify,
 };

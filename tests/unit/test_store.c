@@ -1,11 +1,12 @@
 /*
  * tests/unit/test_store.c — the conformance suite of store.h: every backend
- * must pass it unchanged. It uses store.h only (the one fault test that needs
- * a second raw SQLite connection is skipped for other backends).
+ * must pass it unchanged. It uses store.h only, except the fault tests that
+ * need a raw SQLite or libpq connection, each skipped for the other backend.
  *
  * The suite runs once per store URL in INFERD_TEST_STORE_URLS (separated by
  * spaces or commas); the default is a fresh SQLite file per test in a
- * temporary directory. Each test opens a store of its own: "{n}" in a URL is
+ * temporary directory (tests/pg/with_pg.sh adds a throwaway PostgreSQL with
+ * one schema per test). Each test opens a store of its own: "{n}" in a URL is
  * replaced by a token unique to the test (t<pid>_<k>), so that a backend can
  * give each test a fresh database or schema, e.g.
  *   INFERD_TEST_STORE_URLS='sqlite:/tmp/a-{n}.db postgres://localhost/t?schema={n}'
@@ -25,6 +26,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "store/store.h"
 
@@ -75,6 +78,35 @@ static void remove_sqlite_files(const char *url)
     unlink(buf);
     snprintf(buf, sizeof buf, "%s-shm", path);
     unlink(buf);
+}
+
+/*
+ * A raw libpq connection to the PostgreSQL store at `url`, on its schema:
+ * the "schema" parameter is ours, not libpq's, so it is taken off the URL
+ * and set as the search path.
+ */
+static PGconn *pg_raw(const char *url)
+{
+    char conninfo[512], schema[80] = "";
+    snprintf(conninfo, sizeof conninfo, "%s", url);
+    char *q = strstr(conninfo, "schema=");
+    if (q != NULL) {
+        size_t n = strcspn(q + 7, "&");
+        snprintf(schema, sizeof schema, "%.*s", (int)n, q + 7);
+        memmove(q, q + 7 + n + (q[7 + n] == '&'), strlen(q + 7 + n + (q[7 + n] == '&')) + 1);
+        size_t len = strlen(conninfo);
+        while (len > 0 && (conninfo[len - 1] == '?' || conninfo[len - 1] == '&'))
+            conninfo[--len] = '\0';
+    }
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", conninfo, PQerrorMessage(c));
+    if (schema[0] != '\0') {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SET search_path TO \"%s\"", schema);
+        PQclear(PQexec(c, sql));
+    }
+    return c;
 }
 
 static store *open_or_fail(const char *url, int busy_ms)
@@ -1264,6 +1296,362 @@ static void test_schema_newer(void **state)
     assert_non_null(strstr(e.msg, "newer"));
 }
 
+/* --- tests: leader leases, wake-ups, concurrent open ------------------------- */
+
+/* Opens a second handle on the fixture's store (another "process" as far as the store knows). */
+static store *second_handle(fixture *f)
+{
+    return open_or_fail(f->url, 0);
+}
+
+/* One holder at a time; renew, release, and take-over after expiry. */
+static void test_leader_lease(void **state)
+{
+    fixture *f = *state;
+    store *b = second_handle(f);
+    err_t e = {0};
+    assert_int_equal(store_leader_acquire(f->s, "publisher", "A", 30000, &e), ERR_OK);
+    assert_int_equal(store_leader_acquire(b, "publisher", "B", 30000, &e), ERR_LEASE);
+    assert_non_null(strstr(e.msg, "A"));
+    assert_int_equal(store_leader_acquire(f->s, "publisher", "A", 30000, &e), ERR_OK); /* renew */
+    /* Leases are per name. */
+    assert_int_equal(store_leader_acquire(b, "other", "B", 30000, &e), ERR_OK);
+    /* Release by a non-holder is a no-op; by the holder frees it at once. */
+    assert_int_equal(store_leader_release(b, "publisher", "B", &e), ERR_OK);
+    assert_int_equal(store_leader_acquire(b, "publisher", "B", 30000, &e), ERR_LEASE);
+    assert_int_equal(store_leader_release(f->s, "publisher", "A", &e), ERR_OK);
+    assert_int_equal(store_leader_acquire(b, "publisher", "B", 1, &e), ERR_OK);
+    /* B lets it expire: A takes over. */
+    sleep_ms(10);
+    assert_int_equal(store_leader_acquire(f->s, "publisher", "A", 30000, &e), ERR_OK);
+    assert_int_equal(store_leader_acquire(b, "publisher", "B", 30000, &e), ERR_LEASE);
+    /* Bad arguments. */
+    assert_int_equal(store_leader_acquire(f->s, "", "A", 1000, &e), ERR_INVAL);
+    assert_int_equal(store_leader_acquire(f->s, "publisher", "", 1000, &e), ERR_INVAL);
+    assert_int_equal(store_leader_acquire(f->s, "publisher", "A", 0, &e), ERR_INVAL);
+    assert_int_equal(store_leader_release(f->s, "publisher", NULL, &e), ERR_INVAL);
+    store_close(b);
+}
+
+/* Only the publisher lease holder gets outbox rows, unsent ones, oldest first. */
+static void test_outbox_claim(void **state)
+{
+    fixture *f = *state;
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        char a[16];
+        snprintf(a, sizeof a, "oc%d", i);
+        ids[i] = enqueue(f->s, a, 0);
+        job j;
+        claim_one(f->s, "w", 30000, &j);
+        complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
+        job_clear(&j);
+    }
+    store *b = second_handle(f);
+    outbox_event *ev = NULL;
+    int n = -1;
+    err_t e = {0};
+    assert_int_equal(store_outbox_claim(f->s, "pub-a", 10, 30000, &ev, &n, &e), ERR_OK);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ev[i].job_id, ids[i]);
+    int64_t first = ev[0].id;
+    outbox_event_array_free(ev, n);
+    ev = NULL;
+    assert_int_equal(store_outbox_claim(b, "pub-b", 10, 30000, &ev, &n, &e), ERR_LEASE);
+    assert_int_equal(n, 0);
+    assert_null(ev);
+    assert_int_equal(store_outbox_mark_sent(f->s, first, NULL), ERR_OK);
+    assert_int_equal(store_outbox_claim(f->s, "pub-a", 1, 30000, &ev, &n, &e), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].job_id, ids[1]);
+    outbox_event_array_free(ev, n);
+    assert_int_equal(store_outbox_claim(f->s, "pub-a", 0, 30000, &ev, &n, &e), ERR_INVAL);
+    /* The holder steps down: the standby takes over where it left off. */
+    assert_int_equal(store_leader_release(f->s, STORE_LEADER_PUBLISHER, "pub-a", &e), ERR_OK);
+    assert_int_equal(store_outbox_claim(b, "pub-b", 10, 30000, &ev, &n, &e), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].job_id, ids[1]);
+    outbox_event_array_free(ev, n);
+    store_close(b);
+}
+
+#define RACE_PROCS 4
+
+/*
+ * Forks `nproc` children that open f->url, wait for a common start, then run
+ * `fn`; returns how many exited 0, failing on other statuses than 0 and 1.
+ */
+static int race_children(fixture *f, int nproc, int (*fn)(store *s, int k))
+{
+    pid_t pids[RACE_PROCS * 2];
+    int go[2];
+    assert_true(nproc <= RACE_PROCS * 2);
+    assert_int_equal(pipe(go), 0);
+    for (int p = 0; p < nproc; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            close(go[1]);
+            char b;
+            if (read(go[0], &b, 1) < 0)
+                _exit(5);
+            int rc = fn(NULL, p);
+            _exit(rc);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    int zeros = 0;
+    for (int p = 0; p < nproc; p++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) > 1)
+            fail_msg("child %d exited %d", p, WEXITSTATUS(status));
+        zeros += WEXITSTATUS(status) == 0;
+    }
+    (void)f;
+    return zeros;
+}
+
+static char g_race_url[512];
+
+static int race_acquire(store *unused, int k)
+{
+    (void)unused;
+    store_opts o = {.busy_timeout_ms = 10000};
+    store *s = NULL;
+    err_t e = {0};
+    if (store_open(g_race_url, &o, &s, &e) != ERR_OK) {
+        fprintf(stderr, "child %d: open: %s\n", k, e.msg);
+        return 2;
+    }
+    char owner[32];
+    snprintf(owner, sizeof owner, "proc-%d", k);
+    int rc = store_leader_acquire(s, "race", owner, 60000, &e);
+    store_close(s);
+    if (rc != ERR_OK && rc != ERR_LEASE)
+        fprintf(stderr, "child %d: acquire: %s\n", k, e.msg);
+    return rc == ERR_OK ? 0 : rc == ERR_LEASE ? 1 : 3;
+}
+
+/* Processes racing for one lease: exactly one wins. */
+static void test_leader_race(void **state)
+{
+    fixture *f = *state;
+    snprintf(g_race_url, sizeof g_race_url, "%s", f->url);
+    store_close(f->s); /* no connection crosses fork() */
+    f->s = NULL;
+    assert_int_equal(race_children(f, RACE_PROCS, race_acquire), 1);
+    f->s = open_or_fail(f->url, 0);
+    assert_int_equal(store_leader_acquire(f->s, "race", "late", 1000, NULL), ERR_LEASE);
+}
+
+static int race_open(store *unused, int k)
+{
+    (void)unused;
+    store_opts o = {.busy_timeout_ms = 10000};
+    store *s = NULL;
+    err_t e = {0};
+    if (store_open(g_race_url, &o, &s, &e) != ERR_OK) {
+        fprintf(stderr, "child %d: open: %s\n", k, e.msg);
+        return 2;
+    }
+    char asset[32];
+    snprintf(asset, sizeof asset, "open-%d", k);
+    job_spec sp = {.asset_id = asset, .tasks = JOB_TASK_ALL, .source = SRC};
+    job j;
+    int rc = store_job_enqueue(s, &sp, &j, NULL, &e);
+    job_clear(&j);
+    store_close(s);
+    if (rc != ERR_OK)
+        fprintf(stderr, "child %d: enqueue: %s\n", k, e.msg);
+    return rc == ERR_OK ? 0 : 3;
+}
+
+/* Processes opening (creating and migrating) one new store at once all succeed, on one schema. */
+static void test_concurrent_open(void **state)
+{
+    (void)state;
+    char url[512];
+    expand_url(url, sizeof url); /* a store nobody opened yet */
+    remove_sqlite_files(url);
+    snprintf(g_race_url, sizeof g_race_url, "%s", url);
+    fixture f = {0};
+    assert_int_equal(race_children(&f, RACE_PROCS, race_open), RACE_PROCS);
+    store *s = open_or_fail(url, 0);
+    store_counts c;
+    assert_int_equal(store_counts_get(s, &c, NULL), ERR_OK);
+    assert_int_equal(c.queued, RACE_PROCS);
+    if (strcmp(store_backend(s), "postgres") == 0) {
+        PGconn *raw = pg_raw(url);
+        PGresult *r = PQexec(raw, "SELECT count(*), min(version) FROM schema_version");
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(r, 0, 0), "1");
+        PQclear(r);
+        PQfinish(raw);
+    }
+    store_close(s);
+    remove_sqlite_files(url);
+}
+
+typedef struct {
+    store *s;
+    int delay_ms;
+    int rc;
+} delayed_enqueue;
+
+static void *enqueue_later(void *arg)
+{
+    delayed_enqueue *d = arg;
+    sleep_ms(d->delay_ms);
+    job_spec sp = {.asset_id = "wake", .tasks = JOB_TASK_ALL, .source = SRC};
+    job j;
+    d->rc = store_job_enqueue(d->s, &sp, &j, NULL, NULL);
+    job_clear(&j);
+    return NULL;
+}
+
+/* Enqueue wakes a waiter at once; with no news the wait times out; outbox commits wake too. */
+static void test_wait_notify(void **state)
+{
+    fixture *f = *state;
+    int pg = strcmp(store_backend(f->s), "postgres") == 0;
+    err_t e = {0};
+    /* The first call starts listening (PostgreSQL); nothing is pending yet. */
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 0, &e), 1);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_OUTBOX, 0, &e), 1);
+    int64_t t0 = store_now_ms();
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 60, &e), 1);
+    assert_true(store_now_ms() - t0 >= 50);
+
+    /* PostgreSQL hears other connections; SQLite only its own handle. */
+    store *other = pg ? second_handle(f) : f->s;
+    delayed_enqueue d = {.s = other, .delay_ms = 50, .rc = -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, enqueue_later, &d), 0);
+    t0 = store_now_ms();
+    int rc = store_wait_notify(f->s, STORE_CHANNEL_JOBS, 10000, &e);
+    int64_t waited = store_now_ms() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(d.rc, ERR_OK);
+    assert_int_equal(rc, ERR_OK);
+    assert_true(waited < 5000);
+
+    /* A hint posted while nobody waits is kept for the next call. */
+    enqueue(f->s, "wake-2", 0);
+    t0 = store_now_ms();
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 5000, &e), ERR_OK);
+    assert_true(store_now_ms() - t0 < 2500);
+    /* Drained: the next wait times out. Dedupe creates no job and sends no hint. */
+    enqueue(f->s, "wake-2", 0);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 30, &e), 1);
+
+    /* A committed event wakes the outbox channel. */
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
+    job_clear(&j);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_OUTBOX, 5000, &e), ERR_OK);
+    /* A release makes jobs claimable again: a hint. */
+    claim_one(f->s, "w", 30000, &j);
+    job_clear(&j);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 0, &e), 1);
+    assert_int_equal(store_job_release(f->s, "w", NULL, NULL), ERR_OK);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 5000, &e), ERR_OK);
+
+    assert_int_equal(store_wait_notify(f->s, (store_channel)7, 10, &e), ERR_INVAL);
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, -1, &e), ERR_INVAL);
+    if (other != f->s)
+        store_close(other);
+}
+
+/* PostgreSQL: a database from a newer inferd is refused, not silently used. */
+static void test_pg_schema_newer(void **state)
+{
+    fixture *f = *state;
+    if (strcmp(store_backend(f->s), "postgres") != 0)
+        skip();
+    store_close(f->s);
+    f->s = NULL;
+    PGconn *raw = pg_raw(f->url);
+    PGresult *r = PQexec(raw, "UPDATE schema_version SET version = 99");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    err_t e = {0};
+    assert_int_equal(store_open(f->url, NULL, &f->s, &e), ERR_UNSUPPORTED);
+    assert_null(f->s);
+    assert_non_null(strstr(e.msg, "newer"));
+    r = PQexec(raw, "UPDATE schema_version SET version = 1");
+    PQclear(r);
+    PQfinish(raw);
+    f->s = open_or_fail(f->url, 0);
+}
+
+/* Kills every backend of the store's connections (not the caller's raw one). */
+static void pg_kill_backends(const char *url)
+{
+    PGconn *raw = pg_raw(url);
+    PGresult *r = PQexec(raw, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE application_name = 'inferd' AND pid <> pg_backend_pid()");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(raw);
+}
+
+/*
+ * Fault: the server drops every connection. Calls fail with ERR_UNAVAILABLE
+ * (transient) or succeed, never crash, and work again after a retry.
+ */
+static void test_pg_connection_loss(void **state)
+{
+    fixture *f = *state;
+    const char *own = getenv("INFERD_TEST_PG_URL");
+    if (strcmp(store_backend(f->s), "postgres") != 0 || own == NULL ||
+        strncmp(f->url, own, strlen(own)) != 0)
+        skip(); /* only on a throwaway server (tests/pg/with_pg.sh): it kills backends */
+    int64_t id = enqueue(f->s, "loss", 0);
+    err_t e = {0};
+    assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 0, &e), 1); /* listening */
+    for (int round = 0; round < 2; round++) {
+        pg_kill_backends(f->url);
+        sleep_ms(50);
+        /* Every pool connection is dead: each call fails or recovers, then all recover. */
+        int ok = 0, unavailable = 0;
+        for (int i = 0; i < 40 && ok < 8; i++) {
+            job j;
+            int rc = store_job_get(f->s, id, &j, &e);
+            if (rc == ERR_OK) {
+                ok++;
+                assert_int_equal(j.id, id);
+                job_clear(&j);
+            } else {
+                assert_int_equal(rc, ERR_UNAVAILABLE);
+                assert_true(err_is_transient(rc));
+                unavailable++;
+                sleep_ms(120);
+            }
+        }
+        assert_int_equal(ok, 8);
+        /* The listener notices, reconnects and asks the caller to look. */
+        int rc = ERR_INTERNAL;
+        for (int i = 0; i < 20; i++) {
+            rc = store_wait_notify(f->s, STORE_CHANNEL_JOBS, 200, &e);
+            if (rc != ERR_UNAVAILABLE)
+                break;
+        }
+        assert_true(rc == ERR_OK || rc == 1);
+    }
+    /* Writes work again, in transactions that were rolled back or committed whole. */
+    job j;
+    claim_one(f->s, "w", 30000, &j);
+    complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
+    job_clear(&j);
+    assert_int_equal(state_of(f->s, id), JOB_DONE);
+    assert_int_equal(outbox_count(f->s), 1);
+}
+
 /* --- main ----------------------------------------------------------------- */
 
 static int run_suite(const char *url_template)
@@ -1295,6 +1683,13 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_newer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_race, setup, teardown),
+        cmocka_unit_test(test_concurrent_open),
+        cmocka_unit_test_setup_teardown(test_wait_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_schema_newer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_connection_loss, setup, teardown),
     };
     char name[600];
     snprintf(name, sizeof name, "store[%s]", url_template);

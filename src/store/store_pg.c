@@ -1,0 +1,1860 @@
+/*
+ * store/store_pg.c — the PostgreSQL backend of store.h: the queue, the
+ * results and the outbox shared by any number of inferd processes on any
+ * number of machines. store.c has already checked every argument; this file
+ * only talks to libpq and translates its errors (SQLSTATE) into ERR_ codes,
+ * the one adapter that does. Semantics are those of store_sqlite.c, checked
+ * by the same conformance suite (tests/unit/test_store.c).
+ *
+ * URL. A libpq connection URI, plus one parameter of our own: "schema=NAME"
+ * puts every table in schema NAME (created when missing) by connecting with
+ * options "-c search_path=NAME", so several deployments, or one test per
+ * schema, share a database. It is removed from the URI before libpq sees it
+ * (libpq refuses unknown parameters). store_opts.busy_timeout_ms becomes the
+ * session's lock_timeout: a lock wait longer than that fails with ERR_BUSY,
+ * as a busy SQLite file does. Both are passed as "options", which therefore
+ * replaces an "options" given in the URL.
+ *
+ * Schema. inferd creates and migrates its own tables: schema_version holds
+ * the version; each migration is idempotent (IF NOT EXISTS) and all of them
+ * run in one transaction that first takes pg_advisory_xact_lock(PG_LOCK_MIGRATE),
+ * so processes starting together on an empty database queue on the lock,
+ * the first migrates and the others find the work done. A database at a
+ * newer version than this binary knows is refused (ERR_UNSUPPORTED).
+ *
+ * Claims never wait on each other: the claiming UPDATE picks its rows with
+ * SELECT ... FOR UPDATE SKIP LOCKED, so two workers skip each other's rows
+ * instead of queueing. Lease-conditional transitions lock the job row
+ * (SELECT ... FOR UPDATE) and re-check owner, state and attempt after the
+ * lock, exactly the check SQLite makes under its file lock.
+ *
+ * Outbox order. A sequence hands out ids at insert time, not at commit, so
+ * two transactions could commit ids 8 and 7 in that order, and a reader
+ * paging by id (after_id) who saw 8 would never see 7. Every transaction
+ * that inserts an event therefore takes pg_advisory_xact_lock(PG_LOCK_OUTBOX)
+ * just before the insert, as its last step, and holds it to commit: ids are
+ * then committed in order. The cost is that event-writing commits are
+ * serialised (one WAL flush each); rejected alternative: readers that stop
+ * at the oldest transaction still in flight (pg_snapshot_xmin), which moves
+ * the complexity into every reader. To avoid deadlocks on that lock, a
+ * transaction locks every row it will touch before it takes it.
+ *
+ * Connection loss. A failed statement on a connection that libpq now marks
+ * CONNECTION_BAD returns ERR_UNAVAILABLE (transient): the server rolled the
+ * transaction back, callers retry. The next use of that connection resets it
+ * (PQreset), at most once per backoff interval (100 ms doubling to 5 s) so
+ * a dead server is not hammered; within the interval calls fail fast with
+ * ERR_UNAVAILABLE. A BEGIN that fails on a connection that died while idle
+ * is retried once on a fresh connection, since nothing was done yet.
+ *
+ * Threading. One handle serves every thread:
+ *  - `plock`/`pcond` guard the pool's free list. A thread takes one
+ *    connection for the whole of one call (one transaction) and returns it,
+ *    so a connection is used by one thread at a time; with all PG_POOL
+ *    connections taken, callers wait on pcond.
+ *  - each listener (one per store_channel, opened by the first
+ *    store_wait_notify on it) has its own mutex, held for the whole wait.
+ *  Lock order: a thread holds at most one pool connection and at most one
+ *  listener mutex, never both (the listener is not in the pool); plock is
+ *  held only to move a connection on or off the free list.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define PG_POOL 4
+#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_MAX 48
+#define PG_MAXP 16
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+/* Advisory lock keys: "inferd" in ASCII, then a role number. */
+#define PG_LOCK_MIGRATE "7594018170315265"
+#define PG_LOCK_OUTBOX "7594018170315266"
+
+typedef struct {
+    PGconn *conn;
+    int64_t retry_at_ms; /* no reconnect attempt before this */
+    int backoff_ms;
+} pg_conn;
+
+typedef struct {
+    pthread_mutex_t lock; /* held for a whole wait */
+    pg_conn c;            /* c.conn NULL until the first wait */
+    char channel[80];
+} pg_listener;
+
+typedef struct {
+    struct store base; /* first: store.c reaches ops through it */
+    char *shown;       /* the URL with any password masked, for messages */
+    char *conninfo;    /* the URL without our own parameters */
+    char *options;     /* "-c search_path=... -c lock_timeout=..." */
+    char chan_jobs[80], chan_outbox[80];
+    pthread_mutex_t plock; /* guards freel/nfree */
+    pthread_cond_t pcond;  /* signalled when a connection is returned */
+    pg_conn pool[PG_POOL];
+    pg_conn *freel[PG_POOL];
+    int nfree;
+    pg_listener listen[2]; /* by store_channel */
+} pg_store;
+
+/* --- schema ------------------------------------------------------------- */
+
+/*
+ * Migrations, applied in order above the stored version. Append only; never
+ * edit a released step. The shapes follow store_sqlite.c: the same columns
+ * and indexes, BIGSERIAL for AUTOINCREMENT, BYTEA for BLOB (float32 LE),
+ * DOUBLE PRECISION for REAL, JSON kept as TEXT so that it comes back byte
+ * for byte as it was written.
+ */
+static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
+    /* 1: initial schema, leader leases included */
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  asset_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL"
+    "    CHECK (state IN ('queued','running','done','failed','cancelled')),"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  tasks INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  max_attempts INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  payload TEXT,"
+    "  error TEXT,"
+    "  error_code TEXT,"
+    "  timings TEXT,"
+    "  lease_owner TEXT,"
+    "  lease_until_ms BIGINT NOT NULL DEFAULT 0,"
+    "  run_after_ms BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL,"
+    "  finished_ms BIGINT,"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0"
+    ");"
+    /* Claim scans this: queued jobs by priority DESC, id. */
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(priority DESC, id) WHERE state = 'queued';"
+    "CREATE INDEX IF NOT EXISTS jobs_state_id ON jobs(state, id);"
+    "CREATE INDEX IF NOT EXISTS jobs_running ON jobs(lease_owner) WHERE state = 'running';"
+    /* At most one live job per (asset_id, tasks): see store_sqlite.c. */
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe ON jobs(asset_id, tasks)"
+    "  WHERE state IN ('queued','running') AND cancel_requested = 0;"
+    "CREATE TABLE IF NOT EXISTS assets ("
+    "  asset_id TEXT PRIMARY KEY,"
+    "  payload TEXT,"
+    "  width INTEGER NOT NULL DEFAULT 0,"
+    "  height INTEGER NOT NULL DEFAULT 0,"
+    "  updated_ms BIGINT NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS image_embeddings ("
+    "  asset_id TEXT NOT NULL REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  model TEXT NOT NULL,"
+    "  dim INTEGER NOT NULL,"
+    "  norm DOUBLE PRECISION NOT NULL,"
+    "  nsfw TEXT,"
+    "  vector BYTEA NOT NULL,"
+    "  PRIMARY KEY (asset_id, model)"
+    ");"
+    "CREATE INDEX IF NOT EXISTS image_embeddings_model ON image_embeddings(model);"
+    "CREATE TABLE IF NOT EXISTS people ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  name TEXT"
+    ");"
+    "CREATE TABLE IF NOT EXISTS faces ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  asset_id TEXT NOT NULL REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  detector TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  x1 DOUBLE PRECISION NOT NULL, y1 DOUBLE PRECISION NOT NULL,"
+    "  x2 DOUBLE PRECISION NOT NULL, y2 DOUBLE PRECISION NOT NULL,"
+    "  score DOUBLE PRECISION NOT NULL,"
+    "  keypoints TEXT NOT NULL,"
+    "  dim INTEGER NOT NULL,"
+    "  vector BYTEA,"
+    "  person_id BIGINT REFERENCES people(id) ON DELETE SET NULL"
+    ");"
+    "CREATE INDEX IF NOT EXISTS faces_asset ON faces(asset_id, detector, model);"
+    "CREATE INDEX IF NOT EXISTS faces_model ON faces(model);"
+    "CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);"
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  job_id BIGINT NOT NULL REFERENCES jobs(id),"
+    "  asset_id TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  sent_ms BIGINT"
+    ");"
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox(id) WHERE sent_ms IS NULL;"
+    "CREATE TABLE IF NOT EXISTS leader ("
+    "  name TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  until_ms BIGINT NOT NULL"
+    ");",
+};
+
+#define JOB_COLS                                                                                   \
+    "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
+    "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
+    "finished_ms, cancel_requested"
+
+/* --- parameters and values -------------------------------------------------- */
+
+/* The parameters of one statement: text, except bytea vectors sent binary. */
+typedef struct {
+    int n;
+    const char *v[PG_MAXP];
+    int len[PG_MAXP];
+    int fmt[PG_MAXP];
+    char num[PG_MAXP][32];
+} pg_params;
+
+static void p_text(pg_params *p, const char *v)
+{
+    p->v[p->n] = v;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_i64(pg_params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof p->num[0], "%lld", (long long)v);
+    p_text(p, p->num[p->n]);
+}
+
+static void p_f64(pg_params *p, double v)
+{
+    snprintf(p->num[p->n], sizeof p->num[0], "%.17g", v);
+    p_text(p, p->num[p->n]);
+}
+
+static void p_bin(pg_params *p, const void *v, int len)
+{
+    p->v[p->n] = v;
+    p->len[p->n] = len;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+static const char *v_str(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int64_t v_i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static int v_int(const PGresult *r, int row, int col)
+{
+    return (int)v_i64(r, row, col);
+}
+
+static double v_f64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0.0 : strtod(PQgetvalue(r, row, col), NULL);
+}
+
+static char *v_dup(const PGresult *r, int row, int col)
+{
+    const char *t = v_str(r, row, col);
+    return t != NULL ? xstrdup(t) : NULL;
+}
+
+static void v_copy(const PGresult *r, int row, int col, char *dst, size_t size)
+{
+    const char *t = v_str(r, row, col);
+    snprintf(dst, size, "%s", t != NULL ? t : "");
+}
+
+/* Fills `j` from row `row` whose first columns are JOB_COLS. */
+static void row_to_job(const PGresult *r, int row, job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = v_i64(r, row, 0);
+    v_copy(r, row, 1, j->asset_id, sizeof j->asset_id);
+    int state = job_state_parse(v_str(r, row, 2));
+    j->state = state >= 0 ? (job_state)state : JOB_FAILED;
+    j->priority = v_int(r, row, 3);
+    j->tasks = (unsigned)v_int(r, row, 4);
+    j->attempts = v_int(r, row, 5);
+    j->max_attempts = v_int(r, row, 6);
+    j->source = v_dup(r, row, 7);
+    j->payload = v_dup(r, row, 8);
+    j->error = v_dup(r, row, 9);
+    j->error_code = v_dup(r, row, 10);
+    j->timings = v_dup(r, row, 11);
+    v_copy(r, row, 12, j->lease_owner, sizeof j->lease_owner);
+    j->lease_until_ms = v_i64(r, row, 13);
+    j->run_after_ms = v_i64(r, row, 14);
+    j->created_ms = v_i64(r, row, 15);
+    j->updated_ms = v_i64(r, row, 16);
+    j->finished_ms = v_i64(r, row, 17);
+    j->cancel_requested = v_int(r, row, 18);
+}
+
+/* Every row of `r` (JOB_COLS) as a new array; NULL with *n 0 when none. */
+static void collect_jobs(const PGresult *r, job **out, int *n)
+{
+    int cnt = PQntuples(r);
+    *out = NULL;
+    *n = 0;
+    if (cnt == 0)
+        return;
+    job *arr = xmalloc((size_t)cnt * sizeof *arr);
+    for (int i = 0; i < cnt; i++)
+        row_to_job(r, i, &arr[i]);
+    *out = arr;
+    *n = cnt;
+}
+
+/* --- errors and statements ----------------------------------------------- */
+
+/* Copies `msg` into `buf` without its trailing newlines. */
+static const char *trim_msg(const char *msg, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", msg != NULL ? msg : "");
+    size_t len = strlen(buf);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    return buf;
+}
+
+/* The ERR_ code for a SQLSTATE. */
+static int sqlstate_code(const char *st)
+{
+    if (st == NULL || strlen(st) != 5)
+        return ERR_INTERNAL;
+    if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 || strcmp(st, "55P03") == 0 ||
+        strcmp(st, "57014") == 0)
+        return ERR_BUSY; /* serialization, deadlock, lock_timeout, statement timeout */
+    if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+        strcmp(st, "57P03") == 0 || strcmp(st, "53300") == 0)
+        return ERR_UNAVAILABLE; /* connection, shutdown, starting up, too many connections */
+    if (strcmp(st, "53200") == 0)
+        return ERR_NOMEM;
+    if (strncmp(st, "53", 2) == 0 || strncmp(st, "58", 2) == 0)
+        return ERR_IO;
+    if (strncmp(st, "23", 2) == 0)
+        return ERR_CONFLICT;
+    if (strncmp(st, "28", 2) == 0 || strcmp(st, "42501") == 0 || strcmp(st, "25006") == 0)
+        return ERR_FORBIDDEN;
+    return ERR_INTERNAL;
+}
+
+/* Translates a failed result (or connection) into an ERR_ code, keeping the server's message. */
+static int pg_err(pg_store *s, pg_conn *c, const PGresult *r, const char *op, err_t *e)
+{
+    char msg[400];
+    if (PQstatus(c->conn) != CONNECTION_OK)
+        return err_set(e, ERR_UNAVAILABLE, "store %s: %s: connection lost: %s", s->shown, op,
+                       trim_msg(PQerrorMessage(c->conn), msg, sizeof msg));
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = r != NULL ? PQresultErrorMessage(r) : NULL;
+    if (text == NULL || text[0] == '\0')
+        text = PQerrorMessage(c->conn);
+    return err_set(e, sqlstate_code(state), "store %s: %s: %s (sqlstate %s)", s->shown, op,
+                   trim_msg(text, msg, sizeof msg), state != NULL ? state : "none");
+}
+
+/*
+ * Runs `sql` with `p` (may be NULL). On success `*res` (may be NULL: the
+ * result is dropped) receives the result, which the caller PQclear()s.
+ */
+static int q_run(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, const char *op,
+                 PGresult **res, err_t *e)
+{
+    if (res != NULL)
+        *res = NULL;
+    PGresult *r = PQexecParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
+                               p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+        if (res != NULL)
+            *res = r;
+        else
+            PQclear(r);
+        return ERR_OK;
+    }
+    int rc = pg_err(s, c, r, op, e);
+    PQclear(r);
+    return rc;
+}
+
+/* Runs SQL text that may hold several statements (simple protocol, no parameters). */
+static int q_exec(pg_store *s, pg_conn *c, const char *sql, const char *op, err_t *e)
+{
+    PGresult *r = PQexec(c->conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = ERR_OK;
+    if (r == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK))
+        rc = pg_err(s, c, r, op, e);
+    PQclear(r);
+    return rc;
+}
+
+/* --- connections and transactions ---------------------------------------- */
+
+/* Server notices and warnings go to our log instead of libpq's stderr default. */
+static void pg_notice(void *arg, const char *message)
+{
+    char msg[400];
+    log_warn("store", "postgres: %s", trim_msg(message, msg, sizeof msg));
+    (void)arg;
+}
+
+static PGconn *pg_connect(pg_store *s)
+{
+    /*
+     * connect_timeout before dbname so that the URL may override it;
+     * options after it so that ours win (they carry the schema).
+     */
+    const char *kw[] = {"connect_timeout", "application_name", "dbname", "options", NULL};
+    const char *val[] = {"10", "inferd", s->conninfo, s->options, NULL};
+    PGconn *conn = PQconnectdbParams(kw, val, 1);
+    if (conn != NULL)
+        PQsetNoticeProcessor(conn, pg_notice, NULL);
+    return conn;
+}
+
+/* Notes a failed (re)connect on `c`: no new attempt before the backoff. */
+static void note_failure(pg_conn *c, int64_t now)
+{
+    c->backoff_ms = c->backoff_ms == 0 ? PG_BACKOFF_MIN_MS : c->backoff_ms * 2;
+    if (c->backoff_ms > PG_BACKOFF_MAX_MS)
+        c->backoff_ms = PG_BACKOFF_MAX_MS;
+    c->retry_at_ms = now + c->backoff_ms;
+}
+
+/*
+ * Makes `c` usable: a no-op when its status is good, else one reset
+ * attempt unless the backoff forbids it. ERR_UNAVAILABLE when not usable.
+ */
+static int conn_ensure(pg_store *s, pg_conn *c, err_t *e)
+{
+    if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+        return ERR_OK;
+    int64_t now = store_now_ms();
+    if (now < c->retry_at_ms)
+        return err_set(e, ERR_UNAVAILABLE,
+                       "store %s: connection lost; next reconnect attempt in %lld ms", s->shown,
+                       (long long)(c->retry_at_ms - now));
+    if (c->conn == NULL)
+        c->conn = pg_connect(s);
+    else
+        PQreset(c->conn);
+    if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK) {
+        c->backoff_ms = 0;
+        c->retry_at_ms = 0;
+        return ERR_OK;
+    }
+    char msg[400];
+    note_failure(c, now);
+    return err_set(
+        e, ERR_UNAVAILABLE, "store %s: cannot connect: %s", s->shown,
+        trim_msg(c->conn != NULL ? PQerrorMessage(c->conn) : "out of memory", msg, sizeof msg));
+}
+
+static pg_conn *pool_get(pg_store *s)
+{
+    pthread_mutex_lock(&s->plock);
+    while (s->nfree == 0)
+        pthread_cond_wait(&s->pcond, &s->plock);
+    pg_conn *c = s->freel[--s->nfree];
+    pthread_mutex_unlock(&s->plock);
+    return c;
+}
+
+static void pool_put(pg_store *s, pg_conn *c)
+{
+    pthread_mutex_lock(&s->plock);
+    s->freel[s->nfree++] = c;
+    pthread_cond_signal(&s->pcond);
+    pthread_mutex_unlock(&s->plock);
+}
+
+/*
+ * Takes a connection and opens a transaction (`begin` is the BEGIN
+ * statement); pg_end() must follow. A BEGIN that fails because the idle
+ * connection had died is retried once after a reset: nothing was done yet.
+ */
+static int pg_begin(pg_store *s, const char *begin, pg_conn **out, err_t *e)
+{
+    pg_conn *c = pool_get(s);
+    int rc = conn_ensure(s, c, e);
+    if (rc == ERR_OK) {
+        rc = q_run(s, c, begin, NULL, "begin", NULL, e);
+        if (rc == ERR_UNAVAILABLE) {
+            c->retry_at_ms = 0;
+            rc = conn_ensure(s, c, e);
+            if (rc == ERR_OK)
+                rc = q_run(s, c, begin, NULL, "begin", NULL, e);
+        }
+    }
+    if (rc) {
+        pool_put(s, c);
+        return rc;
+    }
+    *out = c;
+    return ERR_OK;
+}
+
+#define BEGIN_RW "BEGIN"
+#define BEGIN_RO "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+/* Commits when `rc` is ERR_OK, else rolls back; returns the connection to the pool. */
+static int pg_end(pg_store *s, pg_conn *c, int rc, err_t *e)
+{
+    if (rc == ERR_OK) {
+        PGresult *r = NULL;
+        rc = q_run(s, c, "COMMIT", NULL, "commit", &r, e);
+        /* COMMIT of a transaction that had failed answers ROLLBACK, not an error. */
+        if (rc == ERR_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+            rc = err_set(e, ERR_INTERNAL, "store %s: commit answered %s", s->shown, PQcmdStatus(r));
+        PQclear(r);
+    }
+    if (rc != ERR_OK && PQstatus(c->conn) == CONNECTION_OK &&
+        PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+        err_t ignore;
+        q_run(s, c, "ROLLBACK", NULL, "rollback", NULL, &ignore);
+    }
+    pool_put(s, c);
+    return rc;
+}
+
+static int pg_migrate(pg_store *s, pg_conn *c, const char *schema, err_t *e)
+{
+    PGresult *r = NULL;
+    int rc = q_run(s, c, "BEGIN", NULL, "begin", NULL, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_MIGRATE ")", NULL, "migrate lock",
+               NULL, e);
+    if (rc == ERR_OK && schema != NULL) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS \"%s\"", schema);
+        rc = q_run(s, c, sql, NULL, "create schema", NULL, e);
+    }
+    if (rc == ERR_OK)
+        rc = q_run(s, c, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                   NULL, "schema_version", NULL, e);
+    if (rc == ERR_OK)
+        rc = q_run(s, c, "SELECT coalesce(max(version), 0) FROM schema_version", NULL,
+                   "schema_version", &r, e);
+    int version = 0;
+    if (rc == ERR_OK) {
+        version = v_int(r, 0, 0);
+        PQclear(r);
+        if (version > PG_SCHEMA_VERSION)
+            rc = err_set(e, ERR_UNSUPPORTED,
+                         "store %s: schema version %d is newer than this inferd (%d)", s->shown,
+                         version, PG_SCHEMA_VERSION);
+    }
+    for (int v = version; rc == ERR_OK && v < PG_SCHEMA_VERSION; v++)
+        rc = q_exec(s, c, pg_migrations[v], "migrate", e);
+    if (rc == ERR_OK && version < PG_SCHEMA_VERSION) {
+        pg_params p = {0};
+        p_i64(&p, PG_SCHEMA_VERSION);
+        rc = q_run(s, c, "DELETE FROM schema_version", NULL, "schema_version", NULL, e);
+        if (rc == ERR_OK)
+            rc = q_run(s, c, "INSERT INTO schema_version(version) VALUES ($1)", &p,
+                       "schema_version", NULL, e);
+    }
+    if (rc == ERR_OK)
+        return q_run(s, c, "COMMIT", NULL, "commit", NULL, e);
+    if (PQstatus(c->conn) == CONNECTION_OK) {
+        err_t ignore;
+        q_run(s, c, "ROLLBACK", NULL, "rollback", NULL, &ignore);
+    }
+    return rc;
+}
+
+static void pg_close(store *base)
+{
+    pg_store *s = (pg_store *)base;
+    for (int i = 0; i < PG_POOL; i++)
+        PQfinish(s->pool[i].conn);
+    for (int i = 0; i < 2; i++) {
+        PQfinish(s->listen[i].c.conn);
+        pthread_mutex_destroy(&s->listen[i].lock);
+    }
+    pthread_mutex_destroy(&s->plock);
+    pthread_cond_destroy(&s->pcond);
+    free(s->shown);
+    free(s->conninfo);
+    free(s->options);
+    free(s);
+}
+
+/* `url` with the password of its user info, if any, replaced by "***". */
+static char *mask_password(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    if (auth == NULL)
+        return xstrdup(url);
+    auth += 3;
+    size_t alen = strcspn(auth, "/?");
+    const char *at = memchr(auth, '@', alen);
+    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL)
+        return xstrdup(url);
+    size_t size = strlen(url) + 8;
+    char *out = xmalloc(size);
+    snprintf(out, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    return out;
+}
+
+/*
+ * Splits our "schema" parameter off `url`: `*conninfo` receives the rest
+ * (new string), `schema` (PG_SCHEMA_MAX + 1 bytes) the name or "".
+ */
+static int split_url(const char *url, const char *shown, char **conninfo, char *schema, err_t *e)
+{
+    schema[0] = '\0';
+    const char *q = strchr(url, '?');
+    if (q == NULL) {
+        *conninfo = xstrdup(url);
+        return ERR_OK;
+    }
+    size_t size = strlen(url) + 1;
+    char *out = xmalloc(size);
+    size_t len = (size_t)(q - url);
+    memcpy(out, url, len);
+    out[len] = '\0';
+    int first = 1;
+    const char *p = q + 1;
+    while (*p != '\0') {
+        size_t n = strcspn(p, "&");
+        if (n > 7 && strncmp(p, "schema=", 7) == 0) {
+            size_t sl = n - 7;
+            int ok = sl <= PG_SCHEMA_MAX && !(p[7] >= '0' && p[7] <= '9');
+            for (size_t i = 0; ok && i < sl; i++) {
+                char ch = p[7 + i];
+                ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+            }
+            if (!ok) {
+                free(out);
+                return err_set(e, ERR_INVAL,
+                               "store %s: schema must match [a-z_][a-z0-9_]* and be at most %d "
+                               "bytes",
+                               shown, PG_SCHEMA_MAX);
+            }
+            memcpy(schema, p + 7, sl);
+            schema[sl] = '\0';
+        } else if (n > 0) {
+            out[len++] = first ? '?' : '&';
+            memcpy(out + len, p, n);
+            len += n;
+            out[len] = '\0';
+            first = 0;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    *conninfo = out;
+    return ERR_OK;
+}
+
+static const store_ops pg_ops;
+
+int store__pg_open(const char *target, const store_opts *opts, store **out, err_t *e)
+{
+    pg_store *s = xcalloc(1, sizeof *s);
+    s->base.ops = &pg_ops;
+    s->shown = mask_password(target);
+    pthread_mutex_init(&s->plock, NULL);
+    pthread_cond_init(&s->pcond, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_mutex_init(&s->listen[i].lock, NULL);
+    char schema[PG_SCHEMA_MAX + 1];
+    int rc = split_url(target, s->shown, &s->conninfo, schema, e);
+    if (rc) {
+        pg_close(&s->base);
+        return rc;
+    }
+    /* client_min_messages: no NOTICE chatter from IF NOT EXISTS on stderr. */
+    char opt[200];
+    snprintf(opt, sizeof opt, "%s%s%s-c lock_timeout=%d -c client_min_messages=warning",
+             schema[0] ? "-c search_path=" : "", schema, schema[0] ? " " : "",
+             opts->busy_timeout_ms);
+    s->options = xstrdup(opt);
+    /* Channels are database-wide: the schema keeps deployments apart. */
+    snprintf(s->chan_jobs, sizeof s->chan_jobs, "inferd_jobs%s%s", schema[0] ? "_" : "", schema);
+    snprintf(s->chan_outbox, sizeof s->chan_outbox, "inferd_outbox%s%s", schema[0] ? "_" : "",
+             schema);
+    snprintf(s->listen[STORE_CHANNEL_JOBS].channel, sizeof s->listen[0].channel, "%s",
+             s->chan_jobs);
+    snprintf(s->listen[STORE_CHANNEL_OUTBOX].channel, sizeof s->listen[0].channel, "%s",
+             s->chan_outbox);
+
+    for (int i = 0; rc == ERR_OK && i < PG_POOL; i++) {
+        pg_conn *c = &s->pool[i];
+        c->conn = pg_connect(s);
+        if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+            char msg[400];
+            rc = err_set(e, ERR_UNAVAILABLE, "store %s: cannot connect: %s", s->shown,
+                         trim_msg(c->conn != NULL ? PQerrorMessage(c->conn) : "out of memory", msg,
+                                  sizeof msg));
+            break;
+        }
+        if (i == 0)
+            rc = pg_migrate(s, c, schema[0] != '\0' ? schema : NULL, e);
+        s->freel[s->nfree++] = c;
+    }
+    if (rc) {
+        pg_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return ERR_OK;
+}
+
+/* --- outbox (inside a write transaction) ---------------------------------- */
+
+typedef struct {
+    int64_t job_id;
+    const char *asset_id;
+    job_state state;
+    unsigned tasks;
+    int attempts;
+    int nfaces, nimage;
+    const char *timings;
+    const char *error_code, *error_msg;
+} pg_event;
+
+/*
+ * Inserts the outbox row for `ev` and its NOTIFY; the caller holds the
+ * transaction and every row lock it needs (see "Outbox order" above).
+ */
+static int put_event(pg_store *s, pg_conn *c, const pg_event *ev, int64_t now, err_t *e)
+{
+    PGresult *r = NULL;
+    int rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock",
+                   NULL, e);
+    if (rc == ERR_OK)
+        rc = q_run(s, c, "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))", NULL,
+                   "outbox id", &r, e);
+    if (rc)
+        return rc;
+    int64_t id = v_i64(r, 0, 0);
+    PQclear(r);
+    char *payload =
+        store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
+                          ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
+    pg_params p = {0};
+    p_i64(&p, id);
+    p_i64(&p, ev->job_id);
+    p_text(&p, ev->asset_id);
+    p_text(&p, payload);
+    p_i64(&p, now);
+    rc = q_run(s, c,
+               "INSERT INTO outbox(id, job_id, asset_id, payload, created_ms)"
+               " VALUES ($1, $2, $3, $4, $5)",
+               &p, "outbox insert", NULL, e);
+    free(payload);
+    if (rc)
+        return rc;
+    pg_params n = {0};
+    p_text(&n, s->chan_outbox);
+    return q_run(s, c, "SELECT pg_notify($1, '')", &n, "notify", NULL, e);
+}
+
+/* The columns of a job that its transitions need (ROW_COLS). */
+typedef struct {
+    int64_t id;
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    unsigned tasks;
+    int attempts, max_attempts, cancel_requested;
+    char *timings;
+    char *payload;
+} pg_row;
+
+#define ROW_COLS "id, asset_id, tasks, attempts, max_attempts, cancel_requested, timings, payload"
+
+static void read_row(const PGresult *r, int row, pg_row *out)
+{
+    out->id = v_i64(r, row, 0);
+    v_copy(r, row, 1, out->asset_id, sizeof out->asset_id);
+    out->tasks = (unsigned)v_int(r, row, 2);
+    out->attempts = v_int(r, row, 3);
+    out->max_attempts = v_int(r, row, 4);
+    out->cancel_requested = v_int(r, row, 5);
+    out->timings = v_dup(r, row, 6);
+    out->payload = v_dup(r, row, 7);
+}
+
+static void row_clear(pg_row *r)
+{
+    free(r->timings);
+    free(r->payload);
+}
+
+static void rows_free(pg_row *rows, int n)
+{
+    for (int i = 0; i < n; i++)
+        row_clear(&rows[i]);
+    free(rows);
+}
+
+/* Every row of `r` (ROW_COLS) as a new array. */
+static void collect_rows(const PGresult *r, pg_row **out, int *n)
+{
+    int cnt = PQntuples(r);
+    pg_row *arr = cnt > 0 ? xcalloc((size_t)cnt, sizeof *arr) : NULL;
+    for (int i = 0; i < cnt; i++)
+        read_row(r, i, &arr[i]);
+    *out = arr;
+    *n = cnt;
+}
+
+/*
+ * Ends job `r` (locked by the caller) in terminal state `to` and inserts its
+ * event. NULL `code`, `error` or `timings` keep the stored value;
+ * `clear_error` clears the error instead. The event carries the error only
+ * when the job failed.
+ */
+static int finish_job(pg_store *s, pg_conn *c, const pg_row *r, job_state to, const char *code,
+                      const char *error, const char *timings, int clear_error, int nfaces,
+                      int nimage, int64_t now, err_t *e)
+{
+    pg_params p = {0};
+    p_text(&p, job_state_name(to));
+    p_text(&p, code);
+    p_text(&p, error);
+    p_text(&p, timings);
+    p_text(&p, clear_error ? "true" : "false");
+    p_i64(&p, now);
+    p_i64(&p, r->id);
+    int rc = q_run(s, c,
+                   "UPDATE jobs SET state = $1, error_code = CASE WHEN $5::boolean THEN NULL"
+                   " ELSE coalesce($2, error_code) END, error = CASE WHEN $5::boolean THEN NULL"
+                   " ELSE coalesce($3, error) END, timings = coalesce($4, timings),"
+                   " lease_owner = NULL, lease_until_ms = 0, finished_ms = $6, updated_ms = $6"
+                   " WHERE id = $7",
+                   &p, "finish job", NULL, e);
+    if (rc)
+        return rc;
+    pg_event ev = {
+        .job_id = r->id,
+        .asset_id = r->asset_id,
+        .state = to,
+        .tasks = r->tasks,
+        .attempts = r->attempts,
+        .nfaces = nfaces,
+        .nimage = nimage,
+        .timings = timings != NULL ? timings : r->timings,
+        .error_code = to == JOB_FAILED ? code : NULL,
+        .error_msg = to == JOB_FAILED ? error : NULL,
+    };
+    return put_event(s, c, &ev, now, e);
+}
+
+/*
+ * Locks and reads job `j` if it is still running under `owner` with the
+ * same attempt number; ERR_LEASE otherwise. FOR UPDATE re-checks the
+ * condition on the newest version after any wait, so the answer holds
+ * until the caller's commit.
+ */
+static int lease_row(pg_store *s, pg_conn *c, const job *j, const char *owner, pg_row *out,
+                     err_t *e)
+{
+    pg_params p = {0};
+    p_i64(&p, j->id);
+    p_text(&p, owner);
+    p_i64(&p, j->attempts);
+    PGresult *r = NULL;
+    int rc = q_run(s, c,
+                   "SELECT " ROW_COLS " FROM jobs WHERE id = $1 AND state = 'running'"
+                   " AND lease_owner = $2 AND attempts = $3 FOR UPDATE",
+                   &p, "lease check", &r, e);
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        read_row(r, 0, out);
+    else
+        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d", (long long)j->id,
+                     owner, j->attempts);
+    PQclear(r);
+    return rc;
+}
+
+/* Sends the "new claimable job" hint; delivered at commit. */
+static int notify_jobs(pg_store *s, pg_conn *c, err_t *e)
+{
+    pg_params p = {0};
+    p_text(&p, s->chan_jobs);
+    return q_run(s, c, "SELECT pg_notify($1, '')", &p, "notify", NULL, e);
+}
+
+/* Back to queued, lease cleared; `uncount` also takes back the attempt (release). */
+static int requeue(pg_store *s, pg_conn *c, const pg_row *r, int64_t run_after, int uncount,
+                   const char *code, const char *error, int64_t now, err_t *e)
+{
+    pg_params p = {0};
+    p_i64(&p, run_after);
+    p_i64(&p, uncount ? 1 : 0);
+    p_text(&p, code);
+    p_text(&p, error);
+    p_i64(&p, now);
+    p_i64(&p, r->id);
+    int rc = q_run(s, c,
+                   "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                   " run_after_ms = $1, attempts = greatest(attempts - $2::integer, 0),"
+                   " error_code = coalesce($3, error_code), error = coalesce($4, error),"
+                   " updated_ms = $5 WHERE id = $6",
+                   &p, "requeue", NULL, e);
+    if (rc == ERR_OK && run_after <= now)
+        rc = notify_jobs(s, c, e);
+    return rc;
+}
+
+/* --- jobs ----------------------------------------------------------------- */
+
+static int pg_job_enqueue(store *base, const job_spec *spec, job *out, int *existing, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    /*
+     * Look, then insert unless the dedupe index already holds a live job;
+     * a concurrent enqueue of the same asset makes the insert do nothing
+     * (ON CONFLICT waits for that transaction), and the next look, a new
+     * statement with a new snapshot, finds its job. The loop ends: each
+     * round either finds a job or inserts one, unless the job found by the
+     * conflict finished in between, which needs another worker to be fast
+     * indeed several times in a row.
+     */
+    for (int round = 0; rc == ERR_OK; round++) {
+        if (round == 5) {
+            rc = err_set(e, ERR_BUSY, "store %s: enqueue %s: dedupe kept changing", s->shown,
+                         spec->asset_id);
+            break;
+        }
+        pg_params p = {0};
+        p_text(&p, spec->asset_id);
+        p_i64(&p, spec->tasks);
+        rc = q_run(s, c,
+                   "SELECT " JOB_COLS " FROM jobs WHERE asset_id = $1 AND tasks = $2"
+                   " AND state IN ('queued','running') AND cancel_requested = 0",
+                   &p, "dedupe", &r, e);
+        if (rc)
+            break;
+        if (PQntuples(r) > 0) {
+            row_to_job(r, 0, out);
+            *existing = 1;
+            break;
+        }
+        PQclear(r);
+        r = NULL;
+        pg_params q = {0};
+        p_text(&q, spec->asset_id);
+        p_i64(&q, spec->priority);
+        p_i64(&q, spec->tasks);
+        p_i64(&q, spec->max_attempts);
+        p_text(&q, spec->source);
+        p_text(&q, spec->payload);
+        p_i64(&q, now);
+        rc = q_run(s, c,
+                   "INSERT INTO jobs(asset_id, state, priority, tasks, attempts, max_attempts,"
+                   " source, payload, run_after_ms, created_ms, updated_ms)"
+                   " VALUES ($1, 'queued', $2, $3, 0, $4, $5, $6, $7, $7, $7)"
+                   " ON CONFLICT (asset_id, tasks)"
+                   " WHERE state IN ('queued','running') AND cancel_requested = 0"
+                   " DO NOTHING RETURNING " JOB_COLS,
+                   &q, "enqueue", &r, e);
+        if (rc)
+            break;
+        if (PQntuples(r) == 1) {
+            row_to_job(r, 0, out);
+            rc = notify_jobs(s, c, e);
+            break;
+        }
+        PQclear(r);
+        r = NULL;
+    }
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        job_clear(out);
+        *existing = 0;
+    }
+    return rc;
+}
+
+static int pg_job_get(store *base, int64_t id, job *out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, id);
+    rc = q_run(s, c, "SELECT " JOB_COLS " FROM jobs WHERE id = $1", &p, "get job", &r, e);
+    if (rc == ERR_OK) {
+        if (PQntuples(r) == 1)
+            row_to_job(r, 0, out);
+        else
+            rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+    }
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc)
+        job_clear(out);
+    return rc;
+}
+
+static int pg_job_list(store *base, int state, int64_t before_id, int limit, job **out, int *n,
+                       err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    pg_params p = {0};
+    char sql[512];
+    char cond_id[32] = "", cond_state[32] = "";
+    if (before_id > 0) {
+        p_i64(&p, before_id);
+        snprintf(cond_id, sizeof cond_id, " AND id < $%d", p.n);
+    }
+    if (state >= 0) {
+        p_text(&p, job_state_name((job_state)state));
+        snprintf(cond_state, sizeof cond_state, " AND state = $%d", p.n);
+    }
+    p_i64(&p, limit);
+    snprintf(sql, sizeof sql,
+             "SELECT " JOB_COLS " FROM jobs WHERE true%s%s ORDER BY id DESC LIMIT $%d", cond_id,
+             cond_state, p.n);
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c, sql, &p, "list jobs", &r, e);
+    if (rc == ERR_OK)
+        collect_jobs(r, out, n);
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        job_array_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* Reads job `id` (JOB_COLS) into `out` on `c`, inside the caller's transaction. */
+static int read_job(pg_store *s, pg_conn *c, int64_t id, job *out, err_t *e)
+{
+    pg_params p = {0};
+    p_i64(&p, id);
+    PGresult *r = NULL;
+    int rc = q_run(s, c, "SELECT " JOB_COLS " FROM jobs WHERE id = $1", &p, "read job", &r, e);
+    if (rc == ERR_OK) {
+        if (PQntuples(r) == 1)
+            row_to_job(r, 0, out);
+        else
+            rc = err_set(e, ERR_INTERNAL, "job %lld vanished", (long long)id);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_job_cancel(store *base, int64_t id, job *out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    pg_row row = {0};
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, id);
+    rc = q_run(s, c, "SELECT " ROW_COLS ", state FROM jobs WHERE id = $1 FOR UPDATE", &p, "cancel",
+               &r, e);
+    if (rc)
+        goto out;
+    if (PQntuples(r) != 1) {
+        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+        goto out;
+    }
+    read_row(r, 0, &row);
+    int state = job_state_parse(v_str(r, 0, 8));
+    if (state == JOB_QUEUED) {
+        rc = finish_job(s, c, &row, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+    } else if (state == JOB_RUNNING && !row.cancel_requested) {
+        pg_params u = {0};
+        p_i64(&u, now);
+        p_i64(&u, id);
+        rc = q_run(s, c, "UPDATE jobs SET cancel_requested = 1, updated_ms = $1 WHERE id = $2", &u,
+                   "cancel", NULL, e);
+    }
+    if (rc == ERR_OK && out != NULL)
+        rc = read_job(s, c, id, out, e);
+out:
+    PQclear(r);
+    row_clear(&row);
+    rc = pg_end(s, c, rc, e);
+    if (rc && out != NULL)
+        job_clear(out);
+    return rc;
+}
+
+static int cmp_claim_order(const void *a, const void *b)
+{
+    const job *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int pg_job_claim(store *base, const char *owner, int max, int64_t lease_ms, job **out,
+                        int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, owner);
+    p_i64(&p, now + lease_ms);
+    p_i64(&p, now);
+    p_i64(&p, max);
+    /* SKIP LOCKED: rows another claimer is taking are passed over, never waited for. */
+    rc = q_run(s, c,
+               "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until_ms = $2,"
+               " attempts = attempts + 1, updated_ms = $3"
+               " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $3"
+               " ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING " JOB_COLS,
+               &p, "claim", &r, e);
+    if (rc == ERR_OK)
+        collect_jobs(r, out, n);
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        job_array_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    /* RETURNING yields rows in no promised order; hand them out in claim order. */
+    if (*n > 1)
+        qsort(*out, (size_t)*n, sizeof **out, cmp_claim_order);
+    return ERR_OK;
+}
+
+static int pg_job_heartbeat(store *base, const char *owner, int64_t lease_ms, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, now + lease_ms);
+    p_i64(&p, now);
+    p_text(&p, owner);
+    rc = q_run(s, c,
+               "UPDATE jobs SET lease_until_ms = $1, updated_ms = $2"
+               " WHERE state = 'running' AND lease_owner = $3",
+               &p, "heartbeat", NULL, e);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_job_rescue(store *base, int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    pg_row *rows = NULL;
+    int nrows = 0;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, now);
+    /*
+     * Lock them all first (see "Outbox order"); a row locked by someone else
+     * is being finished or rescued by them: skip it.
+     */
+    rc = q_run(s, c,
+               "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_until_ms < $1"
+               " ORDER BY id FOR UPDATE SKIP LOCKED",
+               &p, "rescue", &r, e);
+    if (rc)
+        goto out;
+    collect_rows(r, &rows, &nrows);
+    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
+        const pg_row *w = &rows[i];
+        char msg[128];
+        snprintf(msg, sizeof msg, "lease expired at attempt %d", w->attempts);
+        if (w->cancel_requested)
+            rc = finish_job(s, c, w, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+        else if (w->attempts >= w->max_attempts)
+            rc = finish_job(s, c, w, JOB_FAILED, STORE_LEASE_EXPIRED_CODE, msg, NULL, 0, 0, 0, now,
+                            e);
+        else
+            rc = requeue(s, c, w, now, 0, STORE_LEASE_EXPIRED_CODE, msg, now, e);
+    }
+    if (rc == ERR_OK)
+        *n = nrows;
+out:
+    PQclear(r);
+    rows_free(rows, nrows);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_job_retry(store *base, const job *j, const char *owner, int64_t delay_ms, int code,
+                        const char *error, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    pg_row row = {0};
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, c, j, owner, &row, e);
+    if (rc == ERR_OK) {
+        if (row.cancel_requested)
+            rc =
+                finish_job(s, c, &row, JOB_CANCELLED, err_name(code), error, NULL, 0, 0, 0, now, e);
+        else if (row.attempts >= row.max_attempts)
+            rc = finish_job(s, c, &row, JOB_FAILED, err_name(code), error, NULL, 0, 0, 0, now, e);
+        else
+            rc = requeue(s, c, &row, now + delay_ms, 0, err_name(code), error, now, e);
+    }
+    row_clear(&row);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_job_fail(store *base, const job *j, const char *owner, int code, const char *error,
+                       const char *timings, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    pg_row row = {0};
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, c, j, owner, &row, e);
+    if (rc == ERR_OK)
+        rc = finish_job(s, c, &row, row.cancel_requested ? JOB_CANCELLED : JOB_FAILED,
+                        err_name(code), error, timings, 0, 0, 0, now, e);
+    row_clear(&row);
+    return pg_end(s, c, rc, e);
+}
+
+/* The keypoints of `f` as JSON text [[x,y] x6], as store_sqlite.c writes them. */
+static void keypoints_text(const store_face *f, char *kps, size_t size)
+{
+    size_t len = 0;
+    kps[len++] = '[';
+    for (int k = 0; k < 6; k++)
+        len += (size_t)snprintf(kps + len, size - len, "%s[%.9g,%.9g]", k ? "," : "", f->kps[k][0],
+                                f->kps[k][1]);
+    snprintf(kps + len, size - len, "]");
+}
+
+/* Writes the results of `r` for asset `asset_id`; inside the caller's transaction. */
+static int put_results(pg_store *s, pg_conn *c, const char *asset_id, const char *payload,
+                       const store_result *r, int64_t now, err_t *e)
+{
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    p_text(&p, payload);
+    p_i64(&p, r->width);
+    p_i64(&p, r->height);
+    p_i64(&p, now);
+    /* A job without a payload keeps the payload an earlier job gave the asset. */
+    int rc = q_run(s, c,
+                   "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
+                   " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (asset_id) DO UPDATE SET"
+                   " payload = coalesce(excluded.payload, assets.payload), width = excluded.width,"
+                   " height = excluded.height, updated_ms = excluded.updated_ms",
+                   &p, "asset upsert", NULL, e);
+    if (rc)
+        return rc;
+
+    if (r->image_model != NULL) {
+        int bytes = r->image_dim * 4;
+        unsigned char *blob = xmalloc((size_t)bytes);
+        store__vec_to_le(r->image_vector, r->image_dim, blob);
+        pg_params q = {0};
+        p_text(&q, asset_id);
+        p_text(&q, r->image_model);
+        p_i64(&q, r->image_dim);
+        p_f64(&q, r->image_norm);
+        p_text(&q, r->nsfw);
+        p_bin(&q, blob, bytes);
+        rc = q_run(s, c,
+                   "INSERT INTO image_embeddings(asset_id, model, dim, norm, nsfw, vector)"
+                   " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (asset_id, model) DO UPDATE SET"
+                   " dim = excluded.dim, norm = excluded.norm, nsfw = excluded.nsfw,"
+                   " vector = excluded.vector",
+                   &q, "image embedding", NULL, e);
+        free(blob);
+        if (rc)
+            return rc;
+    }
+
+    if (r->face_model == NULL && r->detector_model == NULL)
+        return ERR_OK;
+    const char *det = r->detector_model != NULL ? r->detector_model : "";
+    const char *fm = r->face_model != NULL ? r->face_model : "";
+    pg_params d = {0};
+    p_text(&d, asset_id);
+    p_text(&d, det);
+    p_text(&d, fm);
+    rc = q_run(s, c, "DELETE FROM faces WHERE asset_id = $1 AND detector = $2 AND model = $3", &d,
+               "faces delete", NULL, e);
+    unsigned char *blob = r->face_dim > 0 ? xmalloc((size_t)r->face_dim * 4) : NULL;
+    for (int i = 0; rc == ERR_OK && i < r->nfaces; i++) {
+        const store_face *f = &r->faces[i];
+        char kps[6 * 2 * 20 + 16];
+        keypoints_text(f, kps, sizeof kps);
+        pg_params q = {0};
+        p_text(&q, asset_id);
+        p_text(&q, det);
+        p_text(&q, fm);
+        for (int b = 0; b < 4; b++)
+            p_f64(&q, f->box[b]);
+        p_f64(&q, f->score);
+        p_text(&q, kps);
+        if (f->vector != NULL) {
+            store__vec_to_le(f->vector, r->face_dim, blob);
+            p_i64(&q, r->face_dim);
+            p_bin(&q, blob, r->face_dim * 4);
+        } else {
+            p_i64(&q, 0);
+            p_text(&q, NULL);
+        }
+        rc = q_run(s, c,
+                   "INSERT INTO faces(asset_id, detector, model, x1, y1, x2, y2, score,"
+                   " keypoints, dim, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                   &q, "face insert", NULL, e);
+    }
+    free(blob);
+    return rc;
+}
+
+static int pg_job_complete(store *base, const job *j, const char *owner, const store_result *r,
+                           err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    pg_row row = {0};
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    rc = lease_row(s, c, j, owner, &row, e);
+    if (rc)
+        goto out;
+    if (row.cancel_requested) {
+        rc = finish_job(s, c, &row, JOB_CANCELLED, NULL, NULL, r->timings, 0, 0, 0, now, e);
+        goto out;
+    }
+    rc = put_results(s, c, row.asset_id, row.payload, r, now, e);
+    if (rc == ERR_OK) {
+        int nfaces = (r->face_model != NULL || r->detector_model != NULL) ? r->nfaces : 0;
+        rc = finish_job(s, c, &row, JOB_DONE, NULL, NULL, r->timings, 1, nfaces,
+                        r->image_model != NULL ? 1 : 0, now, e);
+    }
+out:
+    row_clear(&row);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_job_release(store *base, const char *owner, int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    pg_row *rows = NULL;
+    int nrows = 0;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, owner);
+    rc = q_run(s, c,
+               "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_owner = $1"
+               " ORDER BY id FOR UPDATE",
+               &p, "release", &r, e);
+    if (rc)
+        goto out;
+    collect_rows(r, &rows, &nrows);
+    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
+        if (rows[i].cancel_requested)
+            rc = finish_job(s, c, &rows[i], JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
+        else
+            rc = requeue(s, c, &rows[i], now, 1, NULL, NULL, now, e);
+    }
+    if (rc == ERR_OK)
+        *n = nrows;
+out:
+    PQclear(r);
+    rows_free(rows, nrows);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_counts_get(store *base, store_counts *cnt, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c,
+               "SELECT state, count(*) FROM jobs GROUP BY state UNION ALL"
+               " SELECT 'outbox', count(*) FROM outbox WHERE sent_ms IS NULL",
+               NULL, "counts", &r, e);
+    for (int i = 0; rc == ERR_OK && i < PQntuples(r); i++) {
+        int64_t k = v_i64(r, i, 1);
+        const char *name = v_str(r, i, 0);
+        if (name != NULL && strcmp(name, "outbox") == 0) {
+            cnt->outbox_pending = k;
+            continue;
+        }
+        switch (job_state_parse(name)) {
+        case JOB_QUEUED:
+            cnt->queued = k;
+            break;
+        case JOB_RUNNING:
+            cnt->running = k;
+            break;
+        case JOB_DONE:
+            cnt->done = k;
+            break;
+        case JOB_FAILED:
+            cnt->failed = k;
+            break;
+        case JOB_CANCELLED:
+            cnt->cancelled = k;
+            break;
+        }
+    }
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+/* --- results ---------------------------------------------------------------- */
+
+/* The bytea column as a JSON array of `dim` floats (fewer if the value is short). */
+static json_t *vector_json(const PGresult *r, int row, int col, int dim)
+{
+    if (PQgetisnull(r, row, col) || dim <= 0)
+        return json_null();
+    size_t bytes = 0;
+    unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &bytes);
+    if (b == NULL)
+        return json_null();
+    if (bytes / 4 < (size_t)dim)
+        dim = (int)(bytes / 4);
+    float *v = xmalloc((size_t)(dim > 0 ? dim : 1) * sizeof *v);
+    store__vec_from_le(b, dim, v);
+    PQfreemem(b);
+    json_t *a = json_array();
+    for (int i = 0; i < dim; i++)
+        json_array_append_new(a, json_real(v[i]));
+    free(v);
+    return a;
+}
+
+static json_t *keypoints_json(const char *text)
+{
+    json_t *in = store__json_or_null(text);
+    json_t *out = json_array();
+    size_t i;
+    json_t *pt;
+    json_array_foreach(in, i, pt)
+    {
+        json_t *p = json_array();
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 0)), 10));
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 1)), 10));
+        json_array_append_new(out, p);
+    }
+    json_decref(in);
+    return out;
+}
+
+static int pg_asset_get(store *base, const char *asset_id, int with_vectors, json_t **out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    json_t *o = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    rc = q_run(s, c, "SELECT payload, width, height, updated_ms FROM assets WHERE asset_id = $1",
+               &p, "asset", &r, e);
+    if (rc)
+        goto out;
+    if (PQntuples(r) != 1) {
+        rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
+        goto out;
+    }
+    o = json_object();
+    json_object_set_new(o, "asset_id", json_string(asset_id));
+    json_object_set_new(o, "payload", store__json_or_null(v_str(r, 0, 0)));
+    json_object_set_new(o, "width", json_integer(v_int(r, 0, 1)));
+    json_object_set_new(o, "height", json_integer(v_int(r, 0, 2)));
+    char when[40];
+    store__rfc3339(v_i64(r, 0, 3), when, sizeof when);
+    json_object_set_new(o, "updated_at", json_string(when));
+    PQclear(r);
+    r = NULL;
+
+    rc = q_run(s, c,
+               with_vectors ? "SELECT model, dim, norm, nsfw, vector FROM image_embeddings"
+                              " WHERE asset_id = $1 ORDER BY model"
+                            : "SELECT model, dim, norm, nsfw FROM image_embeddings"
+                              " WHERE asset_id = $1 ORDER BY model",
+               &p, "image embeddings", &r, e);
+    if (rc)
+        goto out;
+    json_t *embs = json_array();
+    json_object_set_new(o, "image_embeddings", embs);
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *ie = json_object();
+        int dim = v_int(r, i, 1);
+        json_object_set_new(ie, "model", json_string(v_str(r, i, 0)));
+        json_object_set_new(ie, "dim", json_integer(dim));
+        json_object_set_new(ie, "norm", store__num(v_f64(r, i, 2), 1e4));
+        json_object_set_new(ie, "nsfw", store__json_or_null(v_str(r, i, 3)));
+        if (with_vectors)
+            json_object_set_new(ie, "vector", vector_json(r, i, 4, dim));
+        json_array_append_new(embs, ie);
+    }
+    PQclear(r);
+    r = NULL;
+
+    rc = q_run(s, c,
+               with_vectors ? "SELECT id, x1, y1, x2, y2, score, keypoints, detector, model, dim,"
+                              " person_id, vector FROM faces WHERE asset_id = $1 ORDER BY id"
+                            : "SELECT id, x1, y1, x2, y2, score, keypoints, detector, model, dim,"
+                              " person_id FROM faces WHERE asset_id = $1 ORDER BY id",
+               &p, "faces", &r, e);
+    if (rc)
+        goto out;
+    json_t *faces = json_array();
+    json_object_set_new(o, "faces", faces);
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *f = json_object();
+        json_object_set_new(f, "id", json_integer(v_i64(r, i, 0)));
+        json_t *box = json_array();
+        for (int b = 0; b < 4; b++)
+            json_array_append_new(box, store__num(v_f64(r, i, 1 + b), 10));
+        json_object_set_new(f, "box", box);
+        json_object_set_new(f, "score", store__num(v_f64(r, i, 5), 1e4));
+        json_object_set_new(f, "keypoints", keypoints_json(v_str(r, i, 6)));
+        json_object_set_new(f, "detector", json_string(v_str(r, i, 7)));
+        json_object_set_new(f, "model", json_string(v_str(r, i, 8)));
+        int dim = v_int(r, i, 9);
+        json_object_set_new(f, "dim", json_integer(dim));
+        if (with_vectors)
+            json_object_set_new(f, "vector", vector_json(r, i, 11, dim));
+        json_object_set_new(f, "person_id",
+                            PQgetisnull(r, i, 10) ? json_null() : json_integer(v_i64(r, i, 10)));
+        json_array_append_new(faces, f);
+    }
+out:
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return ERR_OK;
+}
+
+static int pg_asset_delete(store *base, const char *asset_id, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    /* image_embeddings and faces go with it: ON DELETE CASCADE. */
+    rc = q_run(s, c, "DELETE FROM assets WHERE asset_id = $1", &p, "asset delete", &r, e);
+    if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+/* --- outbox --------------------------------------------------------------- */
+
+static int pg_outbox_read(store *base, int64_t after_id, int unsent_only, int limit,
+                          outbox_event **out, int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    rc = q_run(s, c,
+               unsent_only ? "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                             " FROM outbox WHERE id > $1 AND sent_ms IS NULL ORDER BY id LIMIT $2"
+                           : "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                             " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+               &p, "outbox read", &r, e);
+    if (rc == ERR_OK && PQntuples(r) > 0) {
+        int cnt = PQntuples(r);
+        outbox_event *arr = xcalloc((size_t)cnt, sizeof *arr);
+        for (int i = 0; i < cnt; i++) {
+            outbox_event *ev = &arr[i];
+            ev->id = v_i64(r, i, 0);
+            ev->job_id = v_i64(r, i, 1);
+            v_copy(r, i, 2, ev->asset_id, sizeof ev->asset_id);
+            ev->payload = v_dup(r, i, 3);
+            ev->created_ms = v_i64(r, i, 4);
+            ev->sent = !PQgetisnull(r, i, 5);
+        }
+        *out = arr;
+        *n = cnt;
+    }
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        outbox_event_array_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static int pg_outbox_mark_sent(store *base, int64_t id, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, store_now_ms());
+    p_i64(&p, id);
+    rc = q_run(s, c, "UPDATE outbox SET sent_ms = coalesce(sent_ms, $1) WHERE id = $2", &p,
+               "mark sent", &r, e);
+    if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+/* --- leader leases -------------------------------------------------------- */
+
+static int pg_leader_acquire(store *base, const char *name, const char *owner, int64_t lease_ms,
+                             err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, name);
+    p_text(&p, owner);
+    p_i64(&p, now + lease_ms);
+    p_i64(&p, now);
+    /*
+     * ON CONFLICT DO UPDATE locks the row and evaluates its WHERE on the
+     * newest version: of racing callers one writes, the others see its row.
+     */
+    rc = q_run(s, c,
+               "INSERT INTO leader(name, owner, until_ms) VALUES ($1, $2, $3)"
+               " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+               " until_ms = excluded.until_ms WHERE leader.owner = excluded.owner"
+               " OR leader.until_ms < $4 RETURNING owner",
+               &p, "leader acquire", &r, e);
+    if (rc == ERR_OK && PQntuples(r) == 0) {
+        PQclear(r);
+        r = NULL;
+        pg_params q = {0};
+        p_text(&q, name);
+        rc = q_run(s, c, "SELECT owner, until_ms FROM leader WHERE name = $1", &q, "leader", &r, e);
+        if (rc == ERR_OK && PQntuples(r) == 1)
+            rc = err_set(e, ERR_LEASE, "leader %s: held by %s for %lld ms more", name,
+                         v_str(r, 0, 0), (long long)(v_i64(r, 0, 1) - now));
+        else if (rc == ERR_OK)
+            rc = err_set(e, ERR_BUSY, "leader %s: released while being taken; try again", name);
+    }
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_leader_release(store *base, const char *name, const char *owner, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, name);
+    p_text(&p, owner);
+    rc = q_run(s, c, "DELETE FROM leader WHERE name = $1 AND owner = $2", &p, "leader release",
+               NULL, e);
+    return pg_end(s, c, rc, e);
+}
+
+/* --- wake-ups --------------------------------------------------------------- */
+
+/* Drops every notification libpq has buffered on `conn`; how many there were. */
+static int drain_notifies(PGconn *conn)
+{
+    int n = 0;
+    PGnotify *nt;
+    while ((nt = PQnotifies(conn)) != NULL) {
+        PQfreemem(nt);
+        n++;
+    }
+    return n;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * (Re)opens the listener's connection and LISTENs. 1 when it was (re)opened
+ * now (hints may have been missed meanwhile), 0 when it was fine, or an
+ * error, after which the caller waits out the backoff.
+ */
+static int listen_ensure(pg_store *s, pg_listener *l, err_t *e)
+{
+    if (l->c.conn != NULL && PQstatus(l->c.conn) == CONNECTION_OK)
+        return 0;
+    int fresh = l->c.conn != NULL;
+    int rc = conn_ensure(s, &l->c, e);
+    if (rc)
+        return rc;
+    char sql[128];
+    snprintf(sql, sizeof sql, "LISTEN \"%s\"", l->channel);
+    rc = q_run(s, &l->c, sql, NULL, "listen", NULL, e);
+    if (rc) {
+        note_failure(&l->c, store_now_ms());
+        return rc;
+    }
+    return fresh;
+}
+
+static int pg_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_listener *l = &s->listen[ch];
+    int64_t deadline = mono_ms() + timeout_ms;
+    pthread_mutex_lock(&l->lock);
+    int rc = listen_ensure(s, l, e);
+    if (rc < 0) {
+        int64_t wait = l->c.retry_at_ms - store_now_ms();
+        pthread_mutex_unlock(&l->lock);
+        sleep_ms(wait < timeout_ms ? wait : timeout_ms);
+        return rc;
+    }
+    if (rc == 1) {
+        /* Reconnected: whatever was sent meanwhile is lost, so say "look". */
+        pthread_mutex_unlock(&l->lock);
+        return ERR_OK;
+    }
+    PGconn *conn = l->c.conn;
+    rc = 1;
+    for (;;) {
+        if (!PQconsumeInput(conn)) {
+            char msg[400];
+            rc = err_set(e, ERR_UNAVAILABLE, "store %s: listen connection lost: %s", s->shown,
+                         trim_msg(PQerrorMessage(conn), msg, sizeof msg));
+            break;
+        }
+        if (drain_notifies(conn) > 0) {
+            rc = ERR_OK;
+            break;
+        }
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno != EINTR) {
+            rc = err_set(e, ERR_IO, "store %s: poll: %s", s->shown, strerror(errno));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+static const store_ops pg_ops = {
+    .name = "postgres",
+    .close = pg_close,
+    .job_enqueue = pg_job_enqueue,
+    .job_get = pg_job_get,
+    .job_list = pg_job_list,
+    .job_cancel = pg_job_cancel,
+    .job_claim = pg_job_claim,
+    .job_heartbeat = pg_job_heartbeat,
+    .job_rescue = pg_job_rescue,
+    .job_retry = pg_job_retry,
+    .job_fail = pg_job_fail,
+    .job_complete = pg_job_complete,
+    .job_release = pg_job_release,
+    .counts_get = pg_counts_get,
+    .asset_get = pg_asset_get,
+    .asset_delete = pg_asset_delete,
+    .outbox_read = pg_outbox_read,
+    .outbox_mark_sent = pg_outbox_mark_sent,
+    .leader_acquire = pg_leader_acquire,
+    .leader_release = pg_leader_release,
+    .wait_notify = pg_wait_notify,
+};
