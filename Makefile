@@ -43,7 +43,7 @@ test: models testref build-asan
 test-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j $(JOBS) -L 'unit|models|cli'
+		ctest --output-on-failure -j $(JOBS) -L 'unit|models|cli|e2e'
 
 bench: models
 	bench/models --build $(BUILD) --models-dir $(MODELS_DIR)

@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct fetcher {
     int max_redirects; /* -1: none followed */
     int allow_private;
     int exempt_port; /* tests only, see fetch__test_exempt_port */
+    atomic_int aborting; /* set by fetch_abort: in-flight transfers end at once */
 };
 
 static pthread_mutex_t fetch__global_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -636,6 +638,24 @@ typedef struct {
     const char *refused_class;
 } xfer;
 
+/* Ends the transfer (CURLE_ABORTED_BY_CALLBACK) once fetch_abort() was called. */
+static int xfer_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    const fetcher *f = ud;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return atomic_load(&f->aborting) ? 1 : 0;
+}
+
+void fetch_abort(fetcher *f)
+{
+    if (f != NULL)
+        atomic_store(&f->aborting, 1);
+}
+
 static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
@@ -769,6 +789,9 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
     curl_easy_setopt(x.h, CURLOPT_USERAGENT, "inferd/" INFERD_VERSION);
     curl_easy_setopt(x.h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(x.h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(x.h, CURLOPT_XFERINFOFUNCTION, xfer_progress);
+    curl_easy_setopt(x.h, CURLOPT_XFERINFODATA, f);
+    curl_easy_setopt(x.h, CURLOPT_NOPROGRESS, 0L);
 
     cc = curl_easy_perform(x.h);
     curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &status);
@@ -796,6 +819,8 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
                      f->max_bytes);
     } else if (x.nomem) {
         rc = err_set(e, ERR_NOMEM, "GET %s: out of memory for the body", u);
+    } else if (cc == CURLE_ABORTED_BY_CALLBACK && atomic_load(&f->aborting)) {
+        rc = err_set(e, ERR_UNAVAILABLE, "GET %s: aborted: inferd is shutting down", u);
     } else if (cc != CURLE_OK) {
         rc = err_set(e, fetch__classify_curl(cc), "GET %s: %s%s%s%s", u,
                      errbuf[0] ? errbuf : curl_easy_strerror(cc), eff ? " (at " : "",

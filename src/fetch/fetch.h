@@ -116,6 +116,14 @@ int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *
 int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e);
 
 /*
+ * Makes every URL transfer in flight on `f` end at once with ERR_UNAVAILABLE
+ * ("aborted: inferd is shutting down"), and every later one too: called at
+ * shutdown when the grace period is over, so that a slot stuck in a slow
+ * download does not hold the process. Irreversible; thread-safe.
+ */
+void fetch_abort(fetcher *f);
+
+/*
  * Whether a numeric address (IPv4 dotted quad or IPv6 text, no brackets or
  * zone) is one the guard refuses by default: 1 refused, 0 public, -1 when
  * `addr` is not a numeric address (so `if (fetch_addr_is_private(a))` fails

@@ -829,6 +829,34 @@ static void test_http_timeouts(void **state)
     fetch_free(f);
 }
 
+static void *abort_later(void *arg)
+{
+    usleep(300 * 1000);
+    fetch_abort(arg);
+    return NULL;
+}
+
+/* fetch_abort() ends a slow transfer at once (shutdown), as a transient error. */
+static void test_http_abort(void **state)
+{
+    fetcher *f = make(1, 0, 20000, 0);
+    fetch_result r;
+    err_t e;
+    pthread_t t;
+    (void)state;
+
+    double t0 = now_ms();
+    assert_int_equal(pthread_create(&t, NULL, abort_later, f), 0);
+    assert_int_equal(get(f, port_a, "/slowbody?ms=8000", &r, &e), ERR_UNAVAILABLE);
+    pthread_join(t, NULL);
+    assert_true(now_ms() - t0 < 3000);
+    assert_non_null(strstr(e.msg, "shutting down"));
+    assert_true(err_is_transient(e.code));
+    /* and every later transfer on that fetcher */
+    assert_int_equal(get(f, port_a, "/bytes?n=10", &r, &e), ERR_UNAVAILABLE);
+    fetch_free(f);
+}
+
 static void test_http_refused_connection(void **state)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
@@ -955,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_http_redirects),
         cmocka_unit_test(test_http_size_cap),
         cmocka_unit_test(test_http_timeouts),
+        cmocka_unit_test(test_http_abort),
         cmocka_unit_test(test_http_refused_connection),
         cmocka_unit_test(test_ssrf_guard),
         cmocka_unit_test(test_http_concurrent),
