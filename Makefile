@@ -1,5 +1,7 @@
 # inferd — front end over scripts/setup.sh, CMake and ctest.
 #   make run    install what is missing, build, provision models, run the service
+#               (inferd serve on its embedded defaults: SQLite under ./var, port 8002)
+#   make analyze ARGS="a.jpg b.jpg"   the per-image pipeline on files, JSON lines
 #   make test   install what is missing, build, provision models, run every test
 #               (normal build, then the same suite under ASan + UBSan)
 #   make build  build/inferd          make bench   run the benchmarks in bench/
@@ -10,7 +12,7 @@ JOBS ?= $(shell nproc)
 MODELS_DIR ?= var/models
 ARGS ?=
 
-.PHONY: all setup build build-asan models testref run test test-asan bench clean
+.PHONY: all setup build build-asan models testref run analyze test test-asan bench clean
 
 all: build
 
@@ -34,6 +36,9 @@ testref:
 	@scripts/setup.sh testref
 
 run: models
+	$(BUILD)/inferd serve --models-dir $(MODELS_DIR) $(ARGS)
+
+analyze: models
 	$(BUILD)/inferd analyze --models-dir $(MODELS_DIR) $(if $(ARGS),$(ARGS),.deps/testdata/faceapi/sample1.jpg)
 
 test: models testref build-asan
