@@ -4,10 +4,22 @@
  * error, naming the flag.
  *
  *   inferd serve [options]              the daemon: HTTP API + worker slots in one process
+ *   inferd api [options]                the HTTP API alone (no slots, no models)
+ *   inferd worker [options]             worker slots alone (+ /health, /ready, /metrics)
  *   inferd analyze [options] IMAGE...   run every model on images, print JSON lines
  *   inferd version                      versions of inferd and its runtimes
  *
- * Threading (serve): the main thread blocks SIGTERM/SIGINT/SIGHUP before any
+ * Roles. api and worker are serve cut in two along the store: they share
+ * one database (PostgreSQL for several processes) and nothing else. Each
+ * process has a worker id (--worker-id, default HOSTNAME-PID): the lease
+ * owner of its jobs and of the MQTT publisher lease, recorded on each job
+ * it ran as worker_id. The api role loads no models, so /v1/predict there
+ * answers 503 predict_unavailable: lazily loading every model into the API
+ * process on the first predict call was rejected, as it would put model
+ * memory and inference CPU into the process that must stay responsive
+ * (run `inferd serve` where synchronous predictions are wanted).
+ *
+ * Threading (serve, api, worker): the main thread blocks SIGTERM/SIGINT/SIGHUP before any
  * other thread exists, so every thread (libmicrohttpd, worker, publisher,
  * ONNX Runtime, libvips, libcurl) inherits the mask and the main thread alone
  * receives them, in sigwait. It owns every object and tears them down in
@@ -32,6 +44,7 @@
 #include "fetch/fetch.h"
 #include "infer/infer.h"
 #include "pipeline/analyze.h"
+#include "queue/listen.h"
 #include "queue/worker.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -42,6 +55,8 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  serve              run the daemon: HTTP API and worker slots (see inferd help serve)\n"
+    "  api                run the HTTP API alone; workers share its --db (inferd help api)\n"
+    "  worker             run worker slots alone, + /health on --listen (inferd help worker)\n"
     "  analyze IMAGE...   run face detection, face and image embedding on image files and\n"
     "                     print one JSON object per image per line\n"
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
@@ -264,25 +279,30 @@ static int mkdir_p(const char *path)
 }
 
 /*
- * inferd serve: config -> data dir -> store -> fetcher -> events -> api (not
- * ready) -> models -> worker -> wait for SIGTERM/SIGINT -> worker_stop (grace)
- * -> events_stop (flush) -> api_stop -> free. The API starts before the
- * models load so that /health answers and /ready says 503 meanwhile.
+ * inferd serve|api|worker: config -> data dir -> store -> fetcher -> events
+ * -> api (not ready; the worker role: /health, /ready, /metrics only) ->
+ * models -> worker -> job listener -> wait for SIGTERM/SIGINT -> listener
+ * stop -> worker_stop (grace) -> events_stop (flush) -> api_stop -> free.
+ * The api role stops after the api step. The API starts before the models
+ * load so that /health answers and /ready says 503 meanwhile.
  * Exit status: 0 after a signal, 1 when a subsystem fails to start, 2 on a
  * usage error.
  */
-static int cmd_serve(int argc, char **argv)
+static int cmd_run(config_role role, int argc, char **argv)
 {
     config cfg;
     char msg[600];
-    argv[0] = (char *)"inferd serve";
-    int prc = config_parse(&cfg, argc, argv, msg, sizeof msg);
+    char cmdname[32];
+    snprintf(cmdname, sizeof cmdname, "inferd %s", config_role_name(role));
+    argv[0] = cmdname;
+    int prc = config_parse_role(&cfg, role, argc, argv, msg, sizeof msg);
     if (prc == 1)
         return 0;
     if (prc != 0) {
-        fprintf(stderr, "inferd serve: %s\n", msg);
+        fprintf(stderr, "%s: %s\n", cmdname, msg);
         return 2;
     }
+    int runs_jobs = role != CONFIG_ROLE_API;
     if (cfg.verbose)
         log_set_level(LOG_DEBUG);
 
@@ -304,15 +324,17 @@ static int cmd_serve(int argc, char **argv)
     api *ap = NULL;
     pipeline *pl = NULL;
     worker *wk = NULL;
+    queue_listen *ql = NULL;
     int fetch_inited = 0;
     api_deps deps;
     memset(&deps, 0, sizeof deps);
 
     log_info("main",
-             "inferd %s serve listen=%s:%d db=%s data_dir=%s slots=%d intra_op_threads=%d "
-             "models=%s media_root=%s mqtt=%s auth=%s",
-             INFERD_VERSION, cfg.listen_host, cfg.listen_port, cfg.db_url, cfg.data_dir,
-             cfg.slots, cfg.intra_op_threads, cfg.models_dir,
+             "inferd %s %s worker_id=%s listen=%s:%d db=%s data_dir=%s slots=%d "
+             "intra_op_threads=%d models=%s media_root=%s mqtt=%s auth=%s",
+             INFERD_VERSION, config_role_name(role), cfg.worker_id, cfg.listen_host,
+             cfg.listen_port, cfg.db_url, cfg.data_dir, runs_jobs ? cfg.slots : 0,
+             cfg.intra_op_threads, runs_jobs ? cfg.models_dir : "(none)",
              cfg.media_root[0] ? cfg.media_root : "(none)",
              cfg.mqtt_url[0] ? cfg.mqtt_url : "(none)", cfg.token[0] ? "token" : "none");
 
@@ -346,6 +368,7 @@ static int cmd_serve(int argc, char **argv)
         .mqtt_url = cfg.mqtt_url,
         .client_id = cfg.worker_id,
         .poll_ms = (int)cfg.poll_ms,
+        .lease_owner = cfg.worker_id,
     };
     if (events_new(st, &eo, &ev, &e) != ERR_OK || events_start(ev, &e) != ERR_OK) {
         log_error("main", "events: %s", e.msg);
@@ -356,7 +379,8 @@ static int cmd_serve(int argc, char **argv)
     deps.st = st;
     deps.fetch = fe;
     deps.ev = ev;
-    deps.role = "serve";
+    deps.role = config_role_name(role);
+    deps.health_only = role == CONFIG_ROLE_WORKER;
     atomic_init(&deps.wk, NULL);
     atomic_init(&deps.pl, NULL);
     if (api_start(&deps, &ap, &e) != ERR_OK) {
@@ -366,6 +390,10 @@ static int cmd_serve(int argc, char **argv)
     int v6 = strchr(cfg.listen_host, ':') != NULL;
     log_info("main", "listening on %s%s%s:%d", v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "",
              api_port(ap));
+    if (!runs_jobs) {
+        log_info("main", "ready worker_id=%s role=api (no slots, no models)", cfg.worker_id);
+        goto wait;
+    }
 
     pipeline_opts po;
     memset(&po, 0, sizeof po);
@@ -392,13 +420,35 @@ static int cmd_serve(int argc, char **argv)
         .poll_ms = cfg.poll_ms,
         .retry_base_ms = cfg.retry_base_ms,
     };
+    /*
+     * Jobs still running under this worker id belong to an earlier run of
+     * this process that died (ids are unique per live process, README
+     * "Scaling out"): our heartbeat would keep their leases alive forever,
+     * so hand them back to the queue first. With the default id (the pid is
+     * in it) there are none.
+     */
+    int nrel = 0;
+    if (store_job_release(st, cfg.worker_id, &nrel, &e) != ERR_OK)
+        log_warn("main", "releasing jobs of an earlier worker_id=%s: %s", cfg.worker_id, e.msg);
+    else if (nrel > 0)
+        log_warn("main", "released=%d jobs left running by an earlier worker_id=%s", nrel,
+                 cfg.worker_id);
+    err_clear(&e);
     if (worker_start(&wo, &wk, &e) != ERR_OK) {
         log_error("main", "worker: %s", e.msg);
         goto out;
     }
     atomic_store(&deps.wk, wk);
-    log_info("main", "ready worker_id=%s slots=%d", cfg.worker_id, cfg.slots);
+    /* Cross-process wake-ups: NOTIFY on PostgreSQL; on SQLite the poll does it. */
+    if (queue_listen_start(st, wk, 0, &ql, &e) != ERR_OK) {
+        log_error("main", "listen: %s", e.msg);
+        goto out;
+    }
+    log_info("main", "ready worker_id=%s role=%s slots=%d wakeups=%s", cfg.worker_id,
+             config_role_name(role), cfg.slots,
+             strcmp(store_backend(st), "postgres") == 0 ? "notify" : "poll");
 
+wait:;
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
         if (sig == SIGHUP)
@@ -409,6 +459,7 @@ static int cmd_serve(int argc, char **argv)
     status = 0;
 
 out:
+    queue_listen_stop(ql);
     if (wk != NULL)
         worker_stop(wk, cfg.grace_ms);
     /* A slot still inside a fetch or model run past the grace has had its job
@@ -466,7 +517,11 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(argc - 1, argv + 1);
+        return cmd_run(CONFIG_ROLE_SERVE, argc - 1, argv + 1);
+    if (strcmp(cmd, "api") == 0)
+        return cmd_run(CONFIG_ROLE_API, argc - 1, argv + 1);
+    if (strcmp(cmd, "worker") == 0)
+        return cmd_run(CONFIG_ROLE_WORKER, argc - 1, argv + 1);
     if (strcmp(cmd, "analyze") == 0)
         return cmd_analyze(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
@@ -476,6 +531,10 @@ int main(int argc, char **argv)
             fputs(usage_analyze, stdout);
         else if (argc > 2 && strcmp(argv[2], "serve") == 0)
             fputs(config_usage(), stdout);
+        else if (argc > 2 && strcmp(argv[2], "api") == 0)
+            fputs(config_usage_role(CONFIG_ROLE_API), stdout);
+        else if (argc > 2 && strcmp(argv[2], "worker") == 0)
+            fputs(config_usage_role(CONFIG_ROLE_WORKER), stdout);
         else
             fputs(usage_top, stdout);
         return 0;

@@ -20,3 +20,13 @@ foreach(script ${INFERD_E2E_TESTS})
   set_tests_properties(e2e.${name} PROPERTIES LABELS e2e TIMEOUT ${timeout} RUN_SERIAL TRUE
     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;INFERD_BIN=${CMAKE_BINARY_DIR}/inferd;INFERD_MODELS_DIR=${INFERD_MODELS};INFERD_TESTDATA=${INFERD_TESTDATA}")
 endforeach()
+# PostgreSQL scale-out tests (tests/e2e/1N-pg-*.py): each starts its own
+# throwaway server with tests/pg/pgctl.sh and exits 77 (skipped) when no
+# PostgreSQL server is installed.
+set(INFERD_E2E_PG_TESTS 10-pg-scaleout 11-pg-restart 12-pg-migrate-race)
+foreach(name ${INFERD_E2E_PG_TESTS})
+  if(TEST e2e.${name})
+    set_tests_properties(e2e.${name} PROPERTIES SKIP_RETURN_CODE 77)
+  endif()
+endforeach()
+set_tests_properties(e2e.10-pg-scaleout PROPERTIES TIMEOUT 360)

@@ -121,6 +121,9 @@ enum MHD_Result api__handle_metrics(api_call *q)
         counter(&b, "inferd_events_publish_errors_total", "Failed publish attempts.",
                 (double)es.publish_errors);
         gauge(&b, "inferd_mqtt_connected", "1 while the MQTT connection is up.", es.connected);
+        gauge(&b, "inferd_publisher_leader",
+              "1 while this process holds the MQTT publisher lease (one process at a time).",
+              es.leader);
     }
     gauge(&b, "inferd_predict_running", "Synchronous /v1/predict calls running now.",
           atomic_load(&a->predicts));

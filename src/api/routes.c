@@ -58,13 +58,20 @@ enum MHD_Result api__handle_health(api_call *q)
     json_object_set_new(o, "uptime_s",
                         json_integer((json_int_t)((store_now_ms() - a->started_ms) / 1000)));
     json_object_set_new(o, "counts_age_ms", valid ? json_integer(age_ms) : json_null());
+    if (d->ev != NULL) {
+        events_stats es;
+        events_get_stats(d->ev, &es);
+        json_object_set_new(o, "publisher_leader", json_boolean(es.leader));
+    }
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
 }
 
 enum MHD_Result api__handle_ready(api_call *q)
 {
     api_deps *d = q->a->deps;
-    int models = atomic_load(&d->pl) != NULL;
+    /* The api role loads no models: it is ready once the store is open. */
+    int no_models = d->role != NULL && strcmp(d->role, "api") == 0;
+    int models = no_models || atomic_load(&d->pl) != NULL;
     int st = d->st != NULL;
     int ready = models && st;
     json_t *o = json_pack("{sbsbsb}", "ready", ready, "models", models, "store", st);
@@ -341,6 +348,10 @@ enum MHD_Result api__handle_predict(api_call *q)
 {
     api *a = q->a;
     pipeline *pl = atomic_load(&a->deps->pl);
+    if (pl == NULL && a->deps->role != NULL && strcmp(a->deps->role, "api") == 0)
+        return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "predict_unavailable",
+                               "predict needs models; run serve (this inferd api process loads "
+                               "none: submit a job to /v1/jobs instead)");
     if (pl == NULL)
         return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
                                "models are still loading");

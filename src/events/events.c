@@ -23,14 +23,33 @@
  * is counted in publish_errors and treated as delivered, so one bad row does
  * not stall the outbox forever.
  *
- * Read cursor. While the window holds rows, the next read starts after its
- * newest row; when it is empty the read starts from 0 (unsent only), so a row
- * that committed late with a smaller id (PostgreSQL sequences) is still found.
+ * Read cursor. Rows come from store_outbox_claim(): the oldest unsent rows,
+ * and only while this process holds the publisher lease. The oldest of them
+ * are the window's own (unsent until acknowledged), so a read keeps only
+ * rows newer than the window's newest. The PostgreSQL backend commits
+ * outbox ids in order, so no row can appear later below that cursor.
+ *
+ * Publisher lease. Every read renews the lease; the loop reads at least
+ * every lease_ms / 3, even with nothing to publish, so a live publisher
+ * never loses it. ERR_LEASE means another process publishes: the window
+ * is dropped (its rows are unsent, the holder delivers them) and this
+ * publisher stands by, asking again every lease_ms / 3 and on every outbox
+ * hint. A store error (database down) keeps the window and retries at the
+ * next poll: if the lease expired meanwhile, the next read says so. At stop
+ * the lease is released so that a standby takes over at once. Rejected:
+ * a lease renewed by a timer thread of its own, which could keep the lease
+ * alive for a publisher thread that is stuck.
+ *
+ * Outbox listener. A second thread waits in store_wait_notify(OUTBOX) and
+ * calls events_notify() on each hint, so that SSE readers and the
+ * publisher of this process wake on commits made by other processes.
  *
  * Threading: events_notify, events_wait and events_get_stats may be called
  * from any thread. `lock` protects the generation counter, the stop flag and
  * the stats; `cond` is broadcast on each notify and at stop. The publisher
- * thread alone owns the mosquitto client and the window. The lock is never
+ * thread alone owns the mosquitto client, the window and the lease state;
+ * the listener thread only reads the stop flag and calls events_notify.
+ * The lock is never
  * held while calling the store or libmosquitto. Lock order: events lock, then
  * nothing.
  */
@@ -70,6 +89,8 @@ struct events {
     char *prefix;
     int poll_ms;
     int has_mqtt;
+    char *owner;      /* publisher lease owner */
+    int64_t lease_ms; /* publisher lease length */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -81,6 +102,8 @@ struct events {
     int efd; /* eventfd: wakes the publisher's poll */
     pthread_t thread;
     int started;
+    pthread_t lthread; /* outbox listener */
+    int lstarted;
 
     /* Publisher thread only. */
     struct mosquitto *mosq;
@@ -91,6 +114,8 @@ struct events {
     int nwin;
     int64_t next_connect; /* monotonic ms */
     int64_t backoff_ms;
+    int leader;      /* the last read got rows or renewed the lease */
+    int store_down;  /* the last read failed: logged once per outage */
 };
 
 static pthread_once_t events__once = PTHREAD_ONCE_INIT;
@@ -176,6 +201,7 @@ int events_new(store *st, const events_opts *opts, events **out, err_t *e)
     ev->st = st;
     ev->efd = -1;
     ev->poll_ms = opts && opts->poll_ms > 0 ? opts->poll_ms : 1000;
+    ev->lease_ms = opts && opts->lease_ms > 0 ? opts->lease_ms : 10000;
     ev->prefix = xstrdup(opts && opts->topic_prefix ? opts->topic_prefix : "inferd");
     if (opts && opts->client_id && opts->client_id[0]) {
         ev->client_id = xstrdup(opts->client_id);
@@ -184,6 +210,8 @@ int events_new(store *st, const events_opts *opts, events **out, err_t *e)
         snprintf(id, sizeof id, "inferd-%ld", (long)getpid());
         ev->client_id = xstrdup(id);
     }
+    ev->owner = xstrdup(opts && opts->lease_owner && opts->lease_owner[0] ? opts->lease_owner
+                                                                           : ev->client_id);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -359,28 +387,81 @@ static void retire_acked(events *ev)
     }
 }
 
-/* Reads unsent rows into the free part of the window. Returns how many were added. */
+static void set_leader(events *ev, int leader)
+{
+    ev->leader = leader;
+    pthread_mutex_lock(&ev->lock);
+    ev->stats.leader = leader;
+    pthread_mutex_unlock(&ev->lock);
+}
+
+/* Forgets the window's rows (not sent by us: the lease holder delivers them). */
+static void drop_window(events *ev)
+{
+    for (int i = 0; i < ev->nwin; i++)
+        free(ev->win[i].row.payload);
+    ev->nwin = 0;
+}
+
+/*
+ * Renews the publisher lease and reads unsent rows newer than the window
+ * into its free part. Returns how many were added; 0 when standing by or
+ * when the store failed.
+ */
 static int refill(events *ev)
 {
     int room = EVENTS__WINDOW - ev->nwin;
-    if (room <= 0)
-        return 0;
     int64_t after = ev->nwin > 0 ? ev->win[ev->nwin - 1].row.id : 0;
     outbox_event *rows = NULL;
     int n = 0;
     err_t e = {0};
-    if (store_outbox_read(ev->st, after, 1, room, &rows, &n, &e) != ERR_OK) {
-        log_warn("events", "outbox read: %s", e.msg);
+    int rc = store_outbox_claim(ev->st, ev->owner, EVENTS__WINDOW, ev->lease_ms, &rows, &n, &e);
+    if (rc == ERR_LEASE) {
+        if (ev->leader || ev->store_down)
+            log_info("events", "standing by: %s", e.msg);
+        else if (ev->nwin == 0 && ev->stats.published == 0)
+            log_debug("events", "standing by: %s", e.msg);
+        ev->store_down = 0;
+        drop_window(ev);
+        set_leader(ev, 0);
         return 0;
     }
-    for (int i = 0; i < n && ev->nwin < EVENTS__WINDOW; i++) {
+    if (rc != ERR_OK) {
+        if (!ev->store_down)
+            log_warn("events", "outbox read: %s", e.msg);
+        ev->store_down = 1;
+        return 0;
+    }
+    if (ev->store_down)
+        log_info("events", "outbox reads restored");
+    ev->store_down = 0;
+    if (!ev->leader) {
+        log_info("events", "publisher lease acquired owner=%s", ev->owner);
+        set_leader(ev, 1);
+    }
+    int added = 0;
+    for (int i = 0; i < n && added < room; i++) {
+        if (rows[i].id <= after)
+            continue; /* already in the window */
         events__slot *s = &ev->win[ev->nwin++];
         memset(s, 0, sizeof *s);
         s->row = rows[i];
         rows[i].payload = NULL; /* moved */
+        added++;
     }
     outbox_event_array_free(rows, n);
-    return n;
+    return added;
+}
+
+/* At stop: lets a standby take over now rather than after the lease expires. */
+static void release_lease(events *ev)
+{
+    if (!ev->leader)
+        return;
+    err_t e = {0};
+    if (store_leader_release(ev->st, STORE_LEADER_PUBLISHER, ev->owner, &e) != ERR_OK)
+        log_warn("events", "releasing publisher lease: %s", e.msg);
+    set_leader(ev, 0);
 }
 
 static void drain_eventfd(events *ev)
@@ -396,6 +477,8 @@ static void *publisher_main(void *arg)
     ev->backoff_ms = EVENTS__BACKOFF_MIN_MS;
     ev->next_connect = 0;
     int64_t next_read = 0;
+    int64_t next_renew = 0; /* read at least this often, to keep (or ask for) the lease */
+    int64_t renew_ms = ev->lease_ms / 3 > 0 ? ev->lease_ms / 3 : 1;
     int more = 0; /* the last read filled the window: read again as soon as room frees */
     for (;;) {
         pthread_mutex_lock(&ev->lock);
@@ -422,13 +505,14 @@ static void *publisher_main(void *arg)
 
         retire_acked(ev);
         int added = 0;
-        int do_read =
-            now >= next_read || (more && ev->nwin < EVENTS__WINDOW) || (stopping && ev->nwin == 0);
+        int do_read = now >= next_read || now >= next_renew ||
+                      (more && ev->nwin < EVENTS__WINDOW) || (stopping && ev->nwin == 0);
         if (do_read) {
             int room = EVENTS__WINDOW - ev->nwin;
             added = refill(ev);
-            more = room > 0 && added == room;
+            more = ev->leader && room > 0 && added == room;
             next_read = now + ev->poll_ms;
+            next_renew = now + renew_ms;
         }
         if (ev->connected)
             publish_window(ev);
@@ -446,7 +530,7 @@ static void *publisher_main(void *arg)
                 evs |= POLLOUT;
             pfd[npfd++] = (struct pollfd){.fd = sock, .events = evs};
         }
-        int64_t wake = next_read;
+        int64_t wake = next_read < next_renew ? next_read : next_renew;
         if (ev->mosq == NULL && ev->next_connect < wake)
             wake = ev->next_connect;
         if (ev->mosq != NULL && now + 1000 < wake)
@@ -482,9 +566,46 @@ static void *publisher_main(void *arg)
         mosquitto_loop_write(ev->mosq, 1);
     }
     drop_client(ev);
-    for (int i = 0; i < ev->nwin; i++)
-        free(ev->win[i].row.payload);
-    ev->nwin = 0;
+    drop_window(ev);
+    release_lease(ev);
+    return NULL;
+}
+
+/* --- outbox listener thread ------------------------------------------------ */
+
+#define EVENTS__LISTEN_SLICE_MS 500
+
+static int is_stopping(events *ev)
+{
+    pthread_mutex_lock(&ev->lock);
+    int s = ev->stopping;
+    pthread_mutex_unlock(&ev->lock);
+    return s;
+}
+
+static void *listener_main(void *arg)
+{
+    events *ev = arg;
+    int down = 0;
+    while (!is_stopping(ev)) {
+        err_t e = {0};
+        int64_t t0 = mono_ms();
+        int rc = store_wait_notify(ev->st, STORE_CHANNEL_OUTBOX, EVENTS__LISTEN_SLICE_MS, &e);
+        if (rc == 1)
+            continue;
+        if (rc < 0) {
+            if (!down)
+                log_warn("events", "outbox wake-ups unavailable, polling meanwhile: %s", e.msg);
+            down = 1;
+            if (mono_ms() - t0 < 50)
+                usleep(100000); /* never spin on an error that returns at once */
+            continue;
+        }
+        if (down)
+            log_info("events", "outbox wake-ups restored");
+        down = 0;
+        events_notify(ev);
+    }
     return NULL;
 }
 
@@ -492,6 +613,15 @@ static void *publisher_main(void *arg)
 
 int events_start(events *ev, err_t *e)
 {
+    if (!ev->lstarted) {
+        err_t first = {0};
+        if (store_wait_notify(ev->st, STORE_CHANNEL_OUTBOX, 0, &first) < 0) /* listen from now */
+            log_warn("events", "outbox wake-ups not available yet: %s", first.msg);
+        int rc = pthread_create(&ev->lthread, NULL, listener_main, ev);
+        if (rc != 0)
+            return err_set(e, ERR_INTERNAL, "events: pthread_create: %s", strerror(rc));
+        ev->lstarted = 1;
+    }
     if (!ev->has_mqtt || ev->started)
         return ERR_OK;
     int rc = pthread_create(&ev->thread, NULL, publisher_main, ev);
@@ -526,6 +656,10 @@ void events_stop(events *ev, int flush_ms)
         pthread_join(ev->thread, NULL);
         ev->started = 0;
     }
+    if (ev->lstarted) {
+        pthread_join(ev->lthread, NULL);
+        ev->lstarted = 0;
+    }
     set_connected(ev, 0);
 }
 
@@ -542,6 +676,7 @@ void events_free(events *ev)
     free(ev->user);
     free(ev->pass);
     free(ev->client_id);
+    free(ev->owner);
     free(ev->prefix);
     free(ev);
 }

@@ -12,8 +12,18 @@
  *    only delayed, and after a reconnect unacknowledged rows are published
  *    again (at least once, in order per asset since rows go out in id order
  *    on one connection).
+ *    With several processes on one database (PostgreSQL, `inferd api` and
+ *    `inferd worker`), every process with an MQTT URL runs a publisher, but
+ *    only the holder of the store's publisher lease (store_outbox_claim)
+ *    gets rows: exactly one process delivers at a time, in id order; the
+ *    others stand by and take over when the lease is released (clean stop)
+ *    or expires (crash).
  *  - hub: events_notify() is called after each commit that wrote an outbox
- *    row; it wakes the publisher and every events_wait() caller (SSE).
+ *    row; it wakes the publisher and every events_wait() caller (SSE). A
+ *    listener thread (started by events_start) turns the store's outbox
+ *    hints (store_wait_notify(STORE_CHANNEL_OUTBOX): commits of every
+ *    process on PostgreSQL) into events_notify(), so SSE streams and the
+ *    publisher of an `inferd api` process wake on workers' commits.
  *
  * Threading: events_notify, events_wait and events_get_stats may be called
  * from any thread. The publisher thread owns the mosquitto client (driven by
@@ -36,12 +46,18 @@ typedef struct {
     const char *client_id;    /* MQTT client id; NULL = "inferd-<pid>" */
     const char *topic_prefix; /* NULL = "inferd" */
     int poll_ms;              /* fallback re-read of the outbox; 0 = 1000 */
+    /* Publisher lease (store_outbox_claim): the owner name, unique per
+     * process (NULL = client_id), and its length; renewed every lease_ms / 3
+     * (0 = 10000). A standby takes over at most about lease_ms after the
+     * holder died, at once after it stopped cleanly. */
+    const char *lease_owner;
+    int lease_ms;
 } events_opts;
 
 /* `*out` owned by the caller: events_free(). Does not start threads. */
 int events_new(store *st, const events_opts *opts, events **out, err_t *e);
 
-/* Starts the publisher thread when an MQTT URL is configured. */
+/* Starts the outbox listener thread, and the publisher thread when an MQTT URL is configured. */
 int events_start(events *ev, err_t *e);
 
 /* Stops the publisher (after trying to flush for up to `flush_ms`) and wakes waiters. */
@@ -65,6 +81,7 @@ typedef struct {
     int64_t published;    /* rows acknowledged and marked sent */
     int64_t publish_errors;
     int64_t last_sent_id;
+    int leader;           /* 1 while this process holds the publisher lease */
 } events_stats;
 
 void events_get_stats(events *ev, events_stats *out);

@@ -19,7 +19,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/log.h"
 #include "util/xalloc.h"
+
+/* Default of store_opts.commit_retry_ms. */
+#define STORE__COMMIT_RETRY_MS 20000
 
 /* Limits on what a caller may hand to the store; beyond them is a bug or an attack. */
 #define STORE_LIST_MAX 1000
@@ -208,6 +212,8 @@ json_t *job_to_json(const job *j)
     json_object_set_new(o, "timings_ms", store__json_or_null(j->timings));
     json_object_set_new(o, "lease_owner",
                         j->lease_owner[0] != '\0' ? json_string(j->lease_owner) : json_null());
+    json_object_set_new(o, "worker_id",
+                        j->worker_id[0] != '\0' ? json_string(j->worker_id) : json_null());
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
     json_object_set_new(o, "created_at", time_json(j->created_ms));
     json_object_set_new(o, "updated_at", time_json(j->updated_ms));
@@ -304,18 +310,110 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
     if (o.busy_timeout_ms == 0)
         o.busy_timeout_ms = 5000;
 
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return store__pg_open(url, &o, out, e);
-    const char *path = url;
-    if (strncmp(url, "sqlite://", 9) == 0)
-        path = url + 9;
-    else if (strncmp(url, "sqlite:", 7) == 0)
-        path = url + 7;
-    else if (strstr(url, "://") != NULL)
-        return err_set(e, ERR_UNSUPPORTED, "store %s: unknown URL scheme", url);
-    if (path[0] == '\0')
-        return err_set(e, ERR_INVAL, "store %s: no file path", url);
-    return store__sqlite_open(path, &o, out, e);
+    if (o.commit_retry_ms == 0)
+        o.commit_retry_ms = STORE__COMMIT_RETRY_MS;
+
+    int rc;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        rc = store__pg_open(url, &o, out, e);
+    } else {
+        const char *path = url;
+        if (strncmp(url, "sqlite://", 9) == 0)
+            path = url + 9;
+        else if (strncmp(url, "sqlite:", 7) == 0)
+            path = url + 7;
+        else if (strstr(url, "://") != NULL)
+            return err_set(e, ERR_UNSUPPORTED, "store %s: unknown URL scheme", url);
+        if (path[0] == '\0')
+            return err_set(e, ERR_INVAL, "store %s: no file path", url);
+        rc = store__sqlite_open(path, &o, out, e);
+    }
+    if (rc == ERR_OK)
+        (*out)->commit_retry_ms = o.commit_retry_ms;
+    return rc;
+}
+
+/* --- retrying lease-conditional writes (store.h: "Connection loss") --------- */
+
+typedef enum { STORE__W_COMPLETE, STORE__W_FAIL, STORE__W_RETRY } store__write_kind;
+
+typedef struct {
+    store__write_kind kind;
+    const job *j;
+    const char *owner;
+    const store_result *r; /* complete */
+    int code;              /* fail, retry */
+    const char *error;     /* fail, retry */
+    const char *timings;   /* fail */
+    int64_t delay_ms;      /* retry */
+} store__write;
+
+static int write_once(store *s, const store__write *w, err_t *e)
+{
+    switch (w->kind) {
+    case STORE__W_COMPLETE:
+        return s->ops->job_complete(s, w->j, w->owner, w->r, e);
+    case STORE__W_FAIL:
+        return s->ops->job_fail(s, w->j, w->owner, w->code, w->error, w->timings, e);
+    case STORE__W_RETRY:
+        return s->ops->job_retry(s, w->j, w->owner, w->delay_ms, w->code, w->error, e);
+    }
+    return err_set(e, ERR_INTERNAL, "store: unknown write");
+}
+
+/*
+ * Whether an earlier try of `w` committed although its caller saw the
+ * connection break: the job is in the state that `w` writes, at the same
+ * attempt, with `owner` as its last claimer (another worker's run would
+ * have a higher attempt), and not put there by a lease rescue.
+ */
+static int write_landed(store *s, const store__write *w)
+{
+    job now;
+    err_t ignore;
+    if (s->ops->job_get(s, w->j->id, &now, &ignore) != ERR_OK)
+        return 0;
+    int same = now.attempts == w->j->attempts && strcmp(now.worker_id, w->owner) == 0 &&
+               (now.error_code == NULL || strcmp(now.error_code, STORE_LEASE_EXPIRED_CODE) != 0);
+    int state_ok = now.state == JOB_CANCELLED;
+    if (w->kind == STORE__W_COMPLETE)
+        state_ok = state_ok || now.state == JOB_DONE;
+    else if (w->kind == STORE__W_FAIL)
+        state_ok = state_ok || now.state == JOB_FAILED;
+    else
+        state_ok = state_ok || now.state == JOB_FAILED ||
+                   (now.state == JOB_QUEUED && now.run_after_ms > 0);
+    job_clear(&now);
+    return same && state_ok;
+}
+
+/*
+ * Runs `w`, retrying while the server is unreachable (ERR_UNAVAILABLE) for
+ * up to s->commit_retry_ms. The PostgreSQL backend reconnects on the next
+ * call by itself, so a retry is just another call.
+ */
+static int write_retrying(store *s, const store__write *w, err_t *e)
+{
+    int rc = write_once(s, w, e);
+    if (rc != ERR_UNAVAILABLE || s->commit_retry_ms < 0)
+        return rc;
+    int64_t give_up = store_now_ms() + s->commit_retry_ms;
+    int64_t pause = 100;
+    int tries = 1;
+    while (rc == ERR_UNAVAILABLE && store_now_ms() + pause <= give_up) {
+        struct timespec ts = {(time_t)(pause / 1000), (long)(pause % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        pause = pause * 2 > 2000 ? 2000 : pause * 2;
+        rc = write_once(s, w, e);
+        tries++;
+        if (rc == ERR_LEASE && write_landed(s, w))
+            rc = ERR_OK; /* an earlier try committed; its reply was lost */
+    }
+    if (tries > 1)
+        log_info("store", "job=%lld write %s after %d tries: %s", (long long)w->j->id,
+                 rc == ERR_OK ? "succeeded" : "gave up", tries,
+                 rc == ERR_OK ? "connection restored" : e->msg);
+    return rc;
 }
 
 void store_close(store *s)
@@ -457,8 +555,13 @@ int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms,
     int rc = check_leased_job(j, owner, e);
     if (rc)
         return rc;
-    return s->ops->job_retry(s, j, owner, delay_ms, code,
-                             error != NULL ? error : err_strerror(code), e);
+    store__write w = {.kind = STORE__W_RETRY,
+                      .j = j,
+                      .owner = owner,
+                      .code = code,
+                      .error = error != NULL ? error : err_strerror(code),
+                      .delay_ms = delay_ms};
+    return write_retrying(s, &w, e);
 }
 
 int store_job_fail(store *s, const job *j, const char *owner, int code, const char *error,
@@ -473,8 +576,13 @@ int store_job_fail(store *s, const job *j, const char *owner, int code, const ch
         rc = check_timings(timings, e);
     if (rc)
         return rc;
-    return s->ops->job_fail(s, j, owner, code, error != NULL ? error : err_strerror(code), timings,
-                            e);
+    store__write w = {.kind = STORE__W_FAIL,
+                      .j = j,
+                      .owner = owner,
+                      .code = code,
+                      .error = error != NULL ? error : err_strerror(code),
+                      .timings = timings};
+    return write_retrying(s, &w, e);
 }
 
 int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e)
@@ -488,7 +596,8 @@ int store_job_complete(store *s, const job *j, const char *owner, const store_re
         rc = check_result(r, e);
     if (rc)
         return rc;
-    return s->ops->job_complete(s, j, owner, r, e);
+    store__write w = {.kind = STORE__W_COMPLETE, .j = j, .owner = owner, .r = r};
+    return write_retrying(s, &w, e);
 }
 
 int store_job_release(store *s, const char *owner, int *n, err_t *e)

@@ -11,7 +11,8 @@
  * (store_int.h), the way Redis' ae.c sits over epoll/kqueue.
  *
  * Job lifecycle (docs/internals/queue.md):
- *   queued -> running (claim: lease_owner, lease_until, attempts += 1)
+ *   queued -> running (claim: lease_owner, lease_until, attempts += 1,
+ *                      worker_id = lease_owner, kept after the job leaves running)
  *   running -> done | failed | cancelled      (only while the lease is ours)
  *   running -> queued (retry with run_after, lease expiry rescue, release at shutdown)
  *   queued -> cancelled (cancel)
@@ -83,6 +84,10 @@ typedef struct {
     char *error_code; /* err_name() of the last error, "lease_expired", or NULL */
     char *timings;    /* JSON text {stage: ms} of the last run, or NULL */
     char lease_owner[STORE_OWNER_MAX + 1]; /* "" when not running */
+    /* The owner of the last claim: the worker that ran (or runs) the job.
+     * Unlike lease_owner it stays set after the job finishes; "" when never
+     * claimed. */
+    char worker_id[STORE_OWNER_MAX + 1];
     int64_t lease_until_ms;
     int64_t run_after_ms; /* not claimable before this (retry backoff) */
     int64_t created_ms, updated_ms, finished_ms;
@@ -96,7 +101,8 @@ void job_array_free(job *jobs, int n);
 /*
  * The job as a new JSON object (the API's job shape): id, asset_id, state,
  * priority, tasks [names], attempts, max_attempts, source, payload, error
- * {code, message} or null, timings_ms, lease_owner (or null), cancel_requested,
+ * {code, message} or null, timings_ms, lease_owner (or null), worker_id (the
+ * last claimer, or null when never claimed), cancel_requested,
  * created_at/updated_at/finished_at (RFC 3339 UTC with milliseconds, null when
  * unset). Caller owns the reference.
  */
@@ -159,6 +165,14 @@ void outbox_event_array_free(outbox_event *ev, int n);
 
 typedef struct {
     int busy_timeout_ms; /* SQLite: wait this long for a lock; 0 = 5000 */
+    /*
+     * How long store_job_complete, store_job_fail and store_job_retry keep
+     * retrying a write that failed with ERR_UNAVAILABLE (the database
+     * server went away) before returning it: 0 = 20000 ms, < 0 = never
+     * retry. A job's results are then not thrown away because the database
+     * blinked; see store_job_complete().
+     */
+    int commit_retry_ms;
 } store_opts;
 
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
@@ -265,6 +279,17 @@ int store_job_fail(store *s, const job *j, const char *owner, int code, const ch
  * ends cancelled instead (with its event).
  * Lease-conditional as store_job_retry(): ERR_LEASE and nothing written when
  * the lease is no longer ours.
+ *
+ * Connection loss (store_job_complete, store_job_fail and store_job_retry
+ * alike): a write that fails with ERR_UNAVAILABLE is retried, 100 ms
+ * doubling to 2 s apart, for up to store_opts.commit_retry_ms, so a
+ * finished job survives a database restart. The retry is safe because the
+ * write is lease-conditional: if the lease expired meanwhile and another
+ * worker took the job, the retry gets ERR_LEASE and writes nothing (the
+ * job runs again there). If the connection broke after the server had
+ * committed, the retry finds the job finished by `owner` at the same
+ * attempt (worker_id) and returns ERR_OK, not ERR_LEASE. The calling
+ * thread blocks meanwhile; it is a slot thread that owns the job anyway.
  */
 int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e);
 

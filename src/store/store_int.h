@@ -62,6 +62,7 @@ typedef struct store_ops {
 /* The common head of every backend's handle. */
 struct store {
     const store_ops *ops;
+    int commit_retry_ms; /* store_opts.commit_retry_ms resolved; set by store_open */
 };
 
 /*

@@ -16,8 +16,9 @@
  * replaces an "options" given in the URL.
  *
  * Schema. inferd creates and migrates its own tables: schema_version holds
- * the version; each migration is idempotent (IF NOT EXISTS) and all of them
- * run in one transaction that first takes pg_advisory_xact_lock(PG_LOCK_MIGRATE),
+ * one row per applied version (a database from before version 2 holds the
+ * single row 1, which is the same thing); each migration is idempotent
+ * (IF NOT EXISTS) and all of them run in one transaction that first takes pg_advisory_xact_lock(PG_LOCK_MIGRATE),
  * so processes starting together on an empty database queue on the lock,
  * the first migrates and the others find the work done. A database at a
  * newer version than this binary knows is refused (ERR_UNSUPPORTED).
@@ -73,7 +74,7 @@
 #include "util/xalloc.h"
 
 #define PG_POOL 4
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 #define PG_SCHEMA_MAX 48
 #define PG_MAXP 16
 #define PG_BACKOFF_MIN_MS 100
@@ -199,12 +200,14 @@ static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
     "  owner TEXT NOT NULL,"
     "  until_ms BIGINT NOT NULL"
     ");",
+    /* 2: jobs.worker_id, the owner of the last claim, kept after the job finishes. */
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS worker_id TEXT;",
 };
 
 #define JOB_COLS                                                                                   \
     "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
     "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
-    "finished_ms, cancel_requested"
+    "finished_ms, cancel_requested, worker_id"
 
 /* --- parameters and values -------------------------------------------------- */
 
@@ -301,6 +304,7 @@ static void row_to_job(const PGresult *r, int row, job *j)
     j->updated_ms = v_i64(r, row, 16);
     j->finished_ms = v_i64(r, row, 17);
     j->cancel_requested = v_int(r, row, 18);
+    v_copy(r, row, 19, j->worker_id, sizeof j->worker_id);
 }
 
 /* Every row of `r` (JOB_COLS) as a new array; NULL with *n 0 when none. */
@@ -562,13 +566,14 @@ static int pg_migrate(pg_store *s, pg_conn *c, const char *schema, err_t *e)
     }
     for (int v = version; rc == ERR_OK && v < PG_SCHEMA_VERSION; v++)
         rc = q_exec(s, c, pg_migrations[v], "migrate", e);
-    if (rc == ERR_OK && version < PG_SCHEMA_VERSION) {
+    /* One row per applied version (so a race that applied one twice would show). */
+    for (int v = version + 1; rc == ERR_OK && v <= PG_SCHEMA_VERSION; v++) {
         pg_params p = {0};
-        p_i64(&p, PG_SCHEMA_VERSION);
-        rc = q_run(s, c, "DELETE FROM schema_version", NULL, "schema_version", NULL, e);
-        if (rc == ERR_OK)
-            rc = q_run(s, c, "INSERT INTO schema_version(version) VALUES ($1)", &p,
-                       "schema_version", NULL, e);
+        p_i64(&p, v);
+        rc = q_run(s, c,
+                   "INSERT INTO schema_version(version) SELECT $1::integer WHERE NOT EXISTS"
+                   " (SELECT 1 FROM schema_version WHERE version = $1::integer)",
+                   &p, "schema_version", NULL, e);
     }
     if (rc == ERR_OK)
         return q_run(s, c, "COMMIT", NULL, "commit", NULL, e);
@@ -1141,8 +1146,8 @@ static int pg_job_claim(store *base, const char *owner, int max, int64_t lease_m
     p_i64(&p, max);
     /* SKIP LOCKED: rows another claimer is taking are passed over, never waited for. */
     rc = q_run(s, c,
-               "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until_ms = $2,"
-               " attempts = attempts + 1, updated_ms = $3"
+               "UPDATE jobs SET state = 'running', lease_owner = $1, worker_id = $1,"
+               " lease_until_ms = $2, attempts = attempts + 1, updated_ms = $3"
                " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $3"
                " ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING " JOB_COLS,
                &p, "claim", &r, e);

@@ -48,7 +48,7 @@
 #include "util/xalloc.h"
 
 #define SQ_READERS 4
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 
 typedef struct {
     struct store base; /* first: store.c reaches ops through it */
@@ -169,12 +169,18 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
     "  owner TEXT NOT NULL,"
     "  until_ms INTEGER NOT NULL"
     ");",
+    /*
+     * 3: jobs.worker_id, the owner of the last claim, kept after the job
+     * finishes. SQLite has no ADD COLUMN IF NOT EXISTS: sq_migrate skips this
+     * step when the column is already there (added by hand).
+     */
+    "ALTER TABLE jobs ADD COLUMN worker_id TEXT;",
 };
 
 #define JOB_COLS                                                                                   \
     "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
     "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
-    "finished_ms, cancel_requested"
+    "finished_ms, cancel_requested, worker_id"
 
 /* --- errors and statements ----------------------------------------------- */
 
@@ -292,6 +298,7 @@ static void row_to_job(sqlite3_stmt *st, job *j)
     j->updated_ms = sqlite3_column_int64(st, 16);
     j->finished_ms = sqlite3_column_int64(st, 17);
     j->cancel_requested = sqlite3_column_int(st, 18);
+    col_copy(st, 19, j->worker_id, sizeof j->worker_id);
 }
 
 /* Steps `st` to the end, collecting JOB_COLS rows into a new array. */
@@ -391,6 +398,22 @@ static void rput(sq_store *s, sqlite3 *db)
     pthread_mutex_unlock(&s->rlock);
 }
 
+/* Whether `table` has a column `col` (false on any error: the ALTER then reports it). */
+static int column_exists(sq_store *s, sqlite3 *db, const char *table, const char *col)
+{
+    sqlite3_stmt *st = NULL;
+    err_t ignore;
+    int found = 0;
+    if (q_prep(s, db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st, &ignore) !=
+        ERR_OK)
+        return 0;
+    bind_text(st, 1, table);
+    bind_text(st, 2, col);
+    found = q_step(s, db, st, "table_info", &ignore) == 1;
+    sqlite3_finalize(st);
+    return found;
+}
+
 static int sq_migrate(sq_store *s, err_t *e)
 {
     sqlite3 *db = s->wdb;
@@ -446,7 +469,10 @@ static int sq_migrate(sq_store *s, err_t *e)
                      "store %s: schema version %d is newer than this inferd (%d)", s->path, version,
                      SQ_SCHEMA_VERSION);
     for (int v = version; rc == ERR_OK && v < SQ_SCHEMA_VERSION; v++) {
-        rc = q_exec(s, db, sq_migrations[v], "migrate", e);
+        /* Step 3 already applied by hand: skip it, so the step is idempotent. */
+        int done = v == 2 && column_exists(s, db, "jobs", "worker_id");
+        if (!done)
+            rc = q_exec(s, db, sq_migrations[v], "migrate", e);
         if (rc == ERR_OK) {
             char sql[64];
             snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
@@ -851,8 +877,8 @@ static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_m
     if (rc)
         return rc;
     rc = q_prep(s, db,
-                "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until_ms = ?2,"
-                " attempts = attempts + 1, updated_ms = ?3"
+                "UPDATE jobs SET state = 'running', lease_owner = ?1, worker_id = ?1,"
+                " lease_until_ms = ?2, attempts = attempts + 1, updated_ms = ?3"
                 " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= ?3"
                 " ORDER BY priority DESC, id LIMIT ?4) RETURNING " JOB_COLS,
                 &st, e);

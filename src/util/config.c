@@ -45,58 +45,69 @@ typedef struct {
     float flo, fhi;
     const char *arg;  /* metavariable in --help */
     const char *help; /* help text, default included */
+    unsigned roles;   /* R_ bits of the roles that use it; 0 = every role */
 } opt_def;
+
+#define R_SERVE (1u << CONFIG_ROLE_SERVE)
+#define R_API (1u << CONFIG_ROLE_API)
+#define R_WORKER (1u << CONFIG_ROLE_WORKER)
+#define R_JOBS (R_SERVE | R_WORKER) /* runs jobs: slots, models, leases */
+#define R_HTTP_API (R_SERVE | R_API) /* serves the job API */
 
 #define F(field) offsetof(config, field), sizeof(((config *)0)->field)
 
 static const opt_def opts[] = {
     {"listen", "INFERD_LISTEN", OPT_LISTEN, F(listen_host), 0, 0, 0, 0, "HOST:PORT",
      "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
-     "picks a free one (default 127.0.0.1:8002)"},
+     "picks a free one (default 127.0.0.1:8002)", 0},
     {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
-     "database, spooled uploads (DIR/uploads) (default ./var)"},
+     "database, spooled uploads (DIR/uploads) (default ./var)", 0},
     {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
-     "model directories (default var/models)"},
+     "model directories (default var/models)", R_JOBS},
     {"media-root", "INFERD_MEDIA_ROOT", OPT_STR, F(media_root), 0, 0, 0, 0, "DIR",
-     "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)"},
+     "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)", 0},
     {"db", "INFERD_DB", OPT_STR, F(db_url), 0, 0, 0, 0, "URL",
-     "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)"},
+     "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)", 0},
     {"mqtt-url", "INFERD_MQTT_URL", OPT_STR, F(mqtt_url), 0, 0, 0, 0, "URL",
-     "publish job events to mqtt://HOST:PORT; empty disables MQTT (default empty)"},
+     "publish job events to mqtt://HOST:PORT; empty disables MQTT; with several processes on "
+     "one database, one publisher at a time holds the publisher lease (default empty)", 0},
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
      "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer the "
-     "variable, flags show in ps (default empty: no auth)"},
+     "variable, flags show in ps (default empty: no auth)", 0},
     {"worker-id", "INFERD_WORKER_ID", OPT_STR, F(worker_id), 0, 0, 0, 0, "ID",
-     "lease owner name of this process (default HOSTNAME-PID)"},
+     "name of this process, unique among the processes sharing a database: the lease owner "
+     "of the jobs it runs (recorded as their worker_id) and of the MQTT publisher lease "
+     "(default HOSTNAME-PID, new at each start)", 0},
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
-     "jobs run at once, 1..256 (default: number of cores)"},
+     "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
-     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)"},
+     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)", R_JOBS},
     {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
-     NULL, "let URL sources reach loopback/private/link-local addresses (default off)"},
+     NULL, "let URL sources reach loopback/private/link-local addresses (default off)", 0},
     {"max-body", "INFERD_MAX_BODY", OPT_SIZE, F(max_body), 1024, 1LL << 32, 0, 0, "BYTES",
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
-     "(default 64M)"},
+     "(default 64M)", R_HTTP_API},
     {"lease-ms", "INFERD_LEASE_MS", OPT_I64, F(lease_ms), 1000, 3600000, 0, 0, "MS",
-     "job lease; a job whose worker is silent this long is requeued (default 30000)"},
+     "job lease; a job whose worker is silent this long is requeued (default 30000)", R_JOBS},
     {"poll-ms", "INFERD_POLL_MS", OPT_I64, F(poll_ms), 10, 600000, 0, 0, "MS",
-     "fallback poll for jobs enqueued by other processes (default 1000)"},
+     "fallback poll for jobs enqueued by other processes and for outbox rows; PostgreSQL "
+     "wakes workers at once by LISTEN/NOTIFY, SQLite relies on this poll (default 1000)", 0},
     {"max-attempts", "INFERD_MAX_ATTEMPTS", OPT_INT, F(max_attempts), 1, 20, 0, 0, "N",
-     "attempts before a transient failure fails the job, 1..20 (default 3)"},
+     "attempts before a transient failure fails the job, 1..20 (default 3)", R_HTTP_API},
     {"retry-base-ms", "INFERD_RETRY_BASE_MS", OPT_I64, F(retry_base_ms), 1, 3600000, 0, 0, "MS",
-     "first retry delay, doubling per attempt (default 1000)"},
+     "first retry delay, doubling per attempt (default 1000)", R_JOBS},
     {"grace-ms", "INFERD_GRACE_MS", OPT_I64, F(grace_ms), 0, 3600000, 0, 0, "MS",
-     "on SIGTERM, wait this long for running jobs before requeueing them (default 30000)"},
+     "on SIGTERM, wait this long for running jobs before requeueing them (default 30000)", R_JOBS},
     {"fetch-timeout-ms", "INFERD_FETCH_TIMEOUT_MS", OPT_INT, F(fetch_timeout_ms), 100, 3600000, 0,
-     0, "MS", "whole-transfer timeout of URL sources (default 30000)"},
+     0, "MS", "whole-transfer timeout of URL sources (default 30000)", 0},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
-     "shrink images on load to this longest side (default 2048)"},
+     "shrink images on load to this longest side (default 2048)", R_JOBS},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
-     "refuse images with more pixels than this (default 100000000)"},
+     "refuse images with more pixels than this (default 100000000)", R_JOBS},
     {"face-threshold", "INFERD_FACE_THRESHOLD", OPT_FLOAT, F(face_threshold), 0, 0, 0.01f, 1.0f,
-     "F", "face detection score threshold 0.01..1 (default 0.75)"},
-    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)"},
-    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)"},
+     "F", "face detection score threshold 0.01..1 (default 0.75)", R_JOBS},
+    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)", 0},
+    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)", 0},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -256,11 +267,12 @@ static int apply(config *c, const opt_def *o, const char *who, const char *v, ch
     return failf(err, errlen, "%s: internal error", who);
 }
 
-static void set_defaults(config *c)
+static void set_defaults(config *c, config_role role)
 {
     memset(c, 0, sizeof *c);
+    c->role = role;
     strcpy(c->listen_host, "127.0.0.1");
-    c->listen_port = 8002;
+    c->listen_port = role == CONFIG_ROLE_WORKER ? 8003 : 8002;
     strcpy(c->data_dir, "./var");
     strcpy(c->models_dir, "var/models");
     c->slots = 0;            /* resolved after parsing: cores */
@@ -291,18 +303,44 @@ static int online_cores(void)
     return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
 }
 
+const char *config_role_name(config_role role)
+{
+    switch (role) {
+    case CONFIG_ROLE_SERVE:
+        return "serve";
+    case CONFIG_ROLE_API:
+        return "api";
+    case CONFIG_ROLE_WORKER:
+        return "worker";
+    }
+    return "?";
+}
+
+static int role_uses(const opt_def *o, config_role role)
+{
+    return o->roles == 0 || (o->roles & (1u << role)) != 0;
+}
+
 int config_parse(config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    return config_parse_role(c, CONFIG_ROLE_SERVE, argc, argv, err, errlen);
+}
+
+int config_parse_role(config *c, config_role role, int argc, char **argv, char *err,
+                      size_t errlen)
 {
     const char *cmd = argc > 0 && argv[0] != NULL ? argv[0] : "inferd";
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    set_defaults(c);
+    if ((unsigned)role > CONFIG_ROLE_WORKER)
+        role = CONFIG_ROLE_SERVE;
+    set_defaults(c, role);
     int db_given = 0;
 
     for (size_t i = 0; i < NOPTS; i++) {
         const opt_def *o = &opts[i];
         const char *v = o->env != NULL ? getenv(o->env) : NULL;
-        if (v == NULL)
+        if (v == NULL || !role_uses(o, role))
             continue;
         if (apply(c, o, o->env, v, err, errlen) != 0)
             return -1;
@@ -328,9 +366,12 @@ int config_parse(config *c, int argc, char **argv, char *err, size_t errlen)
         char who[64];
         snprintf(who, sizeof who, "--%s", o->flag);
         if (o->type == OPT_HELP) {
-            fputs(config_usage(), stdout);
+            fputs(config_usage_role(role), stdout);
             return 1;
         }
+        if (!role_uses(o, role))
+            return failf(err, errlen, "%s: not used by inferd %s (see --help)", who,
+                         config_role_name(role));
         if (o->type == OPT_VERBOSE || o->type == OPT_BOOL) {
             int b = 1;
             if (eq != NULL && parse_bool(eq + 1, &b) != 0)
@@ -378,66 +419,103 @@ int config_parse(config *c, int argc, char **argv, char *err, size_t errlen)
     return 0;
 }
 
-static char usage_buf[8192];
+static char usage_bufs[3][8192];
 static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
 
-/* Appends `text` to the usage buffer, word-wrapped at 79 columns from column `col`. */
-static size_t wrap(size_t n, size_t col, const char *text)
+/* Appends `text` to `buf`, word-wrapped at 79 columns from column `col`. */
+static size_t wrap(char *buf, size_t size, size_t n, size_t col, const char *text)
 {
     size_t x = col;
     const char *p = text;
-    while (*p != '\0' && n < sizeof usage_buf) {
+    while (*p != '\0' && n < size) {
         size_t wl = strcspn(p, " ");
         if (x > col && x + 1 + wl > 79) {
-            n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "\n%*s", (int)col, "");
+            n += (size_t)snprintf(buf + n, size - n, "\n%*s", (int)col, "");
             x = col;
         } else if (x > col) {
-            n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, " ");
+            n += (size_t)snprintf(buf + n, size - n, " ");
             x++;
         }
-        if (n >= sizeof usage_buf)
+        if (n >= size)
             break;
-        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "%.*s", (int)wl, p);
+        n += (size_t)snprintf(buf + n, size - n, "%.*s", (int)wl, p);
         x += wl;
         p += wl;
         while (*p == ' ')
             p++;
     }
-    if (n < sizeof usage_buf)
-        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "\n");
+    if (n < size)
+        n += (size_t)snprintf(buf + n, size - n, "\n");
     return n;
 }
 
+static const char *const usage_head[3] = {
+    "usage: inferd serve [options]\n"
+    "\n"
+    "Runs the HTTP API and the worker slots in one process until SIGTERM or SIGINT.\n"
+    "To run them apart (many workers, many machines, one PostgreSQL queue) see\n"
+    "inferd help api and inferd help worker.\n",
+    "usage: inferd api [options]\n"
+    "\n"
+    "Runs the HTTP API alone until SIGTERM or SIGINT: accepts and queries jobs,\n"
+    "assets, events (SSE) and health; `inferd worker` processes sharing the same\n"
+    "--db run the jobs. It loads no models: POST /v1/predict answers 503\n"
+    "(predict_unavailable: run `inferd serve` for synchronous predictions) and\n"
+    "/ready is 200 once the store is open. With --mqtt-url it competes for the\n"
+    "publisher lease like every other process.\n",
+    "usage: inferd worker [options]\n"
+    "\n"
+    "Runs worker slots alone until SIGTERM or SIGINT: claims jobs from the shared\n"
+    "--db (use PostgreSQL for several processes), runs the models, commits the\n"
+    "results. It serves only GET /health, /ready and /metrics on --listen\n"
+    "(default 127.0.0.1:8003). PostgreSQL wakes it at once when a job is queued\n"
+    "(LISTEN/NOTIFY); on SQLite it polls every --poll-ms.\n",
+};
+
 static void usage_build(void)
 {
-    size_t n = 0;
-    n += (size_t)snprintf(
-        usage_buf + n, sizeof usage_buf - n, "%s",
-        "usage: inferd serve [options]\n"
-        "\n"
-        "Runs the HTTP API and the worker slots in one process until SIGTERM or SIGINT.\n"
-        "Each option can also be set by the environment variable shown; flags win.\n"
-        "\n"
-        "options:\n");
-    for (size_t i = 0; i < NOPTS && n < sizeof usage_buf; i++) {
-        const opt_def *o = &opts[i];
-        char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg != NULL ? " " : "",
-                 o->arg != NULL ? o->arg : "");
-        char text[512];
-        if (o->env != NULL)
-            snprintf(text, sizeof text, "%s [%s]", o->help, o->env);
-        else
-            snprintf(text, sizeof text, "%s", o->help);
-        n += (size_t)snprintf(usage_buf + n, sizeof usage_buf - n, "  %-26s ", left);
-        if (n >= sizeof usage_buf)
-            break;
-        n = wrap(n, 29, text);
+    for (int role = 0; role < 3; role++) {
+        char *buf = usage_bufs[role];
+        size_t size = sizeof usage_bufs[role];
+        size_t n = 0;
+        n += (size_t)snprintf(buf + n, size - n, "%s%s", usage_head[role],
+                              "Each option can also be set by the environment variable shown; "
+                              "flags win.\n"
+                              "\n"
+                              "options:\n");
+        for (size_t i = 0; i < NOPTS && n < size; i++) {
+            const opt_def *o = &opts[i];
+            if (!role_uses(o, (config_role)role))
+                continue;
+            char left[64];
+            snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg != NULL ? " " : "",
+                     o->arg != NULL ? o->arg : "");
+            char text[640];
+            const char *help = o->help;
+            if (role == CONFIG_ROLE_WORKER && strcmp(o->flag, "listen") == 0)
+                help = "address of /health, /ready and /metrics; port 0 picks a free one "
+                       "(default 127.0.0.1:8003)";
+            if (o->env != NULL)
+                snprintf(text, sizeof text, "%s [%s]", help, o->env);
+            else
+                snprintf(text, sizeof text, "%s", help);
+            n += (size_t)snprintf(buf + n, size - n, "  %-26s ", left);
+            if (n >= size)
+                break;
+            n = wrap(buf, size, n, 29, text);
+        }
     }
 }
 
 const char *config_usage(void)
 {
+    return config_usage_role(CONFIG_ROLE_SERVE);
+}
+
+const char *config_usage_role(config_role role)
+{
     pthread_once(&usage_once, usage_build);
-    return usage_buf;
+    if ((unsigned)role > CONFIG_ROLE_WORKER)
+        role = CONFIG_ROLE_SERVE;
+    return usage_bufs[role];
 }

@@ -9,8 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Which process `inferd` runs (README "Scaling out"). */
+typedef enum {
+    CONFIG_ROLE_SERVE = 0,  /* HTTP API + worker slots in one process (the default) */
+    CONFIG_ROLE_API = 1,    /* HTTP API only: enqueue, query, search; no slots, no models */
+    CONFIG_ROLE_WORKER = 2, /* worker slots + /health, /ready, /metrics on their own port */
+} config_role;
+
 typedef struct {
-    char listen_host[256]; /* --listen HOST:PORT, default 127.0.0.1:8002; port 0 = any free */
+    config_role role;
+    /* --listen HOST:PORT, default 127.0.0.1:8002 (worker role: 8003); port 0 = any free */
+    char listen_host[256];
     int listen_port;
     char data_dir[1024];   /* --data-dir, default ./var */
     char models_dir[1024]; /* --models-dir, default var/models */
@@ -44,7 +53,22 @@ typedef struct {
  */
 int config_parse(config *c, int argc, char **argv, char *err, size_t errlen);
 
+/*
+ * As config_parse, for `role`: role defaults (the worker listens on
+ * 127.0.0.1:8003), and a flag that the role does not use (--slots for the
+ * api) is an error naming the role; such a variable is ignored, so that
+ * one environment can serve every role.
+ */
+int config_parse_role(config *c, config_role role, int argc, char **argv, char *err,
+                      size_t errlen);
+
 /* The --help text for `inferd serve`; static storage. */
 const char *config_usage(void);
+
+/* The --help text for `inferd serve|api|worker`; static storage. */
+const char *config_usage_role(config_role role);
+
+/* "serve", "api", "worker"; static storage. */
+const char *config_role_name(config_role role);
 
 #endif

@@ -165,6 +165,7 @@ class Ctx:
         self.brokers = []
         self.servers = []
         self.collectors = []
+        self.postgres = []
 
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
@@ -197,11 +198,19 @@ class Ctx:
         self.collectors.append(c)
         return c
 
+    def pg(self):
+        """A throwaway PostgreSQL server (tests/pg/pgctl.sh) in this test's temp dir."""
+        p = Postgres(self)
+        self.postgres.append(p)
+        return p
+
     def dump_logs(self):
         for d in self.daemons:
             d.dump_log()
         for b in self.brokers:
             b.dump_log()
+        for p in self.postgres:
+            p.dump_log()
 
     def close(self, ok):
         for c in self.collectors:
@@ -212,6 +221,8 @@ class Ctx:
             b.stop()
         for m in self.servers:
             m.close()
+        for p in self.postgres:
+            p.stop()
         if ok:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
@@ -342,16 +353,28 @@ class Daemon:
 
     def __init__(self, ctx, slots=2, broker=None, media_root=None, allow_private=True,
                  lease_ms=None, retry_base_ms=None, grace_ms=None, extra=None, port=None,
-                 data_dir=None, start=True, ready_timeout=60, name=None):
+                 data_dir=None, start=True, ready_timeout=60, name=None, role="serve",
+                 db=None, worker_id=None, poll_ms=None):
+        """`role`: "serve", "api" (no slots, no models) or "worker" (only /health,
+        /ready, /metrics on `port`); `db`: a store URL (e.g. Postgres.url_for())."""
         self.ctx = ctx
+        self.role = role
         self.port = port or free_port()
-        self.name = name or "inferd-%d" % self.port
+        self.name = name or "inferd-%s-%d" % (role, self.port)
         self.data_dir = data_dir or ctx.path(self.name + "-data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.logpath = ctx.path(self.name + ".log")
-        self.args = [inferd_bin(), "serve", "--listen", "127.0.0.1:%d" % self.port,
-                     "--data-dir", self.data_dir, "--models-dir", models_dir(),
-                     "--slots", str(slots)]
+        self.worker_id = worker_id
+        self.args = [inferd_bin(), role, "--listen", "127.0.0.1:%d" % self.port,
+                     "--data-dir", self.data_dir]
+        if role != "api":
+            self.args += ["--models-dir", models_dir(), "--slots", str(slots)]
+        if db is not None:
+            self.args += ["--db", db]
+        if worker_id is not None:
+            self.args += ["--worker-id", worker_id]
+        if poll_ms is not None:
+            self.args += ["--poll-ms", str(poll_ms)]
         if media_root:
             self.args += ["--media-root", media_root]
         if broker is not None:
@@ -359,11 +382,11 @@ class Daemon:
             self.args += ["--mqtt-url", "mqtt://127.0.0.1:%d" % bport]
         if allow_private:
             self.args.append("--allow-private-urls")
-        if lease_ms is not None:
+        if lease_ms is not None and role != "api":
             self.args += ["--lease-ms", str(lease_ms)]
-        if retry_base_ms is not None:
+        if retry_base_ms is not None and role != "api":
             self.args += ["--retry-base-ms", str(retry_base_ms)]
-        if grace_ms is not None:
+        if grace_ms is not None and role != "api":
             self.args += ["--grace-ms", str(grace_ms)]
         self.args += list(extra or [])
         self.proc = None
@@ -939,3 +962,107 @@ def baseline(paths, timeout=120):
     check(len(out) == len(paths), "inferd analyze gave %d results for %d images: %s" %
           (len(out), len(paths), p.stderr.decode()[-2000:]))
     return out
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+
+def pg_bindir():
+    """Debian's PostgreSQL server binaries, or None when not installed."""
+    best = None
+    base = "/usr/lib/postgresql"
+    if os.path.isdir(base):
+        for v in sorted(os.listdir(base)):
+            d = os.path.join(base, v, "bin")
+            if os.access(os.path.join(d, "pg_ctl"), os.X_OK):
+                best = d
+    return os.environ.get("INFERD_PG_BINDIR") or best
+
+
+def require_pg():
+    """Exits 77 (ctest: skipped) when no PostgreSQL server is installed."""
+    if pg_bindir() is None:
+        log("SKIP: no PostgreSQL server installed (apt-get install postgresql)")
+        sys.exit(77)
+
+
+class Postgres:
+    """A throwaway PostgreSQL server started with tests/pg/pgctl.sh in the test's temp dir.
+
+    restart_fast() stops it with `pg_ctl stop -m fast` and starts it again on
+    the same port (what an operator's restart looks like to the clients).
+    query() runs SQL through psql and returns rows as lists of strings.
+    """
+
+    PGCTL = os.path.join(SRCDIR, "tests", "pg", "pgctl.sh")
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        # The server runs as user postgres when we are root: it must reach the dir.
+        os.chmod(ctx.tmp, 0o711)
+        self.dir = ctx.path("pg")
+        out = subprocess.run(["bash", self.PGCTL, "start", self.dir], capture_output=True,
+                             timeout=90)
+        check(out.returncode == 0, "pgctl start: %s" % out.stderr.decode(errors="replace"))
+        self.url = out.stdout.decode().strip().splitlines()[-1]
+        self.port = int(open(os.path.join(self.dir, "port")).read().strip())
+        self.running = True
+        log("postgres up at %s" % self.url)
+
+    def url_for(self, schema=None):
+        return self.url + ("?schema=%s" % schema if schema else "")
+
+    def _as_pg(self, args):
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--"] + args
+        return args
+
+    def _pg_ctl(self, *args, timeout=60):
+        cmd = self._as_pg([os.path.join(pg_bindir(), "pg_ctl"), "-D",
+                           os.path.join(self.dir, "data")] + list(args))
+        return subprocess.run(cmd, capture_output=True, timeout=timeout)
+
+    def stop_fast(self):
+        r = self._pg_ctl("-m", "fast", "-w", "-t", "30", "stop")
+        check(r.returncode == 0, "pg_ctl stop: %s" % r.stderr.decode(errors="replace"))
+        self.running = False
+
+    def start_same_port(self):
+        opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200" %
+                (self.port, self.dir))
+        r = self._pg_ctl("-l", os.path.join(self.dir, "server.log"), "-w", "-t", "30", "-o",
+                         opts, "start")
+        check(r.returncode == 0, "pg_ctl start: %s" % r.stderr.decode(errors="replace"))
+        self.running = True
+
+    def restart_fast(self):
+        self.stop_fast()
+        self.start_same_port()
+
+    def query(self, sql, schema=None):
+        """Rows of `sql` (lists of strings), run by psql on the server (schema: search_path)."""
+        env = dict(os.environ)
+        if schema:
+            env["PGOPTIONS"] = "-c search_path=%s" % schema
+        r = subprocess.run(["psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.url, "-c", sql], capture_output=True, timeout=60, env=env)
+        check(r.returncode == 0, "psql %r: %s" % (sql, r.stderr.decode(errors="replace")))
+        return [line.split("\t") for line in r.stdout.decode().splitlines() if line != ""]
+
+    def stop(self):
+        if self.running or os.path.exists(os.path.join(self.dir, "port")):
+            subprocess.run(["bash", self.PGCTL, "stop", self.dir], capture_output=True,
+                           timeout=90)
+        self.running = False
+
+    def dump_log(self, lines=30):
+        path = os.path.join(self.dir, "server.log")
+        try:
+            with open(path, "rb") as f:
+                tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+        except OSError:
+            return
+        log("--- postgres log tail (%s):" % path)
+        for line in tail:
+            log("  " + line)

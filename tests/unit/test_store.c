@@ -1296,6 +1296,71 @@ static void test_schema_newer(void **state)
     assert_non_null(strstr(e.msg, "newer"));
 }
 
+/*
+ * worker_id: the last claimer, set by the claim, kept after the job ends
+ * (lease_owner is cleared), replaced by a later claim after a rescue, and
+ * shown by job_to_json(). The schema holds one row per version (PostgreSQL)
+ * or user_version 3 (SQLite).
+ */
+static void test_worker_id(void **state)
+{
+    fixture *f = *state;
+    int64_t id = enqueue(f->s, "wid", 0);
+    job q = get_job(f->s, id);
+    assert_string_equal(q.worker_id, "");
+    json_t *o = job_to_json(&q);
+    assert_true(json_is_null(json_object_get(o, "worker_id")));
+    json_decref(o);
+    job_clear(&q);
+
+    /* The first worker dies: its lease expires, the rescue requeues the job. */
+    job j;
+    claim_one(f->s, "worker-a", 1, &j);
+    assert_string_equal(j.worker_id, "worker-a");
+    job_clear(&j);
+    sleep_ms(20);
+    int n = 0;
+    assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
+    assert_int_equal(n, 1);
+    job r = get_job(f->s, id);
+    assert_int_equal(r.state, JOB_QUEUED);
+    assert_string_equal(r.worker_id, "worker-a"); /* kept: who ran it last */
+    job_clear(&r);
+
+    claim_one(f->s, "worker-b", 30000, &j);
+    assert_string_equal(j.worker_id, "worker-b");
+    complete_ok(f->s, &j, "worker-b", &(store_result){.timings = NULL});
+    job_clear(&j);
+    job d = get_job(f->s, id);
+    assert_int_equal(d.state, JOB_DONE);
+    assert_string_equal(d.lease_owner, "");
+    assert_string_equal(d.worker_id, "worker-b");
+    o = job_to_json(&d);
+    assert_string_equal(json_string_value(json_object_get(o, "worker_id")), "worker-b");
+    assert_true(json_is_null(json_object_get(o, "lease_owner")));
+    json_decref(o);
+    job_clear(&d);
+
+    if (strcmp(store_backend(f->s), "postgres") == 0) {
+        PGconn *raw = pg_raw(f->url);
+        PGresult *res = PQexec(raw, "SELECT string_agg(version::text, ',' ORDER BY version)"
+                                    " FROM schema_version");
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(res, 0, 0), "1,2");
+        PQclear(res);
+        PQfinish(raw);
+    } else if (sqlite_path(f->url) != NULL) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(sqlite_path(f->url), &db), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), 3);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+}
+
 /* --- tests: leader leases, wake-ups, concurrent open ------------------------- */
 
 /* Opens a second handle on the fixture's store (another "process" as far as the store knows). */
@@ -1486,9 +1551,14 @@ static void test_concurrent_open(void **state)
     assert_int_equal(c.queued, RACE_PROCS);
     if (strcmp(store_backend(s), "postgres") == 0) {
         PGconn *raw = pg_raw(url);
-        PGresult *r = PQexec(raw, "SELECT count(*), min(version) FROM schema_version");
+        /* One row per version: nobody applied a step twice. */
+        PGresult *r = PQexec(raw, "SELECT count(*), count(DISTINCT version), min(version),"
+                                  " max(version) FROM schema_version");
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-        assert_string_equal(PQgetvalue(r, 0, 0), "1");
+        assert_string_equal(PQgetvalue(r, 0, 0), "2");
+        assert_string_equal(PQgetvalue(r, 0, 1), "2");
+        assert_string_equal(PQgetvalue(r, 0, 2), "1");
+        assert_string_equal(PQgetvalue(r, 0, 3), "2");
         PQclear(r);
         PQfinish(raw);
     }
@@ -1576,14 +1646,14 @@ static void test_pg_schema_newer(void **state)
     store_close(f->s);
     f->s = NULL;
     PGconn *raw = pg_raw(f->url);
-    PGresult *r = PQexec(raw, "UPDATE schema_version SET version = 99");
+    PGresult *r = PQexec(raw, "INSERT INTO schema_version(version) VALUES (99)");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     err_t e = {0};
     assert_int_equal(store_open(f->url, NULL, &f->s, &e), ERR_UNSUPPORTED);
     assert_null(f->s);
     assert_non_null(strstr(e.msg, "newer"));
-    r = PQexec(raw, "UPDATE schema_version SET version = 1");
+    r = PQexec(raw, "DELETE FROM schema_version WHERE version = 99");
     PQclear(r);
     PQfinish(raw);
     f->s = open_or_fail(f->url, 0);
@@ -1683,6 +1753,7 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_newer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_race, setup, teardown),
