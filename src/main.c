@@ -43,6 +43,7 @@
 #include "events/events.h"
 #include "fetch/fetch.h"
 #include "infer/infer.h"
+#include "fetch/models_fetch.h"
 #include "pipeline/analyze.h"
 #include "queue/listen.h"
 #include "queue/worker.h"
@@ -59,6 +60,8 @@ static const char usage_top[] =
     "  worker             run worker slots alone, + /health on --listen (inferd help worker)\n"
     "  analyze IMAGE...   run face detection, face and image embedding on image files and\n"
     "                     print one JSON object per image per line\n"
+    "  models fetch NAME  download a model directory (resumable, sha256-checked); models list\n"
+    "                     shows the installed ones (inferd models help)\n"
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
     "  help [COMMAND]     show help\n";
 
@@ -524,6 +527,8 @@ int main(int argc, char **argv)
         return cmd_run(CONFIG_ROLE_WORKER, argc - 1, argv + 1);
     if (strcmp(cmd, "analyze") == 0)
         return cmd_analyze(argc - 1, argv + 1);
+    if (strcmp(cmd, "models") == 0)
+        return models_fetch_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
@@ -535,6 +540,10 @@ int main(int argc, char **argv)
             fputs(config_usage_role(CONFIG_ROLE_API), stdout);
         else if (argc > 2 && strcmp(argv[2], "worker") == 0)
             fputs(config_usage_role(CONFIG_ROLE_WORKER), stdout);
+        else if (argc > 2 && strcmp(argv[2], "models") == 0) {
+            char *margv[] = {(char *)"models", (char *)"help", NULL};
+            return models_fetch_main(2, margv);
+        }
         else
             fputs(usage_top, stdout);
         return 0;

@@ -1,0 +1,1702 @@
+/*
+ * fetch/models_fetch.c — `inferd models fetch|list`: installs a model
+ * directory described by a catalogue entry (format in models_fetch.h) and
+ * lists installed models. This file calls libcurl for model downloads with
+ * the same rules as fetch.c (http/https only, redirects capped, no proxy,
+ * the SSRF guard on every connect) and translates its codes the same way.
+ *
+ * Design notes.
+ * - Resume. Each file is downloaded to MODELS_DIR/.partial/NAME/PATH.part
+ *   with write(2) straight to the file, so whatever arrived before a cut
+ *   connection, a crash or ^C is on disk. The next attempt (an automatic
+ *   retry of a transient error, or the next run) asks for the rest with a
+ *   Range request ("Range: bytes=OFFSET-", see mf_get). A 206 must start at our
+ *   offset (Content-Range) or the part is dropped; a server that ignores
+ *   Range answers 200 and the part is truncated and written again from byte
+ *   0. A file that fails its SHA-256 after a resumed download is downloaded
+ *   once more from zero before giving up: the old part may have come from
+ *   another version of the file. A file that fails it otherwise is deleted
+ *   and the fetch fails, naming both hashes: nothing is installed.
+ * - Hashing reads the finished file back instead of hashing the stream:
+ *   with resume, the stream is only the tail, and a second read costs less
+ *   than the download did.
+ * - Install. The staging directory becomes MODELS_DIR/NAME with one
+ *   rename(2); replacing an existing directory uses renameat2
+ *   RENAME_EXCHANGE, so at every moment MODELS_DIR/NAME is either the whole
+ *   old model or the whole new one, and the old one is deleted only after
+ *   the swap. Where the filesystem lacks RENAME_EXCHANGE the old directory
+ *   is first moved aside (a short window with no MODELS_DIR/NAME).
+ * - Ownership. fetch.json, written beside the files, records the catalogue
+ *   entry an install came from. An installed directory that fails its check
+ *   is repaired without --force only when fetch.json names the same files
+ *   and hashes as the catalogue: a directory the user put there (or another
+ *   version) is replaced only with --force. Files of the old install that
+ *   still verify are hard-linked into the staging directory instead of
+ *   downloaded again.
+ * - One fetch per MODELS_DIR at a time: flock(2) on the directory itself,
+ *   so no lock file is left behind.
+ *
+ * Threading: single-threaded CLI code; libcurl's global state is set up and
+ * released by models_fetch_main (curl counts init/cleanup pairs).
+ */
+#include "fetch/models_fetch.h"
+#include "fetch/fetch.h"
+#include "fetch/fetch_int.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "util/err.h"
+#include "util/sha256.h"
+#include "util/xalloc.h"
+
+#ifndef INFERD_VERSION
+#define INFERD_VERSION "0"
+#endif
+
+#define MF_MAX_FILE_SIZE ((uint64_t)64 << 30) /* 64 GiB: any size above is a typo */
+#define MF_MAX_CATALOG ((size_t)16 << 20)     /* a catalogue fetched by URL */
+#define MF_MAX_FILES 256
+#define MF_MAX_PATH 512
+#define MF_MAX_NAME 128
+#define MF_MAX_REDIRECTS 5L
+#define MF_PARTIAL ".partial"
+#define MF_RECORD "fetch.json"
+#define MF_MANIFEST "manifest.json"
+
+static const char usage_models[] =
+    "usage: inferd models fetch [options] NAME\n"
+    "       inferd models list [options]\n"
+    "\n"
+    "fetch: download model NAME as described by the catalogue, check the size and sha256\n"
+    "of every file, and install it as MODELS_DIR/NAME in one step. A download that was\n"
+    "cut resumes where it stopped (Range request); a file whose sha256 is wrong is\n"
+    "deleted and nothing is installed. When MODELS_DIR/NAME already holds the right\n"
+    "files it prints \"present\" and does nothing; a corrupted install from the same\n"
+    "catalogue entry is repaired.\n"
+    "\n"
+    "The catalogue names no download host: its URLs are templates such as\n"
+    "{base}/NAME/model.onnx. Point --base-url at a mirror of the model files.\n"
+    "\n"
+    "fetch options:\n"
+    "  --base-url URL          replaces {base} in the catalogue's URLs (required when\n"
+    "                          they use it): a mirror of the model files, http(s)\n"
+    "  --catalog FILE|URL      the catalogue (INFERD_CATALOG; default models/catalog.json)\n"
+    "  --models-dir DIR        where models are installed (INFERD_MODELS_DIR;\n"
+    "                          default var/models); partial downloads live in DIR/.partial\n"
+    "  --force                 replace MODELS_DIR/NAME even when it was not installed from\n"
+    "                          this catalogue entry (another version, your own files)\n"
+    "  --allow-private-urls    allow loopback/private/link-local addresses (mirrors on a\n"
+    "                          local network); refused by default\n"
+    "  --retries N             retries of a cut or failed transfer, resuming (default 3)\n"
+    "  --connect-timeout S     seconds to connect (default 10)\n"
+    "  --stall-timeout S       give up on a transfer that receives nothing for S seconds\n"
+    "                          (default 60)\n"
+    "  --timeout S             limit on each file's transfer, seconds (default 0: none)\n"
+    "  -q, --quiet             no progress on stderr\n"
+    "\n"
+    "list options:\n"
+    "  --models-dir DIR        as above\n"
+    "  --no-verify             do not hash the files (the SHA column shows \"-\")\n"
+    "\n"
+    "list prints NAME, TASK, DIM, LICENCE and SHA (ok, or what is wrong) for every model\n"
+    "directory; it exits 1 when a model fails its check.\n"
+    "\n"
+    "Exit status: 0 success or nothing to do, 1 failure, 2 usage error.\n";
+
+typedef struct {
+    const char *models_dir;
+    const char *catalog;
+    const char *base_url;
+    int force;
+    int allow_private;
+    int quiet;
+    int retries;
+    long connect_timeout_s;
+    long stall_timeout_s;
+    long timeout_s;
+    int progress_tty; /* stderr is a terminal: progress redraws one line */
+} mf_opts;
+
+typedef struct {
+    char *path; /* relative to the model directory */
+    char *url;  /* {base} expanded */
+    char sha256[65];
+    uint64_t size;
+} mf_file;
+
+typedef struct {
+    const char *name;
+    mf_file *files;
+    size_t nfiles;
+    json_t *manifest; /* borrowed from the catalogue, or NULL */
+} mf_model;
+
+static void mf_model_clear(mf_model *m)
+{
+    for (size_t i = 0; i < m->nfiles; i++) {
+        free(m->files[i].path);
+        free(m->files[i].url);
+    }
+    free(m->files);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int is_hex64(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return i == 64;
+}
+
+/* A model name usable as one path component. */
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MF_MAX_NAME || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * A file path from the catalogue: relative, '/'-separated components of
+ * [A-Za-z0-9._+=@-], none empty, "." or "..", none starting with '.' (our
+ * own names start with one), not ending in ".part" (the name of another
+ * file's partial download). Returns NULL when fine, else why not.
+ */
+static const char *path_problem(const char *p)
+{
+    size_t n = strlen(p);
+    const char *seg = p;
+
+    if (n == 0)
+        return "is empty";
+    if (n > MF_MAX_PATH)
+        return "is too long";
+    if (p[0] == '/')
+        return "is absolute";
+    if (n >= 5 && strcmp(p + n - 5, ".part") == 0)
+        return "ends in .part";
+    for (size_t i = 0; i <= n; i++) {
+        char c = p[i];
+        if (c == '/' || c == '\0') {
+            size_t len = (size_t)(p + i - seg);
+            if (len == 0)
+                return "has an empty component";
+            if (seg[0] == '.')
+                return "has a component starting with '.' (\".\", \"..\" or hidden)";
+            seg = p + i + 1;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '+' || c == '=' || c == '@'))
+            return "has a character outside [A-Za-z0-9._+=@-/]";
+    }
+    return NULL;
+}
+
+/* malloc'd "a/b" (abort on OOM). */
+static char *join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = xmalloc(na + nb + 2);
+
+    memcpy(s, a, na);
+    s[na] = '/';
+    memcpy(s + na + 1, b, nb + 1);
+    return s;
+}
+
+/* malloc'd `s` with `suffix` appended. */
+static char *concat(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    char *r = xmalloc(n + m + 1);
+
+    memcpy(r, s, n);
+    memcpy(r + n, suffix, m + 1);
+    return r;
+}
+
+/* mkdir -p of every directory above `path` (not `path` itself), mode 0755. */
+static int mkparents(const char *path, err_t *e)
+{
+    char *buf = xstrdup(path);
+    int rc = ERR_OK;
+
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            rc = err_set(e, ERR_IO, "mkdir %s: %s", buf, strerror(errno));
+            break;
+        }
+        *p = '/';
+    }
+    free(buf);
+    return rc;
+}
+
+static int mkdir_p(const char *dir, err_t *e)
+{
+    char *probe = join(dir, "x");
+    int rc = mkparents(probe, e);
+
+    free(probe);
+    return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* rm -rf `path`; a missing path is fine. Does not follow symlinks. */
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int rmdir_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path); /* fails, harmlessly, while anything is left inside */
+    return 0;
+}
+
+/* Removes the empty directories under and including `path`; files stay. */
+static void prune_empty_dirs(const char *path)
+{
+    nftw(path, rmdir_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/*
+ * The URL for messages, without user, password and login options.
+ * Caller frees with curl_free(). NULL when it cannot be parsed.
+ */
+static char *url_shown(const char *url)
+{
+    CURLU *u = curl_url();
+    char *s = NULL;
+
+    if (u == NULL)
+        return NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        curl_url_set(u, CURLUPART_USER, NULL, 0);
+        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+        curl_url_set(u, CURLUPART_OPTIONS, NULL, 0);
+        if (curl_url_get(u, CURLUPART_URL, &s, 0) != CURLUE_OK)
+            s = NULL;
+    }
+    curl_url_cleanup(u);
+    return s;
+}
+
+static int is_http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+static void human_size(uint64_t n, char *buf, size_t cap)
+{
+    if (n >= (uint64_t)1 << 30)
+        snprintf(buf, cap, "%.2f GiB", (double)n / (double)((uint64_t)1 << 30));
+    else if (n >= (uint64_t)1 << 20)
+        snprintf(buf, cap, "%.1f MiB", (double)n / (double)((uint64_t)1 << 20));
+    else if (n >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)n / 1024.0);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)n);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- transfers */
+
+/*
+ * One HTTP GET, owned by the calling function. The body goes to `fd` from
+ * `offset` on (a file download) or, when fd < 0, into a growing buffer
+ * capped at `cap` (the catalogue).
+ */
+typedef struct {
+    CURL *h;
+    const mf_opts *o;
+    int fd;
+    uint64_t offset; /* bytes already in the file when the request was made */
+    uint64_t cap;    /* the declared size (file) or the buffer limit */
+    uint64_t got;    /* body bytes written by this request */
+    uint8_t *buf;    /* memory mode */
+    size_t len, bufcap;
+    int started;    /* the status was looked at (first body bytes) */
+    int restarted;  /* 200 to a Range request: the file was truncated */
+    int http_error; /* status outside 2xx */
+    int bad_range;  /* a 206 that does not start at our offset */
+    int toobig;
+    int ioerr;
+    int nomem;
+    long status; /* final HTTP status, set by mf_get */
+    int refused;
+    char refused_addr[INET6_ADDRSTRLEN];
+    const char *refused_class;
+    char content_range[128]; /* of the last response */
+    char range[32];          /* "OFFSET-" for CURLOPT_RANGE */
+    const char *label;       /* for progress: "NAME/PATH" */
+    double last_progress;
+    int progress_shown;
+    int last_decile;
+} mf_xfer;
+
+static size_t mf_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    mf_xfer *x = ud;
+    size_t n = size * nmemb;
+
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        x->content_range[0] = '\0'; /* a new response (after a redirect or 100) */
+    } else if (n > 14 && strncasecmp(ptr, "Content-Range:", 14) == 0) {
+        size_t m = n - 14;
+        const char *v = ptr + 14;
+        while (m > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            m--;
+        }
+        while (m > 0 && (v[m - 1] == '\r' || v[m - 1] == '\n' || v[m - 1] == ' '))
+            m--;
+        if (m >= sizeof x->content_range)
+            m = sizeof x->content_range - 1;
+        memcpy(x->content_range, v, m);
+        x->content_range[m] = '\0';
+    }
+    return n;
+}
+
+/* Whether Content-Range "bytes A-B/T" starts at `offset` and T, when given, is `total`. */
+static int range_ok(const char *cr, uint64_t offset, uint64_t total)
+{
+    unsigned long long a, b;
+    char t[32];
+
+    if (sscanf(cr, "bytes %llu-%llu/%31s", &a, &b, t) != 3)
+        return 0;
+    if (a != offset || b < a)
+        return 0;
+    if (strcmp(t, "*") != 0 && strtoull(t, NULL, 10) != total)
+        return 0;
+    return 1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static size_t mf_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    mf_xfer *x = ud;
+    size_t n = size * nmemb;
+
+    if (!x->started) {
+        long status = 0;
+        x->started = 1;
+        curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 200 || status > 299) {
+            x->http_error = 1; /* an error page is not worth downloading */
+            return 0;
+        }
+        if (x->fd >= 0 && x->offset > 0) {
+            if (status == 200) {
+                /* The server ignored Range: what it sends is the whole file. */
+                if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0) {
+                    x->ioerr = errno;
+                    return 0;
+                }
+                x->offset = 0;
+                x->restarted = 1;
+            } else if (status != 206 || !range_ok(x->content_range, x->offset, x->cap)) {
+                x->bad_range = 1;
+                return 0;
+            }
+        } else if (status == 206) {
+            x->bad_range = 1; /* we asked for no range */
+            return 0;
+        }
+    }
+    if ((uint64_t)n > x->cap - x->offset - x->got) {
+        x->toobig = 1;
+        return 0;
+    }
+    if (x->fd >= 0) {
+        if (write_all(x->fd, ptr, n) != 0) {
+            x->ioerr = errno;
+            return 0;
+        }
+    } else {
+        if (x->len + n > x->bufcap) {
+            size_t c = x->bufcap ? x->bufcap : 64 * 1024;
+            uint8_t *nb;
+            while (c < x->len + n)
+                c *= 2;
+            nb = realloc(x->buf, c);
+            if (nb == NULL) {
+                x->nomem = 1;
+                return 0;
+            }
+            x->buf = nb;
+            x->bufcap = c;
+        }
+        memcpy(x->buf + x->len, ptr, n);
+        x->len += n;
+    }
+    x->got += n;
+    return n;
+}
+
+static int mf_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    mf_xfer *x = ud;
+    uint64_t done = x->offset + (uint64_t)(dlnow > 0 ? dlnow : 0);
+    double t = now_s();
+    char a[32], b[32];
+    int pct;
+
+    (void)dltotal;
+    (void)ultotal;
+    (void)ulnow;
+    if (x->o->quiet || x->fd < 0 || x->label == NULL)
+        return 0;
+    pct = x->cap ? (int)(done * 100 / x->cap) : 100;
+    if (x->o->progress_tty) {
+        if (t - x->last_progress < 0.2)
+            return 0;
+        x->last_progress = t;
+        human_size(done, a, sizeof a);
+        human_size(x->cap, b, sizeof b);
+        fprintf(stderr, "\r  %s  %s / %s  %3d%%  ", x->label, a, b, pct);
+        x->progress_shown = 1;
+    } else if (pct / 10 > x->last_decile && dlnow > 0) {
+        /* Not a terminal (a log): a line at each 10 %. */
+        x->last_decile = pct / 10;
+        human_size(done, a, sizeof a);
+        human_size(x->cap, b, sizeof b);
+        fprintf(stderr, "  %s  %s / %s  %d%%\n", x->label, a, b, pct);
+    }
+    return 0;
+}
+
+/* The SSRF guard, as in fetch.c: every address curl connects to is checked. */
+static curl_socket_t mf_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    mf_xfer *x = ud;
+    const char *cls;
+
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (!x->o->allow_private) {
+        cls = fetch__addr_class(&a->addr);
+        if (cls != NULL) {
+            if (!x->refused) {
+                x->refused = 1;
+                x->refused_class = cls;
+                x->refused_addr[0] = '\0';
+                if (a->family == AF_INET) {
+                    struct sockaddr_in in;
+                    memcpy(&in, &a->addr, sizeof in);
+                    inet_ntop(AF_INET, &in.sin_addr, x->refused_addr, sizeof x->refused_addr);
+                } else if (a->family == AF_INET6) {
+                    struct sockaddr_in6 in6;
+                    memcpy(&in6, &a->addr, sizeof in6);
+                    inet_ntop(AF_INET6, &in6.sin6_addr, x->refused_addr, sizeof x->refused_addr);
+                }
+            }
+            return CURL_SOCKET_BAD;
+        }
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/*
+ * Performs the GET of `url` described by `x` (fd, offset, cap set by the
+ * caller). Errors: ERR_FORBIDDEN for a refused address or scheme, the
+ * fetch.c classes for HTTP statuses and curl codes (ERR_UNAVAILABLE and
+ * ERR_TIMEOUT are worth a retry), ERR_TOOBIG when the body passes the cap,
+ * ERR_FETCH for a 206 at the wrong offset, ERR_IO for a failed write.
+ */
+static int mf_get(mf_xfer *x, const char *url, err_t *e)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    char *shown = url_shown(url);
+    const char *u = shown ? shown : "(unparsable URL)";
+    CURLcode cc;
+    long status = 0;
+    int rc = ERR_OK;
+    const mf_opts *o = x->o;
+
+    x->h = curl_easy_init();
+    if (x->h == NULL) {
+        curl_free(shown);
+        return err_set(e, ERR_NOMEM, "curl_easy_init failed");
+    }
+    errbuf[0] = '\0';
+    if (curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_OPENSOCKETFUNCTION, mf_opensocket) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_OPENSOCKETDATA, x) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_PROXY, "") != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, mf_write) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_URL, url) != CURLE_OK) {
+        curl_easy_cleanup(x->h);
+        x->h = NULL;
+        curl_free(shown);
+        return err_set(e, ERR_INTERNAL, "libcurl refused a required option");
+    }
+    /* curl checks Content-Length against this before any body byte: the whole size. */
+    if (x->cap > 0 && x->cap <= (uint64_t)INT64_MAX)
+        curl_easy_setopt(x->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->cap);
+    /*
+     * CURLOPT_RANGE rather than CURLOPT_RESUME_FROM_LARGE: with the latter
+     * curl fails a 200 answer with CURLE_RANGE_ERROR before any body byte,
+     * which would cost a second request to a server that ignores Range; here
+     * mf_write sees the status and starts the file over in the same request.
+     */
+    if (x->fd >= 0 && x->offset > 0) {
+        snprintf(x->range, sizeof x->range, "%llu-", (unsigned long long)x->offset);
+        curl_easy_setopt(x->h, CURLOPT_RANGE, x->range);
+    }
+    curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, mf_header);
+    curl_easy_setopt(x->h, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(x->h, CURLOPT_MAXREDIRS, MF_MAX_REDIRECTS);
+    curl_easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s);
+    curl_easy_setopt(x->h, CURLOPT_TIMEOUT, o->timeout_s);
+    curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_s);
+    curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->h, CURLOPT_USERAGENT, "inferd/" INFERD_VERSION);
+    curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, mf_progress);
+    curl_easy_setopt(x->h, CURLOPT_XFERINFODATA, x);
+    curl_easy_setopt(x->h, CURLOPT_NOPROGRESS, 0L);
+
+    cc = curl_easy_perform(x->h);
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+    x->status = status;
+    if (x->progress_shown) {
+        fputc('\n', stderr);
+        x->progress_shown = 0;
+    }
+
+    /* Same order as fetch.c: the guard, then statuses, then the body checks. */
+    if (cc != CURLE_OK && x->refused) {
+        rc = err_set(e, ERR_FORBIDDEN,
+                     "GET %s: address %s is %s; refused (allow with --allow-private-urls)", u,
+                     x->refused_addr, x->refused_class);
+    } else if (x->http_error || status >= 400 ||
+               (cc == CURLE_OK && (status < 200 || status > 299))) {
+        rc = err_set(e, fetch__classify_http(status), "GET %s: HTTP %ld", u, status);
+    } else if (x->bad_range) {
+        rc = err_set(e, ERR_FETCH, "GET %s: asked for bytes from %llu, got HTTP %ld \"%s\"", u,
+                     (unsigned long long)x->offset, status, x->content_range);
+    } else if (x->toobig || cc == CURLE_FILESIZE_EXCEEDED) {
+        rc = err_set(e, ERR_TOOBIG, "GET %s: body is larger than the %s %llu bytes", u,
+                     x->fd >= 0 ? "declared" : "limit of", (unsigned long long)x->cap);
+    } else if (x->ioerr) {
+        rc = err_set(e, ERR_IO, "GET %s: writing the download: %s", u, strerror(x->ioerr));
+    } else if (x->nomem) {
+        rc = err_set(e, ERR_NOMEM, "GET %s: out of memory", u);
+    } else if (cc != CURLE_OK) {
+        rc = err_set(e, fetch__classify_curl(cc), "GET %s: %s", u,
+                     errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    }
+    curl_easy_cleanup(x->h);
+    x->h = NULL;
+    curl_free(shown);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- catalogue */
+
+/*
+ * Loads the catalogue named by o->catalog (a file, or an http(s) URL fetched
+ * through the guard). `*out` is a new reference the caller decrefs; it is an
+ * object whose "models" is an object (ERR_FORMAT otherwise).
+ */
+static int catalog_load(const mf_opts *o, json_t **out, err_t *e)
+{
+    json_error_t je;
+    json_t *root;
+
+    *out = NULL;
+    if (is_http_url(o->catalog)) {
+        mf_xfer x;
+        int rc;
+        memset(&x, 0, sizeof x);
+        x.o = o;
+        x.fd = -1;
+        x.cap = MF_MAX_CATALOG;
+        rc = mf_get(&x, o->catalog, e);
+        if (rc) {
+            free(x.buf);
+            return rc;
+        }
+        root = json_loadb((const char *)x.buf, x.len, JSON_REJECT_DUPLICATES, &je);
+        free(x.buf);
+    } else {
+        root = json_load_file(o->catalog, JSON_REJECT_DUPLICATES, &je);
+        if (root == NULL && access(o->catalog, R_OK) != 0)
+            return err_set(e, ERR_NOENT, "catalogue %s: %s (see --catalog)", o->catalog,
+                           strerror(errno));
+    }
+    if (root == NULL)
+        return err_set(e, ERR_FORMAT, "catalogue %s:%d:%d: %s", o->catalog, je.line, je.column,
+                       je.text);
+    if (!json_is_object(root) || !json_is_object(json_object_get(root, "models"))) {
+        json_decref(root);
+        return err_set(e, ERR_FORMAT, "catalogue %s: expected an object with a \"models\" object",
+                       o->catalog);
+    }
+    *out = root;
+    return ERR_OK;
+}
+
+/*
+ * Expands "{base}" in `tmpl` with `base` (trailing slashes dropped). The
+ * result (malloc'd, in `*out`) must be an http(s) URL.
+ */
+static int url_expand(const char *tmpl, const char *base, const char *what, char **out, err_t *e)
+{
+    const char *hit = strstr(tmpl, "{base}");
+    size_t bl;
+    char *s;
+
+    *out = NULL;
+    if (hit == NULL) {
+        s = xstrdup(tmpl);
+    } else {
+        if (base == NULL || base[0] == '\0')
+            return err_set(e, ERR_INVAL,
+                           "%s: the URL is a template (%s): point --base-url at a mirror of the "
+                           "model files",
+                           what, tmpl);
+        bl = strlen(base);
+        while (bl > 0 && base[bl - 1] == '/')
+            bl--;
+        s = xmalloc(strlen(tmpl) + bl + 1);
+        memcpy(s, tmpl, (size_t)(hit - tmpl));
+        memcpy(s + (hit - tmpl), base, bl);
+        strcpy(s + (hit - tmpl) + bl, hit + 6);
+        if (strstr(s + (hit - tmpl) + bl, "{base}") != NULL) {
+            free(s);
+            return err_set(e, ERR_FORMAT, "%s: \"{base}\" may appear once, at the start", what);
+        }
+    }
+    if (!is_http_url(s)) {
+        free(s);
+        return err_set(e, ERR_INVAL, "%s: URL must be http:// or https:// (%s)", what, tmpl);
+    }
+    *out = s;
+    return ERR_OK;
+}
+
+/*
+ * Fills `m` from catalogue entry `name`. Strings in `m` are owned by `m`
+ * (mf_model_clear) except `manifest`, borrowed from `cat`. Errors name the
+ * entry and the key: ERR_NOENT for an unknown name, ERR_FORMAT for a bad
+ * entry, ERR_INVAL for a template URL without --base-url.
+ */
+static int model_parse(json_t *cat, const char *name, const char *base, mf_model *m, err_t *e)
+{
+    json_t *models = json_object_get(cat, "models");
+    json_t *ent = json_object_get(models, name);
+    json_t *files, *man;
+    size_t i, j;
+    int rc = ERR_OK;
+
+    memset(m, 0, sizeof *m);
+    m->name = name;
+    if (!name_ok(name))
+        return err_set(e, ERR_INVAL,
+                       "model name \"%.*s\" must be 1-%d characters of [A-Za-z0-9._-], not "
+                       "starting with '.'",
+                       MF_MAX_NAME, name, MF_MAX_NAME);
+    if (ent == NULL) {
+        char known[256];
+        size_t n = 0;
+        const char *k;
+        json_t *v;
+        known[0] = '\0';
+        json_object_foreach(models, k, v)
+        {
+            int w = snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", k);
+            if (w < 0 || (size_t)w >= sizeof known - n)
+                break;
+            n += (size_t)w;
+            (void)v;
+        }
+        return err_set(e, ERR_NOENT, "model \"%s\" is not in the catalogue (it has: %s)", name,
+                       n ? known : "nothing");
+    }
+    if (!json_is_object(ent))
+        return err_set(e, ERR_FORMAT, "catalogue models.%s: must be an object", name);
+    files = json_object_get(ent, "files");
+    if (!json_is_array(files) || json_array_size(files) == 0 ||
+        json_array_size(files) > MF_MAX_FILES)
+        return err_set(e, ERR_FORMAT, "catalogue models.%s.files: must be an array of 1-%d files",
+                       name, MF_MAX_FILES);
+    man = json_object_get(ent, "manifest");
+    if (man != NULL && !json_is_object(man))
+        return err_set(e, ERR_FORMAT, "catalogue models.%s.manifest: must be an object", name);
+    m->manifest = man;
+    m->files = xcalloc(json_array_size(files), sizeof *m->files);
+    for (i = 0; i < json_array_size(files); i++) {
+        json_t *f = json_array_get(files, i);
+        json_t *p = json_object_get(f, "path");
+        json_t *u = json_object_get(f, "url");
+        json_t *h = json_object_get(f, "sha256");
+        json_t *s = json_object_get(f, "size");
+        char what[MF_MAX_PATH + MF_MAX_NAME + 64];
+        mf_file *mf = &m->files[i];
+        const char *why;
+
+        if (!json_is_object(f) || !json_is_string(p) || !json_is_string(u) || !json_is_string(h) ||
+            !json_is_integer(s)) {
+            rc = err_set(e, ERR_FORMAT,
+                         "catalogue models.%s.files[%zu]: needs \"path\", \"url\", \"sha256\" "
+                         "(strings) and \"size\" (integer)",
+                         name, i);
+            goto fail;
+        }
+        why = path_problem(json_string_value(p));
+        if (why != NULL) {
+            rc = err_set(e, ERR_FORMAT, "catalogue models.%s.files[%zu].path \"%.200s\" %s", name,
+                         i, json_string_value(p), why);
+            goto fail;
+        }
+        if (strcmp(json_string_value(p), MF_RECORD) == 0 ||
+            (man != NULL && strcmp(json_string_value(p), MF_MANIFEST) == 0)) {
+            rc = err_set(e, ERR_FORMAT, "catalogue models.%s.files[%zu].path \"%s\" is reserved",
+                         name, i, json_string_value(p));
+            goto fail;
+        }
+        for (j = 0; j < i; j++)
+            if (strcmp(m->files[j].path, json_string_value(p)) == 0) {
+                rc = err_set(e, ERR_FORMAT, "catalogue models.%s: file \"%s\" is listed twice",
+                             name, m->files[j].path);
+                goto fail;
+            }
+        if (json_string_length(h) != 64) {
+            rc = err_set(e, ERR_FORMAT, "catalogue models.%s.files[%zu].sha256: 64 hex digits",
+                         name, i);
+            goto fail;
+        }
+        for (j = 0; j < 64; j++) {
+            char c = json_string_value(h)[j];
+            mf->sha256[j] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+        }
+        mf->sha256[64] = '\0';
+        if (!is_hex64(mf->sha256)) {
+            rc = err_set(e, ERR_FORMAT, "catalogue models.%s.files[%zu].sha256: 64 hex digits",
+                         name, i);
+            goto fail;
+        }
+        if (json_integer_value(s) < 0 || (uint64_t)json_integer_value(s) > MF_MAX_FILE_SIZE) {
+            rc = err_set(e, ERR_FORMAT, "catalogue models.%s.files[%zu].size: 0..%llu bytes", name,
+                         i, (unsigned long long)MF_MAX_FILE_SIZE);
+            goto fail;
+        }
+        mf->size = (uint64_t)json_integer_value(s);
+        mf->path = xstrdup(json_string_value(p));
+        m->nfiles = i + 1;
+        snprintf(what, sizeof what, "catalogue models.%s.files[%zu].url", name, i);
+        rc = url_expand(json_string_value(u), base, what, &mf->url, e);
+        if (rc)
+            goto fail;
+    }
+    return ERR_OK;
+fail:
+    mf_model_clear(m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+/*
+ * Checks `dir`/`f->path` against its size and hash. Returns ERR_OK, or
+ * ERR_NOENT (missing), ERR_CHECKSUM (size or hash differ) with a message
+ * that names the file and, for the hash, both values; ERR_IO when unreadable.
+ */
+static int file_verify(const char *dir, const char *path, const char *sha, uint64_t size, err_t *e)
+{
+    char *full = join(dir, path);
+    char hex[65];
+    struct stat st;
+    int rc = ERR_OK;
+
+    if (lstat(full, &st) != 0) {
+        rc = err_set(e, errno == ENOENT ? ERR_NOENT : ERR_IO, "%s: %s", full, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = err_set(e, ERR_CHECKSUM, "%s is not a regular file", full);
+    } else if ((uint64_t)st.st_size != size) {
+        rc = err_set(e, ERR_CHECKSUM, "%s is %lld bytes, expected %llu", full,
+                     (long long)st.st_size, (unsigned long long)size);
+    } else {
+        rc = sha256_file_hex(full, hex, e);
+        if (rc == ERR_OK && strcmp(hex, sha) != 0)
+            rc = err_set(e, ERR_CHECKSUM, "%s has sha256 %s, expected %s", full, hex, sha);
+    }
+    free(full);
+    return rc;
+}
+
+/*
+ * Whether installed directory `dir` holds model `m`: every file verifies and,
+ * when the catalogue gives a manifest, manifest.json equals it. `good[i]` (may
+ * be NULL) is set for each file that verified. Returns ERR_OK or the first
+ * failure (message in `e`).
+ */
+static int install_verify(const char *dir, const mf_model *m, int *good, err_t *e)
+{
+    int rc = ERR_OK;
+    err_t fe;
+
+    for (size_t i = 0; i < m->nfiles; i++) {
+        int r = file_verify(dir, m->files[i].path, m->files[i].sha256, m->files[i].size, &fe);
+        if (good)
+            good[i] = r == ERR_OK;
+        if (r && rc == ERR_OK) {
+            rc = r;
+            if (e)
+                *e = fe;
+        }
+    }
+    if (rc == ERR_OK && m->manifest != NULL) {
+        char *p = join(dir, MF_MANIFEST);
+        json_t *have = json_load_file(p, 0, NULL);
+        if (have == NULL || !json_equal(have, m->manifest))
+            rc = err_set(e, ERR_CHECKSUM, "%s %s", p,
+                         have ? "differs from the catalogue's" : "is missing or unreadable");
+        json_decref(have);
+        free(p);
+    }
+    return rc;
+}
+
+/*
+ * Whether `dir`/fetch.json records exactly the files and hashes of `m`: the
+ * directory was installed by this command from this catalogue entry.
+ */
+static int install_is_ours(const char *dir, const mf_model *m)
+{
+    char *p = join(dir, MF_RECORD);
+    json_t *rec = json_load_file(p, 0, NULL);
+    json_t *files = json_object_get(rec, "files");
+    int ours = json_is_array(files) && json_array_size(files) == m->nfiles;
+
+    for (size_t i = 0; ours && i < m->nfiles; i++) {
+        json_t *f = json_array_get(files, i);
+        const char *fp = json_string_value(json_object_get(f, "path"));
+        const char *fh = json_string_value(json_object_get(f, "sha256"));
+        ours = fp && fh && strcmp(fp, m->files[i].path) == 0 && strcmp(fh, m->files[i].sha256) == 0;
+    }
+    json_decref(rec);
+    free(p);
+    return ours;
+}
+
+/* ---------------------------------------------------------------- fetch */
+
+/*
+ * The stage sweep's arguments: nftw passes no user data, and this is
+ * single-threaded CLI code, so they live here for the length of one walk.
+ */
+static const mf_model *sweep_model;
+static size_t sweep_root_len;
+
+static int sweep_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    const char *rel = path + sweep_root_len + 1;
+
+    (void)st;
+    (void)ftw;
+    if ((flag != FTW_F && flag != FTW_SL) || strlen(path) <= sweep_root_len)
+        return 0;
+    for (size_t i = 0; i < sweep_model->nfiles; i++) {
+        size_t n = strlen(sweep_model->files[i].path);
+        if (strncmp(rel, sweep_model->files[i].path, n) == 0 &&
+            (rel[n] == '\0' || strcmp(rel + n, ".part") == 0))
+            return 0;
+    }
+    unlink(path);
+    return 0;
+}
+
+/*
+ * Deletes from the staging directory every file that is neither one of the
+ * model's files nor its partial download: leftovers of a fetch of another
+ * version of the entry must not be installed with this one.
+ */
+static void stage_sweep(const char *stage, const mf_model *m)
+{
+    sweep_model = m;
+    sweep_root_len = strlen(stage);
+    nftw(stage, sweep_entry, 16, FTW_PHYS); /* a missing stage is fine */
+    sweep_model = NULL;
+}
+
+/* Writes `j` as `path` (indented JSON, fsync'd). */
+static int write_json(const char *path, json_t *j, err_t *e)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int fd, rc = ERR_OK;
+
+    if (s == NULL)
+        return err_set(e, ERR_NOMEM, "%s: cannot serialise", path);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write_all(fd, s, strlen(s)) != 0 || write_all(fd, "\n", 1) != 0 || fsync(fd) != 0)
+        rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && rc == ERR_OK)
+        rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
+    free(s);
+    return rc;
+}
+
+/*
+ * Downloads file `f` of model `m` into `stage`/PATH (via PATH.part), with
+ * retries of transient errors that resume the part. On success the file is
+ * in place, complete and verified. On a checksum or size mismatch the part is
+ * deleted and ERR_CHECKSUM names the file and both hashes.
+ */
+static int file_fetch(const mf_opts *o, const mf_model *m, const mf_file *f, const char *stage,
+                      err_t *e)
+{
+    char *final = join(stage, f->path);
+    char *part = concat(final, ".part");
+    char label[MF_MAX_PATH + MF_MAX_NAME + 2];
+    char hex[65];
+    int attempt = 0, from_zero_again = 0, resumed = 0;
+    int rc;
+
+    snprintf(label, sizeof label, "%s/%s", m->name, f->path);
+    rc = mkparents(final, e);
+    if (rc)
+        goto out;
+
+    for (;;) {
+        mf_xfer x;
+        struct stat st;
+        int fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+        if (fd < 0) {
+            rc = err_set(e, ERR_IO, "%s: %s", part, strerror(errno));
+            goto out;
+        }
+        if (fstat(fd, &st) != 0) {
+            rc = err_set(e, ERR_IO, "%s: %s", part, strerror(errno));
+            close(fd);
+            goto out;
+        }
+        if ((uint64_t)st.st_size > f->size) {
+            /* Longer than the file can be: from another version. */
+            if (ftruncate(fd, 0) != 0) {
+                rc = err_set(e, ERR_IO, "%s: %s", part, strerror(errno));
+                close(fd);
+                goto out;
+            }
+            st.st_size = 0;
+        }
+        memset(&x, 0, sizeof x);
+        x.o = o;
+        x.fd = fd;
+        x.offset = (uint64_t)st.st_size;
+        x.cap = f->size;
+        x.label = label;
+        x.last_decile = (int)(f->size ? x.offset * 10 / f->size : 0);
+        if (x.offset > 0)
+            resumed = 1;
+        if (x.offset == f->size) {
+            rc = ERR_OK; /* complete already: only the check is left */
+        } else {
+            if (!o->quiet && x.offset > 0)
+                fprintf(stderr, "%s: resuming at byte %llu of %llu\n", label,
+                        (unsigned long long)x.offset, (unsigned long long)f->size);
+            rc = mf_get(&x, f->url, e);
+            if (x.restarted)
+                resumed = 0; /* the whole file came in this request */
+            if (x.restarted && !o->quiet)
+                fprintf(stderr,
+                        "%s: the server ignored the Range request; downloaded from the "
+                        "start\n",
+                        label);
+        }
+        if (rc == ERR_OK && fsync(fd) != 0)
+            rc = err_set(e, ERR_IO, "%s: fsync: %s", part, strerror(errno));
+        if (close(fd) != 0 && rc == ERR_OK)
+            rc = err_set(e, ERR_IO, "%s: close: %s", part, strerror(errno));
+        if ((rc == ERR_FETCH && x.bad_range) || (rc != ERR_OK && x.status == 416)) {
+            /*
+             * A server whose ranges we cannot trust, or one whose file is no
+             * longer than our part (416): start again without a range.
+             */
+            unlink(part);
+            if (!from_zero_again) {
+                from_zero_again = 1;
+                continue;
+            }
+        }
+        if (rc != ERR_OK) {
+            if ((rc == ERR_UNAVAILABLE || rc == ERR_TIMEOUT) && attempt < o->retries) {
+                unsigned ms = 500u << (attempt < 4 ? attempt : 4);
+                attempt++;
+                if (!o->quiet)
+                    fprintf(stderr, "%s: %s; retry %d of %d in %.1f s\n", label, e->msg, attempt,
+                            o->retries, ms / 1000.0);
+                usleep(ms * 1000u);
+                continue;
+            }
+            if (rc == ERR_UNAVAILABLE || rc == ERR_TIMEOUT)
+                snprintf(e->msg + strlen(e->msg), sizeof e->msg - strlen(e->msg),
+                         " (the partial download is kept: run again to resume)");
+            goto out;
+        }
+
+        /* Complete: check size and hash of the whole file. */
+        if (stat(part, &st) != 0) {
+            rc = err_set(e, ERR_IO, "%s: %s", part, strerror(errno));
+            goto out;
+        }
+        if ((uint64_t)st.st_size != f->size) {
+            unlink(part);
+            rc = err_set(e, ERR_CHECKSUM,
+                         "%s: the server sent %lld bytes, the catalogue says %llu; deleted the "
+                         "download, nothing installed",
+                         label, (long long)st.st_size, (unsigned long long)f->size);
+            goto out;
+        }
+        rc = sha256_file_hex(part, hex, e);
+        if (rc)
+            goto out;
+        if (strcmp(hex, f->sha256) != 0) {
+            unlink(part);
+            if (resumed && !from_zero_again) {
+                from_zero_again = 1;
+                resumed = 0;
+                if (!o->quiet)
+                    fprintf(stderr,
+                            "%s: sha256 %s after resuming, expected %s; downloading it "
+                            "again from the start\n",
+                            label, hex, f->sha256);
+                continue;
+            }
+            rc = err_set(e, ERR_CHECKSUM,
+                         "%s: sha256 mismatch: downloaded %s, catalogue says %s; deleted the "
+                         "download, nothing installed",
+                         label, hex, f->sha256);
+            goto out;
+        }
+        break;
+    }
+    if (rename(part, final) != 0) {
+        rc = err_set(e, ERR_IO, "rename %s: %s", part, strerror(errno));
+        goto out;
+    }
+    if (!o->quiet) {
+        char sz[32];
+        human_size(f->size, sz, sizeof sz);
+        fprintf(stderr, "%s: %s, sha256 ok\n", label, sz);
+    }
+out:
+    if (rc != ERR_OK) {
+        struct stat st;
+        if (stat(part, &st) == 0 && st.st_size == 0)
+            unlink(part); /* nothing to resume */
+    }
+    free(final);
+    free(part);
+    return rc;
+}
+
+/* The fetch.json record of model `m`: new reference. */
+static json_t *record_new(const mf_opts *o, const mf_model *m)
+{
+    json_t *files = json_array();
+    json_t *rec;
+    char *shown = is_http_url(o->catalog) ? url_shown(o->catalog) : NULL;
+
+    for (size_t i = 0; i < m->nfiles; i++)
+        json_array_append_new(files,
+                              json_pack("{s:s, s:s, s:I}", "path", m->files[i].path, "sha256",
+                                        m->files[i].sha256, "size", (json_int_t)m->files[i].size));
+    /* The catalogue as shown in messages: a URL without user and password. */
+    rec = json_pack("{s:s, s:s, s:I, s:o}", "name", m->name, "catalog", shown ? shown : o->catalog,
+                    "fetched_at", (json_int_t)time(NULL), "files", files);
+    curl_free(shown);
+    return rec;
+}
+
+/*
+ * Puts `stage` in place as `dest`. When `dest` exists it is swapped out in
+ * one step (RENAME_EXCHANGE) and deleted afterwards; `aside` is where it
+ * goes on a filesystem without that.
+ */
+static int install_swap(const char *stage, const char *dest, const char *aside, err_t *e)
+{
+    struct stat st;
+
+    if (lstat(dest, &st) != 0) {
+        if (rename(stage, dest) != 0)
+            return err_set(e, ERR_IO, "rename %s to %s: %s", stage, dest, strerror(errno));
+        return ERR_OK;
+    }
+    if (renameat2(AT_FDCWD, stage, AT_FDCWD, dest, RENAME_EXCHANGE) == 0) {
+        rm_rf(stage); /* now the old install */
+        return ERR_OK;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        return err_set(e, ERR_IO, "exchange %s and %s: %s", stage, dest, strerror(errno));
+    rm_rf(aside);
+    if (rename(dest, aside) != 0)
+        return err_set(e, ERR_IO, "rename %s to %s: %s", dest, aside, strerror(errno));
+    if (rename(stage, dest) != 0) {
+        int err = errno;
+        rename(aside, dest); /* put the old one back */
+        return err_set(e, ERR_IO, "rename %s to %s: %s", stage, dest, strerror(err));
+    }
+    rm_rf(aside);
+    return ERR_OK;
+}
+
+static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
+{
+    json_t *cat = NULL;
+    mf_model m;
+    char *dest = NULL, *partial = NULL, *stage = NULL, *aside = NULL;
+    int *good = NULL;
+    int lockfd = -1;
+    int exists, rc;
+    struct stat st;
+    err_t ve;
+
+    memset(&m, 0, sizeof m);
+    rc = catalog_load(o, &cat, e);
+    if (rc)
+        return rc;
+    rc = model_parse(cat, name, o->base_url, &m, e);
+    if (rc)
+        goto out;
+    rc = mkdir_p(o->models_dir, e);
+    if (rc)
+        goto out;
+    lockfd = open(o->models_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lockfd < 0) {
+        rc = err_set(e, ERR_IO, "%s: %s", o->models_dir, strerror(errno));
+        goto out;
+    }
+    if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = err_set(e, ERR_BUSY, "another inferd models fetch is running in %s", o->models_dir);
+        goto out;
+    }
+    dest = join(o->models_dir, name);
+    partial = join(o->models_dir, MF_PARTIAL);
+    stage = join(partial, name);
+    {
+        /* Not a possible stage name: model names do not start with '.'. */
+        char *dot = concat(".old-", name);
+        aside = join(partial, dot);
+        free(dot);
+    }
+    good = xcalloc(m.nfiles, sizeof *good);
+
+    exists = lstat(dest, &st) == 0;
+    if (exists) {
+        err_clear(&ve);
+        if (!S_ISDIR(st.st_mode) && !o->force) {
+            rc = err_set(e, ERR_CONFLICT, "%s exists and is not a directory; --force replaces it",
+                         dest);
+            goto out;
+        }
+        if (S_ISDIR(st.st_mode) && install_verify(dest, &m, good, &ve) == ERR_OK) {
+            printf("%s: present in %s (%zu file%s verified)\n", name, dest, m.nfiles,
+                   m.nfiles == 1 ? "" : "s");
+            rc = ERR_OK;
+            goto out;
+        }
+        if (!S_ISDIR(st.st_mode) || !install_is_ours(dest, &m)) {
+            if (!o->force) {
+                rc = err_set(e, ERR_CONFLICT,
+                             "%s exists but does not match the catalogue entry (%s) and was not "
+                             "installed from it; --force replaces it",
+                             dest, ve.msg);
+                goto out;
+            }
+        }
+        if (!o->quiet && S_ISDIR(st.st_mode))
+            fprintf(stderr, "%s: installed copy fails its check (%s); fetching again\n", name,
+                    ve.msg);
+    }
+
+    stage_sweep(stage, &m);
+    prune_empty_dirs(stage);
+    rc = mkdir_p(stage, e);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < m.nfiles; i++) {
+        const mf_file *f = &m.files[i];
+        char *final = join(stage, f->path);
+        int have = file_verify(stage, f->path, f->sha256, f->size, NULL) == ERR_OK;
+
+        if (!have) {
+            unlink(final);
+            /* A good file of the old install is reused, not downloaded again. */
+            if (exists && good[i]) {
+                char *old = join(dest, f->path);
+                rc = mkparents(final, e);
+                if (rc == ERR_OK && link(old, final) == 0)
+                    have = 1;
+                free(old);
+                if (rc) {
+                    free(final);
+                    goto out;
+                }
+            }
+        }
+        free(final);
+        if (have) {
+            if (!o->quiet)
+                fprintf(stderr, "%s/%s: already here, sha256 ok\n", name, f->path);
+            continue;
+        }
+        rc = file_fetch(o, &m, f, stage, e);
+        if (rc)
+            goto out;
+    }
+
+    if (m.manifest != NULL) {
+        char *p = join(stage, MF_MANIFEST);
+        rc = write_json(p, m.manifest, e);
+        free(p);
+        if (rc)
+            goto out;
+    }
+    {
+        json_t *rec = record_new(o, &m);
+        char *p = join(stage, MF_RECORD);
+        rc = write_json(p, rec, e);
+        free(p);
+        json_decref(rec);
+        if (rc)
+            goto out;
+    }
+    fsync_dir(stage);
+    rc = install_swap(stage, dest, aside, e);
+    if (rc)
+        goto out;
+    fsync_dir(o->models_dir);
+    rmdir(partial); /* only when no other partial download is left */
+    printf("%s: installed in %s (%zu file%s, sha256 ok)\n", name, dest, m.nfiles,
+           m.nfiles == 1 ? "" : "s");
+out:
+    if (rc != ERR_OK && stage != NULL) {
+        /* Keep what can be resumed, not the empty directories around it. */
+        prune_empty_dirs(stage);
+        rmdir(partial);
+    }
+    if (lockfd >= 0)
+        close(lockfd);
+    free(good);
+    free(dest);
+    free(partial);
+    free(stage);
+    free(aside);
+    mf_model_clear(&m);
+    json_decref(cat);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- list */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The SHA column for model directory `dir`: "ok", "-" (nothing to check
+ * against, or --no-verify), or what is wrong. Returns 1 when wrong.
+ */
+static int list_check(const char *dir, json_t *man, int verify, char *out, size_t cap)
+{
+    char *rp = join(dir, MF_RECORD);
+    json_t *rec = json_load_file(rp, 0, NULL);
+    json_t *files = json_object_get(rec, "files");
+    err_t e;
+    int bad = 0, checked = 0;
+
+    free(rp);
+    snprintf(out, cap, "-");
+    if (!verify) {
+        json_decref(rec);
+        return 0;
+    }
+    if (json_is_array(files)) {
+        /* Installed by `models fetch`: every file it recorded. */
+        size_t i;
+        json_t *f;
+        json_array_foreach(files, i, f)
+        {
+            const char *p = json_string_value(json_object_get(f, "path"));
+            const char *h = json_string_value(json_object_get(f, "sha256"));
+            json_t *s = json_object_get(f, "size");
+            if (p == NULL || h == NULL || !json_is_integer(s) || path_problem(p) != NULL) {
+                snprintf(out, cap, "bad %s", MF_RECORD);
+                bad = 1;
+                break;
+            }
+            checked++;
+            if (file_verify(dir, p, h, (uint64_t)json_integer_value(s), &e) != ERR_OK) {
+                snprintf(out, cap, "%s %s", e.code == ERR_NOENT ? "MISSING" : "MISMATCH", p);
+                bad = 1;
+                break;
+            }
+        }
+    } else {
+        /* Provisioned otherwise: the model file the manifest names, by its sha256. */
+        const char *file = json_string_value(json_object_get(man, "file"));
+        const char *h = json_string_value(json_object_get(man, "sha256"));
+        if (file == NULL)
+            file = "model.onnx";
+        if (h != NULL && path_problem(file) == NULL) {
+            char *p = join(dir, file);
+            char hex[65];
+            checked++;
+            if (sha256_file_hex(p, hex, &e) != ERR_OK) {
+                snprintf(out, cap, "MISSING %s", file);
+                bad = 1;
+            } else if (strcmp(hex, h) != 0) {
+                snprintf(out, cap, "MISMATCH %s", file);
+                bad = 1;
+            }
+            free(p);
+        }
+    }
+    if (!bad && checked)
+        snprintf(out, cap, "ok");
+    json_decref(rec);
+    return bad;
+}
+
+static int cmd_list(const mf_opts *o, int verify, err_t *e)
+{
+    DIR *d = opendir(o->models_dir);
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int bad = 0;
+
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            printf("no models in %s\n", o->models_dir);
+            return ERR_OK;
+        }
+        return err_set(e, ERR_IO, "%s: %s", o->models_dir, strerror(errno));
+    }
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        char *p;
+        if (de->d_name[0] == '.')
+            continue; /* ".", "..", .partial */
+        p = join(o->models_dir, de->d_name);
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                names = xrealloc(names, cap * sizeof *names);
+            }
+            names[n++] = xstrdup(de->d_name);
+        }
+        free(p);
+    }
+    closedir(d);
+    if (n == 0) {
+        printf("no models in %s\n", o->models_dir);
+        free(names);
+        return ERR_OK;
+    }
+    qsort(names, n, sizeof *names, name_cmp);
+    printf("%-28s %-16s %5s  %-14s %s\n", "NAME", "TASK", "DIM", "LICENCE", "SHA");
+    for (size_t i = 0; i < n; i++) {
+        char *dir = join(o->models_dir, names[i]);
+        char *mp = join(dir, MF_MANIFEST);
+        json_t *man = json_load_file(mp, 0, NULL);
+        const char *task = json_string_value(json_object_get(man, "task"));
+        const char *lic = json_string_value(json_object_get(man, "licence"));
+        json_t *dim = json_object_get(man, "embedding_dim");
+        char dims[24], sha[MF_MAX_PATH + 16];
+
+        if (json_is_integer(dim))
+            snprintf(dims, sizeof dims, "%lld", (long long)json_integer_value(dim));
+        else
+            snprintf(dims, sizeof dims, "-");
+        bad |= list_check(dir, man, verify, sha, sizeof sha);
+        printf("%-28s %-16s %5s  %-14s %s\n", names[i],
+               man == NULL ? "(no manifest)" : (task ? task : "-"), dims, lic ? lic : "-", sha);
+        json_decref(man);
+        free(mp);
+        free(dir);
+        free(names[i]);
+    }
+    free(names);
+    if (bad)
+        return err_set(e, ERR_CHECKSUM, "some models fail their check (see the SHA column)");
+    return ERR_OK;
+}
+
+/* ---------------------------------------------------------------- CLI */
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+
+    return v && v[0] ? v : def;
+}
+
+/* Parses a whole non-negative number no larger than `max` from `s`. */
+static int parse_long(const char *s, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+enum {
+    O_BASE = 256,
+    O_CATALOG,
+    O_MODELS,
+    O_FORCE,
+    O_PRIVATE,
+    O_RETRIES,
+    O_CONNECT,
+    O_STALL,
+    O_TIMEOUT,
+    O_NOVERIFY,
+};
+
+int models_fetch_main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"base-url", required_argument, 0, O_BASE},
+        {"catalog", required_argument, 0, O_CATALOG},
+        {"models-dir", required_argument, 0, O_MODELS},
+        {"force", no_argument, 0, O_FORCE},
+        {"allow-private-urls", no_argument, 0, O_PRIVATE},
+        {"retries", required_argument, 0, O_RETRIES},
+        {"connect-timeout", required_argument, 0, O_CONNECT},
+        {"stall-timeout", required_argument, 0, O_STALL},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"no-verify", no_argument, 0, O_NOVERIFY},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    mf_opts o;
+    const char *sub;
+    char *prog0;
+    int verify = 1;
+    long v = 0;
+    int c, rc;
+    err_t e;
+
+    memset(&o, 0, sizeof o);
+    o.models_dir = env_or("INFERD_MODELS_DIR", "var/models");
+    o.catalog = env_or("INFERD_CATALOG", "models/catalog.json");
+    o.retries = 3;
+    o.connect_timeout_s = 10;
+    o.stall_timeout_s = 60;
+    o.timeout_s = 0;
+    o.progress_tty = isatty(2);
+
+    if (argc < 2) {
+        fputs(usage_models, stderr);
+        return 2;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(usage_models, stdout);
+        return 0;
+    }
+    if (strcmp(sub, "fetch") != 0 && strcmp(sub, "list") != 0) {
+        fprintf(stderr, "inferd models: unknown subcommand \"%s\"\n%s", sub, usage_models);
+        return 2;
+    }
+
+    /* getopt over argv[1..]: it names "inferd models fetch" in its messages. */
+    prog0 = argv[1];
+    argv[1] =
+        strcmp(sub, "fetch") == 0 ? (char *)"inferd models fetch" : (char *)"inferd models list";
+    optind = 1;
+    opterr = 1;
+    rc = -1;
+    while (rc < 0 && (c = getopt_long(argc - 1, argv + 1, "qh", lopts, NULL)) != -1) {
+        switch (c) {
+        case O_BASE:
+            o.base_url = optarg;
+            break;
+        case O_CATALOG:
+            o.catalog = optarg;
+            break;
+        case O_MODELS:
+            o.models_dir = optarg;
+            break;
+        case O_FORCE:
+            o.force = 1;
+            break;
+        case O_PRIVATE:
+            o.allow_private = 1;
+            break;
+        case O_RETRIES:
+            if (parse_long(optarg, 100, &v) != 0) {
+                fprintf(stderr, "inferd models: --retries must be 0..100, not \"%s\"\n", optarg);
+                rc = 2;
+            }
+            o.retries = (int)v;
+            break;
+        case O_CONNECT:
+        case O_STALL:
+        case O_TIMEOUT:
+            if (parse_long(optarg, 86400 * 7, &v) != 0 || (c != O_TIMEOUT && v == 0)) {
+                fprintf(stderr, "inferd models: --%s must be a number of seconds%s, not \"%s\"\n",
+                        c == O_CONNECT ? "connect-timeout"
+                                       : (c == O_STALL ? "stall-timeout" : "timeout"),
+                        c != O_TIMEOUT ? " above 0" : "", optarg);
+                rc = 2;
+            } else if (c == O_CONNECT) {
+                o.connect_timeout_s = v;
+            } else if (c == O_STALL) {
+                o.stall_timeout_s = v;
+            } else {
+                o.timeout_s = v;
+            }
+            break;
+        case O_NOVERIFY:
+            verify = 0;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            fputs(usage_models, stdout);
+            rc = 0;
+            break;
+        default:
+            rc = 2; /* getopt printed why */
+            break;
+        }
+    }
+    argv[1] = prog0;
+    if (rc >= 0) {
+        if (rc == 2)
+            fputs("(see inferd models help)\n", stderr);
+        return rc;
+    }
+    argc -= optind + 1;
+    argv += optind + 1;
+
+    err_clear(&e);
+    if (strcmp(sub, "list") == 0) {
+        if (argc != 0) {
+            fprintf(stderr, "inferd models list: unexpected argument \"%s\"\n", argv[0]);
+            return 2;
+        }
+        rc = cmd_list(&o, verify, &e);
+    } else {
+        if (argc != 1) {
+            fprintf(stderr, "inferd models fetch: %s\n(see inferd models help)\n",
+                    argc == 0 ? "which model? give its NAME" : "one NAME at a time");
+            return 2;
+        }
+        if (o.base_url != NULL && !is_http_url(o.base_url)) {
+            fprintf(stderr, "inferd models fetch: --base-url must start with http:// or "
+                            "https://\n");
+            return 2;
+        }
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            fprintf(stderr, "inferd models fetch: error: curl_global_init failed\n");
+            return 1;
+        }
+        rc = cmd_fetch(&o, argv[0], &e);
+        curl_global_cleanup();
+    }
+    fflush(stdout);
+    if (rc != ERR_OK) {
+        fprintf(stderr, "inferd models %s: error: %s\n", sub, e.msg);
+        return 1;
+    }
+    return 0;
+}
