@@ -198,6 +198,8 @@ static long find_name(OrtSession *s, int is_input, const char *name, err_t *e, i
     return -1;
 }
 
+static int open_session(infer_model *m, const char *dir, const char *path, err_t *e);
+
 int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_model **out,
                      err_t *e)
 {
@@ -205,7 +207,6 @@ int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_m
     *out = NULL;
     infer_model *m = xcalloc(1, sizeof *m);
     m->env = env;
-    OrtSessionOptions *so = NULL;
     if ((rc = manifest_load(dir, &m->man, e)) != ERR_OK)
         goto out;
     char path[4096];
@@ -223,6 +224,26 @@ int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_m
             goto out;
         }
     }
+    rc = open_session(m, dir, path, e);
+    if (rc != ERR_OK)
+        goto out;
+    *out = m;
+    m = NULL;
+out:
+    infer_model_free(m);
+    return rc;
+}
+
+/*
+ * Creates m's session from `path` and checks the manifest's names against it
+ * (`dir` names the model in messages). A tensor model (TASK_UNKNOWN) only
+ * needs its input to exist; image models need a float rank-4 input.
+ */
+static int open_session(infer_model *m, const char *dir, const char *path, err_t *e)
+{
+    int rc = ERR_OK;
+    OrtSessionOptions *so = NULL;
+    infer_env *env = m->env;
     ORT_TRY(api()->CreateSessionOptions(&so), ERR_RUNTIME, "session options");
     ORT_TRY(api()->DisablePerSessionThreads(so), ERR_RUNTIME, "disable per-session threads");
     ORT_TRY(api()->SetSessionGraphOptimizationLevel(so, ORT_ENABLE_ALL), ERR_RUNTIME,
@@ -238,12 +259,15 @@ int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_m
                      dir, m->man.input_name);
         goto out;
     }
-    if ((rc = read_shape(m->session, 1, (size_t)idx, &m->in_shape, e)) != ERR_OK)
-        goto out;
-    if (m->in_shape.rank != 4) {
-        rc = err_set(e, ERR_MANIFEST, "%s: input \"%s\" has rank %d, expected 4", dir,
-                     m->man.input_name, m->in_shape.rank);
-        goto out;
+    /* A tensor model (TASK_UNKNOWN) may take any input; image models take float NCHW/NHWC. */
+    if (m->man.task != TASK_UNKNOWN) {
+        if ((rc = read_shape(m->session, 1, (size_t)idx, &m->in_shape, e)) != ERR_OK)
+            goto out;
+        if (m->in_shape.rank != 4) {
+            rc = err_set(e, ERR_MANIFEST, "%s: input \"%s\" has rank %d, expected 4", dir,
+                         m->man.input_name, m->in_shape.rank);
+            goto out;
+        }
     }
     for (int i = 0; i < m->man.noutputs; i++) {
         idx = find_name(m->session, 0, m->man.outputs[i].name, e, &rc);
@@ -260,11 +284,30 @@ int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_m
     }
     log_debug("infer", "model=%s task=%s loaded from %s", m->man.name,
               manifest_task_name(m->man.task), dir);
-    *out = m;
-    m = NULL;
 out:
     if (so != NULL)
         api()->ReleaseSessionOptions(so);
+    return rc;
+}
+
+int infer_model_load_manifest(infer_env *env, const char *model_path, const model_manifest *man,
+                              infer_model **out, err_t *e)
+{
+    *out = NULL;
+    infer_model *m = xcalloc(1, sizeof *m);
+    m->env = env;
+    m->man = *man;
+    for (int i = 0; i < MANIFEST_MAX_OUTPUTS; i++)
+        for (int j = 0; j < MANIFEST_MAX_LABELS; j++)
+            m->man.outputs[i].labels[j] =
+                (i < man->noutputs && j < man->outputs[i].nlabels && man->outputs[i].labels[j])
+                    ? xstrdup(man->outputs[i].labels[j])
+                    : NULL;
+    int rc = open_session(m, model_path, model_path, e);
+    if (rc == ERR_OK) {
+        *out = m;
+        m = NULL;
+    }
     infer_model_free(m);
     return rc;
 }
@@ -294,16 +337,15 @@ int infer_fixed_batch(const infer_model *m)
     return m->in_shape.dims[0] > 0 ? (int)m->in_shape.dims[0] : 0;
 }
 
-int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
-              err_t *e)
+/*
+ * Resolves the requested output roles, binds caller buffers where the output
+ * shape is static, runs `in_val` as input `in_name` and copies dynamic
+ * outputs out. `batch` replaces a dynamic first output dimension.
+ */
+static int run_one(infer_model *m, const char *in_name, const OrtValue *in_val, int64_t batch,
+                   infer_output *outs, size_t nouts, err_t *e)
 {
     int rc = ERR_OK;
-    if (batch < 1 || nouts == 0 || nouts > MANIFEST_MAX_OUTPUTS)
-        return err_set(e, ERR_INVAL, "infer_run: batch %d, %zu outputs", batch, nouts);
-    if (m->in_shape.dims[0] > 0 && m->in_shape.dims[0] != batch)
-        return err_set(e, ERR_INVAL, "model %s takes batch %lld, not %d", m->man.name,
-                       (long long)m->in_shape.dims[0], batch);
-
     const char *out_names[MANIFEST_MAX_OUTPUTS];
     OrtValue *out_vals[MANIFEST_MAX_OUTPUTS] = {0};
     int out_idx[MANIFEST_MAX_OUTPUTS];
@@ -319,21 +361,6 @@ int infer_run(infer_model *m, const float *input, int batch, infer_output *outs,
         outs[i].count = 0;
         outs[i].rank = 0;
     }
-
-    int64_t in_dims[4];
-    if (m->man.layout == LAYOUT_NHWC) {
-        int64_t d[4] = {batch, m->man.height, m->man.width, m->man.channels};
-        memcpy(in_dims, d, sizeof d);
-    } else {
-        int64_t d[4] = {batch, m->man.channels, m->man.height, m->man.width};
-        memcpy(in_dims, d, sizeof d);
-    }
-    OrtValue *in_val = NULL;
-    size_t in_count = (size_t)batch * infer_input_size(m);
-    ORT_TRY(api()->CreateTensorWithDataAsOrtValue(m->env->cpu, (void *)input,
-                                                  in_count * sizeof(float), in_dims, 4,
-                                                  ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in_val),
-            ERR_RUNTIME, "input tensor");
 
     /* Bind caller buffers where the output shape is known up to the batch dimension. */
     for (size_t i = 0; i < nouts; i++) {
@@ -362,7 +389,7 @@ int infer_run(infer_model *m, const float *input, int batch, infer_output *outs,
                     ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &out_vals[i]),
                 ERR_RUNTIME, "output tensor");
     }
-    const char *in_names[1] = {m->man.input_name};
+    const char *in_names[1] = {in_name};
     const OrtValue *ins[1] = {in_val};
     ORT_TRY(api()->Run(m->session, NULL, in_names, ins, 1, out_names, nouts, out_vals),
             ERR_RUNTIME, m->man.name);
@@ -404,8 +431,104 @@ out:
     for (size_t i = 0; i < nouts; i++)
         if (out_vals[i] != NULL)
             api()->ReleaseValue(out_vals[i]);
+    return rc;
+}
+
+int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
+              err_t *e)
+{
+    int rc = ERR_OK;
+    if (batch < 1 || nouts == 0 || nouts > MANIFEST_MAX_OUTPUTS)
+        return err_set(e, ERR_INVAL, "infer_run: batch %d, %zu outputs", batch, nouts);
+    if (m->man.task == TASK_UNKNOWN)
+        return err_set(e, ERR_INVAL, "model %s is a tensor model: use infer_run_tensor",
+                       m->man.name);
+    if (m->in_shape.dims[0] > 0 && m->in_shape.dims[0] != batch)
+        return err_set(e, ERR_INVAL, "model %s takes batch %lld, not %d", m->man.name,
+                       (long long)m->in_shape.dims[0], batch);
+
+    int64_t in_dims[4];
+    if (m->man.layout == LAYOUT_NHWC) {
+        int64_t d[4] = {batch, m->man.height, m->man.width, m->man.channels};
+        memcpy(in_dims, d, sizeof d);
+    } else {
+        int64_t d[4] = {batch, m->man.channels, m->man.height, m->man.width};
+        memcpy(in_dims, d, sizeof d);
+    }
+    OrtValue *in_val = NULL;
+    size_t in_count = (size_t)batch * infer_input_size(m);
+    ORT_TRY(api()->CreateTensorWithDataAsOrtValue(m->env->cpu, (void *)input,
+                                                  in_count * sizeof(float), in_dims, 4,
+                                                  ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in_val),
+            ERR_RUNTIME, "input tensor");
+    rc = run_one(m, m->man.input_name, in_val, batch, outs, nouts, e);
+out:
     if (in_val != NULL)
         api()->ReleaseValue(in_val);
+    return rc;
+}
+
+int infer_run_tensor(infer_model *m, const char *input_name, infer_elem_type elem_type,
+                     const void *data, const int64_t *shape, int rank, infer_output *outs,
+                     size_t nouts, err_t *e)
+{
+    int rc = ERR_OK;
+    if (nouts == 0 || nouts > MANIFEST_MAX_OUTPUTS || rank < 1 || rank > INFER_MAX_RANK)
+        return err_set(e, ERR_INVAL, "infer_run_tensor: rank %d, %zu outputs", rank, nouts);
+    size_t elem = elem_type == INFER_ELEM_INT64 ? 8 : 4;
+    if (elem_type != INFER_ELEM_FLOAT && elem_type != INFER_ELEM_INT32 &&
+        elem_type != INFER_ELEM_INT64)
+        return err_set(e, ERR_INVAL, "infer_run_tensor: element type %d", (int)elem_type);
+    size_t count = 1;
+    for (int d = 0; d < rank; d++) {
+        if (shape[d] <= 0 || shape[d] > (1 << 30))
+            return err_set(e, ERR_INVAL, "infer_run_tensor: dimension %d is %lld", d,
+                           (long long)shape[d]);
+        count *= (size_t)shape[d];
+    }
+    OrtValue *in_val = NULL;
+    ORT_TRY(api()->CreateTensorWithDataAsOrtValue(m->env->cpu, (void *)data, count * elem, shape,
+                                                  (size_t)rank,
+                                                  (ONNXTensorElementDataType)elem_type, &in_val),
+            ERR_RUNTIME, "input tensor");
+    rc = run_one(m, input_name ? input_name : m->man.input_name, in_val, shape[0], outs, nouts, e);
+out:
+    if (in_val != NULL)
+        api()->ReleaseValue(in_val);
+    return rc;
+}
+
+int infer_input_info(const infer_model *m, const char *name, int *elem_type, int64_t *dims,
+                     int *rank, err_t *e)
+{
+    int rc = ERR_OK;
+    long idx = find_name(m->session, 1, name, e, &rc);
+    if (rc != ERR_OK)
+        return rc;
+    if (idx < 0)
+        return err_set(e, ERR_INVAL, "model %s has no input \"%s\"", m->man.name, name);
+    OrtTypeInfo *ti = NULL;
+    ORT_TRY(api()->SessionGetInputTypeInfo(m->session, (size_t)idx, &ti), ERR_MODEL, "input type");
+    const OrtTensorTypeAndShapeInfo *tsi = NULL;
+    ORT_TRY(api()->CastTypeInfoToTensorInfo(ti, &tsi), ERR_MODEL, "tensor info");
+    if (tsi == NULL) {
+        rc = err_set(e, ERR_MODEL, "model input \"%s\" is not a tensor", name);
+        goto out;
+    }
+    ONNXTensorElementDataType et;
+    ORT_TRY(api()->GetTensorElementType(tsi, &et), ERR_MODEL, "element type");
+    size_t r;
+    ORT_TRY(api()->GetDimensionsCount(tsi, &r), ERR_MODEL, "rank");
+    if (r > INFER_MAX_RANK) {
+        rc = err_set(e, ERR_UNSUPPORTED, "tensor rank %zu exceeds %d", r, INFER_MAX_RANK);
+        goto out;
+    }
+    ORT_TRY(api()->GetDimensions(tsi, dims, r), ERR_MODEL, "dims");
+    *elem_type = (int)et;
+    *rank = (int)r;
+out:
+    if (ti != NULL)
+        api()->ReleaseTypeInfo(ti);
     return rc;
 }
 

@@ -95,6 +95,47 @@ typedef struct {
 int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
               err_t *e);
 
+/*
+ * Generic tensor entry points, for models that are not fed one normalised
+ * image (a CLIP text encoder takes int32/int64 token ids [N, 77]).
+ */
+
+/* Element types accepted by infer_run_tensor; the values are ONNX's. */
+typedef enum { INFER_ELEM_FLOAT = 1, INFER_ELEM_INT32 = 6, INFER_ELEM_INT64 = 7 } infer_elem_type;
+
+/*
+ * Like infer_model_load, but with the manifest supplied by the caller instead
+ * of read from manifest.json, and the model file at `model_path` (man->file
+ * is ignored; no sha256 check). `man` is copied (labels too); the caller keeps
+ * its own. When man->task is TASK_UNKNOWN the model is a "tensor model" fed
+ * only through infer_run_tensor: its input named man->input_name must exist
+ * but may have any rank and element type. For image tasks the input is
+ * checked exactly as infer_model_load checks it. Errors as infer_model_load.
+ */
+int infer_model_load_manifest(infer_env *env, const char *model_path, const model_manifest *man,
+                              infer_model **out, err_t *e);
+
+/*
+ * Describes the model input `name`: its element type (ONNX's number, see
+ * infer_elem_type) into `*elem_type`, and its declared shape (-1 where
+ * dynamic) into dims[0..*rank) (dims must hold 8). ERR_INVAL when the model
+ * has no such input.
+ */
+int infer_input_info(const infer_model *m, const char *name, int *elem_type, int64_t *dims,
+                     int *rank, err_t *e);
+
+/*
+ * Runs the model on one input tensor: `data` (not copied, not modified)
+ * holds prod(shape[0..rank)) elements of `elem_type` for the input named
+ * `input_name` (NULL: the manifest's input). shape[0] is the batch used to
+ * bind outputs of static shape. Outputs are requested by role as for
+ * infer_run, with the same errors; ERR_INVAL for rank outside 1..8 or a
+ * non-positive dimension. Thread-safe.
+ */
+int infer_run_tensor(infer_model *m, const char *input_name, infer_elem_type elem_type,
+                     const void *data, const int64_t *shape, int rank, infer_output *outs,
+                     size_t nouts, err_t *e);
+
 /* Scales `v[0..n)` to unit L2 norm in place and returns the norm it had. */
 float infer_l2_normalize(float *v, size_t n);
 

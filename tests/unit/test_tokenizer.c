@@ -1,0 +1,392 @@
+/*
+ * test_tokenizer.c — the CLIP BPE tokenizer (src/text) on the hand-made
+ * fixture vocabulary in tests/fixtures/clip, and on the real CLIP vocabulary
+ * when INFERD_CLIP_VOCAB names a copy of bpe_simple_vocab_16e6.txt.gz (or a
+ * tokenizer.json / directory holding one); without it that test is skipped.
+ *
+ * The fixture's ids are easy to derive by hand (see its README): byte b has
+ * id text_byte_rank(b), the same with "</w>" 256 + that, merge r 512 + r,
+ * <|startoftext|> 538 and <|endoftext|> 539.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "text/tokenizer.h"
+
+#define FIXTURE INFERD_SRCDIR "/tests/fixtures/clip/merges.txt"
+#define SOT 538
+#define EOT 539
+#define ID_A_EOW 320 /* "a</w>": 256 + rank('a') = 256 + 64, also its real CLIP id */
+
+static text_tokenizer *tok;
+static char tmpdir[] = "/tmp/inferd-tok-XXXXXX";
+
+static int setup(void **state)
+{
+    err_t e;
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    return text_tokenizer_load(FIXTURE, &tok, &e);
+}
+
+static int teardown(void **state)
+{
+    text_tokenizer_free(tok);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Tokenises into a 77-row and checks the first `n` ids and zero padding after. */
+static void expect_row(const text_tokenizer *t, const char *text, const int64_t *want, size_t n)
+{
+    int64_t ids[TEXT_CONTEXT_LENGTH];
+    size_t ntok = 0;
+    err_t e;
+    assert_int_equal(text_tokenize(t, text, strlen(text), ids, TEXT_CONTEXT_LENGTH, 0, &ntok, &e),
+                     ERR_OK);
+    assert_int_equal(ntok, n);
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] != want[i])
+            fail_msg("\"%s\": id[%zu] = %lld, want %lld", text, i, (long long)ids[i],
+                     (long long)want[i]);
+    }
+    for (size_t i = n; i < TEXT_CONTEXT_LENGTH; i++)
+        assert_int_equal(ids[i], 0);
+}
+
+static void test_vocab_layout(void **state)
+{
+    assert_int_equal(text_tokenizer_vocab_size(tok), 540);
+    assert_int_equal(text_tokenizer_merge_count(tok), 26);
+    assert_int_equal(text_tokenizer_sot(tok), SOT);
+    assert_int_equal(text_tokenizer_eot(tok), EOT);
+    assert_string_equal(text_tokenizer_token(tok, 0), "!");
+    assert_string_equal(text_tokenizer_token(tok, ID_A_EOW), "a</w>");
+    assert_string_equal(text_tokenizer_token(tok, 519), "photo</w>");
+    assert_string_equal(text_tokenizer_token(tok, SOT), "<|startoftext|>");
+    assert_null(text_tokenizer_token(tok, 540));
+    assert_null(text_tokenizer_token(tok, -1));
+    /* bytes_to_unicode: the space byte is U+0120 "Ġ", 0x00 is U+0100, 0xFF stays ÿ. */
+    char s[4];
+    assert_int_equal(text_byte_symbol(' ', s), 2);
+    assert_memory_equal(s, "\xc4\xa0", 2);
+    assert_int_equal(text_byte_symbol(0, s), 2);
+    assert_memory_equal(s, "\xc4\x80", 2);
+    assert_int_equal(text_byte_rank('!'), 0);
+    assert_int_equal(text_byte_rank(0xFF), 187);
+    assert_int_equal(text_byte_rank(0), 188);
+    assert_int_equal(text_byte_rank(0xAD), 255);
+}
+
+static void test_phrases(void **state)
+{
+    const int64_t cat[] = {SOT, ID_A_EOW, 519, 520, ID_A_EOW, 515, EOT};
+    expect_row(tok, "a photo of a cat", cat, 7);
+    const int64_t diagram[] = {SOT, ID_A_EOW, 530, EOT};
+    expect_row(tok, "a diagram", diagram, 4);
+    const int64_t empty[] = {SOT, EOT};
+    expect_row(tok, "", empty, 2);
+    expect_row(tok, " \t\n ", empty, 2);
+}
+
+/* The pair with the lowest rank merges first, wherever it is in the word. */
+static void test_merge_order(void **state)
+{
+    /* "a b" is rank 22, "b c</w>" rank 21: abc -> a + bc</w>, not ab + c</w>. */
+    const int64_t abc[] = {SOT, text_byte_rank('a'), 512 + 21, EOT};
+    expect_row(tok, "abc", abc, 4);
+    /* "x y" (23) applies; "y z" (24) never sees "z" without "</w>"; "x yz</w>" never forms. */
+    const int64_t xyz[] = {SOT, 512 + 23, 256 + text_byte_rank('z'), EOT};
+    expect_row(tok, "xyz", xyz, 4);
+    /* Every occurrence of the best pair merges in one step. */
+    const int64_t thth[] = {SOT, 512 + 0, 512 + 1, EOT}; /* th + the</w> */
+    expect_row(tok, "ththe", thth, 4);
+}
+
+static void test_cleanup_and_case(void **state)
+{
+    const int64_t cat[] = {SOT, ID_A_EOW, 519, 520, ID_A_EOW, 515, EOT};
+    expect_row(tok, "  A\tPHOTO\n\nof   a CAT  ", cat, 7);
+    expect_row(tok, "a\xc2\xa0photo\xe3\x80\x80of a cat", cat, 7); /* NBSP, ideographic space */
+    /* HTML entities are unescaped twice, as OpenCLIP's basic_clean does. */
+    const int64_t amp[] = {SOT, 515, 256 + text_byte_rank('&'), 522, EOT};
+    expect_row(tok, "cat &amp;amp; hat", amp, 5);
+    expect_row(tok, "cat &#38; hat", amp, 5);
+    /* Non-ASCII upper case folds too: "ÉCLAIR" and "éclair" give the same ids. */
+    int64_t a[TEXT_CONTEXT_LENGTH], b[TEXT_CONTEXT_LENGTH];
+    size_t na, nb;
+    err_t e;
+    assert_int_equal(text_tokenize(tok,
+                                   "\xc3\x89"
+                                   "CLAIR",
+                                   7, a, 77, 0, &na, &e),
+                     ERR_OK);
+    assert_int_equal(text_tokenize(tok,
+                                   "\xc3\xa9"
+                                   "clair",
+                                   7, b, 77, 0, &nb, &e),
+                     ERR_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(na, 2 + 7); /* é is a letter: one piece of 7 byte symbols */
+}
+
+static void test_pretokenize(void **state)
+{
+    /* Contractions split off; 's</w> is merge 20. */
+    const int64_t cats[] = {SOT, 515, 512 + 20, EOT};
+    expect_row(tok, "cat's", cats, 4);
+    /* Each digit is its own piece. */
+    const int64_t year[] = {SOT,
+                            256 + text_byte_rank('2'),
+                            256 + text_byte_rank('0'),
+                            256 + text_byte_rank('2'),
+                            256 + text_byte_rank('4'),
+                            EOT};
+    expect_row(tok, "2024", year, 6);
+    /* A run of punctuation is one piece: "?!" -> "?" + "!</w>". */
+    const int64_t punct[] = {SOT, 515, text_byte_rank('?'), 256 + text_byte_rank('!'), EOT};
+    expect_row(tok, "cat?!", punct, 5);
+    /* Special tokens written in the text map to their ids. */
+    const int64_t special[] = {SOT, 515, EOT, 515, EOT};
+    expect_row(tok, "cat<|endoftext|>cat", special, 5);
+}
+
+/* Bytes of characters the vocabulary has no merges for fall back to byte symbols. */
+static void test_byte_fallback(void **state)
+{
+    /* U+1F600 = F0 9F 98 80: four byte symbols, the last with "</w>". */
+    const int64_t emoji[] = {SOT,
+                             text_byte_rank(0xF0),
+                             text_byte_rank(0x9F),
+                             text_byte_rank(0x98),
+                             256 + text_byte_rank(0x80),
+                             EOT};
+    expect_row(tok, "\xf0\x9f\x98\x80", emoji, 6);
+    /* Invalid UTF-8 becomes U+FFFD (EF BF BD), never an error or a crash. */
+    const int64_t bad[] = {SOT, text_byte_rank(0xEF), text_byte_rank(0xBF),
+                           256 + text_byte_rank(0xBD), EOT};
+    expect_row(tok, "\xff", bad, 5);
+    /* A NUL byte in the middle is just a byte (len is explicit). */
+    int64_t ids[8];
+    size_t n;
+    err_t e;
+    assert_int_equal(text_tokenize(tok, "a\0b", 3, ids, 8, 0, &n, &e), ERR_OK);
+    assert_int_equal(n, 5); /* SOT, a, NUL, b (NUL is punctuation: its own piece), EOT */
+}
+
+static void test_truncation_and_padding(void **state)
+{
+    char text[400] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(text, "a ");
+    int64_t ids[TEXT_CONTEXT_LENGTH];
+    size_t n;
+    err_t e;
+    assert_int_equal(text_tokenize(tok, text, strlen(text), ids, 77, 0, &n, &e), ERR_OK);
+    assert_int_equal(n, 77);
+    assert_int_equal(ids[0], SOT);
+    for (int i = 1; i < 76; i++)
+        assert_int_equal(ids[i], ID_A_EOW);
+    assert_int_equal(ids[76], EOT); /* OpenCLIP: tokens[:77], then tokens[-1] = eot */
+
+    /* 75 words fit exactly; 76 are cut by one. */
+    text[0] = '\0';
+    for (int i = 0; i < 75; i++)
+        strcat(text, "a ");
+    assert_int_equal(text_tokenize(tok, text, strlen(text), ids, 77, 0, &n, &e), ERR_OK);
+    assert_int_equal(n, 77);
+    assert_int_equal(ids[75], ID_A_EOW);
+    assert_int_equal(ids[76], EOT);
+    strcat(text, "cat");
+    assert_int_equal(text_tokenize(tok, text, strlen(text), ids, 77, 0, &n, &e), ERR_OK);
+    assert_int_equal(ids[75], ID_A_EOW);
+    assert_int_equal(ids[76], EOT);
+
+    /* Padding with a chosen id (HF/Immich configs pad with <|endoftext|>). */
+    assert_int_equal(text_tokenize(tok, "cat", 3, ids, 77, EOT, &n, &e), ERR_OK);
+    assert_int_equal(n, 3);
+    for (int i = 3; i < 77; i++)
+        assert_int_equal(ids[i], EOT);
+    /* A context of 2 holds only SOT, EOT. */
+    assert_int_equal(text_tokenize(tok, "cat", 3, ids, 2, 0, &n, &e), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], SOT);
+    assert_int_equal(ids[1], EOT);
+}
+
+static void test_encode_unbounded(void **state)
+{
+    int64_t *ids;
+    size_t n;
+    err_t e;
+    char text[400] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(text, "a ");
+    assert_int_equal(text_encode(tok, text, strlen(text), &ids, &n, &e), ERR_OK);
+    assert_int_equal(n, 100);
+    free(ids);
+    /* A 5000-letter word goes through BPE in chunks, quickly and completely. */
+    char *big = malloc(5001);
+    memset(big, 'q', 5000);
+    big[5000] = '\0';
+    assert_int_equal(text_encode(tok, big, 5000, &ids, &n, &e), ERR_OK);
+    assert_int_equal(n, 5000);
+    assert_int_equal(ids[4999], 256 + text_byte_rank('q'));
+    assert_int_equal(ids[1023], text_byte_rank('q')); /* only the word's end has "</w>" */
+    free(ids);
+    free(big);
+}
+
+static void test_errors(void **state)
+{
+    err_t e;
+    text_tokenizer *t = NULL;
+    int64_t ids[4];
+    assert_int_equal(text_tokenize(tok, "a", 1, ids, 1, 0, NULL, &e), ERR_INVAL);
+    char *huge = calloc(TEXT_MAX_QUERY_BYTES + 1, 1);
+    memset(huge, 'a', TEXT_MAX_QUERY_BYTES + 1);
+    assert_int_equal(text_tokenize(tok, huge, TEXT_MAX_QUERY_BYTES + 1, ids, 4, 0, NULL, &e),
+                     ERR_TOOBIG);
+    free(huge);
+
+    assert_int_equal(text_tokenizer_load("/nonexistent/merges.txt", &t, &e), ERR_NOENT);
+    assert_null(t);
+    assert_int_equal(text_tokenizer_load(tmpdir, &t, &e), ERR_NOENT); /* empty dir */
+    assert_non_null(strstr(e.msg, "tokenizer.json"));
+
+    char p[256];
+    snprintf(p, sizeof p, "%s/bad.txt", tmpdir);
+    FILE *f = fopen(p, "w");
+    fputs("#version: 0.2\nt h\nnot-a-merge\n", f);
+    fclose(f);
+    assert_int_equal(text_tokenizer_load(p, &t, &e), ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "bad.txt:3"));
+
+    snprintf(p, sizeof p, "%s/novocab.json", tmpdir);
+    f = fopen(p, "w");
+    fputs("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}}", f);
+    fclose(f);
+    assert_int_equal(text_tokenizer_load(p, &t, &e), ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "lacks the symbol of byte"));
+    text_tokenizer_free(NULL);
+}
+
+/* Tokenises `text` with t and with the fixture and requires equal rows. */
+static void same_as_fixture(const text_tokenizer *t, const char *text)
+{
+    int64_t a[77], b[77];
+    err_t e;
+    assert_int_equal(text_tokenize(tok, text, strlen(text), a, 77, 0, NULL, &e), ERR_OK);
+    assert_int_equal(text_tokenize(t, text, strlen(text), b, 77, 0, NULL, &e), ERR_OK);
+    assert_memory_equal(a, b, sizeof a);
+}
+
+/* The same vocabulary read as gzip, as vocab.json + merges.txt and as tokenizer.json. */
+static void test_other_formats(void **state)
+{
+    err_t e;
+    text_tokenizer *t = NULL;
+    char gz[256], vocab[256], merges[256], hf[256];
+    const char *phrase = "a photo of a cat, xyz abc the diagram's \xf0\x9f\x98\x80";
+
+    FILE *in = fopen(FIXTURE, "rb");
+    assert_non_null(in);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    snprintf(gz, sizeof gz, "%s/bpe_simple_vocab_16e6.txt.gz", tmpdir);
+    gzFile g = gzopen(gz, "wb");
+    assert_int_equal(gzwrite(g, buf, (unsigned)n), (int)n);
+    gzclose(g);
+    assert_int_equal(text_tokenizer_load(gz, &t, &e), ERR_OK);
+    same_as_fixture(t, phrase);
+    text_tokenizer_free(t);
+    assert_int_equal(text_tokenizer_load(tmpdir, &t, &e), ERR_OK); /* found in the dir */
+    same_as_fixture(t, phrase);
+    text_tokenizer_free(t);
+
+    json_t *v = json_object(), *m = json_array(), *ma = json_array();
+    for (int id = 0; id < text_tokenizer_vocab_size(tok); id++)
+        json_object_set_new(v, text_tokenizer_token(tok, id), json_integer(id));
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", tmpdir);
+    assert_int_equal(json_dump_file(v, vocab, 0), 0);
+    snprintf(merges, sizeof merges, "%s/merges.txt", tmpdir);
+    FILE *f = fopen(merges, "w");
+    fwrite(buf, 1, n, f);
+    fclose(f);
+    assert_int_equal(text_tokenizer_load_vocab_merges(vocab, merges, &t, &e), ERR_OK);
+    same_as_fixture(t, phrase);
+    text_tokenizer_free(t);
+
+    /* tokenizer.json with merges as [a, b] pairs (tokenizers >= 0.20). */
+    char *line = strtok(strchr(buf, '\n') + 1, "\n");
+    while (line != NULL && (size_t)(line - buf) < n) {
+        char *sp = strchr(line, ' ');
+        *sp = '\0';
+        json_array_append_new(ma, json_pack("[s,s]", line, sp + 1));
+        line = strtok(NULL, "\n");
+    }
+    json_t *root = json_pack("{s:{s:o, s:o}}", "model", "vocab", v, "merges", ma);
+    snprintf(hf, sizeof hf, "%s/tokenizer.json", tmpdir);
+    assert_int_equal(json_dump_file(root, hf, 0), 0);
+    json_decref(root);
+    json_decref(m);
+    assert_int_equal(text_tokenizer_load(hf, &t, &e), ERR_OK);
+    same_as_fixture(t, phrase);
+    text_tokenizer_free(t);
+}
+
+/*
+ * The real CLIP vocabulary, when provided. Expected ids are the ones OpenAI
+ * CLIP's tokenizer gives, as published in many places (e.g. the Hugging Face
+ * transformers CLIP documentation's examples print [49406, 320, 1125, 539,
+ * 320, 2368, 49407] for "a photo of a cat").
+ */
+static void test_real_vocab(void **state)
+{
+    const char *path = getenv("INFERD_CLIP_VOCAB");
+    if (path == NULL || path[0] == '\0')
+        skip();
+    err_t e;
+    text_tokenizer *t = NULL;
+    if (text_tokenizer_load(path, &t, &e) != ERR_OK)
+        fail_msg("INFERD_CLIP_VOCAB=%s: %s", path, e.msg);
+    assert_int_equal(text_tokenizer_vocab_size(t), 49408);
+    assert_int_equal(text_tokenizer_sot(t), 49406);
+    assert_int_equal(text_tokenizer_eot(t), 49407);
+    const int64_t cat[] = {49406, 320, 1125, 539, 320, 2368, 49407};
+    expect_row(t, "a photo of a cat", cat, 7);
+    const int64_t diagram[] = {49406, 320, 22697, 49407};
+    expect_row(t, "a diagram", diagram, 4);
+    text_tokenizer_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vocab_layout),
+        cmocka_unit_test(test_phrases),
+        cmocka_unit_test(test_merge_order),
+        cmocka_unit_test(test_cleanup_and_case),
+        cmocka_unit_test(test_pretokenize),
+        cmocka_unit_test(test_byte_fallback),
+        cmocka_unit_test(test_truncation_and_padding),
+        cmocka_unit_test(test_encode_unbounded),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_other_formats),
+        cmocka_unit_test(test_real_vocab),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,23 @@
+# tools/mkclip.cmake — `mkclip`, which writes a small CLIP-shaped model
+# directory (Immich layout, seeded random weights) for the CLIP tests. Like
+# tfjs2onnx it compiles the few sources it needs instead of linking
+# inferd_core, so that it needs neither ONNX Runtime nor libvips.
+add_executable(mkclip "${CMAKE_SOURCE_DIR}/tools/mkclip/mkclip.c"
+  "${CMAKE_SOURCE_DIR}/src/text/bpe.c"
+  "${CMAKE_SOURCE_DIR}/src/util/err.c" "${CMAKE_SOURCE_DIR}/src/util/log.c"
+  "${CMAKE_SOURCE_DIR}/src/util/xalloc.c")
+target_include_directories(mkclip PRIVATE "${CMAKE_SOURCE_DIR}/src")
+target_compile_options(mkclip PRIVATE ${INFERD_WARNINGS})
+target_compile_definitions(mkclip PRIVATE ${INFERD_DEFS})
+target_link_libraries(mkclip PRIVATE onnx_pb PkgConfig::JANSSON PkgConfig::ZLIB Threads::Threads)
+set_target_properties(mkclip PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
+
+# test_clip runs mkclip at test time: build it whenever test_clip is built.
+# tests/ is processed after tools/, so the dependency is added once the
+# top-level directory is done.
+function(inferd_mkclip_test_dep)
+  if(TARGET test_clip)
+    add_dependencies(test_clip mkclip)
+  endif()
+endfunction()
+cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL inferd_mkclip_test_dep)

@@ -1,0 +1,456 @@
+/*
+ * tools/mkclip/mkclip.c — writes a small CLIP-shaped model directory with
+ * seeded random weights, for tests of the CLIP loader (no real CLIP weights
+ * can be fetched on the build machines; see docs in shared DESIGN).
+ *
+ * The directory follows Immich's layout of its OpenCLIP exports:
+ *
+ *   OUT/config.json                 open_clip model config: embed_dim, vision_cfg.image_size,
+ *                                   text_cfg.context_length / vocab_size
+ *   OUT/visual/model.onnx           input "image" float [N,3,224,224] -> "embedding" [N,D]
+ *   OUT/visual/preprocess_cfg.json  size, mode, mean, std (0..1), interpolation, resize_mode
+ *   OUT/textual/model.onnx          input "text" int32 [N,77] (int64 with --int64)
+ *                                   -> "embedding" [N,D]
+ *   OUT/textual/tokenizer.json      HF tokenizers JSON (model.vocab + model.merges)
+ *   OUT/textual/tokenizer_config.json  {"pad_token": "<|endoftext|>"}
+ *
+ * The tensor names and the int32 ids are what Immich's machine-learning
+ * service feeds (immich_ml/models/clip/textual.py: {"text": np.int32 ids};
+ * visual: {"image": float32 NCHW}; both read output 0, "embedding").
+ * OpenCLIP's own torch export takes int64 ids: --int64 writes that variant.
+ *
+ * The graphs are toys of the right shape, not CLIP:
+ *   visual: Conv 16x16/16 (3->8) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (8->D)
+ *   textual: Gather(token table [V,D]) + positional [77,D]; h += mean over the
+ *     sequence; Tanh; pool the row at ArgMax(ids) (the EOT position, as CLIP
+ *     pools, since EOT has the largest id); MatMul [D,D].
+ * Every weight comes from one xorshift64* stream seeded by --seed, and
+ * protobuf-c packs fields in a fixed order, so the same arguments write the
+ * same bytes.
+ *
+ * Usage: mkclip [--dim D] [--seed S] [--int64] [--no-textual] --merges FILE OUTDIR
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "onnx.pb-c.h"
+#include "text/tokenizer.h"
+#include "util/xalloc.h"
+
+#define CTX TEXT_CONTEXT_LENGTH
+#define IMG 224
+#define STEM 8
+#define PATCH 16
+#define MAXN 64
+
+/* ---- a tiny graph builder: everything lives until the model is packed --- */
+
+typedef struct {
+    Onnx__NodeProto *nodes[MAXN];
+    Onnx__TensorProto *inits[MAXN];
+    size_t nnodes, ninits;
+    void *allocs[1024];
+    size_t nallocs;
+    uint64_t rng;
+} graph;
+
+static void *g_alloc(graph *g, size_t n)
+{
+    void *p = xcalloc(1, n ? n : 1);
+    if (g->nallocs == sizeof g->allocs / sizeof g->allocs[0]) {
+        fprintf(stderr, "mkclip: too many allocations\n");
+        exit(1);
+    }
+    g->allocs[g->nallocs++] = p;
+    return p;
+}
+
+static char *g_str(graph *g, const char *s)
+{
+    char *d = g_alloc(g, strlen(s) + 1);
+    memcpy(d, s, strlen(s) + 1);
+    return d;
+}
+
+static float rnd(graph *g)
+{
+    g->rng ^= g->rng >> 12;
+    g->rng ^= g->rng << 25;
+    g->rng ^= g->rng >> 27;
+    uint64_t v = g->rng * 2685821657736338717ull;
+    return (float)((double)(v >> 11) / 9007199254740992.0) * 2.0f - 1.0f; /* [-1, 1) */
+}
+
+static Onnx__NodeProto *node(graph *g, const char *op, int nin, const char *const *in,
+                             const char *out)
+{
+    Onnx__NodeProto *n = g_alloc(g, sizeof *n);
+    onnx__node_proto__init(n);
+    n->op_type = g_str(g, op);
+    n->name = g_str(g, out);
+    n->n_input = (size_t)nin;
+    n->input = g_alloc(g, sizeof(char *) * (size_t)nin);
+    for (int i = 0; i < nin; i++)
+        n->input[i] = g_str(g, in[i]);
+    n->n_output = 1;
+    n->output = g_alloc(g, sizeof(char *));
+    n->output[0] = g_str(g, out);
+    g->nodes[g->nnodes++] = n;
+    return n;
+}
+
+static void attr_ints(graph *g, Onnx__NodeProto *n, const char *name, int cnt, const int64_t *v)
+{
+    Onnx__AttributeProto *a = g_alloc(g, sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = g_str(g, name);
+    a->has_type = 1;
+    if (cnt == 1 && v == NULL)
+        abort();
+    if (cnt < 0) { /* a single int */
+        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+        a->has_i = 1;
+        a->i = v[0];
+    } else {
+        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+        a->n_ints = (size_t)cnt;
+        a->ints = g_alloc(g, sizeof(int64_t) * (size_t)cnt);
+        memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
+    }
+    Onnx__AttributeProto **arr = g_alloc(g, sizeof *arr * (n->n_attribute + 1));
+    if (n->n_attribute)
+        memcpy(arr, n->attribute, sizeof *arr * n->n_attribute);
+    arr[n->n_attribute++] = a;
+    n->attribute = arr;
+}
+
+static void attr_int(graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
+{
+    attr_ints(g, n, name, -1, &v);
+}
+
+/* Adds an initializer of `count` elements; random floats scaled by `scale`
+ * when `data` is NULL. */
+static void init(graph *g, const char *name, int dtype, int rank, const int64_t *dims,
+                 const void *data, float scale)
+{
+    size_t count = 1;
+    for (int i = 0; i < rank; i++)
+        count *= (size_t)dims[i];
+    size_t elem = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? 8 : 4;
+    void *buf = g_alloc(g, count * elem);
+    if (data != NULL) {
+        memcpy(buf, data, count * elem);
+    } else {
+        float *f = buf;
+        for (size_t i = 0; i < count; i++)
+            f[i] = rnd(g) * scale;
+    }
+    Onnx__TensorProto *t = g_alloc(g, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = g_str(g, name);
+    t->has_data_type = 1;
+    t->data_type = dtype;
+    t->n_dims = (size_t)rank;
+    t->dims = g_alloc(g, sizeof(int64_t) * (size_t)(rank ? rank : 1));
+    memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+    t->has_raw_data = 1;
+    t->raw_data.data = buf;
+    t->raw_data.len = count * elem;
+    g->inits[g->ninits++] = t;
+}
+
+/* A graph input/output; a negative dim is the symbolic batch "batch_size". */
+static Onnx__ValueInfoProto *vinfo(graph *g, const char *name, int elem, int rank,
+                                   const int64_t *dims)
+{
+    Onnx__ValueInfoProto *v = g_alloc(g, sizeof *v);
+    onnx__value_info_proto__init(v);
+    v->name = g_str(g, name);
+    Onnx__TypeProto *tp = g_alloc(g, sizeof *tp);
+    onnx__type_proto__init(tp);
+    Onnx__TypeProto__Tensor *tt = g_alloc(g, sizeof *tt);
+    onnx__type_proto__tensor__init(tt);
+    tt->has_elem_type = 1;
+    tt->elem_type = elem;
+    Onnx__TensorShapeProto *sp = g_alloc(g, sizeof *sp);
+    onnx__tensor_shape_proto__init(sp);
+    sp->n_dim = (size_t)rank;
+    sp->dim = g_alloc(g, sizeof *sp->dim * (size_t)rank);
+    for (int i = 0; i < rank; i++) {
+        Onnx__TensorShapeProto__Dimension *d = g_alloc(g, sizeof *d);
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (dims[i] >= 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = dims[i];
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = g_str(g, "batch_size");
+        }
+        sp->dim[i] = d;
+    }
+    tt->shape = sp;
+    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->tensor_type = tt;
+    v->type = tp;
+    return v;
+}
+
+/* Packs the graph as a ModelProto (IR 8, opset 13) into `path`. */
+static int write_model(graph *g, const char *gname, Onnx__ValueInfoProto *in,
+                       Onnx__ValueInfoProto *out, const char *path)
+{
+    Onnx__GraphProto gp = ONNX__GRAPH_PROTO__INIT;
+    gp.name = (char *)gname;
+    gp.n_node = g->nnodes;
+    gp.node = g->nodes;
+    gp.n_initializer = g->ninits;
+    gp.initializer = g->inits;
+    gp.n_input = 1;
+    gp.input = &in;
+    gp.n_output = 1;
+    gp.output = &out;
+    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    ops.domain = "";
+    ops.has_version = 1;
+    ops.version = 13;
+    Onnx__OperatorSetIdProto *opsp = &ops;
+    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
+    mp.has_ir_version = 1;
+    mp.ir_version = 8;
+    mp.n_opset_import = 1;
+    mp.opset_import = &opsp;
+    mp.producer_name = "inferd-mkclip";
+    mp.producer_version = "1";
+    mp.graph = &gp;
+    size_t n = onnx__model_proto__get_packed_size(&mp);
+    uint8_t *buf = xmalloc(n);
+    onnx__model_proto__pack(&mp, buf);
+    FILE *f = fopen(path, "wb");
+    int ok = f != NULL && fwrite(buf, 1, n, f) == n;
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    free(buf);
+    for (size_t i = 0; i < g->nallocs; i++)
+        free(g->allocs[i]);
+    g->nallocs = g->nnodes = g->ninits = 0;
+    if (!ok)
+        fprintf(stderr, "mkclip: cannot write %s: %s\n", path, strerror(errno));
+    return ok ? 0 : -1;
+}
+
+static int write_visual(uint64_t seed, int dim, const char *path)
+{
+    graph g = {.rng = seed * 2 + 1};
+    int64_t wdims[4] = {STEM, 3, PATCH, PATCH}, bdims[1] = {STEM};
+    init(&g, "stem.weight", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, wdims, NULL, 0.05f);
+    init(&g, "stem.bias", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, bdims, NULL, 0.1f);
+    int64_t pdims[2] = {STEM, dim}, pbd[1] = {dim};
+    init(&g, "proj.weight", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, pdims, NULL, 1.0f);
+    init(&g, "proj.bias", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, pbd, NULL, 0.1f);
+
+    const char *conv_in[3] = {"image", "stem.weight", "stem.bias"};
+    Onnx__NodeProto *c = node(&g, "Conv", 3, conv_in, "stem");
+    int64_t k[2] = {PATCH, PATCH};
+    attr_ints(&g, c, "kernel_shape", 2, k);
+    attr_ints(&g, c, "strides", 2, k);
+    const char *r_in[1] = {"stem"};
+    node(&g, "Relu", 1, r_in, "stem_relu");
+    const char *p_in[1] = {"stem_relu"};
+    node(&g, "GlobalAveragePool", 1, p_in, "pooled");
+    const char *f_in[1] = {"pooled"};
+    attr_int(&g, node(&g, "Flatten", 1, f_in, "flat"), "axis", 1);
+    const char *gemm_in[3] = {"flat", "proj.weight", "proj.bias"};
+    node(&g, "Gemm", 3, gemm_in, "embedding");
+
+    int64_t in_dims[4] = {-1, 3, IMG, IMG}, out_dims[2] = {-1, dim};
+    return write_model(
+        &g, "clip_visual", vinfo(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, in_dims),
+        vinfo(&g, "embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, out_dims), path);
+}
+
+static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const char *path)
+{
+    graph g = {.rng = seed * 2 + 2};
+    int64_t tdims[2] = {vocab, dim}, posd[2] = {CTX, dim}, projd[2] = {dim, dim};
+    init(&g, "token_embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, tdims, NULL, 1.0f);
+    init(&g, "positional_embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, posd, NULL, 0.1f);
+    init(&g, "text_projection", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, projd, NULL, 0.5f);
+    int64_t one[1] = {1}, three[1] = {3}, ax1[1] = {1}, ax2[1] = {2};
+    int64_t expand_shape[3] = {1, 1, dim};
+    init(&g, "axes1", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, one, ax1, 0);
+    init(&g, "axes2", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, one, ax2, 0);
+    init(&g, "expand_shape", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, three, expand_shape, 0);
+
+    const char *ga[2] = {"token_embedding", "text"};
+    attr_int(&g, node(&g, "Gather", 2, ga, "tok"), "axis", 0);
+    const char *ad[2] = {"tok", "positional_embedding"};
+    node(&g, "Add", 2, ad, "h");
+    const char *rm[1] = {"h"};
+    Onnx__NodeProto *n = node(&g, "ReduceMean", 1, rm, "h_mean");
+    attr_ints(&g, n, "axes", 1, ax1);
+    attr_int(&g, n, "keepdims", 1);
+    const char *mix[2] = {"h", "h_mean"};
+    node(&g, "Add", 2, mix, "h_mix");
+    const char *th[1] = {"h_mix"};
+    node(&g, "Tanh", 1, th, "h_act");
+    const char *am[1] = {"text"};
+    n = node(&g, "ArgMax", 1, am, "eot_pos");
+    attr_int(&g, n, "axis", 1);
+    attr_int(&g, n, "keepdims", 1);
+    const char *us[2] = {"eot_pos", "axes2"};
+    node(&g, "Unsqueeze", 2, us, "eot_pos3");
+    const char *ex[2] = {"eot_pos3", "expand_shape"};
+    node(&g, "Expand", 2, ex, "eot_idx");
+    const char *ge[2] = {"h_act", "eot_idx"};
+    attr_int(&g, node(&g, "GatherElements", 2, ge, "pooled3"), "axis", 1);
+    const char *sq[2] = {"pooled3", "axes1"};
+    node(&g, "Squeeze", 2, sq, "pooled");
+    const char *mm[2] = {"pooled", "text_projection"};
+    node(&g, "MatMul", 2, mm, "embedding");
+
+    int64_t in_dims[2] = {-1, CTX}, out_dims[2] = {-1, dim};
+    int et =
+        int64_ids ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    return write_model(&g, "clip_textual", vinfo(&g, "text", et, 2, in_dims),
+                       vinfo(&g, "embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, out_dims),
+                       path);
+}
+
+static int write_json(json_t *j, const char *path)
+{
+    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    json_decref(j);
+    if (rc != 0)
+        fprintf(stderr, "mkclip: cannot write %s\n", path);
+    return rc;
+}
+
+/* tokenizer.json in HF's layout from the tokenizer and its merges file. */
+static int write_tokenizer(const text_tokenizer *t, const char *merges_path, const char *path)
+{
+    json_t *vocab = json_object(), *merges = json_array();
+    for (int id = 0; id < text_tokenizer_vocab_size(t); id++) {
+        const char *tok = text_tokenizer_token(t, id);
+        if (tok != NULL)
+            json_object_set_new(vocab, tok, json_integer(id));
+    }
+    FILE *f = fopen(merges_path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "mkclip: %s: %s\n", merges_path, strerror(errno));
+        json_decref(vocab);
+        json_decref(merges);
+        return -1;
+    }
+    char line[1024];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f) != NULL &&
+           json_array_size(merges) < TEXT_SIMPLE_MAX_MERGES) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (lineno++ > 0 && line[0] != '\0')
+            json_array_append_new(merges, json_string(line));
+    }
+    fclose(f);
+    json_t *added = json_array();
+    const char *specials[2] = {"<|startoftext|>", "<|endoftext|>"};
+    for (int i = 0; i < 2; i++)
+        json_array_append_new(added, json_pack("{s:I, s:s, s:b}", "id",
+                                               (json_int_t)text_tokenizer_id(t, specials[i]),
+                                               "content", specials[i], "special", 1));
+    json_t *root =
+        json_pack("{s:s, s:o, s:{s:s, s:s, s:s, s:o, s:o}}", "version", "1.0", "added_tokens",
+                  added, "model", "type", "BPE", "end_of_word_suffix", "</w>",
+                  "continuing_subword_prefix", "", "vocab", vocab, "merges", merges);
+    return write_json(root, path);
+}
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mkclip: mkdir %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: mkclip [--dim D] [--seed S] [--int64] [--no-textual] --merges FILE "
+                    "OUTDIR\n");
+}
+
+int main(int argc, char **argv)
+{
+    int dim = 64, int64_ids = 0, textual = 1;
+    uint64_t seed = 1;
+    const char *merges = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dim") == 0 && i + 1 < argc)
+            dim = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
+            seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--merges") == 0 && i + 1 < argc)
+            merges = argv[++i];
+        else if (strcmp(argv[i], "--int64") == 0)
+            int64_ids = 1;
+        else if (strcmp(argv[i], "--no-textual") == 0)
+            textual = 0;
+        else if (argv[i][0] != '-' && out == NULL)
+            out = argv[i];
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (out == NULL || merges == NULL || dim < 1 || dim > 4096) {
+        usage();
+        return 2;
+    }
+    err_t e = {0};
+    text_tokenizer *tok = NULL;
+    if (text_tokenizer_load(merges, &tok, &e) != ERR_OK) {
+        fprintf(stderr, "mkclip: %s\n", e.msg);
+        return 1;
+    }
+    int vocab = text_tokenizer_vocab_size(tok);
+    char p[4096];
+    int rc = mkdir_p(out);
+    snprintf(p, sizeof p, "%s/visual", out);
+    rc = rc ? rc : mkdir_p(p);
+    snprintf(p, sizeof p, "%s/visual/model.onnx", out);
+    rc = rc ? rc : write_visual(seed, dim, p);
+    snprintf(p, sizeof p, "%s/visual/preprocess_cfg.json", out);
+    rc = rc ? rc
+            : write_json(json_pack("{s:[i,i], s:s, s:[f,f,f], s:[f,f,f], s:s, s:s, s:i}", "size",
+                                   IMG, IMG, "mode", "RGB", "mean", 0.48145466, 0.4578275,
+                                   0.40821073, "std", 0.26862954, 0.26130258, 0.27577711,
+                                   "interpolation", "bicubic", "resize_mode", "shortest",
+                                   "fill_color", 0),
+                         p);
+    snprintf(p, sizeof p, "%s/config.json", out);
+    rc = rc ? rc
+            : write_json(json_pack("{s:i, s:{s:i, s:i}, s:{s:i, s:i}}", "embed_dim", dim,
+                                   "vision_cfg", "image_size", IMG, "patch_size", PATCH, "text_cfg",
+                                   "context_length", CTX, "vocab_size", vocab),
+                         p);
+    if (textual) {
+        snprintf(p, sizeof p, "%s/textual", out);
+        rc = rc ? rc : mkdir_p(p);
+        snprintf(p, sizeof p, "%s/textual/model.onnx", out);
+        rc = rc ? rc : write_textual(seed, dim, vocab, int64_ids, p);
+        snprintf(p, sizeof p, "%s/textual/tokenizer.json", out);
+        rc = rc ? rc : write_tokenizer(tok, merges, p);
+        snprintf(p, sizeof p, "%s/textual/tokenizer_config.json", out);
+        rc = rc ? rc
+                : write_json(json_pack("{s:s, s:i}", "pad_token", "<|endoftext|>",
+                                       "model_max_length", CTX),
+                             p);
+    }
+    text_tokenizer_free(tok);
+    return rc ? 1 : 0;
+}
