@@ -5,6 +5,11 @@
  * calls share nothing but the read-only models. Faces are embedded in batches
  * of up to FACE_BATCH through one run when the embedder takes a dynamic batch
  * (one run per face otherwise).
+ *
+ * Threading: see analyze.h. With a pipeline_share, the face detection is a
+ * vision_detect_task offered to the caller's helpers between the calling
+ * thread's begin and its own last claimed view; the calling thread frees
+ * the image only after vision_detect_finish, which waits for every view.
  */
 #include "pipeline/analyze.h"
 
@@ -210,8 +215,25 @@ out:
     return rc;
 }
 
-static int analyze(pipeline *p, vision_image *img, unsigned tasks, double t_start,
-                   double t_decoded, analysis **out, err_t *e)
+/* Face detection, its views offered to other threads through `share` while this one runs. */
+static int detect(pipeline *p, const vision_image *img, const pipeline_share *share,
+                  vision_face **faces, int *nfaces, err_t *e)
+{
+    vision_detect_task *t = NULL;
+    int rc = vision_detect_begin(p->detector, img, &p->detect, &t, e);
+    if (rc != ERR_OK)
+        return rc;
+    int shared = share != NULL && share->offer != NULL && vision_detect_pending(t) > 1;
+    if (shared)
+        share->offer(share->ctx, t);
+    vision_detect_work(t, 0);
+    if (shared && share->withdraw != NULL)
+        share->withdraw(share->ctx, t);
+    return vision_detect_finish(t, faces, nfaces, e);
+}
+
+static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipeline_share *share,
+                   double t_start, double t_decoded, analysis **out, err_t *e)
 {
     analysis *a = xcalloc(1, sizeof *a);
     int rc = ERR_OK;
@@ -229,7 +251,7 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, double t_star
     vision_face *faces = NULL;
     int nfaces = 0;
     if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
-        (rc = vision_detect_faces(p->detector, img, &p->detect, &faces, &nfaces, e)) != ERR_OK)
+        (rc = detect(p, img, share, &faces, &nfaces, e)) != ERR_OK)
         goto out;
     a->timings_ms[STAGE_FACE_DETECTION] = now_ms() - t;
     a->nfaces = nfaces;
@@ -249,8 +271,8 @@ out:
     return rc;
 }
 
-int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
-                          err_t *e)
+int pipeline_analyze_file_shared(pipeline *p, const char *path, unsigned tasks,
+                                 const pipeline_share *share, analysis **out, err_t *e)
 {
     *out = NULL;
     double t0 = now_ms();
@@ -258,13 +280,13 @@ int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysi
     int rc = vision_decode_file(path, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, share, t0, now_ms(), out, e);
     vision_image_free(img);
     return rc;
 }
 
-int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
-                            analysis **out, err_t *e)
+int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                                   const pipeline_share *share, analysis **out, err_t *e)
 {
     *out = NULL;
     double t0 = now_ms();
@@ -272,9 +294,21 @@ int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned t
     int rc = vision_decode_buffer(buf, len, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, share, t0, now_ms(), out, e);
     vision_image_free(img);
     return rc;
+}
+
+int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
+                          err_t *e)
+{
+    return pipeline_analyze_file_shared(p, path, tasks, NULL, out, e);
+}
+
+int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                            analysis **out, err_t *e)
+{
+    return pipeline_analyze_buffer_shared(p, buf, len, tasks, NULL, out, e);
 }
 
 static json_t *vec_json(const float *v, int n)

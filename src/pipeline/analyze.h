@@ -8,7 +8,10 @@
  *
  * Threading: pipeline_new/free on one thread; pipeline_analyze_* may run
  * concurrently on one pipeline (the models are shared read-only, ORT runs are
- * thread-safe, every buffer is per call).
+ * thread-safe, every buffer is per call). The _shared variants let other
+ * threads run views of the call's face detection (pipeline_share); the
+ * caller's thread still owns the call and its image, which it frees only
+ * after every view has finished.
  */
 #ifndef INFERD_PIPELINE_ANALYZE_H
 #define INFERD_PIPELINE_ANALYZE_H
@@ -103,6 +106,30 @@ int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysi
                           err_t *e);
 int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
                             analysis **out, err_t *e);
+
+/*
+ * A caller's hook to share the face detection of one pipeline_analyze_*
+ * call with other threads. offer() is called on the calling thread after
+ * the detection task is set up (only when it has more than one view) and
+ * before the caller starts running views; from then on other threads may
+ * vision_detect_retain() it (under the caller's own lock, see vision.h) and
+ * run views with vision_detect_work(). withdraw() is called on the calling
+ * thread once every view has been claimed, before the results are merged;
+ * after it the caller must hand `t` to no further thread (a thread that
+ * still holds a reference may keep it, it finds nothing left to run).
+ * Both are called exactly once each, in that order, or not at all.
+ */
+typedef struct {
+    void *ctx;
+    void (*offer)(void *ctx, vision_detect_task *t);
+    void (*withdraw)(void *ctx, vision_detect_task *t);
+} pipeline_share;
+
+/* As pipeline_analyze_file/_buffer, publishing the detection through `share` (NULL: none). */
+int pipeline_analyze_file_shared(pipeline *p, const char *path, unsigned tasks,
+                                 const pipeline_share *share, analysis **out, err_t *e);
+int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                                   const pipeline_share *share, analysis **out, err_t *e);
 
 /* Frees a result. NULL is a no-op. */
 void analysis_free(analysis *a);

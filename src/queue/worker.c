@@ -32,11 +32,36 @@
  * the caller frees after worker_free(), so a detached slot could touch freed
  * memory; the process exits right after worker_free() in practice.
  *
- * Threading: `lock` protects the slot table (mailboxes, busy flags), the
- * stopping flag, the due times and the statistics. It is never held across a
- * store call, a fetch or an inference run, so worker_notify() and
- * worker_get_stats() never wait for them. Lock order: worker lock, then
- * nothing (events_notify takes the events lock only after ours is released).
+ * Helping. A slot running a job publishes its face detection task in its
+ * slot entry (`offer`, through the pipeline_share hooks) from the moment the
+ * task is set up until every view has been claimed. A slot with an empty
+ * mailbox looks for an offered task with views left before it sleeps; it
+ * takes a reference (vision_detect_retain) under the lock, so the task
+ * outlives the owner's withdraw, and runs one view at a time with the lock
+ * dropped, rechecking its mailbox and the stopping flag in between. Offering
+ * signals every idle slot. The dispatcher counts a helping slot as free
+ * (claims happen at once, new jobs take precedence) and the slot leaves the
+ * task after its current view; the owner waits in vision_detect_finish for
+ * the views helpers claimed, never for the helpers to leave. Helping only
+ * ever uses a slot that would otherwise sleep, so there are never more
+ * inference threads than slots, and with every slot busy nothing changes.
+ * A job's detection alone is offered: its other stages are short or serial.
+ * Helping time counts as busy time (busy_seconds: utilisation stays the
+ * share of slot time spent on inference) but not in `busy`, which stays
+ * "slots running a job" (the API's /health, the stop's abandon count).
+ * worker_stop joins a helping slot like an idle one: it leaves within one
+ * view. Known limit: the owner waits for the views helpers claimed, so a
+ * helper starved by other processes (slots run at low priority) delays the
+ * job by up to one of its views; on a machine shared with busy processes the
+ * gain shrinks to nothing (measured), it does not reverse much.
+ *
+ * Threading: `lock` protects the slot table (mailboxes, busy and helping
+ * flags, offers), the stopping flag, the due times and the statistics. It is
+ * never held across a store call, a fetch or an inference run, so
+ * worker_notify() and worker_get_stats() never wait for them. Lock order:
+ * worker lock, then nothing (events_notify takes the events lock only after
+ * ours is released; a detection task's own lock is only taken by
+ * vision_detect_work/finish, which run with the worker lock released).
  */
 #include "queue/worker.h"
 
@@ -90,6 +115,10 @@ typedef struct slot {
     int busy;           /* running a job (mailbox taken) */
     int64_t busy_since; /* monotonic ms */
     unsigned rng;       /* jitter state, slot thread only */
+    /* The running job's face detection while other slots may join it (offer..withdraw). */
+    vision_detect_task *offer;
+    int helping;        /* idle, running views of another slot's offer */
+    int64_t help_since; /* monotonic ms */
 } slot;
 
 struct worker {
@@ -110,7 +139,8 @@ struct worker {
     int stopped;
 
     worker_stats st;    /* counters + histograms (busy/busy_seconds computed on read) */
-    double busy_done_s; /* busy seconds of finished runs */
+    double busy_done_s; /* busy seconds of finished runs and finished help */
+    double help_done_s; /* of which helping */
 };
 
 static int64_t mono_ms(void)
@@ -326,6 +356,81 @@ static void build_result(worker *w, const job *j, const analysis *a, store_face 
     }
 }
 
+/* --- helping ------------------------------------------------------------- */
+
+/* pipeline_share.offer, on the slot running the job: publish, wake the idle slots. */
+static void slot_offer(void *ctx, vision_detect_task *t)
+{
+    slot *s = ctx;
+    worker *w = s->w;
+    pthread_mutex_lock(&w->lock);
+    s->offer = t;
+    for (int i = 0; i < w->o.slots; i++) {
+        slot *o = &w->slots[i];
+        if (o != s && !o->busy && !o->has_job && !o->helping)
+            pthread_cond_signal(&o->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* pipeline_share.withdraw: every view is claimed; no slot may join from now on. */
+static void slot_withdraw(void *ctx, vision_detect_task *t)
+{
+    slot *s = ctx;
+    worker *w = s->w;
+    pthread_mutex_lock(&w->lock);
+    if (s->offer == t)
+        s->offer = NULL;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* The offered task with the most unclaimed views, or NULL. Worker lock held. */
+static vision_detect_task *find_offer(worker *w)
+{
+    vision_detect_task *best = NULL;
+    int most = 0;
+    for (int i = 0; i < w->o.slots; i++) {
+        vision_detect_task *t = w->slots[i].offer;
+        int left = t != NULL ? vision_detect_pending(t) : 0;
+        if (left > most) {
+            most = left;
+            best = t;
+        }
+    }
+    return best;
+}
+
+/*
+ * Idle slot `s` runs views of `t` one at a time until none is left, a job
+ * arrives in its mailbox or the worker stops, so a new job waits for at most
+ * the one view in progress. Called and returns with the worker lock held;
+ * drops it around each view. The reference taken here (under the lock, while
+ * `t` is still offered and so alive) keeps the task valid until we leave.
+ */
+static void help(worker *w, slot *s, vision_detect_task *t)
+{
+    vision_detect_retain(t);
+    s->helping = 1;
+    s->help_since = mono_ms();
+    int views = 0;
+    while (!s->has_job && !w->stopping) {
+        pthread_mutex_unlock(&w->lock);
+        int n = vision_detect_work(t, 1);
+        pthread_mutex_lock(&w->lock);
+        if (n == 0)
+            break;
+        views += n;
+    }
+    s->helping = 0;
+    double sec = (double)(mono_ms() - s->help_since) / 1000.0;
+    w->busy_done_s += sec;
+    w->help_done_s += sec;
+    w->st.helped_views += (uint64_t)views;
+    pthread_mutex_unlock(&w->lock);
+    vision_detect_release(t);
+    pthread_mutex_lock(&w->lock);
+}
+
 static void run_job(worker *w, slot *s, const job *j)
 {
     double t[ST_COUNT] = {0};
@@ -346,10 +451,12 @@ static void run_job(worker *w, slot *s, const job *j)
         goto out;
 
     unsigned tasks = j->tasks & PIPELINE_ALL;
+    pipeline_share share = {.ctx = s, .offer = slot_offer, .withdraw = slot_withdraw};
+    const pipeline_share *sh = w->o.slots > 1 && !w->o.no_help ? &share : NULL;
     if (fr.path != NULL)
-        rc = pipeline_analyze_file(w->o.pl, fr.path, tasks, &a, &e);
+        rc = pipeline_analyze_file_shared(w->o.pl, fr.path, tasks, sh, &a, &e);
     else
-        rc = pipeline_analyze_buffer(w->o.pl, fr.data, fr.len, tasks, &a, &e);
+        rc = pipeline_analyze_buffer_shared(w->o.pl, fr.data, fr.len, tasks, sh, &a, &e);
     fetch_result_clear(&fr);
     if (rc != ERR_OK) {
         t[ST_TOTAL] = mono_msf() - t0;
@@ -405,8 +512,13 @@ static void *slot_main(void *arg)
     slot_lower_priority(w->o.slot_nice);
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!s->has_job && !w->stopping)
-            pthread_cond_wait(&s->cond, &w->lock);
+        while (!s->has_job && !w->stopping) {
+            vision_detect_task *t = w->o.no_help ? NULL : find_offer(w);
+            if (t != NULL)
+                help(w, s, t);
+            else
+                pthread_cond_wait(&s->cond, &w->lock);
+        }
         if (w->stopping) {
             /* A job handed over just before the stop was never started: the release
              * at stop puts it back to queued. */
@@ -673,6 +785,9 @@ void worker_stop(worker *w, int64_t grace_ms)
     }
     w->released = 1;
     pthread_mutex_unlock(&w->lock);
+    /* A slot still downloading after the grace would hold the process for up
+     * to the fetch timeout: end its transfer now (its job is released below). */
+    fetch_abort(w->o.fetch);
 
     err_t e = {0};
     int n = 0;
@@ -716,16 +831,23 @@ void worker_get_stats(worker *w, worker_stats *out)
     pthread_mutex_lock(&w->lock);
     *out = w->st;
     int64_t now = mono_ms();
-    double busy_s = w->busy_done_s;
-    int busy = 0;
+    double busy_s = w->busy_done_s, help_s = w->help_done_s;
+    int busy = 0, helping = 0;
     for (int i = 0; i < w->o.slots; i++) {
         if (w->slots[i].busy) {
             busy++;
             busy_s += (double)(now - w->slots[i].busy_since) / 1000.0;
         }
+        if (w->slots[i].helping) {
+            helping++;
+            busy_s += (double)(now - w->slots[i].help_since) / 1000.0;
+            help_s += (double)(now - w->slots[i].help_since) / 1000.0;
+        }
     }
     out->busy = busy;
+    out->helping = helping;
     out->busy_seconds = busy_s;
+    out->help_seconds = help_s;
     out->slots = w->o.slots;
     pthread_mutex_unlock(&w->lock);
 }

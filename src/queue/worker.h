@@ -16,6 +16,14 @@
  * threads run at lower scheduling priority (SCHED_BATCH + nice) than the API
  * threads, so the API answers while every core runs inference.
  *
+ * Helping: a slot with no job runs views of another slot's face detection
+ * (most of a job's time), so that one job uses every idle core and the last
+ * jobs of a batch finish sooner. New jobs come first: a helping slot counts
+ * as free to the dispatcher and takes a job handed to it after the one view
+ * (~10 ms) it is running. Never more inference threads than slots. Helping
+ * time counts in busy_seconds (it is inference on the slot's core), not in
+ * `busy` (slots running a job); helped_views/help_seconds show it apart.
+ *
  * Shutdown (worker_stop): stop claiming, let running jobs finish within the
  * grace period, then release the jobs still running back to queued (a slot
  * that finishes later skips its commit; the lease check would refuse it too).
@@ -53,6 +61,7 @@ typedef struct {
     int64_t retry_base_ms; /* first retry delay; 0 = 1000; doubles per attempt, +-25 % jitter */
     int64_t retry_max_ms;  /* cap; 0 = 60000 */
     int slot_nice;         /* nice increment of slot threads; 0 = 10 */
+    int no_help;           /* 1: idle slots never run views of a busy slot's face detection */
 } worker_opts;
 
 /* Starts the dispatcher and `slots` slot threads. `*out`: worker_free() after worker_stop(). */
@@ -85,9 +94,14 @@ const double *worker_hist_bounds(void);
 
 typedef struct {
     int slots;
-    int busy;
+    int busy;    /* slots running a job */
+    int helping; /* idle slots running views of another slot's face detection now */
     uint64_t completed, failed, retried, cancelled;
-    double busy_seconds; /* summed over slots since start: utilisation = busy_seconds / (slots * uptime) */
+    uint64_t helped_views; /* detector views idle slots ran for other slots' jobs */
+    /* Summed over slots since start, job time plus help time (both are inference on a
+     * slot's core): utilisation = busy_seconds / (slots * uptime). */
+    double busy_seconds;
+    double help_seconds;  /* the part of busy_seconds spent helping */
     worker_hist stage[8]; /* fetch, decode, image_embedding, face_detection, face_alignment,
                              face_embedding, commit, total */
 } worker_stats;

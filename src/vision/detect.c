@@ -27,8 +27,27 @@
  * Rejected: a second, finer tile level (4x the runs for faces under ~40 px
  * at 2048, which the embedder cannot use anyway), and keeping cut faces and
  * relying on NMS (their boxes are wrong and they outvote the whole ones).
+ *
+ * Threading. The views are independent, so one detection is a task other
+ * threads can join (vision_detect_task): the daemon's idle slots run views
+ * of a running job, so that one job uses every idle core (a single run
+ * barely scales with more intra-op threads on these small models). The
+ * task's plan, model, image and thresholds are written by begin and only
+ * read afterwards. `next` (atomic) hands out view indices: each index goes
+ * to exactly one thread, which alone writes that view's result slot
+ * (res/nres[vi]). `lock` protects done, rc and err; a thread counts its view
+ * in `done` under it after writing the slot, and finish reads the slots only
+ * after seeing done == nviews under it, so the mutex orders the writes
+ * before the merge. The merge walks the slots in view order, so the faces
+ * are the serial path's bit for bit. `refs` (atomic) keeps the task alive
+ * for helpers that leave after finish returned; finish itself never waits
+ * for a helper to leave, only for the views it claimed (each ~10 ms).
+ * Each work() call allocates its own tensor and output buffers (~850 KB,
+ * only once it has claimed a view). Lock order: task lock, then nothing.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,25 +132,54 @@ static int detect__cut(const vision_face *f, const vision_view *v, int w, int h)
     return 0;
 }
 
-int vision_detect_faces(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
-                        vision_face **faces, int *nfaces, err_t *e)
-{
-    static const float black[3] = {0, 0, 0};
-    static const char *roles[4] = {"scores_16", "boxes_16", "scores_8", "boxes_8"};
-    static const size_t sizes[4] = {VISION_BF_ANCHORS_16, VISION_BF_ANCHORS_16 * VISION_BF_REGS,
-                                    VISION_BF_ANCHORS_8, VISION_BF_ANCHORS_8 * VISION_BF_REGS};
-    float thr = opts && opts->score_threshold > 0 ? opts->score_threshold : 0.75f;
-    float iou = opts && opts->iou_threshold > 0 ? opts->iou_threshold : 0.3f;
-    int max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
-    const model_manifest *m;
-    vision_view views[DETECT_MAX_VIEWS];
-    float *tensor = NULL, *outbuf = NULL;
-    vision_face *all = NULL, *got = NULL;
-    int nviews, nall = 0, rc = ERR_OK;
-    float sx, sy;
+/* ---- shareable detection ---------------------------------------------- */
 
-    *faces = NULL;
-    *nfaces = 0;
+static const char *const detect__roles[4] = {"scores_16", "boxes_16", "scores_8", "boxes_8"};
+static const size_t detect__sizes[4] = {VISION_BF_ANCHORS_16, VISION_BF_ANCHORS_16 *VISION_BF_REGS,
+                                        VISION_BF_ANCHORS_8, VISION_BF_ANCHORS_8 *VISION_BF_REGS};
+#define DETECT_OUT_FLOATS                                                                          \
+    (VISION_BF_ANCHORS_16 * (1 + VISION_BF_REGS) + VISION_BF_ANCHORS_8 * (1 + VISION_BF_REGS))
+#define DETECT_TENSOR_FLOATS (VISION_BF_INPUT * VISION_BF_INPUT * 3)
+
+struct vision_detect_task {
+    /* Set by vision_detect_begin, read-only afterwards. */
+    infer_model *det;
+    const vision_image *img;
+    const model_manifest *m;
+    float thr, iou;
+    int max_faces;
+    int nviews;
+    vision_view views[DETECT_MAX_VIEWS];
+
+    atomic_int next;   /* next view to claim; >= nviews: none left */
+    atomic_int refs;   /* the owner's + one per retain */
+    atomic_int failed; /* a view failed: later claims skip their run */
+
+    pthread_mutex_t lock; /* protects done, rc, err; orders res/nres writes before finish */
+    pthread_cond_t cond;  /* broadcast when done reaches nviews */
+    int done;             /* views claimed and finished (run, failed or skipped) */
+    int rc;               /* first error, ERR_OK while none */
+    err_t err;
+    int nres[DETECT_MAX_VIEWS];
+    vision_face *res; /* nviews x DETECT_PER_VIEW: view vi's kept detections at vi * PER_VIEW */
+};
+
+static void detect__task_free(vision_detect_task *t)
+{
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+    free(t->res);
+    free(t);
+}
+
+int vision_detect_begin(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
+                        vision_detect_task **out, err_t *e)
+{
+    const model_manifest *m;
+    vision_detect_task *t;
+    int nlevels;
+
+    *out = NULL;
     if (!det || !img || !img->rgb)
         return err_set(e, ERR_INVAL, "detect: NULL argument");
     m = infer_model_manifest(det);
@@ -140,64 +188,180 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
         return err_set(e, ERR_INVAL, "detect: model %s is not a 256x256 BlazeFace detector",
                        m->name);
     for (int r = 0; r < 4; r++)
-        if (!manifest_output_by_role(m, roles[r]))
+        if (!manifest_output_by_role(m, detect__roles[r]))
             return err_set(e, ERR_INVAL, "detect: model %s has no output role %s", m->name,
-                           roles[r]);
+                           detect__roles[r]);
+    /* Build the pyramid now, on the owner: helpers would otherwise race to build it. */
+    if (!vision_image_levels(img, &nlevels, e))
+        return ERR_NOMEM;
 
-    nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), views,
-                                DETECT_MAX_VIEWS);
-    tensor = malloc(sizeof(float) * VISION_BF_INPUT * VISION_BF_INPUT * 3);
-    outbuf = malloc(sizeof(float) * (sizes[0] + sizes[1] + sizes[2] + sizes[3]));
-    all = malloc(sizeof(*all) * (size_t)nviews * DETECT_PER_VIEW);
-    if (!tensor || !outbuf || !all) {
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return err_set(e, ERR_NOMEM, "detect task");
+    t->det = det;
+    t->img = img;
+    t->m = m;
+    t->thr = opts && opts->score_threshold > 0 ? opts->score_threshold : 0.75f;
+    t->iou = opts && opts->iou_threshold > 0 ? opts->iou_threshold : 0.3f;
+    t->max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
+    t->nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), t->views,
+                                   DETECT_MAX_VIEWS);
+    t->res = malloc(sizeof(*t->res) * (size_t)(t->nviews > 0 ? t->nviews : 1) * DETECT_PER_VIEW);
+    if (!t->res) {
+        free(t);
+        return err_set(e, ERR_NOMEM, "detect buffers");
+    }
+    atomic_init(&t->next, 0);
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->failed, 0);
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    t->rc = ERR_OK;
+    *out = t;
+    return ERR_OK;
+}
+
+/* Runs view vi of t into its result slot, with the caller's buffers. */
+static int detect__view(vision_detect_task *t, int vi, float *tensor, float *outbuf, err_t *e)
+{
+    static const float black[3] = {0, 0, 0};
+    const vision_view *v = &t->views[vi];
+    vision_face *res = t->res + (size_t)vi * DETECT_PER_VIEW;
+    infer_output outs[4];
+    vision_xform xf;
+    float *p = outbuf;
+    int rc, n, kept = 0;
+
+    rc = vision_preprocess_region(t->img, t->m, v->x0, v->y0, v->side, v->side, black, tensor, e);
+    if (rc)
+        return rc;
+    memset(outs, 0, sizeof(outs));
+    for (int r = 0; r < 4; r++) {
+        outs[r].role = detect__roles[r];
+        outs[r].data = p;
+        outs[r].cap = detect__sizes[r];
+        p += detect__sizes[r];
+    }
+    rc = infer_run(t->det, tensor, 1, outs, 4, e);
+    if (rc)
+        return rc;
+    for (int r = 0; r < 4; r++)
+        if (outs[r].count != detect__sizes[r])
+            return err_set(e, ERR_MODEL, "detect: output %s has %zu values, expected %zu",
+                           detect__roles[r], outs[r].count, detect__sizes[r]);
+    xf.x0 = v->x0;
+    xf.y0 = v->y0;
+    xf.scale = v->side / (float)VISION_BF_INPUT;
+    n = vision_bf_decode(outs[0].data, outs[1].data, outs[2].data, outs[3].data, t->thr, &xf, res,
+                         DETECT_PER_VIEW);
+    for (int i = 0; i < n; i++)
+        if (!detect__cut(&res[i], v, t->img->width, t->img->height))
+            res[kept++] = res[i];
+    t->nres[vi] = kept;
+    return ERR_OK;
+}
+
+int vision_detect_work(vision_detect_task *t, int max_views)
+{
+    float *tensor = NULL, *outbuf = NULL;
+    int ran = 0;
+
+    while (max_views <= 0 || ran < max_views) {
+        int vi, rc = ERR_OK;
+        err_t e = {0};
+
+        /* Cheap check first, so that a finished task's counter stops growing. */
+        if (atomic_load_explicit(&t->next, memory_order_relaxed) >= t->nviews)
+            break;
+        vi = atomic_fetch_add(&t->next, 1);
+        if (vi >= t->nviews)
+            break;
+        /* From here until `done` is counted, the owner waits for this view. */
+        if (!atomic_load(&t->failed)) {
+            if (!tensor) {
+                tensor = malloc(sizeof(float) * DETECT_TENSOR_FLOATS);
+                outbuf = malloc(sizeof(float) * DETECT_OUT_FLOATS);
+            }
+            if (!tensor || !outbuf)
+                rc = err_set(&e, ERR_NOMEM, "detect buffers");
+            else
+                rc = detect__view(t, vi, tensor, outbuf, &e);
+            ran++;
+        }
+        pthread_mutex_lock(&t->lock);
+        if (rc != ERR_OK && t->rc == ERR_OK) {
+            t->rc = rc;
+            t->err = e;
+            atomic_store(&t->failed, 1);
+        }
+        if (++t->done == t->nviews)
+            pthread_cond_broadcast(&t->cond);
+        pthread_mutex_unlock(&t->lock);
+    }
+    free(tensor);
+    free(outbuf);
+    return ran;
+}
+
+int vision_detect_pending(const vision_detect_task *t)
+{
+    int left = t->nviews - atomic_load_explicit(&t->next, memory_order_relaxed);
+    return left > 0 ? left : 0;
+}
+
+void vision_detect_retain(vision_detect_task *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void vision_detect_release(vision_detect_task *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        detect__task_free(t);
+}
+
+int vision_detect_finish(vision_detect_task *t, vision_face **faces, int *nfaces, err_t *e)
+{
+    vision_face *all = NULL, *got = NULL;
+    int nall = 0, rc;
+    float sx, sy;
+
+    *faces = NULL;
+    *nfaces = 0;
+    if (!t)
+        return err_set(e, ERR_INVAL, "detect: NULL task");
+    /* Claim and run whatever no helper has taken, then wait for the helpers' views. */
+    vision_detect_work(t, 0);
+    pthread_mutex_lock(&t->lock);
+    while (t->done < t->nviews)
+        pthread_cond_wait(&t->cond, &t->lock);
+    rc = t->rc;
+    if (rc != ERR_OK && e)
+        *e = t->err;
+    pthread_mutex_unlock(&t->lock);
+    if (rc != ERR_OK)
+        goto out;
+
+    /* Merge in view order, exactly as one thread running the views in turn would. */
+    all = malloc(sizeof(*all) * (size_t)(t->nviews > 0 ? t->nviews : 1) * DETECT_PER_VIEW);
+    if (!all) {
         rc = err_set(e, ERR_NOMEM, "detect buffers");
         goto out;
     }
-    for (int vi = 0; vi < nviews; vi++) {
-        const vision_view *v = &views[vi];
-        infer_output outs[4];
-        vision_xform xf;
-        vision_face tmp[DETECT_PER_VIEW];
-        float *p = outbuf;
-        int n;
-
-        rc = vision_preprocess_region(img, m, v->x0, v->y0, v->side, v->side, black, tensor, e);
-        if (rc)
-            goto out;
-        memset(outs, 0, sizeof(outs));
-        for (int r = 0; r < 4; r++) {
-            outs[r].role = roles[r];
-            outs[r].data = p;
-            outs[r].cap = sizes[r];
-            p += sizes[r];
-        }
-        rc = infer_run(det, tensor, 1, outs, 4, e);
-        if (rc)
-            goto out;
-        for (int r = 0; r < 4; r++)
-            if (outs[r].count != sizes[r]) {
-                rc = err_set(e, ERR_MODEL, "detect: output %s has %zu values, expected %zu",
-                             roles[r], outs[r].count, sizes[r]);
-                goto out;
-            }
-        xf.x0 = v->x0;
-        xf.y0 = v->y0;
-        xf.scale = v->side / (float)VISION_BF_INPUT;
-        n = vision_bf_decode(outs[0].data, outs[1].data, outs[2].data, outs[3].data, thr, &xf, tmp,
-                             DETECT_PER_VIEW);
-        for (int i = 0; i < n; i++)
-            if (!detect__cut(&tmp[i], v, img->width, img->height))
-                all[nall++] = tmp[i];
+    for (int vi = 0; vi < t->nviews; vi++) {
+        memcpy(all + nall, t->res + (size_t)vi * DETECT_PER_VIEW,
+               sizeof(*all) * (size_t)t->nres[vi]);
+        nall += t->nres[vi];
     }
-    rc = vision_nms_weighted(all, nall, iou);
+    rc = vision_nms_weighted(all, nall, t->iou);
     if (rc < 0) {
         rc = err_set(e, ERR_NOMEM, "detect: nms");
         goto out;
     }
     nall = rc;
     rc = ERR_OK;
-    if (nall > max_faces)
-        nall = max_faces;
+    if (nall > t->max_faces)
+        nall = t->max_faces;
     if (nall == 0)
         goto out;
     got = malloc(sizeof(*got) * (size_t)nall);
@@ -205,8 +369,8 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
         rc = err_set(e, ERR_NOMEM, "detect: result");
         goto out;
     }
-    sx = (float)img->orig_width / (float)img->width;
-    sy = (float)img->orig_height / (float)img->height;
+    sx = (float)t->img->orig_width / (float)t->img->width;
+    sy = (float)t->img->orig_height / (float)t->img->height;
     for (int i = 0; i < nall; i++) {
         vision_face f = all[i];
         f.box.x1 *= sx;
@@ -222,8 +386,21 @@ int vision_detect_faces(infer_model *det, const vision_image *img, const vision_
     *faces = got;
     *nfaces = nall;
 out:
-    free(tensor);
-    free(outbuf);
     free(all);
+    vision_detect_release(t);
     return rc;
+}
+
+int vision_detect_faces(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
+                        vision_face **faces, int *nfaces, err_t *e)
+{
+    vision_detect_task *t;
+    int rc;
+
+    *faces = NULL;
+    *nfaces = 0;
+    rc = vision_detect_begin(det, img, opts, &t, e);
+    if (rc)
+        return rc;
+    return vision_detect_finish(t, faces, nfaces, e);
 }

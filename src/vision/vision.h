@@ -19,7 +19,8 @@
  * Threading: after vision_init() every function may be called from any
  * thread on distinct objects, and the samplers from several threads on one
  * image (its pyramid cache is published atomically, see
- * vision_image_levels). One caveat: libvips keeps a single process-wide
+ * vision_image_levels). One detection can be shared by several threads
+ * (vision_detect_task, below). One caveat: libvips keeps a single process-wide
  * error buffer, so when two threads fail to decode at the same moment a
  * message may carry the other thread's text (the code is always right).
  */
@@ -323,6 +324,64 @@ int vision_detect_plan(int w, int h, int tiles, vision_view *views, int cap);
 int vision_detect_faces(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
                         vision_face **faces, int *nfaces, err_t *e);
 
+/*
+ * Shareable detection: the same work as vision_detect_faces() (which is
+ * vision_detect_begin + vision_detect_finish), split so that other threads
+ * can run some of the views while the owner runs the rest. The result is
+ * bit-identical to the serial one whoever runs which view: each view's
+ * detections are kept apart and merged in view order.
+ *
+ *   owner:   vision_detect_begin -> (publish t) -> vision_detect_work(t, 0)
+ *            -> (unpublish t) -> vision_detect_finish
+ *   helper:  (while t is published, under the publisher's lock)
+ *            vision_detect_retain(t) -> (unlock) vision_detect_work(t, n)
+ *            -> vision_detect_release(t)
+ *
+ * Lifetime: the task is reference-counted. begin returns it with the owner's
+ * reference, which finish drops; a helper holds its own from retain to
+ * release, so it never touches freed memory whenever it leaves. A helper
+ * must retain t while the owner's reference is known to be alive (the
+ * publisher's lock). The image and the model are only read while a view
+ * runs, and finish returns only after every view has finished, so they must
+ * stay valid until finish returns and no longer: a work() call after that
+ * finds no view left and touches neither.
+ */
+typedef struct vision_detect_task vision_detect_task;
+
+/*
+ * Checks the model, plans the views and builds the image's pyramid (so that
+ * helpers do not race to build it). `*out` carries the owner's reference:
+ * end it with vision_detect_finish() exactly once. Fails as
+ * vision_detect_faces() (ERR_INVAL, ERR_NOMEM) with `*out` NULL.
+ */
+int vision_detect_begin(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
+                        vision_detect_task **out, err_t *e);
+
+/*
+ * Any thread holding a reference: claims the next unclaimed view (atomic
+ * counter), runs it with this call's own buffers and stores its detections
+ * in the task, until no view is left or `max_views` views ran (<= 0: no
+ * limit). Returns the number of views it ran (0 when none was left). A
+ * failed view records its error in the task (the first one wins; views
+ * claimed after it are skipped) for finish to report.
+ */
+int vision_detect_work(vision_detect_task *t, int max_views);
+
+/* Views not yet claimed (a hint: it only ever decreases). */
+int vision_detect_pending(const vision_detect_task *t);
+
+/* Takes / drops a reference; the last one frees the task. release(NULL) is a no-op. */
+void vision_detect_retain(vision_detect_task *t);
+void vision_detect_release(vision_detect_task *t);
+
+/*
+ * Owner: runs every view still unclaimed, waits for the views helpers
+ * claimed, merges all detections in view order (weighted NMS), scales them
+ * to original pixels and drops the owner's reference. Results and errors as
+ * vision_detect_faces(): `*faces` (NULL when none) is the caller's to free().
+ */
+int vision_detect_finish(vision_detect_task *t, vision_face **faces, int *nfaces, err_t *e);
+
 /* ---- alignment (pure) --------------------------------------------------- */
 
 /*
@@ -346,7 +405,9 @@ extern const float vision_align_template[4][2];
  * `out_rgb`) where the eyes, nose and mouth land on vision_align_template
  * scaled by out_size/112. One bilinear tap per output pixel, taken on the
  * pyramid level that leaves a shrink in [1, 2) (vision_level_for), so a
- * large face is averaged, not aliased; outside the image is black. Builds
+ * large face is averaged, not aliased; outside the image is black. Taps
+ * inside the image use 8-bit fixed-point weights (within a grey level of
+ * exact bilinear), those reaching past it float. Builds
  * the pyramid on first use. ERR_INVAL for out_size < 8 or degenerate
  * keypoints, ERR_NOMEM when the pyramid cannot be built.
  */
@@ -361,5 +422,18 @@ int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][
  */
 int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, float *tensor,
                        err_t *e);
+
+/*
+ * vision_align_face() at m->width followed by vision_face_tensor(), fused:
+ * writes the embedder's input tensor (m->width*m->height*3 floats, the
+ * manifest's mean/std and layout) for the face with keypoints `kps`
+ * directly, without the intermediate crop and without allocating. The
+ * values equal those of the two calls. Builds the pyramid on first use.
+ * ERR_INVAL for degenerate keypoints, a non-square input narrower than 8, a
+ * manifest that is not 3-channel or has a zero std; ERR_NOMEM when the
+ * pyramid cannot be built.
+ */
+int vision_align_face_tensor(const vision_image *img, const float kps[VISION_FACE_KPS][2],
+                             const model_manifest *m, float *tensor, err_t *e);
 
 #endif

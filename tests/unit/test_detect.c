@@ -2,11 +2,17 @@
  * test_detect.c — BlazeFace detection quality with the provisioned model:
  * recall and false positives on the face-api group photos, on the same photos
  * shrunk to a third (small faces), and on face-free photos; plus alignment of
- * a real detection. Needs var/models/blazeface-back-256 and FAILS without it
+ * a real detection; the shareable detection (begin/work/finish) with two
+ * helper threads gives exactly the serial faces, whoever runs which view,
+ * and a helper that comes after finish touches neither image nor model.
+ * Needs var/models/blazeface-back-256 and FAILS without it
  * (set INFERD_TEST_BLAZEFACE to another model directory to override).
  */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -282,13 +288,129 @@ static void test_detect_then_align(void **state)
     vision_image_free(img);
 }
 
+typedef struct {
+    vision_detect_task *t;
+    atomic_int *ready;
+    int views;
+} helper_arg;
+
+/* A helper thread: holds the reference the test took for it, runs views one at a time. */
+static void *helper_main(void *arg)
+{
+    helper_arg *h = arg;
+    int n;
+    atomic_fetch_add(h->ready, 1);
+    while ((n = vision_detect_work(h->t, 1)) > 0)
+        h->views += n;
+    vision_detect_release(h->t);
+    return NULL;
+}
+
+static void assert_same_faces(const vision_face *a, int na, const vision_face *b, int nb)
+{
+    assert_int_equal(na, nb);
+    if (na > 0)
+        assert_memory_equal(a, b, sizeof(*a) * (size_t)na);
+}
+
+/* begin/work/finish with two helper threads: exactly the serial faces, photo by photo. */
+static void test_shared_equals_serial(void **state)
+{
+    int helped = 0, helper_only = 0, photos_run = 0;
+    (void)state;
+
+    if (photos[0].n == 0)
+        load_fixture();
+    for (int p = 0; p < NPHOTOS; p++) {
+        for (int round = 0; round < 3; round++) {
+            char path[2048];
+            vision_image *img;
+            vision_face *ref, *got;
+            vision_detect_task *t;
+            int nref, ngot, nv;
+            atomic_int ready;
+            pthread_t th[2];
+            helper_arg ha[2];
+            err_t e;
+
+            snprintf(path, sizeof(path), "%s/%s", FACEAPI, photos[p].file);
+            assert_int_equal(vision_decode_file(path, NULL, &img, &e), ERR_OK);
+            assert_int_equal(vision_detect_faces(det, img, NULL, &ref, &nref, &e), ERR_OK);
+            assert_true(nref > 0);
+
+            assert_int_equal(vision_detect_begin(det, img, NULL, &t, &e), ERR_OK);
+            nv = vision_detect_pending(t);
+            assert_true(nv > 1);
+            atomic_init(&ready, 0);
+            for (int i = 0; i < 2; i++) {
+                ha[i] = (helper_arg){.t = t, .ready = &ready};
+                vision_detect_retain(t);
+                assert_int_equal(pthread_create(&th[i], NULL, helper_main, &ha[i]), 0);
+            }
+            /* Round 0: the owner starts at once; 1: after the helpers are in; 2: the
+             * helpers do everything and the owner only merges. */
+            if (round >= 1)
+                while (atomic_load(&ready) < 2)
+                    sched_yield();
+            if (round == 2)
+                for (int i = 0; i < 2; i++)
+                    assert_int_equal(pthread_join(th[i], NULL), 0);
+            assert_int_equal(vision_detect_finish(t, &got, &ngot, &e), ERR_OK);
+            if (round < 2)
+                for (int i = 0; i < 2; i++)
+                    assert_int_equal(pthread_join(th[i], NULL), 0);
+            if (round == 2) {
+                assert_int_equal(ha[0].views + ha[1].views, nv);
+                helper_only += nv;
+            }
+            helped += ha[0].views + ha[1].views;
+            assert_same_faces(ref, nref, got, ngot);
+            photos_run++;
+            free(ref);
+            free(got);
+            vision_image_free(img);
+        }
+    }
+    fprintf(stderr, "shared detection: %d photo runs identical to serial, %d views by helpers\n",
+            photos_run, helped);
+    assert_true(helped > helper_only); /* helpers also ran views while the owner did */
+}
+
+/* A helper that joins after finish finds nothing: it reads neither the (freed) image nor
+ * the model, and its reference alone keeps the task alive. */
+static void test_helper_after_finish(void **state)
+{
+    vision_image *img;
+    vision_detect_task *t;
+    vision_face *f;
+    int n;
+    err_t e;
+    (void)state;
+
+    assert_int_equal(vision_decode_file(FACEAPI "/sample1.jpg", NULL, &img, &e), ERR_OK);
+    assert_int_equal(vision_detect_begin(det, img, NULL, &t, &e), ERR_OK);
+    vision_detect_retain(t);
+    assert_int_equal(vision_detect_work(t, 2), 2); /* at most max_views */
+    assert_int_equal(vision_detect_finish(t, &f, &n, &e), ERR_OK);
+    assert_true(n > 0);
+    free(f);
+    vision_image_free(img); /* under ASan, any later read of it would fail the test */
+    assert_int_equal(vision_detect_pending(t), 0);
+    assert_int_equal(vision_detect_work(t, 0), 0);
+    vision_detect_release(t);
+    vision_detect_release(NULL);
+
+    /* begin checks its arguments as vision_detect_faces does. */
+    assert_int_equal(vision_detect_begin(det, NULL, NULL, &t, &e), ERR_INVAL);
+    assert_null(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_group_photos),
-        cmocka_unit_test(test_small_faces_canvas),
-        cmocka_unit_test(test_face_free_photos),
-        cmocka_unit_test(test_detect_then_align),
+        cmocka_unit_test(test_group_photos),         cmocka_unit_test(test_small_faces_canvas),
+        cmocka_unit_test(test_face_free_photos),     cmocka_unit_test(test_detect_then_align),
+        cmocka_unit_test(test_shared_equals_serial), cmocka_unit_test(test_helper_after_finish),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

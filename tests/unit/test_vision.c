@@ -838,6 +838,89 @@ static void test_face_tensor(void **state)
     free(t);
 }
 
+/*
+ * vision_align_face_tensor() equals vision_align_face() + vision_face_tensor()
+ * (both layouts), and the crop is within two grey levels of exact bilinear
+ * sampling in double (8-bit weights are truncated: under 1/256 of the
+ * neighbours' difference per axis, plus rounding), on noise (every neighbour differs, so a wrong tap or
+ * weight in the vector path shows), for a rotated face inside the image and
+ * one reaching past its corner.
+ */
+static void test_align_fused_matches_and_is_bilinear(void **state)
+{
+    vision_image *img;
+    model_manifest m;
+    float kps[VISION_FACE_KPS][2];
+    uint8_t crop[112 * 112 * 3];
+    float *t1 = malloc(sizeof(float) * 112 * 112 * 3), *t2 = malloc(sizeof(float) * 112 * 112 * 3);
+    uint32_t seed = 1;
+    err_t e;
+    (void)state;
+
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_int_equal(vision_image_new(300, 260, &img, &e), 0);
+    for (int i = 0; i < 300 * 260 * 3; i++) {
+        seed = seed * 1103515245u + 12345u;
+        img->rgb[i] = (uint8_t)(seed >> 16);
+    }
+    memset(&m, 0, sizeof(m));
+    m.width = m.height = 112;
+    m.channels = 3;
+    for (int c = 0; c < 3; c++) {
+        m.mean[c] = 127.5f;
+        m.std[c] = 128.0f;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        /* Template rotated by 0.3 rad, scaled by 1.3, at (80, 60) or (-40, -30). */
+        double th = 0.3, s = 1.3, ox = pass ? -40 : 80, oy = pass ? -30 : 60;
+        float M[2][3], src[4][2];
+        memset(kps, 0, sizeof(kps));
+        for (int i = 0; i < 4; i++) {
+            double x = vision_align_template[i][0], y = vision_align_template[i][1];
+            kps[i][0] = (float)(s * (cos(th) * x - sin(th) * y) + ox);
+            kps[i][1] = (float)(s * (sin(th) * x + cos(th) * y) + oy);
+            src[i][0] = kps[i][0];
+            src[i][1] = kps[i][1];
+        }
+        assert_int_equal(vision_align_face(img, (const float(*)[2])kps, 112, crop, &e), 0);
+        for (int layout = 0; layout < 2; layout++) {
+            m.layout = layout ? LAYOUT_NCHW : LAYOUT_NHWC;
+            assert_int_equal(vision_face_tensor(crop, 112, &m, t1, &e), 0);
+            assert_int_equal(vision_align_face_tensor(img, (const float(*)[2])kps, &m, t2, &e), 0);
+            assert_memory_equal(t1, t2, sizeof(float) * 112 * 112 * 3);
+        }
+        /* Reference: exact bilinear on level 0 (the shrink is below 2). */
+        assert_int_equal(vision_similarity((const float(*)[2])src,
+                                           (const float(*)[2])vision_align_template, 4, M),
+                         0);
+        double det = (double)M[0][0] * M[1][1] - (double)M[0][1] * M[1][0];
+        for (int v = 0; v < 112; v++)
+            for (int u = 0; u < 112; u++) {
+                double du = u + 0.5 - M[0][2], dv = v + 0.5 - M[1][2];
+                double x = (M[1][1] * du - M[0][1] * dv) / det - 0.5;
+                double y = (-M[1][0] * du + M[0][0] * dv) / det - 0.5;
+                int x0 = (int)floor(x), y0 = (int)floor(y);
+                double ax = x - x0, ay = y - y0;
+                for (int c = 0; c < 3; c++) {
+                    double acc = 0;
+                    for (int k = 0; k < 4; k++) {
+                        int xx = x0 + (k & 1), yy = y0 + (k >> 1);
+                        double w = ((k & 1) ? ax : 1 - ax) * ((k >> 1) ? ay : 1 - ay);
+                        if (xx >= 0 && xx < 300 && yy >= 0 && yy < 260)
+                            acc += w * img->rgb[((size_t)yy * 300 + xx) * 3 + c];
+                    }
+                    assert_true(fabs(crop[(v * 112 + u) * 3 + c] - acc) <= 2.0);
+                }
+            }
+    }
+    m.std[0] = 0;
+    assert_int_equal(vision_align_face_tensor(img, (const float(*)[2])kps, &m, t2, &e), ERR_INVAL);
+    vision_image_free(img);
+    free(t1);
+    free(t2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -861,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_align_large_face_does_not_alias),
         cmocka_unit_test(test_align_face_past_border),
         cmocka_unit_test(test_face_tensor),
+        cmocka_unit_test(test_align_fused_matches_and_is_bilinear),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
