@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "infer/clip.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -27,7 +29,8 @@ struct pipeline {
     infer_env *env;
     infer_model *detector;
     infer_model *face_embedder;
-    infer_model *image_embedder;
+    infer_model *image_embedder; /* owned by `clip` when that is set */
+    clip_model *clip;            /* the image embedder's CLIP directory, or NULL */
     vision_decode_opts decode;
     vision_detect_opts detect;
 };
@@ -56,7 +59,20 @@ static int load(pipeline *p, const pipeline_opts *o, const char *name, model_tas
     char dir[4096];
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", o->models_dir, name) >= sizeof dir)
         return err_set(e, ERR_INVAL, "models dir path too long");
-    int rc = infer_model_load(p->env, dir, o->verify_models, out, e);
+    int rc;
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/manifest.json", dir);
+    if (task == TASK_IMAGE_EMBEDDING && access(probe, F_OK) != 0) {
+        /* No manifest: an OpenCLIP / Immich CLIP directory (visual/ + textual/). */
+        snprintf(probe, sizeof probe, "%s/visual/model.onnx", dir);
+        if (access(probe, F_OK) == 0) {
+            if ((rc = clip_model_load(p->env, dir, &p->clip, e)) != ERR_OK)
+                return rc;
+            *out = clip_visual(p->clip);
+            return ERR_OK;
+        }
+    }
+    rc = infer_model_load(p->env, dir, o->verify_models, out, e);
     if (rc != ERR_OK)
         return rc;
     const model_manifest *m = infer_model_manifest(*out);
@@ -112,9 +128,17 @@ void pipeline_free(pipeline *p)
         return;
     infer_model_free(p->detector);
     infer_model_free(p->face_embedder);
-    infer_model_free(p->image_embedder);
+    if (p->clip != NULL)
+        clip_model_free(p->clip); /* owns image_embedder */
+    else
+        infer_model_free(p->image_embedder);
     infer_env_free(p->env);
     free(p);
+}
+
+clip_model *pipeline_clip(const pipeline *p)
+{
+    return p->clip;
 }
 
 const model_manifest *pipeline_model(const pipeline *p, model_task task)

@@ -84,6 +84,15 @@ typedef struct {
  */
 int pipeline_new(const pipeline_opts *opts, pipeline **out, err_t *e);
 
+typedef struct clip_model clip_model;
+
+/*
+ * The CLIP model when the image embedder is a CLIP directory (OpenCLIP /
+ * Immich layout: visual/ + textual/, no manifest.json), else NULL. Owned by
+ * the pipeline; its text encoder serves {text} searches in the same space.
+ */
+clip_model *pipeline_clip(const pipeline *p);
+
 /* Frees the models and the runtime. NULL is a no-op. */
 void pipeline_free(pipeline *p);
 
