@@ -65,6 +65,8 @@
  */
 #include "queue/worker.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -263,6 +265,25 @@ static int was_released(worker *w)
 }
 
 /*
+ * Keeps server paths out of job errors: libvips names the file it failed on,
+ * which for a path source is under the media root and for an upload under
+ * the data dir. The client sees its own path, or "upload <sha256 prefix>".
+ */
+static void redact_source_path(err_t *e, const char *server_path, const char *source_json)
+{
+    char shown[320] = "the image";
+    json_t *src = source_json ? json_loads(source_json, 0, NULL) : NULL;
+    const char *p = json_string_value(json_object_get(src, "path"));
+    const char *u = json_string_value(json_object_get(src, "upload"));
+    if (p != NULL)
+        snprintf(shown, sizeof shown, "%s", p);
+    else if (u != NULL)
+        snprintf(shown, sizeof shown, "upload %.12s", u);
+    json_decref(src);
+    err_replace(e, server_path, shown);
+}
+
+/*
  * Ends a failed run: retry with backoff for a transient error, fail at once
  * otherwise. `stage` prefixes the message ("fetch: ...").
  */
@@ -457,6 +478,8 @@ static void run_job(worker *w, slot *s, const job *j)
         rc = pipeline_analyze_file_shared(w->o.pl, fr.path, tasks, sh, &a, &e);
     else
         rc = pipeline_analyze_buffer_shared(w->o.pl, fr.data, fr.len, tasks, sh, &a, &e);
+    if (rc != ERR_OK && fr.path != NULL)
+        redact_source_path(&e, fr.path, j->source);
     fetch_result_clear(&fr);
     if (rc != ERR_OK) {
         t[ST_TOTAL] = mono_msf() - t0;

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *err_strerror(int code)
 {
@@ -83,6 +84,27 @@ int err_set(err_t *e, int code, const char *fmt, ...)
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     return code;
+}
+
+void err_replace(err_t *e, const char *from, const char *to)
+{
+    if (e == NULL || from == NULL || from[0] == '\0')
+        return;
+    char out[sizeof e->msg];
+    size_t n = 0, flen = strlen(from), tlen = strlen(to);
+    const char *p = e->msg;
+    while (*p != '\0' && n + 1 < sizeof out) {
+        if (strncmp(p, from, flen) == 0) {
+            size_t take = tlen < sizeof out - 1 - n ? tlen : sizeof out - 1 - n;
+            memcpy(out + n, to, take);
+            n += take;
+            p += flen;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    memcpy(e->msg, out, n + 1);
 }
 
 void err_clear(err_t *e)

@@ -69,6 +69,13 @@ int err_set(err_t *e, int code, const char *fmt, ...) __attribute__((format(prin
  */
 int err_is_transient(int code);
 
+/*
+ * Replaces every occurrence of `from` in e->msg by `to` (truncating at the
+ * buffer's size). Used to keep server paths out of messages shown to
+ * clients. NULL `e` or empty `from` is a no-op.
+ */
+void err_replace(err_t *e, const char *from, const char *to);
+
 /* Clears `e` to ERR_OK with an empty message. NULL is a no-op. */
 void err_clear(err_t *e);
 

@@ -60,6 +60,9 @@ def main(ctx):
                                                                       j["attempts"]))
         check(code == "decode" and msg, "corrupt image job %s error %r/%r" % (j["asset_id"],
                                                                            code, msg))
+        # Server paths (media root, data dir) never reach clients.
+        check(d.data_dir not in msg and "/tmp/" not in msg,
+              "error message leaks a server path: %r" % msg)
     g = f[good["id"]]
     check(g["state"] == "done", "good job behind the bad ones: %s" % g["state"])
     # /health reads counts from a cache refreshed every 500 ms.
