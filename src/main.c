@@ -42,8 +42,11 @@
 #include "api/api.h"
 #include "events/events.h"
 #include "fetch/fetch.h"
+#include "infer/clip.h"
 #include "infer/infer.h"
 #include "fetch/models_fetch.h"
+#include "index/people.h"
+#include "index/search.h"
 #include "pipeline/analyze.h"
 #include "queue/listen.h"
 #include "queue/worker.h"
@@ -328,6 +331,9 @@ static int cmd_run(config_role role, int argc, char **argv)
     pipeline *pl = NULL;
     worker *wk = NULL;
     queue_listen *ql = NULL;
+    search *srch = NULL;
+    infer_env *clip_env = NULL;
+    clip_model *clip_own = NULL;
     int fetch_inited = 0;
     api_deps deps;
     memset(&deps, 0, sizeof deps);
@@ -386,9 +392,44 @@ static int cmd_run(config_role role, int argc, char **argv)
     deps.health_only = role == CONFIG_ROLE_WORKER;
     atomic_init(&deps.wk, NULL);
     atomic_init(&deps.pl, NULL);
+    atomic_init(&deps.srch, NULL);
+    atomic_init(&deps.clip, NULL);
+    atomic_init(&deps.clip_missing, NULL);
+    if (role != CONFIG_ROLE_WORKER && cfg.clip_model[0] != '\0') {
+        infer_env_opts io = {0};
+        if (infer_env_new(&io, &clip_env, &e) != ERR_OK ||
+            clip_model_load(clip_env, cfg.clip_model, &clip_own, &e) != ERR_OK) {
+            log_error("main", "--clip-model %s: %s", cfg.clip_model, e.msg);
+            goto out;
+        }
+        atomic_store(&deps.clip, clip_own);
+        log_info("main", "text search: CLIP text encoder from %s", cfg.clip_model);
+    } else if (role == CONFIG_ROLE_API) {
+        atomic_store(&deps.clip_missing,
+                     "this inferd api process loads no models; start it with --clip-model DIR "
+                     "(a CLIP model directory)");
+    }
     if (api_start(&deps, &ap, &e) != ERR_OK) {
         log_error("main", "api: %s", e.msg);
         goto out;
+    }
+    /* Search: serve and api roles (workers answer only /health). */
+    if (role != CONFIG_ROLE_WORKER) {
+        search_opts so = {
+            .st = st,
+            .ev = ev,
+            .poll_ms = (int)cfg.poll_ms,
+            .owner = cfg.worker_id,
+            /* The stored model name is the model folder; an absent index falls back to the largest.
+             */
+            .image_model = cfg.image_embedder[0] != '\0' ? cfg.image_embedder
+                                                         : PIPELINE_DEFAULT_IMAGE_EMBEDDER,
+        };
+        if (search_new(&so, &srch, &e) != ERR_OK || search_start(srch, &e) != ERR_OK) {
+            log_error("main", "search: %s", e.msg);
+            goto out;
+        }
+        atomic_store(&deps.srch, srch);
     }
     int v6 = strchr(cfg.listen_host, ':') != NULL;
     log_info("main", "listening on %s%s%s:%d", v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "",
@@ -401,6 +442,8 @@ static int cmd_run(config_role role, int argc, char **argv)
     pipeline_opts po;
     memset(&po, 0, sizeof po);
     po.models_dir = cfg.models_dir;
+    if (cfg.image_embedder[0] != '\0')
+        po.image_embedder = cfg.image_embedder;
     po.intra_op_threads = cfg.intra_op_threads;
     po.decode.max_side = cfg.max_side;
     po.decode.max_pixels = cfg.max_pixels;
@@ -411,6 +454,15 @@ static int cmd_run(config_role role, int argc, char **argv)
     }
     atomic_store(&deps.pl, pl);
     log_info("main", "models loaded from %s", cfg.models_dir);
+    if (clip_own == NULL) {
+        clip_model *cm = pipeline_clip(pl);
+        if (cm != NULL)
+            atomic_store(&deps.clip, (void *)cm);
+        else
+            atomic_store(&deps.clip_missing,
+                         "the image embedder is not a CLIP model directory and no --clip-model "
+                         "was given");
+    }
 
     worker_opts wo = {
         .st = st,
@@ -478,9 +530,15 @@ out:
     }
     if (ev != NULL)
         events_stop(ev, 2000);
+    search_stop(srch);
     if (ap != NULL)
         api_stop(ap);
     api_free(ap);
+    atomic_store(&deps.srch, NULL);
+    search_free(srch);
+    atomic_store(&deps.clip, NULL);
+    clip_model_free(clip_own);
+    infer_env_free(clip_env);
     if (abandon > 0) {
         log_warn("main", "exiting with %d slot(s) still busy past the grace; their jobs were "
                  "released to queued", abandon);
@@ -502,6 +560,59 @@ out:
         vision_shutdown();
     log_info("main", "stopped status=%d", status);
     return status;
+}
+
+/*
+ * inferd people recluster [--db URL]: forgets every person and clusters all
+ * faces again (people.h), holding the "people" lease so that no serve/api
+ * process clusters meanwhile.
+ */
+static int cmd_people(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "recluster") != 0) {
+        fputs("usage: inferd people recluster [--db URL] [--min-faces N] [--max-distance D]\n",
+              stderr);
+        return 2;
+    }
+    const char *db = getenv("INFERD_DB");
+    people_opts po = {0};
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+            db = argv[++i];
+        else if (strcmp(argv[i], "--min-faces") == 0 && i + 1 < argc)
+            po.min_faces = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--max-distance") == 0 && i + 1 < argc)
+            po.max_distance = (float)atof(argv[++i]);
+        else {
+            fprintf(stderr, "inferd people recluster: unknown argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    if (db == NULL)
+        db = "sqlite:var/inferd.db";
+    err_t e;
+    err_clear(&e);
+    store *st = NULL;
+    if (store_open(db, NULL, &st, &e) != ERR_OK) {
+        fprintf(stderr, "inferd people recluster: %s\n", e.msg);
+        return 1;
+    }
+    char owner[64];
+    snprintf(owner, sizeof owner, "recluster-%ld", (long)getpid());
+    int rc = store_leader_acquire(st, STORE_LEADER_PEOPLE, owner, 600000, &e);
+    people_stats ps = {0};
+    if (rc == ERR_OK)
+        rc = people_run(st, NULL, &po, 1, &ps, &e);
+    err_t ignore;
+    store_leader_release(st, STORE_LEADER_PEOPLE, owner, &ignore);
+    store_close(st);
+    if (rc != ERR_OK) {
+        fprintf(stderr, "inferd people recluster: %s\n", e.msg);
+        return 1;
+    }
+    printf("{\"faces\": %d, \"assigned\": %d, \"people\": %d, \"unassigned\": %d}\n", ps.faces,
+           ps.assigned, ps.new_people, ps.unassigned);
+    return 0;
 }
 
 static int cmd_version(void)
@@ -529,6 +640,8 @@ int main(int argc, char **argv)
         return cmd_analyze(argc - 1, argv + 1);
     if (strcmp(cmd, "models") == 0)
         return models_fetch_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "people") == 0)
+        return cmd_people(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

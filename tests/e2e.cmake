@@ -9,6 +9,7 @@
 set(INFERD_E2E_TIMEOUT_01-api-seed-scenario 300)
 set(INFERD_E2E_TIMEOUT_03-crash-kill9 360)
 set(INFERD_E2E_TIMEOUT_04-broker-outage 360)
+set(INFERD_E2E_TIMEOUT_13-search 600)
 file(GLOB INFERD_E2E_TESTS CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/e2e/[0-9][0-9]-*.py")
 foreach(script ${INFERD_E2E_TESTS})
   get_filename_component(name ${script} NAME_WE)

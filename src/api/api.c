@@ -309,6 +309,13 @@ static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *me
         return api__handle_predict(&q);
     case API_R_EVENTS:
         return api__handle_events(&q);
+    case API_R_SEARCH_IMAGES:
+    case API_R_SEARCH_FACES:
+    case API_R_DUPLICATES:
+    case API_R_PEOPLE:
+    case API_R_PERSON:
+    case API_R_PERSON_MERGE:
+        return api__handle_search(&q);
     case API_R_NONE:
         break;
     }

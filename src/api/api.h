@@ -2,7 +2,9 @@
  * api/api.h — the HTTP API (libmicrohttpd + jansson), DESIGN.md "HTTP API".
  *
  * Routes: POST/GET /v1/jobs, GET/DELETE /v1/jobs/{id}, GET/DELETE
- * /v1/assets/{id}, POST /v1/predict, GET /v1/events (SSE), GET /health,
+ * /v1/assets/{id}, GET /v1/assets/{id}/duplicates, POST /v1/search/images,
+ * POST /v1/search/faces, GET /v1/people, GET/PATCH /v1/people/{id},
+ * POST /v1/people/{id}/merge, POST /v1/predict, GET /v1/events (SSE), GET /health,
  * GET /ready, GET /metrics. Errors are {"error": {"code", "message"}} with
  * the right status: unknown route 404, wrong method 405, bad JSON 400 naming
  * the field, body over the limit 413 (refused before it is read when
@@ -24,6 +26,7 @@
 
 #include "events/events.h"
 #include "fetch/fetch.h"
+#include "index/search.h"
 #include "pipeline/analyze.h"
 #include "queue/worker.h"
 #include "store/store.h"
@@ -41,6 +44,11 @@ typedef struct {
      * worker starts while the API already answers), read with atomic_load. */
     worker *_Atomic wk;   /* NULL in the api-only role and until the worker runs */
     pipeline *_Atomic pl; /* NULL until models are loaded: /ready is 503 until then */
+    search *_Atomic srch; /* NULL until the indexes are loaded (search routes: 503) */
+    /* Text encoder for {"text"} image queries (a clip_model *), published like `pl`;
+     * NULL: 400 text_model_missing with `clip_missing` (static text) as the reason. */
+    void *_Atomic clip;
+    const char *_Atomic clip_missing;
     const char *role;  /* "serve", "api" or "worker" */
     int health_only;   /* worker role: only /health and /metrics */
 } api_deps;

@@ -44,12 +44,20 @@ typedef enum {
     API_R_ASSET,   /* /v1/assets/{asset_id} */
     API_R_PREDICT, /* /v1/predict */
     API_R_EVENTS,  /* /v1/events */
+    API_R_SEARCH_IMAGES, /* POST /v1/search/images */
+    API_R_SEARCH_FACES,  /* POST /v1/search/faces */
+    API_R_DUPLICATES,    /* GET /v1/assets/{id}/duplicates */
+    API_R_PEOPLE,        /* GET /v1/people */
+    API_R_PERSON,        /* GET, PATCH /v1/people/{id} */
+    API_R_PERSON_MERGE,  /* POST /v1/people/{id}/merge */
 } api_route_id;
+
 
 typedef struct {
     api_route_id id;
+    int64_t person_id;                     /* API_R_PERSON, API_R_PERSON_MERGE */
     int64_t job_id;                        /* API_R_JOB */
-    char asset_id[STORE_ASSET_ID_MAX + 1]; /* API_R_ASSET */
+    char asset_id[STORE_ASSET_ID_MAX + 1]; /* API_R_ASSET, API_R_DUPLICATES */
     char bad_id[96]; /* non-empty: the route matched but its id is malformed (400), why */
 } api_route;
 
@@ -195,6 +203,9 @@ enum MHD_Result api__handle_ready(api_call *q);
 enum MHD_Result api__handle_jobs(api_call *q);
 enum MHD_Result api__handle_job(api_call *q);
 enum MHD_Result api__handle_asset(api_call *q);
+/* Search and people routes (routes.c), reached through api__handle_asset. */
+/* Search and people routes (API_R_SEARCH_IMAGES .. API_R_PERSON_MERGE). */
+enum MHD_Result api__handle_search(api_call *q);
 enum MHD_Result api__handle_predict(api_call *q);
 enum MHD_Result api__handle_metrics(api_call *q);
 enum MHD_Result api__handle_events(api_call *q);

@@ -36,9 +36,13 @@ static const struct {
     api_route_id id;
     const char *allow;
 } route_methods[] = {
-    {API_R_HEALTH, "GET"},     {API_R_READY, "GET"},       {API_R_METRICS, "GET"},
-    {API_R_JOBS, "GET, POST"}, {API_R_JOB, "GET, DELETE"}, {API_R_ASSET, "GET, DELETE"},
-    {API_R_PREDICT, "POST"},   {API_R_EVENTS, "GET"},
+    {API_R_HEALTH, "GET"},      {API_R_READY, "GET"},
+    {API_R_METRICS, "GET"},     {API_R_JOBS, "GET, POST"},
+    {API_R_JOB, "GET, DELETE"}, {API_R_ASSET, "GET, DELETE"},
+    {API_R_PREDICT, "POST"},    {API_R_EVENTS, "GET"},
+    {API_R_SEARCH_IMAGES, "POST"}, {API_R_SEARCH_FACES, "POST"},
+    {API_R_DUPLICATES, "GET"},  {API_R_PEOPLE, "GET"},
+    {API_R_PERSON, "GET, PATCH"}, {API_R_PERSON_MERGE, "POST"},
 };
 
 const char *api__route_allow(api_route_id id)
@@ -107,6 +111,40 @@ api_route_id api__route_match(const char *path, api_route *r)
     if (path_is(path, n, "/v1/events"))
         return r->id = API_R_EVENTS;
 
+    if (path_is(path, n, "/v1/search/images"))
+        return r->id = API_R_SEARCH_IMAGES;
+    if (path_is(path, n, "/v1/search/faces"))
+        return r->id = API_R_SEARCH_FACES;
+    if (path_is(path, n, "/v1/people"))
+        return r->id = API_R_PEOPLE;
+    static const char people[] = "/v1/people/";
+    if (n > sizeof people - 1 && strncmp(path, people, sizeof people - 1) == 0) {
+        const char *s = path + sizeof people - 1;
+        size_t sl = n - (sizeof people - 1);
+        r->id = API_R_PERSON;
+        static const char merge[] = "/merge";
+        if (sl > sizeof merge - 1 &&
+            strncmp(s + sl - (sizeof merge - 1), merge, sizeof merge - 1) == 0) {
+            r->id = API_R_PERSON_MERGE;
+            sl -= sizeof merge - 1;
+        }
+        int64_t v = 0;
+        int ok = sl > 0 && sl <= 18;
+        for (size_t i = 0; ok && i < sl; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                ok = 0;
+            else
+                v = v * 10 + (s[i] - '0');
+        }
+        if (!ok || v <= 0)
+            snprintf(r->bad_id, sizeof r->bad_id,
+                     "person id: expected a positive integer, got \"%.*s\"", sl > 40 ? 40 : (int)sl,
+                     s);
+        else
+            r->person_id = v;
+        return r->id;
+    }
+
     static const char jobs[] = "/v1/jobs/";
     if (n > sizeof jobs - 1 && strncmp(path, jobs, sizeof jobs - 1) == 0) {
         const char *s = path + sizeof jobs - 1;
@@ -133,6 +171,12 @@ api_route_id api__route_match(const char *path, api_route *r)
         const char *s = path + sizeof assets - 1;
         size_t sl = n - (sizeof assets - 1);
         r->id = API_R_ASSET;
+        /* {id}/duplicates: an asset id that itself ends in "/duplicates" cannot be addressed. */
+        static const char dup[] = "/duplicates";
+        if (sl > sizeof dup - 1 && strncmp(s + sl - (sizeof dup - 1), dup, sizeof dup - 1) == 0) {
+            r->id = API_R_DUPLICATES;
+            sl -= sizeof dup - 1;
+        }
         if (sl > STORE_ASSET_ID_MAX) {
             snprintf(r->bad_id, sizeof r->bad_id, "asset id: longer than %d characters",
                      STORE_ASSET_ID_MAX);

@@ -15,11 +15,13 @@
  * image that cannot be decoded, 413 body or image over a limit, 404 unknown
  * job or asset, 503 not ready or predict capacity full.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api_int.h"
+#include "infer/clip.h"
 #include "util/log.h"
 
 #define MSG_MAX 512
@@ -73,12 +75,17 @@ enum MHD_Result api__handle_ready(api_call *q)
     int no_models = d->role != NULL && strcmp(d->role, "api") == 0;
     int models = no_models || atomic_load(&d->pl) != NULL;
     int st = d->st != NULL;
-    int ready = models && st;
-    json_t *o = json_pack("{sbsbsb}", "ready", ready, "models", models, "store", st);
+    /* Serve and api answer searches: ready once the indexes are loaded too. */
+    int srch = d->health_only || atomic_load(&d->srch) != NULL;
+    int ready = models && st && srch;
+    json_t *o =
+        json_pack("{sbsbsbsb}", "ready", ready, "models", models, "store", st, "search", srch);
     if (!ready) {
         json_object_set_new(o, "error",
                             json_pack("{ssss}", "code", "not_ready", "message",
-                                      !models ? "models are still loading" : "store not open"));
+                                      !models ? "models are still loading"
+                                      : !st   ? "store not open"
+                                              : "search indexes are still loading"));
         return api__send_json(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, o, NULL);
     }
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
@@ -261,6 +268,9 @@ enum MHD_Result api__handle_asset(api_call *q)
     const char *id = q->route->asset_id;
     err_t e;
     err_clear(&e);
+    if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "DELETE") != 0)
+        return api__send_error(q->conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                               "%s not allowed here (allowed: GET, DELETE)", q->method);
     if (strcmp(q->method, "DELETE") == 0) {
         int rc = store_asset_delete(d->st, id, &e);
         if (rc == ERR_NOENT)
@@ -373,4 +383,391 @@ enum MHD_Result api__handle_predict(api_call *q)
     enum MHD_Result r = predict_run(q, pl, tasks, vectors);
     atomic_fetch_sub(&a->predicts, 1);
     return r;
+}
+
+/* --- search and people ------------------------------------------------------ */
+
+static enum MHD_Result not_allowed(api_call *q, const char *allow)
+{
+    return api__send_error(q->conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                           "%s not allowed here (allowed: %s)", q->method, allow);
+}
+
+/* Store and search errors: unknown things 404, bad arguments 400, the rest as usual. */
+static enum MHD_Result send_search_err(api_call *q, const err_t *e)
+{
+    if (e->code == ERR_NOENT)
+        return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found", "%s", e->msg);
+    if (e->code == ERR_INVAL)
+        return bad_request(q, e->msg);
+    return api__send_err(q->conn, e);
+}
+
+/* Parses the JSON object body; NULL after sending 400. */
+static json_t *body_object(api_call *q, enum MHD_Result *ret)
+{
+    json_error_t je;
+    json_t *root = json_loadb(q->body != NULL ? q->body : "", q->len, 0, &je);
+    char msg[MSG_MAX];
+    if (root == NULL) {
+        snprintf(msg, sizeof msg, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
+                 je.text);
+        *ret = bad_request(q, msg);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        *ret = bad_request(q, "body: expected a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* Reads "vector" (array of finite numbers, 1..65536) into a new array. */
+static int parse_vector(const json_t *v, float **out, int *dim, char *msg, size_t msglen)
+{
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0 || n > 65536) {
+        snprintf(msg, msglen, "vector: expected an array of 1..65536 numbers");
+        return -1;
+    }
+    float *f = malloc(n * sizeof *f);
+    if (f == NULL) {
+        snprintf(msg, msglen, "vector: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(v, i);
+        double d = json_number_value(x);
+        if (!json_is_number(x) || !isfinite(d)) {
+            free(f);
+            snprintf(msg, msglen, "vector[%zu]: expected a finite number", i);
+            return -1;
+        }
+        f[i] = (float)d;
+    }
+    *out = f;
+    *dim = (int)n;
+    return 0;
+}
+
+/* Common fields: limit (1..1000, default 20), min_score (-1..1), ef (0..10000). */
+static int parse_common(const json_t *root, int *limit, float *min_score, uint32_t *ef, char *msg,
+                        size_t msglen)
+{
+    *limit = 20;
+    *min_score = -2.0f;
+    *ef = 0;
+    json_t *v = json_object_get(root, "limit");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000) {
+            snprintf(msg, msglen, "limit: expected an integer 1..1000");
+            return -1;
+        }
+        *limit = (int)json_integer_value(v);
+    }
+    v = json_object_get(root, "min_score");
+    if (v != NULL) {
+        double d = json_number_value(v);
+        if (!json_is_number(v) || d < -1.0 || d > 1.0) {
+            snprintf(msg, msglen, "min_score: expected a number -1..1");
+            return -1;
+        }
+        *min_score = (float)d;
+    }
+    v = json_object_get(root, "ef");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000) {
+            snprintf(msg, msglen, "ef: expected an integer 0..10000");
+            return -1;
+        }
+        *ef = (uint32_t)json_integer_value(v);
+    }
+    return 0;
+}
+
+static search *ready_search(api_call *q, enum MHD_Result *ret)
+{
+    search *s = atomic_load(&q->a->deps->srch);
+    if (s == NULL)
+        *ret = api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
+                               "the search indexes are not loaded (yet)");
+    return s;
+}
+
+static enum MHD_Result send_results(api_call *q, json_t *arr)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "results", arr);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+static enum MHD_Result search_images_post(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    enum MHD_Result ret = MHD_NO;
+    char msg[MSG_MAX];
+    search *sv = ready_search(q, &ret);
+    if (sv == NULL)
+        return ret;
+    json_t *root = body_object(q, &ret);
+    if (root == NULL)
+        return ret;
+    search_image_query sq;
+    memset(&sq, 0, sizeof sq);
+    float *vec = NULL;
+    int bad = parse_common(root, &sq.limit, &sq.min_score, &sq.ef, msg, sizeof msg);
+    json_t *aid = json_object_get(root, "asset_id");
+    json_t *vj = json_object_get(root, "vector");
+    json_t *tj = json_object_get(root, "text");
+    json_t *mj = json_object_get(root, "model");
+    json_t *fj = json_object_get(root, "filter");
+    int nq = (aid != NULL) + (vj != NULL) + (tj != NULL);
+    if (!bad && nq != 1)
+        bad =
+            (snprintf(msg, sizeof msg, "body: expected exactly one of asset_id, vector, text"), 1);
+    if (!bad && mj != NULL && (!json_is_string(mj) || json_string_length(mj) == 0))
+        bad = (snprintf(msg, sizeof msg, "model: expected a model name"), 1);
+    if (!bad && fj != NULL && !json_is_object(fj))
+        bad = (snprintf(msg, sizeof msg, "filter: expected an object {payload key: value}"), 1);
+    if (!bad && aid != NULL &&
+        (!json_is_string(aid) || !api__asset_id_valid(json_string_value(aid))))
+        bad = (snprintf(msg, sizeof msg, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
+                        STORE_ASSET_ID_MAX),
+               1);
+    if (!bad && vj != NULL)
+        bad = parse_vector(vj, &vec, &sq.dim, msg, sizeof msg) != 0;
+    if (!bad && tj != NULL) {
+        if (!json_is_string(tj) || json_string_length(tj) == 0 || json_string_length(tj) > 1000)
+            bad = (snprintf(msg, sizeof msg, "text: expected a string of 1..1000 bytes"), 1);
+    }
+    if (bad) {
+        json_decref(root);
+        free(vec);
+        return bad_request(q, msg);
+    }
+    err_t e;
+    err_clear(&e);
+    if (tj != NULL) {
+        clip_model *cm = atomic_load(&d->clip);
+        if (cm == NULL) {
+            const char *why = atomic_load(&d->clip_missing);
+            json_decref(root);
+            return api__send_error(q->conn, MHD_HTTP_BAD_REQUEST, "text_model_missing",
+                                   "text queries need a CLIP text encoder: %s",
+                                   why != NULL ? why : "none is loaded in this process");
+        }
+        int dim = clip_embedding_dim(cm);
+        vec = malloc((size_t)(dim > 0 ? dim : 1) * sizeof *vec);
+        if (vec == NULL || clip_encode_text(cm, json_string_value(tj), vec, &e) != ERR_OK) {
+            json_decref(root);
+            free(vec);
+            if (vec == NULL)
+                err_set(&e, ERR_NOMEM, "text query: out of memory");
+            return api__send_err(q->conn, &e);
+        }
+        double n2 = 0;
+        for (int i = 0; i < dim; i++)
+            n2 += (double)vec[i] * vec[i];
+        if (n2 > 0)
+            for (int i = 0; i < dim; i++)
+                vec[i] = (float)(vec[i] / sqrt(n2));
+        sq.dim = dim;
+    }
+    sq.asset_id = aid != NULL ? json_string_value(aid) : NULL;
+    sq.vector = vec;
+    sq.model = mj != NULL ? json_string_value(mj) : NULL;
+    sq.filter = fj;
+    json_t *res = NULL;
+    int rc = search_images(sv, &sq, &res, &e);
+    json_decref(root);
+    free(vec);
+    if (rc != ERR_OK)
+        return send_search_err(q, &e);
+    return send_results(q, res);
+}
+
+static enum MHD_Result search_faces_post(api_call *q)
+{
+    enum MHD_Result ret = MHD_NO;
+    char msg[MSG_MAX];
+    search *sv = ready_search(q, &ret);
+    if (sv == NULL)
+        return ret;
+    json_t *root = body_object(q, &ret);
+    if (root == NULL)
+        return ret;
+    search_face_query fq;
+    memset(&fq, 0, sizeof fq);
+    float *vec = NULL;
+    int bad = parse_common(root, &fq.limit, &fq.min_score, &fq.ef, msg, sizeof msg);
+    json_t *fid = json_object_get(root, "face_id");
+    json_t *vj = json_object_get(root, "vector");
+    json_t *mj = json_object_get(root, "model");
+    if (!bad && (fid != NULL) + (vj != NULL) != 1)
+        bad = (snprintf(msg, sizeof msg, "body: expected exactly one of face_id, vector"), 1);
+    if (!bad && fid != NULL && (!json_is_integer(fid) || json_integer_value(fid) <= 0))
+        bad = (snprintf(msg, sizeof msg, "face_id: expected a positive integer"), 1);
+    if (!bad && mj != NULL && (!json_is_string(mj) || json_string_length(mj) == 0))
+        bad = (snprintf(msg, sizeof msg, "model: expected a model name"), 1);
+    if (!bad && vj != NULL)
+        bad = parse_vector(vj, &vec, &fq.dim, msg, sizeof msg) != 0;
+    if (bad) {
+        json_decref(root);
+        free(vec);
+        return bad_request(q, msg);
+    }
+    fq.face_id = fid != NULL ? (int64_t)json_integer_value(fid) : 0;
+    fq.vector = vec;
+    fq.model = mj != NULL ? json_string_value(mj) : NULL;
+    err_t e;
+    err_clear(&e);
+    json_t *res = NULL;
+    int rc = search_faces(sv, &fq, &res, &e);
+    json_decref(root);
+    free(vec);
+    if (rc != ERR_OK)
+        return send_search_err(q, &e);
+    return send_results(q, res);
+}
+
+/* GET /v1/assets/{id}/duplicates?threshold=0.95&limit=20 */
+static enum MHD_Result duplicates_get(api_call *q)
+{
+    enum MHD_Result ret = MHD_NO;
+    search *sv = ready_search(q, &ret);
+    if (sv == NULL)
+        return ret;
+    double threshold = 0.95;
+    const char *t = api__arg(q->conn, "threshold");
+    if (t != NULL) {
+        char *end = NULL;
+        threshold = strtod(t, &end);
+        if (end == t || *end != '\0' || !(threshold >= -1.0 && threshold <= 1.0))
+            return bad_request(q, "threshold: expected a number -1..1");
+    }
+    long long limit = 20;
+    char msg[MSG_MAX];
+    const char *l = api__arg(q->conn, "limit");
+    if (l != NULL && api__parse_int("limit", l, 1, 1000, &limit, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    search_image_query sq;
+    memset(&sq, 0, sizeof sq);
+    sq.asset_id = q->route->asset_id;
+    sq.limit = (int)limit;
+    sq.min_score = (float)threshold;
+    err_t e;
+    err_clear(&e);
+    json_t *res = NULL;
+    if (search_images(sv, &sq, &res, &e) != ERR_OK)
+        return send_search_err(q, &e);
+    json_t *o = json_object();
+    json_object_set_new(o, "asset_id", json_string(q->route->asset_id));
+    json_object_set_new(o, "threshold", json_real(threshold));
+    json_object_set_new(o, "duplicates", res);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+static enum MHD_Result person_patch(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    enum MHD_Result ret = MHD_NO;
+    json_t *root = body_object(q, &ret);
+    if (root == NULL)
+        return ret;
+    json_t *nj = json_object_get(root, "name");
+    if (nj == NULL || !(json_is_string(nj) || json_is_null(nj)) ||
+        (json_is_string(nj) && json_string_length(nj) > STORE_PERSON_NAME_MAX)) {
+        json_decref(root);
+        return bad_request(q, "name: expected a string of at most 200 bytes, or null");
+    }
+    err_t e;
+    err_clear(&e);
+    int rc = store_person_rename(d->st, q->route->person_id,
+                                 json_is_string(nj) ? json_string_value(nj) : NULL, &e);
+    json_decref(root);
+    json_t *o = NULL;
+    if (rc == ERR_OK)
+        rc = store_person_get(d->st, q->route->person_id, &o, &e);
+    if (rc != ERR_OK)
+        return send_search_err(q, &e);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+static enum MHD_Result person_merge(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    enum MHD_Result ret = MHD_NO;
+    json_t *root = body_object(q, &ret);
+    if (root == NULL)
+        return ret;
+    json_t *fj = json_object_get(root, "from");
+    size_t n = json_array_size(fj);
+    int64_t from[100];
+    int bad = !json_is_array(fj) || n < 1 || n > 100;
+    for (size_t i = 0; !bad && i < n; i++) {
+        json_t *x = json_array_get(fj, i);
+        bad = !json_is_integer(x) || json_integer_value(x) <= 0 ||
+              json_integer_value(x) == q->route->person_id;
+        if (!bad)
+            from[i] = (int64_t)json_integer_value(x);
+    }
+    json_decref(root);
+    if (bad)
+        return bad_request(q, "from: expected an array of 1..100 person ids other than the "
+                              "target");
+    err_t e;
+    err_clear(&e);
+    int rc = store_people_merge(d->st, q->route->person_id, from, (int)n, &e);
+    json_t *o = NULL;
+    if (rc == ERR_OK)
+        rc = store_person_get(d->st, q->route->person_id, &o, &e);
+    if (rc != ERR_OK)
+        return send_search_err(q, &e);
+    search *sv = atomic_load(&d->srch);
+    err_t ignore;
+    if (sv != NULL)
+        search_refresh_people(sv, &ignore);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+enum MHD_Result api__handle_search(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    const char *m = q->method;
+    err_t e;
+    err_clear(&e);
+    switch (q->route->id) {
+    case API_R_SEARCH_IMAGES:
+        return strcmp(m, "POST") == 0 ? search_images_post(q) : not_allowed(q, "POST");
+    case API_R_SEARCH_FACES:
+        return strcmp(m, "POST") == 0 ? search_faces_post(q) : not_allowed(q, "POST");
+    case API_R_DUPLICATES:
+        return strcmp(m, "GET") == 0 ? duplicates_get(q) : not_allowed(q, "GET");
+    case API_R_PEOPLE: {
+        if (strcmp(m, "GET") != 0)
+            return not_allowed(q, "GET");
+        json_t *arr = NULL;
+        if (store_people_list(d->st, &arr, &e) != ERR_OK)
+            return api__send_err(q->conn, &e);
+        json_t *o = json_object();
+        json_object_set_new(o, "people", arr);
+        return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+    }
+    case API_R_PERSON: {
+        if (strcmp(m, "PATCH") == 0)
+            return person_patch(q);
+        if (strcmp(m, "GET") != 0)
+            return not_allowed(q, "GET, PATCH");
+        json_t *o = NULL;
+        if (store_person_get(d->st, q->route->person_id, &o, &e) != ERR_OK)
+            return send_search_err(q, &e);
+        return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+    }
+    case API_R_PERSON_MERGE:
+        return strcmp(m, "POST") == 0 ? person_merge(q) : not_allowed(q, "POST");
+    default:
+        break;
+    }
+    return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found", "no such route");
 }

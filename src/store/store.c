@@ -738,3 +738,150 @@ int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e)
                        timeout_ms);
     return s->ops->wait_notify(s, ch, timeout_ms, e);
 }
+
+/* --- deletion events, vectors, people ----------------------------------------- */
+
+char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *asset_id,
+                                int64_t at_ms)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "event_id", json_integer(event_id));
+    json_object_set_new(o, "job_id", json_integer(job_id));
+    json_object_set_new(o, "asset_id", json_string(asset_id));
+    json_object_set_new(o, "state", json_string("deleted"));
+    json_object_set_new(o, "at", time_json(at_ms));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+        fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
+        abort();
+    }
+    return text;
+}
+
+void store_vec_array_free(store_vec *v, int n)
+{
+    if (v == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(v[i].model);
+        free(v[i].vector);
+        free(v[i].payload);
+    }
+    free(v);
+}
+
+int store_vectors_read(store *s, store_vec_kind kind, const char *asset_id, const store_vec *after,
+                       int limit, store_vec **out, int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_vectors_read: missing argument");
+    *out = NULL;
+    *n = 0;
+    if ((kind != STORE_VEC_IMAGE && kind != STORE_VEC_FACE) || limit < 1 || limit > STORE_LIST_MAX)
+        return err_set(e, ERR_INVAL, "vectors read: kind %d or limit %d outside 1..%d", (int)kind,
+                       limit, STORE_LIST_MAX);
+    if (asset_id != NULL) {
+        int rc = check_asset_id(asset_id, e);
+        if (rc)
+            return rc;
+    }
+    if (after != NULL && kind == STORE_VEC_IMAGE && after->model == NULL)
+        return err_set(e, ERR_INVAL, "vectors read: cursor without a model");
+    return s->ops->vectors_read(s, kind, asset_id, after, limit, out, n, e);
+}
+
+static int check_name(const char *name, err_t *e)
+{
+    if (name != NULL && strlen(name) > STORE_PERSON_NAME_MAX)
+        return err_set(e, ERR_INVAL, "person name: longer than %d bytes", STORE_PERSON_NAME_MAX);
+    return ERR_OK;
+}
+
+int store_person_create(store *s, const char *name, int64_t *id, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || id == NULL)
+        return err_set(e, ERR_INVAL, "store_person_create: missing argument");
+    int rc = check_name(name, e);
+    if (rc)
+        return rc;
+    return s->ops->person_create(s, name, id, e);
+}
+
+int store_faces_assign(store *s, const int64_t *face_ids, const int64_t *person_ids, int n,
+                       int *assigned, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    int dummy = 0;
+    if (assigned == NULL)
+        assigned = &dummy;
+    *assigned = 0;
+    if (s == NULL || n < 0 || n > STORE_LIST_MAX ||
+        (n > 0 && (face_ids == NULL || person_ids == NULL)))
+        return err_set(e, ERR_INVAL, "store_faces_assign: missing argument or n %d outside 0..%d",
+                       n, STORE_LIST_MAX);
+    for (int i = 0; i < n; i++)
+        if (face_ids[i] <= 0 || person_ids[i] <= 0)
+            return err_set(e, ERR_INVAL, "faces assign: non-positive id at %d", i);
+    if (n == 0)
+        return ERR_OK;
+    return s->ops->faces_assign(s, face_ids, person_ids, n, assigned, e);
+}
+
+int store_people_reset(store *s, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_people_reset: no store");
+    return s->ops->people_reset(s, e);
+}
+
+int store_people_list(store *s, json_t **out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_people_list: missing argument");
+    *out = NULL;
+    return s->ops->people_list(s, out, e);
+}
+
+int store_person_get(store *s, int64_t id, json_t **out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL || id <= 0)
+        return err_set(e, ERR_INVAL, "store_person_get: missing argument or id <= 0");
+    *out = NULL;
+    return s->ops->person_get(s, id, out, e);
+}
+
+int store_person_rename(store *s, int64_t id, const char *name, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || id <= 0)
+        return err_set(e, ERR_INVAL, "store_person_rename: missing argument or id <= 0");
+    int rc = check_name(name, e);
+    if (rc)
+        return rc;
+    return s->ops->person_rename(s, id, name, e);
+}
+
+int store_people_merge(store *s, int64_t into, const int64_t *from, int n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || into <= 0 || from == NULL || n < 1 || n > 100)
+        return err_set(e, ERR_INVAL, "people merge: need a target and 1..100 people to merge");
+    for (int i = 0; i < n; i++)
+        if (from[i] <= 0 || from[i] == into)
+            return err_set(e, ERR_INVAL, "people merge: bad source id %lld", (long long)from[i]);
+    return s->ops->people_merge(s, into, from, n, e);
+}

@@ -316,7 +316,14 @@ int store_counts_get(store *s, store_counts *c, err_t *e);
  */
 int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e);
 
-/* Forgets an asset: its payload, embeddings and faces. ERR_NOENT when absent. */
+/*
+ * Forgets an asset: its payload, embeddings and faces. ERR_NOENT when absent.
+ * In the same transaction it inserts an outbox event {"event_id", "job_id",
+ * "asset_id", "state": "deleted", "at"} so that every process's search index
+ * (which follows the outbox) drops the asset; job_id is the asset's latest
+ * job (an asset only exists because a job finished for it), and the
+ * publisher forwards the event like any other.
+ */
 int store_asset_delete(store *s, const char *asset_id, err_t *e);
 
 /* --- outbox -------------------------------------------------------------- */
@@ -406,5 +413,86 @@ typedef enum {
  * queue behind each other.
  */
 int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e);
+
+/* --- vectors (the search index's source) ------------------------------------ */
+
+typedef enum {
+    STORE_VEC_IMAGE = 0, /* image_embeddings, keyed by (asset_id, model) */
+    STORE_VEC_FACE = 1,  /* faces with a vector, keyed by face id */
+} store_vec_kind;
+
+/*
+ * One stored vector with what search needs next to it. Heap members are
+ * owned by the struct (store_vec_array_free releases them).
+ */
+typedef struct {
+    int64_t face_id; /* STORE_VEC_FACE: the face id; 0 for images */
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    char *model;       /* image or face embedding model name */
+    int dim;           /* floats in `vector` */
+    float *vector;     /* dim floats, as stored (L2-normalised) */
+    int64_t person_id; /* STORE_VEC_FACE: 0 when the face belongs to nobody */
+    char *payload;     /* STORE_VEC_IMAGE: the asset's payload (JSON text) or NULL */
+} store_vec;
+
+/* Frees an array of `n` vectors from store_vectors_read(). NULL is a no-op. */
+void store_vec_array_free(store_vec *v, int n);
+
+/*
+ * Reads one page of stored vectors of `kind`, at most `limit` (1..1000), in
+ * key order: images by (asset_id, model), faces by face id; only those of
+ * `asset_id` when it is not NULL. `after` (NULL: from the start) is the last
+ * row of the previous page; keyset paging, so a page never repeats or skips
+ * a row that existed throughout. Faces without a vector are skipped.
+ * `*out` is a new array of `*n` rows (caller frees with
+ * store_vec_array_free); a page shorter than `limit` is the last.
+ */
+int store_vectors_read(store *s, store_vec_kind kind, const char *asset_id, const store_vec *after,
+                       int limit, store_vec **out, int *n, err_t *e);
+
+/* --- people ---------------------------------------------------------------- */
+
+/* The leader lease that makes one process the face clusterer (people.c). */
+#define STORE_LEADER_PEOPLE "people"
+#define STORE_PERSON_NAME_MAX 200
+
+/* Creates a person named `name` (NULL: unnamed); `*id` receives its id. */
+int store_person_create(store *s, const char *name, int64_t *id, err_t *e);
+
+/*
+ * Assigns face_ids[i] to person_ids[i] for i < n (n 0..1000), each only when
+ * the face exists and belongs to nobody yet, so that a clustering pass never
+ * overrides a merge or a newer pass. `*assigned` (may be NULL) receives how
+ * many faces changed. A person id that does not exist gives ERR_CONFLICT.
+ */
+int store_faces_assign(store *s, const int64_t *face_ids, const int64_t *person_ids, int n,
+                       int *assigned, err_t *e);
+
+/* Unassigns every face and deletes every person (a full recluster starts here). */
+int store_people_reset(store *s, err_t *e);
+
+/*
+ * Every person with at least one face, as a new JSON array (caller owns):
+ * [{id, name (or null), face_count, cover: {face_id, asset_id}}], most faces
+ * first, then by id. The cover is the person's face with the best detector score.
+ */
+int store_people_list(store *s, json_t **out, err_t *e);
+
+/*
+ * Person `id` as a new JSON object: {id, name, face_count, cover, faces:
+ * [{id, asset_id, box, score}] by id, assets: [asset ids, sorted]}.
+ * ERR_NOENT when absent.
+ */
+int store_person_get(store *s, int64_t id, json_t **out, err_t *e);
+
+/* Renames person `id` (`name` NULL clears it; at most STORE_PERSON_NAME_MAX bytes). ERR_NOENT. */
+int store_person_rename(store *s, int64_t id, const char *name, err_t *e);
+
+/*
+ * Moves every face of the people `from[0..n)` (n 1..100, none equal to
+ * `into`) to person `into` and deletes them, in one transaction. ERR_NOENT
+ * (nothing written) when `into` or any of `from` does not exist.
+ */
+int store_people_merge(store *s, int64_t into, const int64_t *from, int n, err_t *e);
 
 #endif

@@ -57,6 +57,16 @@ typedef struct store_ops {
                           err_t *e);
     int (*leader_release)(store *s, const char *name, const char *owner, err_t *e);
     int (*wait_notify)(store *s, store_channel ch, int timeout_ms, err_t *e);
+    int (*vectors_read)(store *s, store_vec_kind kind, const char *asset_id, const store_vec *after,
+                        int limit, store_vec **out, int *n, err_t *e);
+    int (*person_create)(store *s, const char *name, int64_t *id, err_t *e);
+    int (*faces_assign)(store *s, const int64_t *face_ids, const int64_t *person_ids, int n,
+                        int *assigned, err_t *e);
+    int (*people_reset)(store *s, err_t *e);
+    int (*people_list)(store *s, json_t **out, err_t *e);
+    int (*person_get)(store *s, int64_t id, json_t **out, err_t *e);
+    int (*person_rename)(store *s, int64_t id, const char *name, err_t *e);
+    int (*people_merge)(store *s, int64_t into, const int64_t *from, int n, err_t *e);
 } store_ops;
 
 /* The common head of every backend's handle. */
@@ -90,6 +100,13 @@ int store__pg_open(const char *target, const store_opts *opts, store **out, err_
 char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, job_state state,
                         unsigned tasks, int attempts, int nfaces, int nimage, const char *timings,
                         const char *error_code, const char *error_msg, int64_t at_ms);
+
+/*
+ * The outbox payload of an asset deletion, as new compact JSON text (free()):
+ * {"event_id", "job_id", "asset_id", "state": "deleted", "at"}. Never NULL.
+ */
+char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *asset_id,
+                                int64_t at_ms);
 
 /* The task bits as a new JSON array of names ("image_embedding", "faces"). */
 json_t *store__tasks_json(unsigned tasks);

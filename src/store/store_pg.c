@@ -1602,6 +1602,55 @@ out:
     return ERR_OK;
 }
 
+/*
+ * Inserts the "deleted" outbox event of `asset_id` under its latest job (the
+ * outbox row needs one; see store_asset_delete) and its NOTIFY, taking the
+ * outbox lock as put_event() does. An asset whose jobs are all gone gets no
+ * event.
+ */
+static int put_deleted_event(pg_store *s, pg_conn *c, const char *asset_id, err_t *e)
+{
+    PGresult *r = NULL;
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    int rc = q_run(s, c, "SELECT max(id) FROM jobs WHERE asset_id = $1", &p, "latest job", &r, e);
+    if (rc)
+        return rc;
+    int isnull = PQntuples(r) != 1 || PQgetisnull(r, 0, 0);
+    int64_t job_id = isnull ? 0 : v_i64(r, 0, 0);
+    PQclear(r);
+    r = NULL;
+    if (isnull)
+        return ERR_OK;
+    rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock", NULL,
+               e);
+    if (rc == ERR_OK)
+        rc = q_run(s, c, "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))", NULL,
+                   "outbox id", &r, e);
+    if (rc)
+        return rc;
+    int64_t id = v_i64(r, 0, 0);
+    PQclear(r);
+    int64_t now = store_now_ms();
+    char *payload = store__deleted_event_json(id, job_id, asset_id, now);
+    pg_params q = {0};
+    p_i64(&q, id);
+    p_i64(&q, job_id);
+    p_text(&q, asset_id);
+    p_text(&q, payload);
+    p_i64(&q, now);
+    rc = q_run(s, c,
+               "INSERT INTO outbox(id, job_id, asset_id, payload, created_ms)"
+               " VALUES ($1, $2, $3, $4, $5)",
+               &q, "deleted event", NULL, e);
+    free(payload);
+    if (rc)
+        return rc;
+    pg_params n = {0};
+    p_text(&n, s->chan_outbox);
+    return q_run(s, c, "SELECT pg_notify($1, '')", &n, "notify", NULL, e);
+}
+
 static int pg_asset_delete(store *base, const char *asset_id, err_t *e)
 {
     pg_store *s = (pg_store *)base;
@@ -1617,6 +1666,8 @@ static int pg_asset_delete(store *base, const char *asset_id, err_t *e)
     if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
         rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
     PQclear(r);
+    if (rc == ERR_OK)
+        rc = put_deleted_event(s, c, asset_id, e);
     return pg_end(s, c, rc, e);
 }
 
@@ -1840,6 +1891,311 @@ static int pg_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *
     return rc;
 }
 
+/* --- vectors -------------------------------------------------------------- */
+
+static int pg_vectors_read(store *base, store_vec_kind kind, const char *asset_id,
+                           const store_vec *after, int limit, store_vec **out, int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    store_vec *arr = NULL;
+    int cnt = 0;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    p_i64(&p, limit);
+    if (kind == STORE_VEC_IMAGE) {
+        p_text(&p, after != NULL ? after->asset_id : NULL);
+        p_text(&p, after != NULL ? after->model : NULL);
+        /* COLLATE "C": the key order must be byte order, as SQLite's. */
+        rc = q_run(s, c,
+                   "SELECT 0, i.asset_id, i.model, i.dim, i.vector, 0, a.payload"
+                   " FROM image_embeddings i JOIN assets a ON a.asset_id = i.asset_id"
+                   " WHERE ($1::text IS NULL OR i.asset_id = $1)"
+                   " AND ($3::text IS NULL OR (i.asset_id COLLATE \"C\", i.model COLLATE \"C\")"
+                   " > ($3::text COLLATE \"C\", $4::text COLLATE \"C\"))"
+                   " ORDER BY i.asset_id COLLATE \"C\", i.model COLLATE \"C\" LIMIT $2",
+                   &p, "vectors", &r, e);
+    } else {
+        p_i64(&p, after != NULL ? after->face_id : 0);
+        rc = q_run(s, c,
+                   "SELECT id, asset_id, model, dim, vector, person_id, NULL FROM faces"
+                   " WHERE vector IS NOT NULL AND ($1::text IS NULL OR asset_id = $1)"
+                   " AND id > $3 ORDER BY id LIMIT $2",
+                   &p, "vectors", &r, e);
+    }
+    if (rc == ERR_OK && PQntuples(r) > 0) {
+        int rows = PQntuples(r);
+        arr = xcalloc((size_t)rows, sizeof *arr);
+        for (int i = 0; i < rows && rc == ERR_OK; i++) {
+            store_vec *v = &arr[cnt++];
+            v->face_id = v_i64(r, i, 0);
+            v_copy(r, i, 1, v->asset_id, sizeof v->asset_id);
+            v->model = v_dup(r, i, 2);
+            int dim = v_int(r, i, 3);
+            size_t bytes = 0;
+            unsigned char *b = NULL;
+            if (!PQgetisnull(r, i, 4))
+                b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 4), &bytes);
+            if (b == NULL || dim <= 0 || bytes != (size_t)dim * 4) {
+                rc = err_set(e, ERR_INTERNAL, "store %s: vector of %s has %zu bytes for dim %d",
+                             s->shown, v->asset_id, bytes, dim);
+            } else {
+                v->dim = dim;
+                v->vector = xmalloc((size_t)dim * sizeof(float));
+                store__vec_from_le(b, dim, v->vector);
+            }
+            PQfreemem(b);
+            v->person_id = v_i64(r, i, 5);
+            v->payload = v_dup(r, i, 6);
+        }
+    }
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        store_vec_array_free(arr, cnt);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
+/* --- people ---------------------------------------------------------------- */
+
+static int pg_person_create(store *base, const char *name, int64_t *id, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, name);
+    rc = q_run(s, c, "INSERT INTO people(name) VALUES ($1) RETURNING id", &p, "person create", &r,
+               e);
+    if (rc == ERR_OK)
+        *id = v_i64(r, 0, 0);
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_faces_assign(store *base, const int64_t *face_ids, const int64_t *person_ids, int n,
+                           int *assigned, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int changed = 0;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        PGresult *r = NULL;
+        pg_params p = {0};
+        p_i64(&p, person_ids[i]);
+        p_i64(&p, face_ids[i]);
+        rc = q_run(s, c, "UPDATE faces SET person_id = $1 WHERE id = $2 AND person_id IS NULL", &p,
+                   "faces assign", &r, e);
+        if (rc == ERR_OK)
+            changed += atoi(PQcmdTuples(r));
+        PQclear(r);
+    }
+    rc = pg_end(s, c, rc, e);
+    if (rc == ERR_OK)
+        *assigned = changed;
+    return rc;
+}
+
+static int pg_people_reset(store *base, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c, "UPDATE faces SET person_id = NULL WHERE person_id IS NOT NULL", NULL,
+               "people reset", NULL, e);
+    if (rc == ERR_OK)
+        rc = q_run(s, c, "DELETE FROM people", NULL, "people reset", NULL, e);
+    return pg_end(s, c, rc, e);
+}
+
+#define PG_PEOPLE_SELECT                                                                           \
+    "SELECT p.id, p.name, (SELECT count(*) FROM faces f WHERE f.person_id = p.id) AS n,"           \
+    " cf.id, cf.asset_id FROM people p JOIN faces cf ON cf.id = (SELECT f.id FROM faces f"         \
+    " WHERE f.person_id = p.id ORDER BY f.score DESC, f.id LIMIT 1)"
+
+static json_t *pg_person_json(const PGresult *r, int i)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(v_i64(r, i, 0)));
+    const char *name = v_str(r, i, 1);
+    json_object_set_new(o, "name", name != NULL ? json_string(name) : json_null());
+    json_object_set_new(o, "face_count", json_integer(v_i64(r, i, 2)));
+    json_t *cover = json_object();
+    json_object_set_new(cover, "face_id", json_integer(v_i64(r, i, 3)));
+    json_object_set_new(cover, "asset_id", json_string(v_str(r, i, 4)));
+    json_object_set_new(o, "cover", cover);
+    return o;
+}
+
+static int pg_people_list(store *base, json_t **out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c, PG_PEOPLE_SELECT " ORDER BY n DESC, p.id", NULL, "people", &r, e);
+    json_t *arr = NULL;
+    if (rc == ERR_OK) {
+        arr = json_array();
+        for (int i = 0; i < PQntuples(r); i++)
+            json_array_append_new(arr, pg_person_json(r, i));
+    }
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return ERR_OK;
+}
+
+static int pg_person_get(store *base, int64_t id, json_t **out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    json_t *o = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_i64(&p, id);
+    rc = q_run(s, c, "SELECT id, name FROM people WHERE id = $1", &p, "person", &r, e);
+    if (rc)
+        goto out;
+    if (PQntuples(r) != 1) {
+        rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
+        goto out;
+    }
+    o = json_object();
+    json_object_set_new(o, "id", json_integer(id));
+    const char *name = v_str(r, 0, 1);
+    json_object_set_new(o, "name", name != NULL ? json_string(name) : json_null());
+    PQclear(r);
+    r = NULL;
+    rc = q_run(s, c,
+               "SELECT id, asset_id, x1, y1, x2, y2, score FROM faces WHERE person_id = $1"
+               " ORDER BY id",
+               &p, "person faces", &r, e);
+    if (rc)
+        goto out;
+    json_t *faces = json_array();
+    json_object_set_new(o, "faces", faces);
+    int best = -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *f = json_object();
+        json_object_set_new(f, "id", json_integer(v_i64(r, i, 0)));
+        json_object_set_new(f, "asset_id", json_string(v_str(r, i, 1)));
+        json_t *box = json_array();
+        for (int b = 0; b < 4; b++)
+            json_array_append_new(box, store__num(v_f64(r, i, 2 + b), 10));
+        json_object_set_new(f, "box", box);
+        json_object_set_new(f, "score", store__num(v_f64(r, i, 6), 1e4));
+        json_array_append_new(faces, f);
+        if (best < 0 || v_f64(r, i, 6) > v_f64(r, best, 6))
+            best = i;
+    }
+    json_object_set_new(o, "face_count", json_integer((json_int_t)json_array_size(faces)));
+    if (best >= 0) {
+        json_t *cover = json_object();
+        json_object_set_new(cover, "face_id", json_integer(v_i64(r, best, 0)));
+        json_object_set_new(cover, "asset_id", json_string(v_str(r, best, 1)));
+        json_object_set_new(o, "cover", cover);
+    } else {
+        json_object_set_new(o, "cover", json_null());
+    }
+    PQclear(r);
+    r = NULL;
+    rc = q_run(s, c,
+               "SELECT DISTINCT asset_id COLLATE \"C\" AS a FROM faces WHERE person_id = $1"
+               " ORDER BY a",
+               &p, "person assets", &r, e);
+    if (rc)
+        goto out;
+    json_t *assets = json_array();
+    json_object_set_new(o, "assets", assets);
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(assets, json_string(v_str(r, i, 0)));
+out:
+    PQclear(r);
+    rc = pg_end(s, c, rc, e);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return ERR_OK;
+}
+
+static int pg_person_rename(store *base, int64_t id, const char *name, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    p_text(&p, name);
+    p_i64(&p, id);
+    rc = q_run(s, c, "UPDATE people SET name = $1 WHERE id = $2", &p, "person rename", &r, e);
+    if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
+static int pg_people_merge(store *base, int64_t into, const int64_t *from, int n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    for (int i = -1; rc == ERR_OK && i < n; i++) {
+        PGresult *r = NULL;
+        pg_params p = {0};
+        p_i64(&p, i < 0 ? into : from[i]);
+        rc = q_run(s, c, "SELECT 1 FROM people WHERE id = $1 FOR UPDATE", &p, "person", &r, e);
+        if (rc == ERR_OK && PQntuples(r) != 1)
+            rc =
+                err_set(e, ERR_NOENT, "person %lld not found", (long long)(i < 0 ? into : from[i]));
+        PQclear(r);
+    }
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        pg_params p = {0};
+        p_i64(&p, into);
+        p_i64(&p, from[i]);
+        rc = q_run(s, c, "UPDATE faces SET person_id = $1 WHERE person_id = $2", &p, "merge faces",
+                   NULL, e);
+        if (rc == ERR_OK) {
+            pg_params d = {0};
+            p_i64(&d, from[i]);
+            rc = q_run(s, c, "DELETE FROM people WHERE id = $1", &d, "merge delete", NULL, e);
+        }
+    }
+    return pg_end(s, c, rc, e);
+}
+
 static const store_ops pg_ops = {
     .name = "postgres",
     .close = pg_close,
@@ -1862,4 +2218,12 @@ static const store_ops pg_ops = {
     .leader_acquire = pg_leader_acquire,
     .leader_release = pg_leader_release,
     .wait_notify = pg_wait_notify,
+    .vectors_read = pg_vectors_read,
+    .person_create = pg_person_create,
+    .faces_assign = pg_faces_assign,
+    .people_reset = pg_people_reset,
+    .people_list = pg_people_list,
+    .person_get = pg_person_get,
+    .person_rename = pg_person_rename,
+    .people_merge = pg_people_merge,
 };

@@ -1416,6 +1416,48 @@ out:
     return ERR_OK;
 }
 
+/*
+ * Inserts the "deleted" outbox event of `asset_id` under its latest job (the
+ * outbox row needs one; see store_asset_delete). An asset whose jobs are all
+ * gone gets no event. Inside the write transaction.
+ */
+static int put_deleted_event(sq_store *s, const char *asset_id, err_t *e)
+{
+    sqlite3 *db = s->wdb;
+    sqlite3_stmt *st = NULL;
+    int64_t now = store_now_ms();
+    int rc = q_prep(s, db,
+                    "INSERT INTO outbox(job_id, asset_id, payload, created_ms)"
+                    " SELECT max(id), ?1, '', ?2 FROM jobs WHERE asset_id = ?1"
+                    " HAVING max(id) IS NOT NULL RETURNING id, job_id",
+                    &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, asset_id);
+    sqlite3_bind_int64(st, 2, now);
+    int64_t id = 0, job_id = 0;
+    rc = q_step(s, db, st, "deleted event", e);
+    if (rc == 1) {
+        id = sqlite3_column_int64(st, 0);
+        job_id = sqlite3_column_int64(st, 1);
+        rc = q_step(s, db, st, "deleted event", e);
+    }
+    sqlite3_finalize(st);
+    if (rc || id == 0)
+        return rc < 0 ? rc : ERR_OK;
+    char *payload = store__deleted_event_json(id, job_id, asset_id, now);
+    s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
+    rc = q_prep(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", &st, e);
+    if (rc == ERR_OK) {
+        sqlite3_bind_text(st, 1, payload, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, id);
+        rc = q_step(s, db, st, "deleted event payload", e);
+        sqlite3_finalize(st);
+    }
+    free(payload);
+    return rc;
+}
+
 static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
 {
     sq_store *s = (sq_store *)base;
@@ -1431,7 +1473,10 @@ static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
         if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
             rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
         sqlite3_finalize(st);
+        st = NULL;
     }
+    if (rc == ERR_OK)
+        rc = put_deleted_event(s, asset_id, e);
     return wend(s, rc, e);
 }
 
@@ -1597,6 +1642,331 @@ static int sq_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *
     return woken ? ERR_OK : 1;
 }
 
+/* --- vectors -------------------------------------------------------------- */
+
+static int sq_vectors_read(store *base, store_vec_kind kind, const char *asset_id,
+                           const store_vec *after, int limit, store_vec **out, int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    store_vec *arr = NULL;
+    int cnt = 0;
+    int rc;
+    if (kind == STORE_VEC_IMAGE)
+        rc = q_prep(s, db,
+                    "SELECT 0, i.asset_id, i.model, i.dim, i.vector, 0, a.payload"
+                    " FROM image_embeddings i JOIN assets a ON a.asset_id = i.asset_id"
+                    " WHERE (?1 IS NULL OR i.asset_id = ?1)"
+                    " AND (?2 IS NULL OR (i.asset_id, i.model) > (?2, ?3))"
+                    " ORDER BY i.asset_id, i.model LIMIT ?4",
+                    &st, e);
+    else
+        rc = q_prep(s, db,
+                    "SELECT id, asset_id, model, dim, vector, person_id, NULL FROM faces"
+                    " WHERE vector IS NOT NULL AND (?1 IS NULL OR asset_id = ?1)"
+                    " AND id > ?5 ORDER BY id LIMIT ?4",
+                    &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, asset_id);
+        if (kind == STORE_VEC_IMAGE) {
+            bind_text(st, 2, after != NULL ? after->asset_id : NULL);
+            bind_text(st, 3, after != NULL ? after->model : NULL);
+        } else {
+            sqlite3_bind_int64(st, 5, after != NULL ? after->face_id : 0);
+        }
+        sqlite3_bind_int(st, 4, limit);
+        arr = xcalloc((size_t)limit, sizeof *arr);
+        while (cnt < limit && (rc = q_step(s, db, st, "vectors", e)) == 1) {
+            store_vec *v = &arr[cnt++];
+            v->face_id = sqlite3_column_int64(st, 0);
+            col_copy(st, 1, v->asset_id, sizeof v->asset_id);
+            v->model = col_strdup(st, 2);
+            int dim = sqlite3_column_int(st, 3);
+            int bytes = sqlite3_column_bytes(st, 4);
+            const void *blob = sqlite3_column_blob(st, 4);
+            if (dim <= 0 || bytes != dim * 4 || blob == NULL) {
+                rc = err_set(e, ERR_INTERNAL, "store %s: vector of %s has %d bytes for dim %d",
+                             s->path, v->asset_id, bytes, dim);
+                break;
+            }
+            v->dim = dim;
+            v->vector = xmalloc((size_t)dim * sizeof(float));
+            store__vec_from_le(blob, dim, v->vector);
+            v->person_id = sqlite3_column_int64(st, 5);
+            v->payload = col_strdup(st, 6);
+        }
+        if (rc == 1)
+            rc = ERR_OK;
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc) {
+        store_vec_array_free(arr, cnt);
+        return rc;
+    }
+    if (cnt == 0) {
+        free(arr);
+        arr = NULL;
+    }
+    *out = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
+/* --- people ---------------------------------------------------------------- */
+
+static int sq_person_create(store *base, const char *name, int64_t *id, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb, "INSERT INTO people(name) VALUES (?) RETURNING id", &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, name);
+        rc = q_step(s, s->wdb, st, "person create", e);
+        if (rc == 1) {
+            *id = sqlite3_column_int64(st, 0);
+            rc = q_step(s, s->wdb, st, "person create", e);
+        }
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+static int sq_faces_assign(store *base, const int64_t *face_ids, const int64_t *person_ids, int n,
+                           int *assigned, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int changed = 0;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb, "UPDATE faces SET person_id = ? WHERE id = ? AND person_id IS NULL", &st,
+                e);
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, person_ids[i]);
+        sqlite3_bind_int64(st, 2, face_ids[i]);
+        rc = q_step(s, s->wdb, st, "faces assign", e);
+        if (rc == ERR_OK)
+            changed += sqlite3_changes(s->wdb);
+    }
+    sqlite3_finalize(st);
+    rc = wend(s, rc, e);
+    if (rc == ERR_OK)
+        *assigned = changed;
+    return rc;
+}
+
+static int sq_people_reset(store *base, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_exec(s, s->wdb,
+                "UPDATE faces SET person_id = NULL WHERE person_id IS NOT NULL;"
+                " DELETE FROM people;",
+                "people reset", e);
+    return wend(s, rc, e);
+}
+
+/* People rows with face counts and cover: id, name, face_count, cover face id, cover asset. */
+#define SQ_PEOPLE_SELECT                                                                           \
+    "SELECT p.id, p.name, (SELECT count(*) FROM faces f WHERE f.person_id = p.id),"                \
+    " c.id, c.asset_id FROM people p JOIN faces c ON c.id = (SELECT f.id FROM faces f"             \
+    " WHERE f.person_id = p.id ORDER BY f.score DESC, f.id LIMIT 1)"
+
+static json_t *sq_person_json(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    json_object_set_new(o, "name", name != NULL ? json_string((const char *)name) : json_null());
+    json_object_set_new(o, "face_count", json_integer(sqlite3_column_int64(st, 2)));
+    json_t *cover = json_object();
+    json_object_set_new(cover, "face_id", json_integer(sqlite3_column_int64(st, 3)));
+    json_object_set_new(cover, "asset_id", json_string((const char *)sqlite3_column_text(st, 4)));
+    json_object_set_new(o, "cover", cover);
+    return o;
+}
+
+static int sq_people_list(store *base, json_t **out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int rc = q_prep(s, db, SQ_PEOPLE_SELECT " ORDER BY 3 DESC, p.id", &st, e);
+    if (rc == ERR_OK) {
+        while ((rc = q_step(s, db, st, "people", e)) == 1)
+            json_array_append_new(arr, sq_person_json(st));
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return ERR_OK;
+}
+
+static int sq_person_get(store *base, int64_t id, json_t **out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    json_t *o = NULL;
+    int rc = q_exec(s, db, "BEGIN", "begin", e);
+    if (rc == ERR_OK)
+        rc = q_prep(s, db, "SELECT id, name FROM people WHERE id = ?", &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, id);
+    rc = q_step(s, db, st, "person", e);
+    if (rc == 0)
+        rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
+    if (rc < 0)
+        goto out;
+    o = json_object();
+    json_object_set_new(o, "id", json_integer(id));
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    json_object_set_new(o, "name", name != NULL ? json_string((const char *)name) : json_null());
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = q_prep(s, db,
+                "SELECT id, asset_id, x1, y1, x2, y2, score FROM faces WHERE person_id = ?"
+                " ORDER BY id",
+                &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, id);
+    json_t *faces = json_array();
+    json_t *assets = json_array();
+    json_object_set_new(o, "faces", faces);
+    json_object_set_new(o, "assets", assets);
+    int64_t best_id = 0;
+    double best = -1;
+    char best_asset[STORE_ASSET_ID_MAX + 1] = "";
+    while ((rc = q_step(s, db, st, "person faces", e)) == 1) {
+        json_t *f = json_object();
+        int64_t fid = sqlite3_column_int64(st, 0);
+        const char *aid = (const char *)sqlite3_column_text(st, 1);
+        json_object_set_new(f, "id", json_integer(fid));
+        json_object_set_new(f, "asset_id", json_string(aid));
+        json_t *box = json_array();
+        for (int b = 0; b < 4; b++)
+            json_array_append_new(box, store__num(sqlite3_column_double(st, 2 + b), 10));
+        json_object_set_new(f, "box", box);
+        double score = sqlite3_column_double(st, 6);
+        json_object_set_new(f, "score", store__num(score, 1e4));
+        json_array_append_new(faces, f);
+        if (score > best) {
+            best = score;
+            best_id = fid;
+            snprintf(best_asset, sizeof best_asset, "%s", aid);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc)
+        goto out;
+    json_object_set_new(o, "face_count", json_integer((json_int_t)json_array_size(faces)));
+    if (best_id > 0) {
+        json_t *cover = json_object();
+        json_object_set_new(cover, "face_id", json_integer(best_id));
+        json_object_set_new(cover, "asset_id", json_string(best_asset));
+        json_object_set_new(o, "cover", cover);
+    } else {
+        json_object_set_new(o, "cover", json_null());
+    }
+    rc = q_prep(s, db, "SELECT DISTINCT asset_id FROM faces WHERE person_id = ? ORDER BY asset_id",
+                &st, e);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, id);
+    while ((rc = q_step(s, db, st, "person assets", e)) == 1)
+        json_array_append_new(assets, json_string((const char *)sqlite3_column_text(st, 0)));
+    if (rc == ERR_OK)
+        rc = q_exec(s, db, "COMMIT", "commit", e);
+out:
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return ERR_OK;
+}
+
+static int sq_person_rename(store *base, int64_t id, const char *name, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_prep(s, s->wdb, "UPDATE people SET name = ? WHERE id = ?", &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, id);
+        rc = q_step(s, s->wdb, st, "person rename", e);
+        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+            rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
+        sqlite3_finalize(st);
+    }
+    return wend(s, rc, e);
+}
+
+static int sq_people_merge(store *base, int64_t into, const int64_t *from, int n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = NULL;
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    for (int i = -1; rc == ERR_OK && i < n; i++) {
+        int64_t pid = i < 0 ? into : from[i];
+        rc = q_prep(s, s->wdb, "SELECT 1 FROM people WHERE id = ?", &st, e);
+        if (rc)
+            break;
+        sqlite3_bind_int64(st, 1, pid);
+        rc = q_step(s, s->wdb, st, "person", e);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc == 0)
+            rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)pid);
+        else if (rc == 1)
+            rc = ERR_OK;
+    }
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        rc = q_prep(s, s->wdb, "UPDATE faces SET person_id = ?1 WHERE person_id = ?2;", &st, e);
+        if (rc)
+            break;
+        sqlite3_bind_int64(st, 1, into);
+        sqlite3_bind_int64(st, 2, from[i]);
+        rc = q_step(s, s->wdb, st, "merge faces", e);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc)
+            break;
+        rc = q_prep(s, s->wdb, "DELETE FROM people WHERE id = ?", &st, e);
+        if (rc)
+            break;
+        sqlite3_bind_int64(st, 1, from[i]);
+        rc = q_step(s, s->wdb, st, "merge delete", e);
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return wend(s, rc, e);
+}
+
 static const store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1619,4 +1989,12 @@ static const store_ops sq_ops = {
     .leader_acquire = sq_leader_acquire,
     .leader_release = sq_leader_release,
     .wait_notify = sq_wait_notify,
+    .vectors_read = sq_vectors_read,
+    .person_create = sq_person_create,
+    .faces_assign = sq_faces_assign,
+    .people_reset = sq_people_reset,
+    .people_list = sq_people_list,
+    .person_get = sq_person_get,
+    .person_rename = sq_person_rename,
+    .people_merge = sq_people_merge,
 };

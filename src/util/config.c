@@ -59,25 +59,38 @@ typedef struct {
 static const opt_def opts[] = {
     {"listen", "INFERD_LISTEN", OPT_LISTEN, F(listen_host), 0, 0, 0, 0, "HOST:PORT",
      "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
-     "picks a free one (default 127.0.0.1:8002)", 0},
+     "picks a free one (default 127.0.0.1:8002)",
+     0},
     {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
      "database, spooled uploads (DIR/uploads) (default ./var)", 0},
     {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
      "model directories (default var/models)", R_JOBS},
+    {"image-embedder", "INFERD_IMAGE_EMBEDDER", OPT_STR, F(image_embedder), 0, 0, 0, 0, "NAME",
+     "image embedding model (a folder under the models dir: a manifest model, or a CLIP "
+     "directory, whose text encoder then serves {\"text\"} searches) (default "
+     "mobilenet-v2-mid)",
+     R_JOBS},
+    {"clip-model", "INFERD_CLIP_MODEL", OPT_STR, F(clip_model), 0, 0, 0, 0, "DIR",
+     "CLIP model directory whose text encoder serves {\"text\"} image searches when the image "
+     "embedder is not a CLIP model, or in the api role (default: the image embedder's, if CLIP)",
+     R_HTTP_API},
     {"media-root", "INFERD_MEDIA_ROOT", OPT_STR, F(media_root), 0, 0, 0, 0, "DIR",
      "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)", 0},
     {"db", "INFERD_DB", OPT_STR, F(db_url), 0, 0, 0, 0, "URL",
      "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)", 0},
     {"mqtt-url", "INFERD_MQTT_URL", OPT_STR, F(mqtt_url), 0, 0, 0, 0, "URL",
      "publish job events to mqtt://HOST:PORT; empty disables MQTT; with several processes on "
-     "one database, one publisher at a time holds the publisher lease (default empty)", 0},
+     "one database, one publisher at a time holds the publisher lease (default empty)",
+     0},
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
      "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer the "
-     "variable, flags show in ps (default empty: no auth)", 0},
+     "variable, flags show in ps (default empty: no auth)",
+     0},
     {"worker-id", "INFERD_WORKER_ID", OPT_STR, F(worker_id), 0, 0, 0, 0, "ID",
      "name of this process, unique among the processes sharing a database: the lease owner "
      "of the jobs it runs (recorded as their worker_id) and of the MQTT publisher lease "
-     "(default HOSTNAME-PID, new at each start)", 0},
+     "(default HOSTNAME-PID, new at each start)",
+     0},
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
      "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
@@ -86,12 +99,14 @@ static const opt_def opts[] = {
      NULL, "let URL sources reach loopback/private/link-local addresses (default off)", 0},
     {"max-body", "INFERD_MAX_BODY", OPT_SIZE, F(max_body), 1024, 1LL << 32, 0, 0, "BYTES",
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
-     "(default 64M)", R_HTTP_API},
+     "(default 64M)",
+     R_HTTP_API},
     {"lease-ms", "INFERD_LEASE_MS", OPT_I64, F(lease_ms), 1000, 3600000, 0, 0, "MS",
      "job lease; a job whose worker is silent this long is requeued (default 30000)", R_JOBS},
     {"poll-ms", "INFERD_POLL_MS", OPT_I64, F(poll_ms), 10, 600000, 0, 0, "MS",
      "fallback poll for jobs enqueued by other processes and for outbox rows; PostgreSQL "
-     "wakes workers at once by LISTEN/NOTIFY, SQLite relies on this poll (default 1000)", 0},
+     "wakes workers at once by LISTEN/NOTIFY, SQLite relies on this poll (default 1000)",
+     0},
     {"max-attempts", "INFERD_MAX_ATTEMPTS", OPT_INT, F(max_attempts), 1, 20, 0, 0, "N",
      "attempts before a transient failure fails the job, 1..20 (default 3)", R_HTTP_API},
     {"retry-base-ms", "INFERD_RETRY_BASE_MS", OPT_I64, F(retry_base_ms), 1, 3600000, 0, 0, "MS",

@@ -24,6 +24,8 @@ typedef struct {
     char data_dir[1024];   /* --data-dir, default ./var */
     char models_dir[1024]; /* --models-dir, default var/models */
     char media_root[1024]; /* --media-root, "" = path sources refused */
+    char image_embedder[256]; /* --image-embedder, "" = the pipeline's default */
+    char clip_model[1024];    /* --clip-model DIR: text encoder for {text} searches, "" = none */
     char db_url[1100];     /* --db, default sqlite:<data-dir>/inferd.db */
     char mqtt_url[512];    /* --mqtt-url, "" = no MQTT publisher */
     char token[256];       /* --token: bearer token required on every endpoint but /health */

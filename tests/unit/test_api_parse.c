@@ -198,6 +198,21 @@ static void test_routes(void **state)
     assert_int_equal(api__route_match("/v1/jobs/", &r), API_R_JOBS);
     assert_int_equal(api__route_match("/v1/predict", &r), API_R_PREDICT);
     assert_int_equal(api__route_match("/v1/events", &r), API_R_EVENTS);
+    assert_int_equal(api__route_match("/v1/search/images", &r), API_R_SEARCH_IMAGES);
+    assert_int_equal(api__route_match("/v1/search/faces/", &r), API_R_SEARCH_FACES);
+    assert_int_equal(api__route_match("/v1/people", &r), API_R_PEOPLE);
+    assert_int_equal(api__route_match("/v1/people/7", &r), API_R_PERSON);
+    assert_int_equal(r.person_id, 7);
+    assert_int_equal(api__route_match("/v1/people/7/merge", &r), API_R_PERSON_MERGE);
+    assert_int_equal(r.person_id, 7);
+    assert_int_equal(api__route_match("/v1/people/x", &r), API_R_PERSON);
+    assert_string_not_equal(r.bad_id, "");
+    assert_int_equal(api__route_match("/v1/assets/a.jpg/duplicates", &r), API_R_DUPLICATES);
+    assert_string_equal(r.asset_id, "a.jpg");
+    assert_string_equal(api__route_allow(API_R_ASSET), "GET, DELETE");
+    assert_string_equal(api__route_allow(API_R_PERSON), "GET, PATCH");
+    assert_true(api__route_method_ok(API_R_SEARCH_IMAGES, "POST"));
+    assert_false(api__route_method_ok(API_R_SEARCH_IMAGES, "GET"));
 
     assert_int_equal(api__route_match("/v1/jobs/123", &r), API_R_JOB);
     assert_int_equal(r.job_id, 123);

@@ -1724,6 +1724,198 @@ static void test_pg_connection_loss(void **state)
 
 /* --- main ----------------------------------------------------------------- */
 
+/* --- vectors, deletion events, people (search and clustering) ------------------- */
+
+static void finish_asset(store *s, const char *asset, const char *payload, int nfaces)
+{
+    result_buf rb;
+    job j;
+    enqueue_full(s, asset, JOB_TASK_ALL, 0, 0, payload, NULL);
+    claim_one(s, "w", 30000, &j);
+    complete_ok(s, &j, "w", make_result(&rb, "clip", nfaces));
+    job_clear(&j);
+}
+
+/* Keyset pages return every vector once, in key order, with payloads and persons. */
+static void test_vectors_read(void **state)
+{
+    fixture *f = *state;
+    finish_asset(f->s, "v-b", "{\"album\":\"x\"}", 2);
+    finish_asset(f->s, "v-a", NULL, 1);
+    finish_asset(f->s, "v-c", "{\"album\":\"y\"}", 0);
+    err_t e = {0};
+    store_vec *page = NULL;
+    int n = 0;
+    const char *want[] = {"v-a", "v-b", "v-c"};
+    store_vec last;
+    memset(&last, 0, sizeof last);
+    int got = 0;
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(
+            store_vectors_read(f->s, STORE_VEC_IMAGE, NULL, got ? &last : NULL, 2, &page, &n, &e),
+            ERR_OK);
+        for (int i = 0; i < n; i++) {
+            assert_true(got < 3);
+            assert_string_equal(page[i].asset_id, want[got]);
+            assert_string_equal(page[i].model, "clip");
+            assert_int_equal(page[i].dim, 4);
+            assert_float_equal(page[i].vector[1], -0.5f, 0);
+            if (got == 1)
+                assert_string_equal(page[i].payload, "{\"album\":\"x\"}");
+            if (got == 0)
+                assert_null(page[i].payload);
+            got++;
+        }
+        if (n > 0) {
+            snprintf(last.asset_id, sizeof last.asset_id, "%s", page[n - 1].asset_id);
+            free(last.model);
+            last.model = strdup(page[n - 1].model);
+        }
+        store_vec_array_free(page, n);
+        if (n < 2)
+            break;
+    }
+    free(last.model);
+    assert_int_equal(got, 3);
+    /* Faces: by id, only one asset when asked. */
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_FACE, NULL, NULL, 10, &page, &n, &e),
+                     ERR_OK);
+    assert_int_equal(n, 3);
+    assert_true(page[0].face_id < page[1].face_id && page[1].face_id < page[2].face_id);
+    assert_int_equal(page[0].dim, 3);
+    assert_int_equal(page[0].person_id, 0);
+    store_vec after = page[0];
+    store_vec *p2 = NULL;
+    int n2 = 0;
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_FACE, NULL, &after, 10, &p2, &n2, &e),
+                     ERR_OK);
+    assert_int_equal(n2, 2);
+    assert_int_equal(p2[0].face_id, page[1].face_id);
+    store_vec_array_free(p2, n2);
+    store_vec_array_free(page, n);
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_FACE, "v-b", NULL, 10, &page, &n, &e),
+                     ERR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(page[1].asset_id, "v-b");
+    store_vec_array_free(page, n);
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_IMAGE, "nope", NULL, 10, &page, &n, &e),
+                     ERR_OK);
+    assert_int_equal(n, 0);
+    assert_null(page);
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_IMAGE, NULL, NULL, 0, &page, &n, &e),
+                     ERR_INVAL);
+    assert_int_equal(store_vectors_read(f->s, (store_vec_kind)7, NULL, NULL, 5, &page, &n, &e),
+                     ERR_INVAL);
+}
+
+/* Deleting an asset leaves a "deleted" event under its latest job. */
+static void test_asset_deleted_event(void **state)
+{
+    fixture *f = *state;
+    finish_asset(f->s, "gone", NULL, 1);
+    finish_asset(f->s, "gone", NULL, 1);
+    err_t e = {0};
+    outbox_event *ev = NULL;
+    int n = 0;
+    assert_int_equal(store_outbox_read(f->s, 0, 0, 100, &ev, &n, &e), ERR_OK);
+    assert_int_equal(n, 2);
+    int64_t last_job = ev[1].job_id;
+    int64_t last_id = ev[1].id;
+    outbox_event_array_free(ev, n);
+    assert_int_equal(store_asset_delete(f->s, "gone", &e), ERR_OK);
+    assert_int_equal(store_outbox_read(f->s, last_id, 0, 100, &ev, &n, &e), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].asset_id, "gone");
+    assert_int_equal(ev[0].job_id, last_job);
+    json_t *o = json_loads(ev[0].payload, 0, NULL);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "state"), "deleted");
+    assert_int_equal(json_integer_value(json_object_get(o, "event_id")), ev[0].id);
+    json_decref(o);
+    outbox_event_array_free(ev, n);
+    /* A failed delete writes no event. */
+    assert_int_equal(store_asset_delete(f->s, "gone", &e), ERR_NOENT);
+    assert_int_equal(outbox_count(f->s), 3);
+}
+
+/* People: create, conditional assign, list with cover, get, rename, merge, reset. */
+static void test_people_ops(void **state)
+{
+    fixture *f = *state;
+    finish_asset(f->s, "p1", NULL, 3);
+    finish_asset(f->s, "p2", NULL, 2);
+    err_t e = {0};
+    store_vec *v = NULL;
+    int n = 0;
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_FACE, NULL, NULL, 10, &v, &n, &e), ERR_OK);
+    assert_int_equal(n, 5);
+    int64_t fid[5];
+    for (int i = 0; i < 5; i++)
+        fid[i] = v[i].face_id;
+    store_vec_array_free(v, n);
+    int64_t a = 0, b = 0;
+    assert_int_equal(store_person_create(f->s, NULL, &a, &e), ERR_OK);
+    assert_int_equal(store_person_create(f->s, "Bea", &b, &e), ERR_OK);
+    assert_true(a > 0 && b > a);
+    int64_t pa[5] = {a, a, b, b, b};
+    int done = -1;
+    assert_int_equal(store_faces_assign(f->s, fid, pa, 3, &done, &e), ERR_OK);
+    assert_int_equal(done, 3);
+    /* Already assigned faces keep their person. */
+    int64_t pb[5] = {b, b, b, b, b};
+    assert_int_equal(store_faces_assign(f->s, fid, pb, 5, &done, &e), ERR_OK);
+    assert_int_equal(done, 2);
+    json_t *list = NULL;
+    assert_int_equal(store_people_list(f->s, &list, &e), ERR_OK);
+    assert_int_equal(json_array_size(list), 2);
+    json_t *first = json_array_get(list, 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "id")), b);
+    assert_int_equal(json_integer_value(json_object_get(first, "face_count")), 3);
+    assert_string_equal(jstr(first, "name"), "Bea");
+    json_t *second = json_array_get(list, 1);
+    assert_true(json_is_null(json_object_get(second, "name")));
+    /* Face 0 of an asset has the best score (0.9): p1's first face. */
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(second, "cover"), "face_id")), fid[0]);
+    json_decref(list);
+    json_t *p = NULL;
+    assert_int_equal(store_person_get(f->s, b, &p, &e), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(p, "faces")), 3);
+    json_t *assets = json_object_get(p, "assets");
+    assert_int_equal(json_array_size(assets), 2);
+    assert_string_equal(json_string_value(json_array_get(assets, 0)), "p1");
+    json_decref(p);
+    assert_int_equal(store_person_get(f->s, 999999, &p, &e), ERR_NOENT);
+    assert_int_equal(store_person_rename(f->s, a, "Al", &e), ERR_OK);
+    assert_int_equal(store_person_rename(f->s, 999999, "x", &e), ERR_NOENT);
+    int64_t from[1] = {b};
+    int64_t bogus[1] = {999999};
+    assert_int_equal(store_people_merge(f->s, a, bogus, 1, &e), ERR_NOENT);
+    assert_int_equal(store_people_merge(f->s, a, from, 1, &e), ERR_OK);
+    assert_int_equal(store_people_merge(f->s, a, (int64_t[]){a}, 1, &e), ERR_INVAL);
+    assert_int_equal(store_person_get(f->s, a, &p, &e), ERR_OK);
+    assert_int_equal(json_integer_value(json_object_get(p, "face_count")), 5);
+    assert_string_equal(jstr(p, "name"), "Al");
+    json_decref(p);
+    assert_int_equal(store_person_get(f->s, b, &p, &e), ERR_NOENT);
+    /* The asset view shows the person. */
+    json_t *as = NULL;
+    assert_int_equal(store_asset_get(f->s, "p2", 0, &as, &e), ERR_OK);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(as, "faces"), 0), "person_id")),
+                     a);
+    json_decref(as);
+    assert_int_equal(store_faces_assign(f->s, fid, (int64_t[]){0}, 1, &done, &e), ERR_INVAL);
+    assert_int_equal(store_people_reset(f->s, &e), ERR_OK);
+    assert_int_equal(store_people_list(f->s, &list, &e), ERR_OK);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    assert_int_equal(store_vectors_read(f->s, STORE_VEC_FACE, NULL, NULL, 10, &v, &n, &e), ERR_OK);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(v[i].person_id, 0);
+    store_vec_array_free(v, n);
+}
+
 static int run_suite(const char *url_template)
 {
     g_template = url_template;
@@ -1761,6 +1953,9 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_wait_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_schema_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_connection_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vectors_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_asset_deleted_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_people_ops, setup, teardown),
     };
     char name[600];
     snprintf(name, sizeof name, "store[%s]", url_template);
