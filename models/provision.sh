@@ -153,6 +153,8 @@ TMP=
 trap 'if [ -n "$TMP" ]; then rm -rf "$TMP"; fi' EXIT
 installed=0
 for spec in "$ROOT"/models/*.json; do
+    # catalog.json is the download catalogue of `inferd models fetch`, not a pin.
+    [ "$(basename "$spec")" = catalog.json ] && continue
     if provision_one "$spec"; then
         installed=$((installed + 1))
     fi
