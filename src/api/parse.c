@@ -92,6 +92,28 @@ static int path_is(const char *path, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(path, lit, n) == 0;
 }
 
+/*
+ * Parses the `sl` bytes at `s` as a positive decimal id (at most 18 digits).
+ * Returns it, or 0 after writing "WHAT: expected a positive integer, got ..."
+ * into r->bad_id.
+ */
+static int64_t path_id(const char *s, size_t sl, const char *what, api_route *r)
+{
+    int64_t v = 0;
+    int ok = sl > 0 && sl <= 18;
+    for (size_t i = 0; ok && i < sl; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            ok = 0;
+        else
+            v = v * 10 + (s[i] - '0');
+    }
+    if (ok && v > 0)
+        return v;
+    snprintf(r->bad_id, sizeof r->bad_id, "%s: expected a positive integer, got \"%.*s\"", what,
+             sl > 40 ? 40 : (int)sl, s);
+    return 0;
+}
+
 api_route_id api__route_match(const char *path, api_route *r)
 {
     memset(r, 0, sizeof *r);
@@ -128,20 +150,7 @@ api_route_id api__route_match(const char *path, api_route *r)
             r->id = API_R_PERSON_MERGE;
             sl -= sizeof merge - 1;
         }
-        int64_t v = 0;
-        int ok = sl > 0 && sl <= 18;
-        for (size_t i = 0; ok && i < sl; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                ok = 0;
-            else
-                v = v * 10 + (s[i] - '0');
-        }
-        if (!ok || v <= 0)
-            snprintf(r->bad_id, sizeof r->bad_id,
-                     "person id: expected a positive integer, got \"%.*s\"", sl > 40 ? 40 : (int)sl,
-                     s);
-        else
-            r->person_id = v;
+        r->person_id = path_id(s, sl, "person id", r);
         return r->id;
     }
 
@@ -150,20 +159,7 @@ api_route_id api__route_match(const char *path, api_route *r)
         const char *s = path + sizeof jobs - 1;
         size_t sl = n - (sizeof jobs - 1);
         r->id = API_R_JOB;
-        int64_t v = 0;
-        int ok = sl > 0 && sl <= 18;
-        for (size_t i = 0; ok && i < sl; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                ok = 0;
-            else
-                v = v * 10 + (s[i] - '0');
-        }
-        if (!ok || v <= 0)
-            snprintf(r->bad_id, sizeof r->bad_id,
-                     "job id: expected a positive integer, got \"%.*s\"", sl > 40 ? 40 : (int)sl,
-                     s);
-        else
-            r->job_id = v;
+        r->job_id = path_id(s, sl, "job id", r);
         return r->id;
     }
     static const char assets[] = "/v1/assets/";
