@@ -47,6 +47,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "util/fileio.h"
 #include "util/sha256.h"
 #include "util/xalloc.h"
 
@@ -332,21 +333,6 @@ static int is_sha_hex(const char *s, size_t n)
     return 1;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e)
 {
     char final[PATH_MAX];
@@ -379,7 +365,7 @@ int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_
     if (fd < 0)
         return err_set(e, ERR_IO, "spool: create temp file in %s: %s", f->spool_dir,
                        strerror(errno));
-    if (write_all(fd, data, len) != 0) {
+    if (fileio_write_all(fd, data, len) != 0) {
         rc = err_set(e, ERR_IO, "spool: write %s: %s", tmp, strerror(errno));
         close(fd);
         goto fail;

@@ -64,6 +64,7 @@
 #include <jansson.h>
 
 #include "util/err.h"
+#include "util/fileio.h"
 #include "util/sha256.h"
 #include "util/xalloc.h"
 
@@ -437,21 +438,6 @@ static int range_ok(const char *cr, uint64_t offset, uint64_t total)
     return 1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static size_t mf_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     mf_xfer *x = ud;
@@ -488,7 +474,7 @@ static size_t mf_write(char *ptr, size_t size, size_t nmemb, void *ud)
         return 0;
     }
     if (x->fd >= 0) {
-        if (write_all(x->fd, ptr, n) != 0) {
+        if (fileio_write_all(x->fd, ptr, n) != 0) {
             x->ioerr = errno;
             return 0;
         }
@@ -1015,7 +1001,8 @@ static int write_json(const char *path, json_t *j, err_t *e)
     if (s == NULL)
         return err_set(e, ERR_NOMEM, "%s: cannot serialise", path);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write_all(fd, s, strlen(s)) != 0 || write_all(fd, "\n", 1) != 0 || fsync(fd) != 0)
+    if (fd < 0 || fileio_write_all(fd, s, strlen(s)) != 0 || fileio_write_all(fd, "\n", 1) != 0 ||
+        fsync(fd) != 0)
         rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && rc == ERR_OK)
         rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
