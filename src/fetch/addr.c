@@ -98,3 +98,17 @@ int fetch_addr_is_private(const char *addr)
         return addr__v6_class(buf) != NULL;
     return -1;
 }
+
+void fetch__addr_text(const struct sockaddr *sa, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in in;
+        memcpy(&in, sa, sizeof in);
+        inet_ntop(AF_INET, &in.sin_addr, buf, (socklen_t)size);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, sa, sizeof in6);
+        inet_ntop(AF_INET6, &in6.sin6_addr, buf, (socklen_t)size);
+    }
+}

@@ -710,16 +710,7 @@ static curl_socket_t xfer_opensocket(void *ud, curlsocktype purpose, struct curl
             if (!x->refused) {
                 x->refused = 1;
                 x->refused_class = cls;
-                x->refused_addr[0] = '\0';
-                if (a->family == AF_INET) {
-                    struct sockaddr_in in;
-                    memcpy(&in, &a->addr, sizeof in);
-                    inet_ntop(AF_INET, &in.sin_addr, x->refused_addr, sizeof x->refused_addr);
-                } else if (a->family == AF_INET6) {
-                    struct sockaddr_in6 in6;
-                    memcpy(&in6, &a->addr, sizeof in6);
-                    inet_ntop(AF_INET6, &in6.sin6_addr, x->refused_addr, sizeof x->refused_addr);
-                }
+                fetch__addr_text(&a->addr, x->refused_addr, sizeof x->refused_addr);
             }
             return CURL_SOCKET_BAD;
         }

@@ -30,4 +30,10 @@ int fetch__classify_http(long status);
  */
 void fetch__test_exempt_port(fetcher *f, int port);
 
+/*
+ * Writes the numeric text of the IPv4 or IPv6 socket address `sa` ("10.0.0.1",
+ * "::1") into buf[size]; an empty string for other families.
+ */
+void fetch__addr_text(const struct sockaddr *sa, char *buf, size_t size);
+
 #endif
