@@ -57,6 +57,29 @@ typedef struct {
 
 /* --- responses ------------------------------------------------------------- */
 
+/*
+ * Serialises `o` (reference consumed) with `flags` plus a final newline, which
+ * makes curl output and line-based tests pleasant. Returns malloc'd text the
+ * caller frees (or hands to MHD) and its length in *len; NULL on failure.
+ */
+static char *json_line(json_t *o, size_t flags, size_t *len)
+{
+    char *s = json_dumps(o, flags);
+    json_decref(o);
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (t == NULL) {
+        free(s);
+        return NULL;
+    }
+    t[n] = '\n';
+    t[n + 1] = '\0';
+    *len = n + 1;
+    return t;
+}
+
 static enum MHD_Result queue_buffer(struct MHD_Connection *c, unsigned status, char *text,
                                     size_t len, const char *ctype, const char *location)
 {
@@ -81,20 +104,11 @@ enum MHD_Result api__send_json(struct MHD_Connection *c, unsigned status, json_t
 {
     if (body == NULL)
         return queue_buffer(c, status, NULL, 0, NULL, location);
-    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    json_decref(body);
-    if (s == NULL)
+    size_t n;
+    char *t = json_line(body, JSON_COMPACT | JSON_REAL_PRECISION(7), &n);
+    if (t == NULL)
         return MHD_NO;
-    size_t n = strlen(s);
-    /* A final newline makes curl output and line-based tests pleasant. */
-    char *t = realloc(s, n + 2);
-    if (t == NULL) {
-        free(s);
-        return MHD_NO;
-    }
-    t[n] = '\n';
-    t[n + 1] = '\0';
-    return queue_buffer(c, status, t, n + 1, "application/json", location);
+    return queue_buffer(c, status, t, n, "application/json", location);
 }
 
 static enum MHD_Result send_errorv(struct MHD_Connection *c, unsigned status, const char *code,
@@ -105,19 +119,11 @@ static enum MHD_Result send_errorv(struct MHD_Connection *c, unsigned status, co
     json_t *o = json_pack("{s{s:s,s:s}}", "error", "code", code, "message", msg);
     if (o == NULL) /* invalid UTF-8 in the message (it may echo the request) */
         o = json_pack("{s{s:s,s:s}}", "error", "code", code, "message", "(unprintable)");
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (s == NULL)
+    size_t n;
+    char *t = json_line(o, JSON_COMPACT, &n);
+    if (t == NULL)
         return MHD_NO;
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (t == NULL) {
-        free(s);
-        return MHD_NO;
-    }
-    t[n] = '\n';
-    t[n + 1] = '\0';
-    struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, t, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, t, MHD_RESPMEM_MUST_FREE);
     if (r == NULL) {
         free(t);
         return MHD_NO;
