@@ -617,6 +617,28 @@ static coll *pick(coll *arr, size_t n, const char *model, const char *dflt)
     return best;
 }
 
+/*
+ * Searches collection `c` (NULL: none indexed for `model`) for `query`, with
+ * the errors both search kinds share: ERR_NOENT naming what is not indexed,
+ * ERR_INVAL for a vector of the wrong dimension. Caller holds s->lock.
+ */
+static int coll_search(coll *c, const char *kind, const char *model, const float *query, int dim,
+                       int limit, uint32_t ef, float min_score, index_keep_fn keep, void *ctx,
+                       index_hit *hits, size_t *nh, err_t *e)
+{
+    if (c == NULL)
+        return err_set(e, ERR_NOENT, "no %s embeddings%s%s are indexed", kind,
+                       model ? " of model " : "", model ? model : "");
+    if (index_dim(c->ix) != (size_t)dim)
+        return err_set(e, ERR_INVAL, "vector: %d floats, but model %s has dimension %zu", dim,
+                       c->model, index_dim(c->ix));
+    int rc = index_search(c->ix, query, (size_t)dim, (size_t)limit, ef, min_score, keep, ctx, hits,
+                          nh);
+    if (rc)
+        err_set(e, rc, "%s search failed", kind);
+    return rc;
+}
+
 const char *search_image_model(search *s)
 {
     if (s == NULL)
@@ -729,18 +751,8 @@ int search_images(search *s, const search_image_query *q, json_t **out, err_t *e
     keep_ctx kc = {.s = s, .exclude = 0, .filter = q->filter};
     if (q->asset_id != NULL)
         kc.exclude = asset_aid(s, q->asset_id, 0);
-    if (c == NULL) {
-        rc = err_set(e, ERR_NOENT, "no image embeddings%s%s are indexed", model ? " of model " : "",
-                     model ? model : "");
-    } else if (index_dim(c->ix) != (size_t)dim) {
-        rc = err_set(e, ERR_INVAL, "vector: %d floats, but model %s has dimension %zu", dim,
-                     c->model, index_dim(c->ix));
-    } else {
-        rc = index_search(c->ix, query, (size_t)dim, (size_t)q->limit, q->ef, q->min_score,
-                          keep_image, &kc, hits, &nh);
-        if (rc)
-            err_set(e, rc, "image search failed");
-    }
+    rc = coll_search(c, "image", model, query, dim, q->limit, q->ef, q->min_score, keep_image,
+                     &kc, hits, &nh, e);
     if (rc == ERR_OK) {
         json_t *arr = json_array();
         for (size_t i = 0; i < nh; i++) {
@@ -798,18 +810,8 @@ int search_faces(search *s, const search_face_query *q, json_t **out, err_t *e)
     pthread_rwlock_rdlock(&s->lock);
     coll *c = pick(s->fcolls, s->nfcolls, model, NULL);
     keep_ctx kc = {.s = s, .exclude = q->face_id, .filter = NULL};
-    if (c == NULL) {
-        rc = err_set(e, ERR_NOENT, "no face embeddings%s%s are indexed", model ? " of model " : "",
-                     model ? model : "");
-    } else if (index_dim(c->ix) != (size_t)dim) {
-        rc = err_set(e, ERR_INVAL, "vector: %d floats, but model %s has dimension %zu", dim,
-                     c->model, index_dim(c->ix));
-    } else {
-        rc = index_search(c->ix, query, (size_t)dim, (size_t)q->limit, q->ef, q->min_score,
-                          keep_face, &kc, hits, &nh);
-        if (rc)
-            err_set(e, rc, "face search failed");
-    }
+    rc = coll_search(c, "face", model, query, dim, q->limit, q->ef, q->min_score, keep_face, &kc,
+                     hits, &nh, e);
     if (rc == ERR_OK) {
         json_t *arr = json_array();
         for (size_t i = 0; i < nh; i++) {
