@@ -143,26 +143,6 @@ static void sse_free(void *cls)
     free(s);
 }
 
-/* The id of the newest outbox row (0 when empty), by paging to the end. */
-static int outbox_tail(store *st, int64_t *out, err_t *e)
-{
-    int64_t after = 0;
-    for (;;) {
-        outbox_event *ev = NULL;
-        int n = 0;
-        int rc = store_outbox_read(st, after, 0, 1000, &ev, &n, e);
-        if (rc != ERR_OK)
-            return rc;
-        if (n > 0)
-            after = ev[n - 1].id;
-        outbox_event_array_free(ev, n);
-        if (n < 1000)
-            break;
-    }
-    *out = after;
-    return ERR_OK;
-}
-
 enum MHD_Result api__handle_events(api_call *q)
 {
     api *a = q->a;
@@ -180,7 +160,7 @@ enum MHD_Result api__handle_events(api_call *q)
         err_t e;
         err_clear(&e);
         int64_t tail;
-        if (outbox_tail(a->deps->st, &tail, &e) != ERR_OK)
+        if (store_outbox_max_id(a->deps->st, &tail, &e) != ERR_OK)
             return api__send_err(q->conn, &e);
         after = tail;
     }

@@ -666,6 +666,16 @@ int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, ou
     return s->ops->outbox_read(s, after_id, unsent_only, limit, out, n, e);
 }
 
+int store_outbox_max_id(store *s, int64_t *out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_outbox_max_id: missing argument");
+    *out = 0;
+    return s->ops->outbox_max_id(s, out, e);
+}
+
 int store_outbox_mark_sent(store *s, int64_t id, err_t *e)
 {
     err_t local;

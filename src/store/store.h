@@ -337,6 +337,13 @@ int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, ou
                       int *n, err_t *e);
 
 /*
+ * The id of the newest committed outbox row visible now, 0 when the outbox is
+ * empty (one indexed MAX query; followers start their cursor here). Nothing
+ * to free.
+ */
+int store_outbox_max_id(store *s, int64_t *out, err_t *e);
+
+/*
  * Marks outbox row `id` sent (after the broker acknowledged it); marking it
  * again is a no-op. ERR_NOENT when absent.
  */

@@ -53,6 +53,7 @@ typedef struct store_ops {
     int (*outbox_read)(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                        int *n, err_t *e);
     int (*outbox_mark_sent)(store *s, int64_t id, err_t *e);
+    int (*outbox_max_id)(store *s, int64_t *out, err_t *e);
     int (*leader_acquire)(store *s, const char *name, const char *owner, int64_t lease_ms,
                           err_t *e);
     int (*leader_release)(store *s, const char *name, const char *owner, err_t *e);

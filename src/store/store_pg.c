@@ -1716,6 +1716,22 @@ static int pg_outbox_read(store *base, int64_t after_id, int unsent_only, int li
     return rc;
 }
 
+static int pg_outbox_max_id(store *base, int64_t *out, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    if (rc)
+        return rc;
+    pg_params p = {0};
+    rc = q_run(s, c, "SELECT COALESCE(MAX(id), 0) FROM outbox", &p, "outbox max id", &r, e);
+    if (rc == ERR_OK && PQntuples(r) == 1)
+        *out = v_i64(r, 0, 0);
+    PQclear(r);
+    return pg_end(s, c, rc, e);
+}
+
 static int pg_outbox_mark_sent(store *base, int64_t id, err_t *e)
 {
     pg_store *s = (pg_store *)base;
@@ -2214,6 +2230,7 @@ static const store_ops pg_ops = {
     .asset_get = pg_asset_get,
     .asset_delete = pg_asset_delete,
     .outbox_read = pg_outbox_read,
+    .outbox_max_id = pg_outbox_max_id,
     .outbox_mark_sent = pg_outbox_mark_sent,
     .leader_acquire = pg_leader_acquire,
     .leader_release = pg_leader_release,

@@ -1526,6 +1526,21 @@ static int sq_outbox_read(store *base, int64_t after_id, int unsent_only, int li
     return ERR_OK;
 }
 
+static int sq_outbox_max_id(store *base, int64_t *out, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db, "SELECT COALESCE(MAX(id), 0) FROM outbox", &st, e);
+    if (rc == ERR_OK && (rc = q_step(s, db, st, "outbox max id", e)) == 1) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = ERR_OK;
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    return rc;
+}
+
 static int sq_outbox_mark_sent(store *base, int64_t id, err_t *e)
 {
     sq_store *s = (sq_store *)base;
@@ -1985,6 +2000,7 @@ static const store_ops sq_ops = {
     .asset_get = sq_asset_get,
     .asset_delete = sq_asset_delete,
     .outbox_read = sq_outbox_read,
+    .outbox_max_id = sq_outbox_max_id,
     .outbox_mark_sent = sq_outbox_mark_sent,
     .leader_acquire = sq_leader_acquire,
     .leader_release = sq_leader_release,

@@ -994,7 +994,9 @@ static void test_asset_delete(void **state)
 static void test_outbox(void **state)
 {
     fixture *f = *state;
-    int64_t ids[3];
+    int64_t ids[3], max_id = -1;
+    assert_int_equal(store_outbox_max_id(f->s, &max_id, NULL), ERR_OK);
+    assert_int_equal(max_id, 0); /* empty outbox */
     for (int i = 0; i < 3; i++) {
         char a[16];
         snprintf(a, sizeof a, "ob%d", i);
@@ -1018,6 +1020,8 @@ static void test_outbox(void **state)
             assert_true(ev[i].id > ev[i - 1].id);
     }
     outbox_event_array_free(ev, n);
+    assert_int_equal(store_outbox_max_id(f->s, &max_id, NULL), ERR_OK);
+    assert_int_equal(max_id, ev_ids[2]);
 
     assert_int_equal(store_outbox_mark_sent(f->s, ev_ids[1], NULL), ERR_OK);
     assert_int_equal(store_outbox_mark_sent(f->s, ev_ids[1], NULL), ERR_OK);
