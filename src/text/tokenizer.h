@@ -6,11 +6,18 @@
  * with the semantics of OpenAI CLIP's `simple_tokenizer.py` as OpenCLIP uses
  * it (`open_clip.tokenize`):
  *
- *   1. cleanup: a small HTML-unescape (&amp; &lt; &gt; &quot; &#39; &apos;
- *      &nbsp; and numeric &#NN; / &#xHH;, applied twice like OpenCLIP's
- *      basic_clean; ftfy's mojibake repair is not done), invalid UTF-8 bytes
- *      replaced by U+FFFD, every whitespace run collapsed to one space,
- *      leading/trailing space stripped, then lower-cased;
+ *   1. cleanup: a small HTML-unescape, applied twice like basic_clean:
+ *      &amp; &lt; &gt; &quot; (also upper-case) &apos; &nbsp;, each with its
+ *      ';', and numeric references as html.unescape reads them (&#NN or
+ *      &#xHH, ';' optional, any number of digits; U+FFFD for 0, surrogates
+ *      and past U+10FFFF; but references to U+0080-009F are not mapped
+ *      through cp1252, nor those to controls and noncharacters dropped);
+ *      invalid UTF-8 bytes replaced by U+FFFD; leading/trailing
+ *      str.isspace() characters stripped (\s plus U+001C-001F), every \s
+ *      run collapsed to one space; then lower-cased. ftfy.fix_text is not
+ *      done: no mojibake repair, and none of its other defaults either
+ *      (curly quotes straightened, ligatures and full-width forms folded,
+ *      NFC), so e.g. "dog’s" does not split like "dog's";
  *   2. pre-tokenisation by CLIP's pattern
  *        <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
  *      with a hand-written UTF-8 scanner instead of a regex engine;
@@ -29,16 +36,20 @@
  * Unicode approximation (documented, deliberate): without ICU we cannot know
  * \p{L} and \p{N} exactly. Here: ASCII is exact; a number is an ASCII digit,
  * superscript/fraction digits of Latin-1, and the decimal digits of Arabic,
- * Devanagari and full-width forms; whitespace is Python's \s set; the
+ * Devanagari and full-width forms; whitespace (\s) is exact: the regex
+ * module's \s that simple_tokenizer.py uses, Unicode White_Space; the
  * non-ASCII punctuation/symbol blocks (Latin-1 punctuation, combining marks
  * U+0300-036F, General Punctuation, currency, arrows..dingbats U+2190-2BFF,
  * CJK punctuation, full-width punctuation, variation selectors, emoji
  * U+1F000-1FAFF) count as neither letter nor number; every other code point
- * >= 0x80 counts as a letter. Lower-casing covers ASCII, Latin-1, Latin
- * Extended-A, Greek and Cyrillic; other scripts are left as they are (most
- * have no case). Text outside these ranges tokenises as CLIP would as long as
- * the approximation agrees, and always into valid ids: every byte has a
- * vocabulary entry, so nothing is ever "unknown".
+ * >= 0x80 counts as a letter. Lower-casing is str.lower()'s for ASCII,
+ * Latin-1, Latin Extended-A, Greek (U+0370-03FF, final sigma included) and
+ * Cyrillic (U+0400-052F); other characters are left as they are (most
+ * scripts have no case). Text outside these ranges tokenises as CLIP would as
+ * long as the approximation agrees, and always into valid ids: every byte has
+ * a vocabulary entry, so nothing is ever "unknown". tests/tokenizer/
+ * clip_js_diff.c checks all of this on the real vocabulary against an
+ * independent implementation and lists the known differences.
  *
  * Vocabulary files accepted by text_tokenizer_load():
  *   - OpenCLIP/OpenAI `bpe_simple_vocab_16e6.txt.gz` (or the same file not
