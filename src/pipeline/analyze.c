@@ -209,11 +209,20 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
     double t_align = 0, t_embed = 0;
     a->face_model = m->name;
     a->face_dim = dim;
+    float sx = (float)img->width / (float)img->orig_width;
+    float sy = (float)img->height / (float)img->orig_height;
     for (int start = 0; start < a->nfaces; start += batch_cap) {
         int n = a->nfaces - start < batch_cap ? a->nfaces - start : batch_cap;
         double t0 = now_ms();
         for (int i = 0; i < n; i++) {
-            if ((rc = vision_align_face(img, a->faces[start + i].det.kps, size, crop, e)) ||
+            /* Detections are in original pixels; alignment samples the decoded
+             * image, which shrink-on-load may have made smaller. */
+            float kps[VISION_FACE_KPS][2];
+            for (int k = 0; k < VISION_FACE_KPS; k++) {
+                kps[k][0] = a->faces[start + i].det.kps[k][0] * sx;
+                kps[k][1] = a->faces[start + i].det.kps[k][1] * sy;
+            }
+            if ((rc = vision_align_face(img, (const float(*)[2])kps, size, crop, e)) ||
                 (rc = vision_face_tensor(crop, size, m, in + (size_t)i * in_sz, e)))
                 goto out;
         }

@@ -400,7 +400,9 @@ int vision_similarity(const float (*src)[2], const float (*dst)[2], int n, float
 extern const float vision_align_template[4][2];
 
 /*
- * Warps the face with BlazeFace keypoints `kps` (image pixels) onto an
+ * Warps the face with BlazeFace keypoints `kps` (in pixels of `img` as
+ * decoded, i.e. img->width x img->height: detections come in original
+ * pixels and must be scaled by width / orig_width first) onto an
  * out_size x out_size RGB crop (packed, out_size*out_size*3 bytes at
  * `out_rgb`) where the eyes, nose and mouth land on vision_align_template
  * scaled by out_size/112. One bilinear tap per output pixel, taken on the

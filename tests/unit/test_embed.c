@@ -502,11 +502,89 @@ static void test_nsfw_scores(void **state)
     fflush(stdout);
 }
 
+static float box_iou(const vision_box *a, const vision_box *b)
+{
+    float ix = fminf(a->x2, b->x2) - fmaxf(a->x1, b->x1);
+    float iy = fminf(a->y2, b->y2) - fmaxf(a->y1, b->y1);
+    if (ix <= 0 || iy <= 0)
+        return 0;
+    float u = (a->x2 - a->x1) * (a->y2 - a->y1) + (b->x2 - b->x1) * (b->y2 - b->y1) - ix * iy;
+    return ix * iy / u;
+}
+
+/*
+ * Shrink-on-load: with --max-side below the photo's size the image is
+ * decoded smaller while detections stay in original pixels. Each face must
+ * embed as the same person as at full size (cosine above every
+ * different-face cosine of the photo): alignment has to sample the decoded
+ * image at the scaled keypoints. (Aligning at unscaled keypoints gave
+ * cosines near 0 here.)
+ */
+static void test_face_embedding_shrunk(void **state)
+{
+    (void)state;
+    need_pipeline();
+    const char *dir = getenv("INFERD_MODELS_DIR");
+    pipeline_opts o = {0};
+    o.models_dir = dir && *dir ? dir : INFERD_MODELS;
+    o.image_embedder = "";
+    o.decode.max_side = 1024;
+    pipeline *small = NULL;
+    err_t e;
+    err_clear(&e);
+    if (pipeline_new(&o, &small, &e) != ERR_OK)
+        fail_msg("pipeline_new(max_side 1024): %s", e.msg);
+    int matched = 0;
+    float worst = 2;
+    for (int s = 1; s <= 6; s++) {
+        char path[512];
+        snprintf(path, sizeof path, FACEAPI "sample%d.jpg", s);
+        analysis *full = analyze_path(path);
+        analysis *sh = NULL;
+        if (pipeline_analyze_file(small, path, PIPELINE_ALL, &sh, &e) != ERR_OK)
+            fail_msg("analyze %s at max_side 1024: %s", path, e.msg);
+        assert_int_equal(sh->width, full->width); /* reported in original pixels */
+        float max_diff = -2;
+        for (int i = 0; i < full->nfaces; i++)
+            for (int j = i + 1; j < full->nfaces; j++) {
+                float c = dot(full->faces[i].embedding, full->faces[j].embedding, full->face_dim);
+                max_diff = c > max_diff ? c : max_diff;
+            }
+        for (int i = 0; i < sh->nfaces; i++) {
+            int best = -1;
+            float best_iou = 0.5f;
+            for (int j = 0; j < full->nfaces; j++) {
+                float u = box_iou(&sh->faces[i].det.box, &full->faces[j].det.box);
+                if (u > best_iou) {
+                    best_iou = u;
+                    best = j;
+                }
+            }
+            if (best < 0)
+                continue;
+            float c = dot(sh->faces[i].embedding, full->faces[best].embedding, full->face_dim);
+            printf("  %s face %d: cosine to full size %.4f (max different-face %.4f)\n",
+                   base(path), best, c, max_diff);
+            if (c <= max_diff || c < 0.5f)
+                fail_msg("%s: face %d embeds differently at max_side 1024 (cosine %.4f)",
+                         base(path), best, c);
+            worst = c < worst ? c : worst;
+            matched++;
+        }
+        analysis_free(sh);
+        analysis_free(full);
+    }
+    printf("  shrunk decode: %d faces matched, lowest cosine %.4f\n", matched, worst);
+    assert_true(matched >= 15);
+    pipeline_free(small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nsfw_scores),
         cmocka_unit_test(test_face_embedding),
+        cmocka_unit_test(test_face_embedding_shrunk),
         cmocka_unit_test(test_image_embedding),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
