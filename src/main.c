@@ -7,6 +7,7 @@
  *   inferd api [options]                the HTTP API alone (no slots, no models)
  *   inferd worker [options]             worker slots alone (+ /health, /ready, /metrics)
  *   inferd analyze [options] IMAGE...   run every model on images, print JSON lines
+ *   inferd people recluster [options]   forget every person, cluster all faces again
  *   inferd version                      versions of inferd and its runtimes
  *
  * Roles. api and worker are serve cut in two along the store: they share
@@ -53,6 +54,7 @@
 #include "store/store.h"
 #include "util/config.h"
 #include "util/log.h"
+#include "util/xalloc.h"
 
 static const char usage_top[] =
     "usage: inferd COMMAND [options]\n"
@@ -65,6 +67,7 @@ static const char usage_top[] =
     "                     print one JSON object per image per line\n"
     "  models fetch NAME  download a model directory (resumable, sha256-checked); models list\n"
     "                     shows the installed ones (inferd models help)\n"
+    "  people recluster   forget every person and cluster all faces again (inferd help people)\n"
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
     "  help [COMMAND]     show help\n";
 
@@ -115,6 +118,19 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
         exit(2);
     }
     return v;
+}
+
+/*
+ * Prints a config_parse error for command `cmd`: messages about a flag start
+ * with the flag ("--slots: ..."), those about the command line as a whole
+ * with the command name already, which is then not repeated.
+ */
+static void config_error(const char *cmd, const char *msg)
+{
+    if (strncmp(msg, cmd, strlen(cmd)) == 0)
+        fprintf(stderr, "%s\n", msg);
+    else
+        fprintf(stderr, "%s: %s\n", cmd, msg);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -305,7 +321,7 @@ static int cmd_run(config_role role, int argc, char **argv)
     if (prc == 1)
         return 0;
     if (prc != 0) {
-        fprintf(stderr, "%s: %s\n", cmdname, msg);
+        config_error(cmdname, msg);
         return 2;
     }
     int runs_jobs = role != CONFIG_ROLE_API;
@@ -424,7 +440,21 @@ static int cmd_run(config_role role, int argc, char **argv)
              */
             .image_model = cfg.image_embedder[0] != '\0' ? cfg.image_embedder
                                                          : PIPELINE_DEFAULT_IMAGE_EMBEDDER,
+            .index =
+                {
+                    .hnsw_threshold = (size_t)cfg.hnsw_threshold,
+                    .M = (uint32_t)cfg.hnsw_m,
+                    .ef_construction = (uint32_t)cfg.hnsw_ef_construction,
+                    .ef_search = (uint32_t)cfg.hnsw_ef,
+                },
+            .people = {.min_faces = cfg.people_min_faces, .max_distance = cfg.people_max_distance},
         };
+        log_info("main",
+                 "search hnsw_threshold=%d hnsw_m=%d hnsw_ef_construction=%d hnsw_ef=%d "
+                 "people_min_faces=%d people_max_distance=%g duplicates_threshold=%g",
+                 cfg.hnsw_threshold, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef,
+                 cfg.people_min_faces, (double)cfg.people_max_distance,
+                 (double)cfg.duplicates_threshold);
         if (search_new(&so, &srch, &e) != ERR_OK || search_start(srch, &e) != ERR_OK) {
             log_error("main", "search: %s", e.msg);
             goto out;
@@ -563,33 +593,60 @@ out:
 }
 
 /*
- * inferd people recluster [--db URL]: forgets every person and clusters all
+ * inferd people recluster [options]: forgets every person and clusters all
  * faces again (people.h), holding the "people" lease so that no serve/api
- * process clusters meanwhile.
+ * process clusters meanwhile. Its options are the config table's
+ * (CONFIG_ROLE_RECLUSTER: --db, --data-dir and the --people-* values, from
+ * flags or the same INFERD_* variables as the daemons), so that a recluster
+ * run in the daemons' environment groups faces as their passes do.
+ * --min-faces and --max-distance, the names before the config table had
+ * them, are accepted as aliases. Exit status: 0 done, 1 store error, 2 usage.
  */
 static int cmd_people(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "recluster") != 0) {
-        fputs("usage: inferd people recluster [--db URL] [--min-faces N] [--max-distance D]\n",
-              stderr);
+        fputs(config_usage_role(CONFIG_ROLE_RECLUSTER), stderr);
         return 2;
     }
-    const char *db = getenv("INFERD_DB");
-    people_opts po = {0};
+    /*
+     * argv[1..] with the old flag names (also as --NAME=VALUE) renamed, into
+     * new strings; argv[1] ("recluster") becomes the command name.
+     */
+    static const char args0[] = "inferd people recluster";
+    static const char *const alias[][2] = {{"--min-faces", "--people-min-faces"},
+                                           {"--max-distance", "--people-max-distance"}};
+    char **args = xcalloc((size_t)argc, sizeof *args);
+    args[0] = xstrdup(args0);
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
-            db = argv[++i];
-        else if (strcmp(argv[i], "--min-faces") == 0 && i + 1 < argc)
-            po.min_faces = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--max-distance") == 0 && i + 1 < argc)
-            po.max_distance = (float)atof(argv[++i]);
-        else {
-            fprintf(stderr, "inferd people recluster: unknown argument \"%s\"\n", argv[i]);
-            return 2;
+        const char *a = argv[i];
+        args[i - 1] = NULL;
+        for (size_t k = 0; k < sizeof alias / sizeof alias[0] && args[i - 1] == NULL; k++) {
+            size_t l = strlen(alias[k][0]);
+            if (strncmp(a, alias[k][0], l) == 0 && (a[l] == '\0' || a[l] == '=')) {
+                size_t n = strlen(alias[k][1]) + strlen(a + l) + 1;
+                args[i - 1] = xmalloc(n);
+                snprintf(args[i - 1], n, "%s%s", alias[k][1], a + l);
+            }
         }
+        if (args[i - 1] == NULL)
+            args[i - 1] = xstrdup(a);
     }
-    if (db == NULL)
-        db = "sqlite:var/inferd.db";
+    config cfg;
+    char msg[600];
+    int prc = config_parse_role(&cfg, CONFIG_ROLE_RECLUSTER, argc - 1, args, msg, sizeof msg);
+    for (int i = 0; i < argc - 1; i++)
+        free(args[i]);
+    free(args);
+    if (prc == 1)
+        return 0;
+    if (prc != 0) {
+        config_error(args0, msg);
+        return 2;
+    }
+    if (cfg.verbose)
+        log_set_level(LOG_DEBUG);
+    people_opts po = {.min_faces = cfg.people_min_faces, .max_distance = cfg.people_max_distance};
+    const char *db = cfg.db_url;
     err_t e;
     err_clear(&e);
     store *st = NULL;
@@ -653,6 +710,8 @@ int main(int argc, char **argv)
             fputs(config_usage_role(CONFIG_ROLE_API), stdout);
         else if (argc > 2 && strcmp(argv[2], "worker") == 0)
             fputs(config_usage_role(CONFIG_ROLE_WORKER), stdout);
+        else if (argc > 2 && strcmp(argv[2], "people") == 0)
+            fputs(config_usage_role(CONFIG_ROLE_RECLUSTER), stdout);
         else if (argc > 2 && strcmp(argv[2], "models") == 0) {
             char *margv[] = {(char *)"models", (char *)"help", NULL};
             return models_fetch_main(2, margv);

@@ -631,14 +631,15 @@ static enum MHD_Result search_faces_post(api_call *q)
     return send_results(q, res);
 }
 
-/* GET /v1/assets/{id}/duplicates?threshold=0.95&limit=20 */
+/* GET /v1/assets/{id}/duplicates?threshold=T&limit=20; T defaults to --duplicates-threshold. */
 static enum MHD_Result duplicates_get(api_call *q)
 {
     enum MHD_Result ret = MHD_NO;
     search *sv = ready_search(q, &ret);
     if (sv == NULL)
         return ret;
-    double threshold = 0.95;
+    /* The flag is a float: rounded so that 0.95 answers as 0.95, not 0.949999988. */
+    double threshold = round((double)q->a->deps->cfg->duplicates_threshold * 1e6) / 1e6;
     const char *t = api__arg(q->conn, "threshold");
     if (t != NULL) {
         char *end = NULL;

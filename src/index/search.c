@@ -16,6 +16,8 @@
  * an event reloads the asset's current vectors from the store, so it is
  * idempotent and order only matters per asset, which the outbox keeps).
  * "deleted" events, and any other event for an asset that is gone, drop it.
+ * After each pass the feed logs the indexes whose backend changed (an HNSW
+ * build that finished in the background, or a fall-back to exact).
  *
  * Threading
  *   - `lock` (rwlock) guards the asset and face tables and the collection
@@ -28,6 +30,8 @@
  *   - The feed thread is the only writer of the indexes after search_new().
  *   - Clustering (people_run) runs on the feed thread without `lock` held:
  *     it reads the store, not the indexes.
+ *   - search_wait_idle copies the index handles under `lock` (read) and waits
+ *     for their background builds without it.
  */
 #include "index/search.h"
 
@@ -48,6 +52,7 @@
 typedef struct {
     char *model;
     index_t *ix;
+    int hnsw; /* backend last logged (note_backends): 1 HNSW, 0 exact; feed passes only */
 } coll;
 
 typedef struct {
@@ -224,6 +229,7 @@ static coll *coll_get(coll **arr, size_t *n, const char *model, int dim, const i
     coll *c = &(*arr)[(*n)++];
     c->model = xstrdup(model);
     c->ix = ix;
+    c->hnsw = 0;
     if (pos != NULL)
         *pos = (int)(*n - 1);
     return c;
@@ -353,7 +359,7 @@ static int reload_asset(search *s, const char *asset_id, err_t *e)
 }
 
 /* Applies outbox rows after s->after_id; the caller holds flock. */
-static int feed_pass(search *s, err_t *e)
+static int feed_apply(search *s, err_t *e)
 {
     for (int round = 0; round < 1000; round++) {
         outbox_event *ev = NULL;
@@ -373,6 +379,39 @@ static int feed_pass(search *s, err_t *e)
             return ERR_OK;
     }
     return ERR_OK;
+}
+
+/*
+ * Logs every index whose backend changed since the last pass: graphs are
+ * built in the background (index.h), so a switch shows up here, on the pass
+ * after it happened. The caller holds flock (feed passes are the only
+ * writers of coll.hnsw, and the collection arrays change only under flock).
+ */
+static void note_backends(search *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    for (int faces = 0; faces <= 1; faces++) {
+        coll *arr = faces ? s->fcolls : s->icolls;
+        size_t n = faces ? s->nfcolls : s->nicolls;
+        for (size_t i = 0; i < n; i++) {
+            int h = index_is_hnsw(arr[i].ix);
+            if (h == arr[i].hnsw)
+                continue;
+            arr[i].hnsw = h;
+            log_info("search", "index=%s model=%s backend=%s vectors=%zu",
+                     faces ? "faces" : "images", arr[i].model, h ? "hnsw" : "exact",
+                     index_size(arr[i].ix));
+        }
+    }
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* A feed pass: the outbox rows, then the backend log. The caller holds flock. */
+static int feed_pass(search *s, err_t *e)
+{
+    int rc = feed_apply(s, e);
+    note_backends(s);
+    return rc;
 }
 
 /* --- lifecycle --------------------------------------------------------------- */
@@ -648,6 +687,46 @@ const char *search_image_model(search *s)
     const char *m = c != NULL ? c->model : NULL; /* models are never freed before search_free */
     pthread_rwlock_unlock(&s->lock);
     return m;
+}
+
+int search_index_is_hnsw(search *s, store_vec_kind kind, const char *model)
+{
+    if (s == NULL)
+        return -1;
+    pthread_rwlock_rdlock(&s->lock);
+    coll *c = kind == STORE_VEC_FACE ? pick(s->fcolls, s->nfcolls, model, NULL)
+                                     : pick(s->icolls, s->nicolls, model, s->image_model);
+    int h = c != NULL ? index_is_hnsw(c->ix) : -1;
+    pthread_rwlock_unlock(&s->lock);
+    return h;
+}
+
+int search_wait_idle(search *s, err_t *e)
+{
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "search_wait_idle: no service");
+    /*
+     * The index handles are copied under the read lock and waited on
+     * without it: a build can take seconds, and a feed pass waiting for the
+     * write lock meanwhile would hold up every search (the lock prefers
+     * writers). Indexes are freed only by search_free.
+     */
+    pthread_rwlock_rdlock(&s->lock);
+    size_t n = s->nicolls + s->nfcolls;
+    index_t **ixs = xmalloc((n > 0 ? n : 1) * sizeof *ixs);
+    for (size_t i = 0; i < s->nicolls; i++)
+        ixs[i] = s->icolls[i].ix;
+    for (size_t i = 0; i < s->nfcolls; i++)
+        ixs[s->nicolls + i] = s->fcolls[i].ix;
+    pthread_rwlock_unlock(&s->lock);
+    int rc = ERR_OK;
+    for (size_t i = 0; i < n; i++) {
+        int r = index_wait_idle(ixs[i]);
+        if (r != ERR_OK && rc == ERR_OK)
+            rc = err_set(e, r, "search: an index build failed (%s)", err_strerror(r));
+    }
+    free(ixs);
+    return rc;
 }
 
 typedef struct {

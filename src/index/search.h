@@ -10,9 +10,10 @@
  * (state "done": replace; "deleted": drop), so commits by other processes on
  * PostgreSQL are seen as well as our own.
  *
- * Threading: search_images/search_faces/search_duplicates may run on any
- * number of threads at once, concurrently with the feed thread that
- * search_start() creates. See search.c for the locks.
+ * Threading: search_images/search_faces (the duplicates route is an image
+ * search) and the read-only accessors may run on any number of threads at
+ * once, concurrently with the feed thread that search_start() creates. See
+ * search.c for the locks.
  */
 #ifndef INFERD_INDEX_SEARCH_H
 #define INFERD_INDEX_SEARCH_H
@@ -98,5 +99,25 @@ json_t *search_stats(search *s);
 
 /* The default image model (static until search_free), or NULL when none is known. */
 const char *search_image_model(search *s);
+
+/*
+ * Whether the index of `kind` (images or faces) and `model` (NULL: the one a
+ * query without a model searches) searches with HNSW now: 1 HNSW, 0 exact,
+ * -1 no such index. A snapshot for tests and diagnostics (an index switches
+ * when it reaches opts.index.hnsw_threshold vectors and may fall back after
+ * deletions, index.h).
+ */
+int search_index_is_hnsw(search *s, store_vec_kind kind, const char *model);
+
+/*
+ * Waits until no index has an HNSW build or rebuild pending (index_wait_idle
+ * on each, index.h): afterwards search_index_is_hnsw() reflects every vector
+ * applied before the call. Builds run in the background so that loading and
+ * the feed never wait for them; this is for tests, benchmarks and
+ * diagnostics. Returns ERR_OK, or the first failed build's error (the index
+ * kept its old structure and answers correctly). Not to be called while
+ * holding anything a search needs.
+ */
+int search_wait_idle(search *s, err_t *e);
 
 #endif

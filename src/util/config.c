@@ -3,9 +3,12 @@
  * INFERD_* environment variables and command-line flags, in that order.
  *
  * Every option is one row of `opts[]`: flag, variable, type, where it lands
- * in the struct, its range and its help line. The parser, the error messages
- * and the --help text are all driven by that table, so an option cannot be
- * parsed without being documented or documented under the wrong variable.
+ * in the struct, its range, its help line and the roles that use it (serve,
+ * api, worker, and `people recluster`, which shares the store and clustering
+ * rows so that it reads them exactly as the daemons do). The parser, the
+ * error messages and the --help text are all driven by that table, so an
+ * option cannot be parsed without being documented or documented under the
+ * wrong variable.
  * getopt_long was rejected because it prints its own messages to stderr,
  * while config_parse must return the message (naming the flag) to its caller.
  *
@@ -45,14 +48,18 @@ typedef struct {
     float flo, fhi;
     const char *arg;  /* metavariable in --help */
     const char *help; /* help text, default included */
-    unsigned roles;   /* R_ bits of the roles that use it; 0 = every role */
+    unsigned roles;   /* R_ bits of the roles that use it */
 } opt_def;
 
 #define R_SERVE (1u << CONFIG_ROLE_SERVE)
 #define R_API (1u << CONFIG_ROLE_API)
 #define R_WORKER (1u << CONFIG_ROLE_WORKER)
-#define R_JOBS (R_SERVE | R_WORKER) /* runs jobs: slots, models, leases */
-#define R_HTTP_API (R_SERVE | R_API) /* serves the job API */
+#define R_RECLUSTER (1u << CONFIG_ROLE_RECLUSTER)
+#define R_DAEMON (R_SERVE | R_API | R_WORKER) /* every long-running process */
+#define R_JOBS (R_SERVE | R_WORKER)           /* runs jobs: slots, models, leases */
+#define R_HTTP_API (R_SERVE | R_API)          /* serves the job API */
+#define R_SEARCH (R_SERVE | R_API)            /* holds the search indexes and clusters faces */
+#define R_PEOPLE (R_SEARCH | R_RECLUSTER)     /* clustering parameters */
 
 #define F(field) offsetof(config, field), sizeof(((config *)0)->field)
 
@@ -60,9 +67,9 @@ static const opt_def opts[] = {
     {"listen", "INFERD_LISTEN", OPT_LISTEN, F(listen_host), 0, 0, 0, 0, "HOST:PORT",
      "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
      "picks a free one (default 127.0.0.1:8002)",
-     0},
+     R_DAEMON},
     {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
-     "database, spooled uploads (DIR/uploads) (default ./var)", 0},
+     "database, spooled uploads (DIR/uploads) (default ./var)", R_DAEMON | R_RECLUSTER},
     {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
      "model directories (default var/models)", R_JOBS},
     {"image-embedder", "INFERD_IMAGE_EMBEDDER", OPT_STR, F(image_embedder), 0, 0, 0, 0, "NAME",
@@ -75,28 +82,30 @@ static const opt_def opts[] = {
      "embedder is not a CLIP model, or in the api role (default: the image embedder's, if CLIP)",
      R_HTTP_API},
     {"media-root", "INFERD_MEDIA_ROOT", OPT_STR, F(media_root), 0, 0, 0, 0, "DIR",
-     "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)", 0},
+     "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)",
+     R_DAEMON},
     {"db", "INFERD_DB", OPT_STR, F(db_url), 0, 0, 0, 0, "URL",
-     "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)", 0},
+     "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)",
+     R_DAEMON | R_RECLUSTER},
     {"mqtt-url", "INFERD_MQTT_URL", OPT_STR, F(mqtt_url), 0, 0, 0, 0, "URL",
      "publish job events to mqtt://HOST:PORT; empty disables MQTT; with several processes on "
      "one database, one publisher at a time holds the publisher lease (default empty)",
-     0},
+     R_DAEMON},
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
      "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer the "
      "variable, flags show in ps (default empty: no auth)",
-     0},
+     R_DAEMON},
     {"worker-id", "INFERD_WORKER_ID", OPT_STR, F(worker_id), 0, 0, 0, 0, "ID",
      "name of this process, unique among the processes sharing a database: the lease owner "
      "of the jobs it runs (recorded as their worker_id) and of the MQTT publisher lease "
      "(default HOSTNAME-PID, new at each start)",
-     0},
+     R_DAEMON},
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
      "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
      "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)", R_JOBS},
     {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
-     NULL, "let URL sources reach loopback/private/link-local addresses (default off)", 0},
+     NULL, "let URL sources reach loopback/private/link-local addresses (default off)", R_DAEMON},
     {"max-body", "INFERD_MAX_BODY", OPT_SIZE, F(max_body), 1024, 1LL << 32, 0, 0, "BYTES",
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
      "(default 64M)",
@@ -106,7 +115,7 @@ static const opt_def opts[] = {
     {"poll-ms", "INFERD_POLL_MS", OPT_I64, F(poll_ms), 10, 600000, 0, 0, "MS",
      "fallback poll for jobs enqueued by other processes and for outbox rows; PostgreSQL "
      "wakes workers at once by LISTEN/NOTIFY, SQLite relies on this poll (default 1000)",
-     0},
+     R_DAEMON},
     {"max-attempts", "INFERD_MAX_ATTEMPTS", OPT_INT, F(max_attempts), 1, 20, 0, 0, "N",
      "attempts before a transient failure fails the job, 1..20 (default 3)", R_HTTP_API},
     {"retry-base-ms", "INFERD_RETRY_BASE_MS", OPT_I64, F(retry_base_ms), 1, 3600000, 0, 0, "MS",
@@ -114,15 +123,57 @@ static const opt_def opts[] = {
     {"grace-ms", "INFERD_GRACE_MS", OPT_I64, F(grace_ms), 0, 3600000, 0, 0, "MS",
      "on SIGTERM, wait this long for running jobs before requeueing them (default 30000)", R_JOBS},
     {"fetch-timeout-ms", "INFERD_FETCH_TIMEOUT_MS", OPT_INT, F(fetch_timeout_ms), 100, 3600000, 0,
-     0, "MS", "whole-transfer timeout of URL sources (default 30000)", 0},
+     0, "MS", "whole-transfer timeout of URL sources (default 30000)", R_DAEMON},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
      "shrink images on load to this longest side (default 2048)", R_JOBS},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
      "refuse images with more pixels than this (default 100000000)", R_JOBS},
     {"face-threshold", "INFERD_FACE_THRESHOLD", OPT_FLOAT, F(face_threshold), 0, 0, 0.01f, 1.0f,
      "F", "face detection score threshold 0.01..1 (default 0.75)", R_JOBS},
-    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)", 0},
-    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)", 0},
+    /*
+     * Search. The defaults repeat index.h's INDEX_DEFAULT_* and people.h's
+     * PEOPLE_DEFAULT_* (tests/unit/test_config.c checks that they agree);
+     * ranges: an index holds at most 2^31-2 vectors, index_new takes M in
+     * 4..64, and "ef" in a search request is capped at 10000.
+     */
+    {"hnsw-threshold", "INFERD_HNSW_THRESHOLD", OPT_INT, F(hnsw_threshold), 1, 2147483647, 0, 0,
+     "N",
+     "an index (one per collection and model) switches from exact search to HNSW once it holds "
+     "N vectors, 1..2147483647; a value above the collection size keeps it exact "
+     "(default 20000)",
+     R_SEARCH},
+    {"hnsw-m", "INFERD_HNSW_M", OPT_INT, F(hnsw_m), 4, 64, 0, 0, "N",
+     "HNSW links per node (twice that on the base layer), 4..64: more gives better recall for "
+     "more memory and slower inserts (default 16)",
+     R_SEARCH},
+    {"hnsw-ef-construction", "INFERD_HNSW_EF_CONSTRUCTION", OPT_INT, F(hnsw_ef_construction), 1,
+     10000, 0, 0, "N",
+     "HNSW beam width while inserting, 1..10000: more gives a better graph for slower inserts "
+     "and builds (default 200)",
+     R_SEARCH},
+    {"hnsw-ef", "INFERD_HNSW_EF", OPT_INT, F(hnsw_ef), 1, 10000, 0, 0, "N",
+     "HNSW beam width of a search whose request gives no \"ef\" (a request's \"ef\" wins), "
+     "1..10000: more gives better recall for slower searches (default 64)",
+     R_SEARCH},
+    {"people-min-faces", "INFERD_PEOPLE_MIN_FACES", OPT_INT, F(people_min_faces), 1, 1000, 0, 0,
+     "N",
+     "a face founds or joins a person when this many faces (itself included) lie within "
+     "--people-max-distance of it, 1..1000 (default 3)",
+     R_PEOPLE},
+    {"people-max-distance", "INFERD_PEOPLE_MAX_DISTANCE", OPT_FLOAT, F(people_max_distance), 0, 0,
+     0.01f, 2.0f, "F",
+     "cosine distance (1 - similarity) within which two faces count as the same person, "
+     "0.01..2 (default 0.375)",
+     R_PEOPLE},
+    {"duplicates-threshold", "INFERD_DUPLICATES_THRESHOLD", OPT_FLOAT, F(duplicates_threshold), 0,
+     0, -1.0f, 1.0f, "F",
+     "similarity from which GET /v1/assets/{id}/duplicates reports an image when the request "
+     "gives no threshold, -1..1 (default 0.95)",
+     R_SEARCH},
+    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)",
+     R_DAEMON | R_RECLUSTER},
+    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)",
+     R_DAEMON | R_RECLUSTER},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -302,6 +353,13 @@ static void set_defaults(config *c, config_role role)
     c->max_side = 2048;
     c->max_pixels = 100000000LL;
     c->face_threshold = 0.75f;
+    c->hnsw_threshold = 20000;
+    c->hnsw_m = 16;
+    c->hnsw_ef_construction = 200;
+    c->hnsw_ef = 64;
+    c->people_min_faces = 3;
+    c->people_max_distance = 0.375f;
+    c->duplicates_threshold = 0.95f;
 }
 
 static const opt_def *find_flag(const char *name, size_t len)
@@ -327,13 +385,15 @@ const char *config_role_name(config_role role)
         return "api";
     case CONFIG_ROLE_WORKER:
         return "worker";
+    case CONFIG_ROLE_RECLUSTER:
+        return "people recluster";
     }
     return "?";
 }
 
 static int role_uses(const opt_def *o, config_role role)
 {
-    return o->roles == 0 || (o->roles & (1u << role)) != 0;
+    return (o->roles & (1u << role)) != 0;
 }
 
 int config_parse(config *c, int argc, char **argv, char *err, size_t errlen)
@@ -347,7 +407,7 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
     const char *cmd = argc > 0 && argv[0] != NULL ? argv[0] : "inferd";
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    if ((unsigned)role > CONFIG_ROLE_WORKER)
+    if ((unsigned)role > CONFIG_ROLE_RECLUSTER)
         role = CONFIG_ROLE_SERVE;
     set_defaults(c, role);
     int db_given = 0;
@@ -434,7 +494,8 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
     return 0;
 }
 
-static char usage_bufs[3][8192];
+#define NROLES 4
+static char usage_bufs[NROLES][16384];
 static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
 
 /* Appends `text` to `buf`, word-wrapped at 79 columns from column `col`. */
@@ -464,7 +525,7 @@ static size_t wrap(char *buf, size_t size, size_t n, size_t col, const char *tex
     return n;
 }
 
-static const char *const usage_head[3] = {
+static const char *const usage_head[NROLES] = {
     "usage: inferd serve [options]\n"
     "\n"
     "Runs the HTTP API and the worker slots in one process until SIGTERM or SIGINT.\n"
@@ -485,11 +546,19 @@ static const char *const usage_head[3] = {
     "results. It serves only GET /health, /ready and /metrics on --listen\n"
     "(default 127.0.0.1:8003). PostgreSQL wakes it at once when a job is queued\n"
     "(LISTEN/NOTIFY); on SQLite it polls every --poll-ms.\n",
+    "usage: inferd people recluster [options]\n"
+    "\n"
+    "Forgets every person (names included) and clusters all faces in --db again,\n"
+    "then prints {\"faces\", \"assigned\", \"people\", \"unassigned\"}. It holds the\n"
+    "people lease meanwhile, so the serve and api processes on the same database\n"
+    "cluster no faces until it is done; give it the --people-* values they use.\n"
+    "--min-faces and --max-distance are accepted as older names of the --people-*\n"
+    "flags.\n",
 };
 
 static void usage_build(void)
 {
-    for (int role = 0; role < 3; role++) {
+    for (int role = 0; role < NROLES; role++) {
         char *buf = usage_bufs[role];
         size_t size = sizeof usage_bufs[role];
         size_t n = 0;
@@ -510,6 +579,8 @@ static void usage_build(void)
             if (role == CONFIG_ROLE_WORKER && strcmp(o->flag, "listen") == 0)
                 help = "address of /health, /ready and /metrics; port 0 picks a free one "
                        "(default 127.0.0.1:8003)";
+            if (role == CONFIG_ROLE_RECLUSTER && strcmp(o->flag, "data-dir") == 0)
+                help = "where the default database lives (default ./var)";
             if (o->env != NULL)
                 snprintf(text, sizeof text, "%s [%s]", help, o->env);
             else
@@ -530,7 +601,7 @@ const char *config_usage(void)
 const char *config_usage_role(config_role role)
 {
     pthread_once(&usage_once, usage_build);
-    if ((unsigned)role > CONFIG_ROLE_WORKER)
+    if ((unsigned)role > CONFIG_ROLE_RECLUSTER)
         role = CONFIG_ROLE_SERVE;
     return usage_bufs[role];
 }

@@ -1,7 +1,8 @@
 /*
  * util/config.h — the daemon's one typed configuration, filled from flags and
  * INFERD_* environment variables (flags win), validated at start with errors
- * that name the flag, read-only afterwards.
+ * that name the flag, read-only afterwards. `inferd people recluster` reads
+ * its options (store, clustering) through the same table.
  */
 #ifndef INFERD_UTIL_CONFIG_H
 #define INFERD_UTIL_CONFIG_H
@@ -14,6 +15,8 @@ typedef enum {
     CONFIG_ROLE_SERVE = 0,  /* HTTP API + worker slots in one process (the default) */
     CONFIG_ROLE_API = 1,    /* HTTP API only: enqueue, query, search; no slots, no models */
     CONFIG_ROLE_WORKER = 2, /* worker slots + /health, /ready, /metrics on their own port */
+    /* `inferd people recluster`: the store and clustering options only */
+    CONFIG_ROLE_RECLUSTER = 3,
 } config_role;
 
 typedef struct {
@@ -43,6 +46,14 @@ typedef struct {
     int max_side;          /* --max-side, default 2048 */
     long long max_pixels;  /* --max-pixels, default 100000000 */
     float face_threshold;  /* --face-threshold, default 0.75 */
+    /* Search (serve and api roles): index/index.h, index/people.h, the duplicates route. */
+    int hnsw_threshold;         /* --hnsw-threshold, default 20000 (INDEX_DEFAULT_HNSW_THRESHOLD) */
+    int hnsw_m;                 /* --hnsw-m, default 16 */
+    int hnsw_ef_construction;   /* --hnsw-ef-construction, default 200 */
+    int hnsw_ef;                /* --hnsw-ef: search beam when a query gives no ef, default 64 */
+    int people_min_faces;       /* --people-min-faces, default 3 (also recluster) */
+    float people_max_distance;  /* --people-max-distance, default 0.375 (also recluster) */
+    float duplicates_threshold; /* --duplicates-threshold: GET .../duplicates default, 0.95 */
     int verbose;
 } config;
 
@@ -58,8 +69,8 @@ int config_parse(config *c, int argc, char **argv, char *err, size_t errlen);
 /*
  * As config_parse, for `role`: role defaults (the worker listens on
  * 127.0.0.1:8003), and a flag that the role does not use (--slots for the
- * api) is an error naming the role; such a variable is ignored, so that
- * one environment can serve every role.
+ * api, --listen for `people recluster`) is an error naming the role; such a
+ * variable is ignored, so that one environment can serve every role.
  */
 int config_parse_role(config *c, config_role role, int argc, char **argv, char *err,
                       size_t errlen);
@@ -67,10 +78,10 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
 /* The --help text for `inferd serve`; static storage. */
 const char *config_usage(void);
 
-/* The --help text for `inferd serve|api|worker`; static storage. */
+/* The --help text for `inferd serve|api|worker|people recluster`; static storage. */
 const char *config_usage_role(config_role role);
 
-/* "serve", "api", "worker"; static storage. */
+/* "serve", "api", "worker", "people recluster"; static storage. */
 const char *config_role_name(config_role role);
 
 #endif

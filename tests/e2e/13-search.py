@@ -1,4 +1,4 @@
-"""Image and face search over ~60 real photos: a cropped, re-encoded copy finds its original, vector queries, payload filters, limit/min_score, duplicates, deletion and bad requests."""
+"""Image and face search over ~60 real photos, on HNSW indexes (--hnsw-threshold 10): a cropped, re-encoded copy finds its original, top-10 equal to brute force over the stored vectors, vector queries, payload filters, limit/min_score, duplicates (default from --duplicates-threshold), deletion and bad requests."""
 import os
 import struct
 import time
@@ -73,6 +73,42 @@ def photos():
     return out[:64]
 
 
+HNSW_THRESHOLD = 10
+
+
+def brute_force_top10(d, asset_ids):
+    """For a dozen query assets, the HTTP top-10 (HNSW) against a brute force over the stored
+    vectors: every score is the stored vectors' dot product, recall@10 >= 0.95."""
+    vecs = {}
+    for aid in asset_ids:
+        st, a = d.get("/v1/assets/%s?vectors=1" % aid)
+        check(st == 200, "asset %s -> %s" % (aid, st))
+        if a.get("image_embeddings"):
+            vecs[aid] = a["image_embeddings"][0]["vector"]
+    ids = sorted(vecs)
+    queries = ids[::max(1, len(ids) // 12)]
+    total = 0.0
+    for q in queries:
+        scores = sorted(((sum(x * y for x, y in zip(vecs[q], vecs[o])), o) for o in ids if o != q),
+                        reverse=True)
+        kth = scores[9][0]
+        res = search(d, {"asset_id": q, "limit": 10})["results"]
+        check(len(res) == 10, "%s: %d results" % (q, len(res)))
+        for r in res:
+            want = sum(x * y for x, y in zip(vecs[q], vecs[r["asset_id"]]))
+            check(abs(r["score"] - want) < 1e-4, "%s: score %s of %s, stored vectors give %s" %
+                  (q, r["score"], r["asset_id"], want))
+        recall = sum(1 for r in res if r["score"] >= kth - 1e-5) / 10.0
+        if recall < 1.0:
+            log("%s: recall@10 %.1f: HTTP %s, brute force %s" %
+                (q, recall, [r["asset_id"] for r in res], [o for _, o in scores[:10]]))
+        total += recall
+    recall = total / len(queries)
+    log("HTTP top-10 vs brute force over %d stored vectors: recall@10 %.3f (%d queries)" %
+        (len(ids), recall, len(queries)))
+    check(recall >= 0.95, "recall@10 %.3f < 0.95" % recall)
+
+
 def search(d, body, expect=200):
     st, js = d.request("POST", "/v1/search/images", body)
     check(st == expect, "search %s -> %s %s" % (body, st, js))
@@ -92,7 +128,10 @@ def main(ctx):
         f.write(png_encode(w - 2 * mx, h - 2 * my, ch, crop))
     log("copy: coffee.png %dx%d cropped to %dx%d, re-encoded" % (w, h, w - 2 * mx, h - 2 * my))
 
-    d = ctx.daemon(slots=2, media_root=root, poll_ms=200)
+    # Low enough that both indexes (~65 images, ~30 faces) are HNSW: the HTTP path is the graph's.
+    d = ctx.daemon(slots=2, media_root=root, poll_ms=200,
+                   extra=["--hnsw-threshold", str(HNSW_THRESHOLD), "--hnsw-ef", "48",
+                          "--duplicates-threshold", "0.8"])
     ids = []
     for p, src in imgs:
         n = os.path.basename(p)
@@ -108,6 +147,13 @@ def main(ctx):
         js = search(d, {"asset_id": "coffee-copy", "limit": 1000})
         return len(js["results"]) >= len(ok) - 1
     wait_until(indexed, 20, what="index catches up")
+    # The feed logs each index's switch once its background build is in.
+    for coll in ("images", "faces"):
+        line = "index=%s model=%s backend=hnsw" % (
+            coll, "mobilenet-v2-mid" if coll == "images" else "mobileface")
+        wait_until(lambda: line in d.log_text(), 20, what="%s index on HNSW" % coll)
+    log("both indexes on HNSW (threshold %d)" % HNSW_THRESHOLD)
+    brute_force_top10(d, sorted(j["asset_id"] for j in ok))
 
     js = search(d, {"asset_id": "coffee-copy", "limit": 5})
     res = js["results"]
@@ -138,11 +184,16 @@ def main(ctx):
     check(all(r["score"] >= 0.95 for r in res), "min_score")
     log("min_score 0.95 keeps %d" % len(res))
 
-    # Duplicates.
-    st, js = d.get("/v1/assets/coffee-copy/duplicates?threshold=0.8")
+    # Duplicates: the threshold defaults to --duplicates-threshold (0.8 here); a query's wins.
+    st, js = d.get("/v1/assets/coffee-copy/duplicates")
     check(st == 200, "duplicates -> %s %s" % (st, js))
+    check(js["threshold"] == 0.8, "default threshold %s" % js["threshold"])
     check(any(r["asset_id"] == "coffee.png" for r in js["duplicates"]), "duplicates %s" % js)
+    check(all(r["score"] >= 0.8 for r in js["duplicates"]), "duplicates below 0.8: %s" % js)
     log("duplicates of the copy: %s" % [r["asset_id"] for r in js["duplicates"]])
+    st, js = d.get("/v1/assets/coffee-copy/duplicates?threshold=0.999")
+    check(st == 200 and js["threshold"] == 0.999 and all(
+        r["score"] >= 0.999 for r in js["duplicates"]), "threshold=0.999: %s %s" % (st, js))
 
     # Faces.
     st, a = d.get("/v1/assets/sample1.jpg")
@@ -190,13 +241,15 @@ def main(ctx):
 
 
 def pg_cross_process(ctx, root):
-    """On PostgreSQL an api process's index follows a worker process's commits and deletes."""
+    """On PostgreSQL an api process's (HNSW) index follows a worker process's commits and deletes."""
     if pg_bindir() is None:
         log("no PostgreSQL server installed: cross-process part skipped")
         return
     pg = ctx.pg()
     db = pg.url_for("search13")
-    api = ctx.daemon(role="api", db=db, worker_id="api-1", poll_ms=5000, media_root=root)
+    # Threshold 2: the api process's index turns HNSW on the worker's commits and rebuilds on the delete.
+    api = ctx.daemon(role="api", db=db, worker_id="api-1", poll_ms=5000, media_root=root,
+                     extra=["--hnsw-threshold", "2"])
     w = ctx.daemon(role="worker", db=db, worker_id="w-1", slots=2, media_root=root)
     ids = [api.submit_path(n, n)["id"] for n in ("coffee.png", "coffee-copy.png", "home.jpg")]
     api.wait_jobs(ids, timeout=120)
@@ -213,6 +266,8 @@ def pg_cross_process(ctx, root):
     wait_until(lambda: all(r["asset_id"] != "coffee.png" for r in
                            search(api, {"asset_id": "coffee-copy.png", "limit": 2})["results"]),
                10, what="deleted asset leaves the api index")
+    wait_until(lambda: "index=images model=mobilenet-v2-mid backend=hnsw" in api.log_text(), 15,
+               what="api image index on HNSW")
     w.sigterm(30)
     api.sigterm(30)
 

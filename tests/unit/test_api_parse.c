@@ -1,8 +1,7 @@
 /*
- * tests/unit/test_api_parse.c — the HTTP API's request parsing and the
- * daemon's config parsing, without a server: job request validation, query
- * parameters, route matching, and config_parse (defaults, env, flags, errors
- * that name the flag or variable).
+ * tests/unit/test_api_parse.c — the HTTP API's request parsing, without a
+ * server: job request validation, query parameters, route matching. The
+ * daemon's config parsing is tested in test_config.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +13,6 @@
 #include <cmocka.h>
 
 #include "api/api_int.h"
-#include "util/config.h"
 
 static char msg[512];
 
@@ -274,229 +272,6 @@ static void test_asset_id(void **state)
     assert_false(api__asset_id_valid("a%2F"));
 }
 
-/* --- config ---------------------------------------------------------------- */
-
-static const char *const env_names[] = {
-    "INFERD_LISTEN",
-    "INFERD_DATA_DIR",
-    "INFERD_MODELS_DIR",
-    "INFERD_MEDIA_ROOT",
-    "INFERD_DB",
-    "INFERD_MQTT_URL",
-    "INFERD_TOKEN",
-    "INFERD_WORKER_ID",
-    "INFERD_SLOTS",
-    "INFERD_INTRA_OP_THREADS",
-    "INFERD_ALLOW_PRIVATE_URLS",
-    "INFERD_MAX_BODY",
-    "INFERD_LEASE_MS",
-    "INFERD_POLL_MS",
-    "INFERD_MAX_ATTEMPTS",
-    "INFERD_RETRY_BASE_MS",
-    "INFERD_GRACE_MS",
-    "INFERD_FETCH_TIMEOUT_MS",
-    "INFERD_MAX_SIDE",
-    "INFERD_MAX_PIXELS",
-    "INFERD_FACE_THRESHOLD",
-};
-
-static int clear_env(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
-        unsetenv(env_names[i]);
-    return 0;
-}
-
-static int parse(config *c, char *err, size_t errlen, ...)
-{
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = (char *)"inferd serve";
-    va_list ap;
-    va_start(ap, errlen);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
-        argv[argc++] = (char *)a;
-    va_end(ap);
-    argv[argc] = NULL;
-    return config_parse(c, argc, argv, err, errlen);
-}
-
-static void test_config_defaults(void **state)
-{
-    (void)state;
-    config c;
-    char err[256];
-    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
-    assert_string_equal(c.listen_host, "127.0.0.1");
-    assert_int_equal(c.listen_port, 8002);
-    assert_string_equal(c.data_dir, "./var");
-    assert_string_equal(c.models_dir, "var/models");
-    assert_string_equal(c.media_root, "");
-    assert_string_equal(c.db_url, "sqlite:./var/inferd.db");
-    assert_string_equal(c.token, "");
-    assert_true(c.worker_id[0] != '\0');
-    assert_true(c.slots >= 1);
-    assert_true(c.intra_op_threads >= 1);
-    if (c.slots > 1)
-        assert_int_equal(c.intra_op_threads, 1);
-    assert_int_equal(c.max_body, (size_t)64 << 20);
-    assert_int_equal(c.lease_ms, 30000);
-    assert_int_equal(c.poll_ms, 1000);
-    assert_int_equal(c.max_attempts, 3);
-    assert_int_equal(c.retry_base_ms, 1000);
-    assert_int_equal(c.grace_ms, 30000);
-    assert_int_equal(c.fetch_timeout_ms, 30000);
-    assert_int_equal(c.max_side, 2048);
-    assert_int_equal(c.max_pixels, 100000000LL);
-    assert_true(c.face_threshold > 0.749f && c.face_threshold < 0.751f);
-    assert_int_equal(c.allow_private_urls, 0);
-    assert_int_equal(c.verbose, 0);
-}
-
-static void test_config_flags(void **state)
-{
-    (void)state;
-    config c;
-    char err[256];
-    assert_int_equal(parse(&c, err, sizeof err, "--listen", "[::1]:0", "--data-dir", "/tmp/d",
-                           "--slots=1", "--max-body", "2M", "--token", "s3cret",
-                           "--allow-private-urls", "-v", "--face-threshold", "0.5", "--max-pixels",
-                           "1000000", "--worker-id", "w1", NULL),
-                     0);
-    assert_string_equal(c.listen_host, "::1");
-    assert_int_equal(c.listen_port, 0);
-    assert_string_equal(c.data_dir, "/tmp/d");
-    assert_string_equal(c.db_url, "sqlite:/tmp/d/inferd.db");
-    assert_int_equal(c.slots, 1);
-    assert_true(c.intra_op_threads >= 1); /* cores when one slot */
-    assert_int_equal(c.max_body, (size_t)2 << 20);
-    assert_string_equal(c.token, "s3cret");
-    assert_int_equal(c.allow_private_urls, 1);
-    assert_int_equal(c.verbose, 1);
-    assert_int_equal(c.max_pixels, 1000000LL);
-    assert_string_equal(c.worker_id, "w1");
-
-    assert_int_equal(parse(&c, err, sizeof err, "--slots", "4", "--listen", "0.0.0.0:9000", "--db",
-                           "sqlite:/x.db", NULL),
-                     0);
-    assert_int_equal(c.intra_op_threads, 1);
-    assert_string_equal(c.listen_host, "0.0.0.0");
-    assert_int_equal(c.listen_port, 9000);
-    assert_string_equal(c.db_url, "sqlite:/x.db");
-}
-
-static void test_config_env(void **state)
-{
-    (void)state;
-    config c;
-    char err[256];
-    setenv("INFERD_LISTEN", "localhost:1234", 1);
-    setenv("INFERD_SLOTS", "3", 1);
-    setenv("INFERD_TOKEN", "tok", 1);
-    setenv("INFERD_ALLOW_PRIVATE_URLS", "true", 1);
-    setenv("INFERD_DATA_DIR", "/data", 1);
-    setenv("INFERD_MAX_BODY", "1024", 1);
-    assert_int_equal(parse(&c, err, sizeof err, "--slots", "2", NULL), 0);
-    assert_string_equal(c.listen_host, "localhost");
-    assert_int_equal(c.listen_port, 1234);
-    assert_int_equal(c.slots, 2); /* flag wins */
-    assert_string_equal(c.token, "tok");
-    assert_int_equal(c.allow_private_urls, 1);
-    assert_string_equal(c.db_url, "sqlite:/data/inferd.db");
-    assert_int_equal(c.max_body, 1024);
-    clear_env(NULL);
-}
-
-static void expect_config_error(const char *env, const char *val, const char *flag,
-                                const char *fval, const char *prefix)
-{
-    config c;
-    char err[256] = "";
-    clear_env(NULL);
-    if (env != NULL)
-        setenv(env, val, 1);
-    int rc = flag != NULL ? (fval != NULL ? parse(&c, err, sizeof err, flag, fval, NULL)
-                                          : parse(&c, err, sizeof err, flag, NULL))
-                          : parse(&c, err, sizeof err, NULL);
-    clear_env(NULL);
-    if (rc != -1 || strncmp(err, prefix, strlen(prefix)) != 0)
-        fail_msg("%s=%s %s %s: rc=%d err=\"%s\", expected prefix \"%s\"", env ? env : "-",
-                 val ? val : "-", flag ? flag : "-", fval ? fval : "-", rc, err, prefix);
-}
-
-static void test_config_errors(void **state)
-{
-    (void)state;
-    expect_config_error(NULL, NULL, "--slots", "0", "--slots: expected an integer in 1..256");
-    expect_config_error(NULL, NULL, "--slots", "x", "--slots: expected");
-    expect_config_error(NULL, NULL, "--slots", NULL, "--slots: missing value");
-    expect_config_error("INFERD_SLOTS", "abc", NULL, NULL, "INFERD_SLOTS: expected an integer");
-    expect_config_error("INFERD_MAX_ATTEMPTS", "21", NULL, NULL, "INFERD_MAX_ATTEMPTS: expected");
-    expect_config_error("INFERD_ALLOW_PRIVATE_URLS", "maybe", NULL, NULL,
-                        "INFERD_ALLOW_PRIVATE_URLS: expected");
-    expect_config_error("INFERD_FACE_THRESHOLD", "2", NULL, NULL, "INFERD_FACE_THRESHOLD:");
-    expect_config_error("INFERD_LISTEN", "nope", NULL, NULL, "INFERD_LISTEN: expected HOST:PORT");
-    expect_config_error(NULL, NULL, "--listen", "::1:80", "--listen: expected HOST:PORT");
-    expect_config_error(NULL, NULL, "--listen", "host:70000", "--listen:");
-    expect_config_error(NULL, NULL, "--listen", ":80", "--listen:");
-    expect_config_error(NULL, NULL, "--listen", "[::1]80", "--listen:");
-    expect_config_error(NULL, NULL, "--max-body", "12X", "--max-body: expected a size");
-    expect_config_error(NULL, NULL, "--max-body", "10", "--max-body:");
-    expect_config_error(NULL, NULL, "--lease-ms", "5", "--lease-ms:");
-    expect_config_error(NULL, NULL, "--bogus", NULL, "inferd serve: unknown option \"--bogus\"");
-    expect_config_error(NULL, NULL, "extra", NULL, "inferd serve: unexpected argument \"extra\"");
-    expect_config_error(NULL, NULL, "--verbose=maybe", NULL, "--verbose:");
-    expect_config_error(NULL, NULL, "--data-dir", "", "--data-dir: must not be empty");
-}
-
-static void test_config_help(void **state)
-{
-    (void)state;
-    const char *u = config_usage();
-    /* Every flag and variable is documented. */
-    static const char *const flags[] = {
-        "--listen",
-        "--data-dir",
-        "--models-dir",
-        "--media-root",
-        "--db",
-        "--mqtt-url",
-        "--token",
-        "--worker-id",
-        "--slots",
-        "--intra-op-threads",
-        "--allow-private-urls",
-        "--max-body",
-        "--lease-ms",
-        "--poll-ms",
-        "--max-attempts",
-        "--retry-base-ms",
-        "--grace-ms",
-        "--fetch-timeout-ms",
-        "--max-side",
-        "--max-pixels",
-        "--face-threshold",
-        "--verbose",
-        "--help",
-    };
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        if (strstr(u, flags[i]) == NULL)
-            fail_msg("usage lacks %s", flags[i]);
-    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
-        if (strstr(u, env_names[i]) == NULL)
-            fail_msg("usage lacks %s", env_names[i]);
-    config c;
-    char err[64];
-    FILE *saved = stdout;
-    stdout = fopen("/dev/null", "w");
-    int rc = parse(&c, err, sizeof err, "--help", NULL);
-    fclose(stdout);
-    stdout = saved;
-    assert_int_equal(rc, 1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,11 +282,6 @@ int main(void)
         cmocka_unit_test(test_list_query),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_asset_id),
-        cmocka_unit_test_setup(test_config_defaults, clear_env),
-        cmocka_unit_test_setup(test_config_flags, clear_env),
-        cmocka_unit_test_setup(test_config_env, clear_env),
-        cmocka_unit_test_setup(test_config_errors, clear_env),
-        cmocka_unit_test_setup(test_config_help, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,401 @@
+/*
+ * tests/unit/test_config.c — the daemon's configuration (util/config.c)
+ * without a process: config_parse and config_parse_role fill defaults, then
+ * INFERD_* variables, then flags (flags win); every bad value is an error that
+ * names the flag or variable and its range; a flag a role does not use is
+ * refused (its variable ignored); --help documents every option per role.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "index/index.h"
+#include "index/people.h"
+#include "util/config.h"
+
+static const char *const env_names[] = {
+    "INFERD_LISTEN",
+    "INFERD_DATA_DIR",
+    "INFERD_MODELS_DIR",
+    "INFERD_MEDIA_ROOT",
+    "INFERD_DB",
+    "INFERD_MQTT_URL",
+    "INFERD_TOKEN",
+    "INFERD_WORKER_ID",
+    "INFERD_SLOTS",
+    "INFERD_INTRA_OP_THREADS",
+    "INFERD_ALLOW_PRIVATE_URLS",
+    "INFERD_MAX_BODY",
+    "INFERD_LEASE_MS",
+    "INFERD_POLL_MS",
+    "INFERD_MAX_ATTEMPTS",
+    "INFERD_RETRY_BASE_MS",
+    "INFERD_GRACE_MS",
+    "INFERD_FETCH_TIMEOUT_MS",
+    "INFERD_MAX_SIDE",
+    "INFERD_MAX_PIXELS",
+    "INFERD_FACE_THRESHOLD",
+    "INFERD_HNSW_THRESHOLD",
+    "INFERD_HNSW_M",
+    "INFERD_HNSW_EF_CONSTRUCTION",
+    "INFERD_HNSW_EF",
+    "INFERD_PEOPLE_MIN_FACES",
+    "INFERD_PEOPLE_MAX_DISTANCE",
+    "INFERD_DUPLICATES_THRESHOLD",
+};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        unsetenv(env_names[i]);
+    return 0;
+}
+
+static int parse(config *c, char *err, size_t errlen, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"inferd serve";
+    va_list ap;
+    va_start(ap, errlen);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return config_parse(c, argc, argv, err, errlen);
+}
+
+static void test_config_defaults(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8002);
+    assert_string_equal(c.data_dir, "./var");
+    assert_string_equal(c.models_dir, "var/models");
+    assert_string_equal(c.media_root, "");
+    assert_string_equal(c.db_url, "sqlite:./var/inferd.db");
+    assert_string_equal(c.token, "");
+    assert_true(c.worker_id[0] != '\0');
+    assert_true(c.slots >= 1);
+    assert_true(c.intra_op_threads >= 1);
+    if (c.slots > 1)
+        assert_int_equal(c.intra_op_threads, 1);
+    assert_int_equal(c.max_body, (size_t)64 << 20);
+    assert_int_equal(c.lease_ms, 30000);
+    assert_int_equal(c.poll_ms, 1000);
+    assert_int_equal(c.max_attempts, 3);
+    assert_int_equal(c.retry_base_ms, 1000);
+    assert_int_equal(c.grace_ms, 30000);
+    assert_int_equal(c.fetch_timeout_ms, 30000);
+    assert_int_equal(c.max_side, 2048);
+    assert_int_equal(c.max_pixels, 100000000LL);
+    assert_true(c.face_threshold > 0.749f && c.face_threshold < 0.751f);
+    assert_int_equal(c.allow_private_urls, 0);
+    assert_int_equal(c.verbose, 0);
+}
+
+static void test_config_flags(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, "--listen", "[::1]:0", "--data-dir", "/tmp/d",
+                           "--slots=1", "--max-body", "2M", "--token", "s3cret",
+                           "--allow-private-urls", "-v", "--face-threshold", "0.5", "--max-pixels",
+                           "1000000", "--worker-id", "w1", NULL),
+                     0);
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 0);
+    assert_string_equal(c.data_dir, "/tmp/d");
+    assert_string_equal(c.db_url, "sqlite:/tmp/d/inferd.db");
+    assert_int_equal(c.slots, 1);
+    assert_true(c.intra_op_threads >= 1); /* cores when one slot */
+    assert_int_equal(c.max_body, (size_t)2 << 20);
+    assert_string_equal(c.token, "s3cret");
+    assert_int_equal(c.allow_private_urls, 1);
+    assert_int_equal(c.verbose, 1);
+    assert_int_equal(c.max_pixels, 1000000LL);
+    assert_string_equal(c.worker_id, "w1");
+
+    assert_int_equal(parse(&c, err, sizeof err, "--slots", "4", "--listen", "0.0.0.0:9000", "--db",
+                           "sqlite:/x.db", NULL),
+                     0);
+    assert_int_equal(c.intra_op_threads, 1);
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_int_equal(c.listen_port, 9000);
+    assert_string_equal(c.db_url, "sqlite:/x.db");
+}
+
+static void test_config_env(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    setenv("INFERD_LISTEN", "localhost:1234", 1);
+    setenv("INFERD_SLOTS", "3", 1);
+    setenv("INFERD_TOKEN", "tok", 1);
+    setenv("INFERD_ALLOW_PRIVATE_URLS", "true", 1);
+    setenv("INFERD_DATA_DIR", "/data", 1);
+    setenv("INFERD_MAX_BODY", "1024", 1);
+    assert_int_equal(parse(&c, err, sizeof err, "--slots", "2", NULL), 0);
+    assert_string_equal(c.listen_host, "localhost");
+    assert_int_equal(c.listen_port, 1234);
+    assert_int_equal(c.slots, 2); /* flag wins */
+    assert_string_equal(c.token, "tok");
+    assert_int_equal(c.allow_private_urls, 1);
+    assert_string_equal(c.db_url, "sqlite:/data/inferd.db");
+    assert_int_equal(c.max_body, 1024);
+    clear_env(NULL);
+}
+
+static void expect_config_error(const char *env, const char *val, const char *flag,
+                                const char *fval, const char *prefix)
+{
+    config c;
+    char err[256] = "";
+    clear_env(NULL);
+    if (env != NULL)
+        setenv(env, val, 1);
+    int rc = flag != NULL ? (fval != NULL ? parse(&c, err, sizeof err, flag, fval, NULL)
+                                          : parse(&c, err, sizeof err, flag, NULL))
+                          : parse(&c, err, sizeof err, NULL);
+    clear_env(NULL);
+    if (rc != -1 || strncmp(err, prefix, strlen(prefix)) != 0)
+        fail_msg("%s=%s %s %s: rc=%d err=\"%s\", expected prefix \"%s\"", env ? env : "-",
+                 val ? val : "-", flag ? flag : "-", fval ? fval : "-", rc, err, prefix);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    expect_config_error(NULL, NULL, "--slots", "0", "--slots: expected an integer in 1..256");
+    expect_config_error(NULL, NULL, "--slots", "x", "--slots: expected");
+    expect_config_error(NULL, NULL, "--slots", NULL, "--slots: missing value");
+    expect_config_error("INFERD_SLOTS", "abc", NULL, NULL, "INFERD_SLOTS: expected an integer");
+    expect_config_error("INFERD_MAX_ATTEMPTS", "21", NULL, NULL, "INFERD_MAX_ATTEMPTS: expected");
+    expect_config_error("INFERD_ALLOW_PRIVATE_URLS", "maybe", NULL, NULL,
+                        "INFERD_ALLOW_PRIVATE_URLS: expected");
+    expect_config_error("INFERD_FACE_THRESHOLD", "2", NULL, NULL, "INFERD_FACE_THRESHOLD:");
+    expect_config_error("INFERD_LISTEN", "nope", NULL, NULL, "INFERD_LISTEN: expected HOST:PORT");
+    expect_config_error(NULL, NULL, "--listen", "::1:80", "--listen: expected HOST:PORT");
+    expect_config_error(NULL, NULL, "--listen", "host:70000", "--listen:");
+    expect_config_error(NULL, NULL, "--listen", ":80", "--listen:");
+    expect_config_error(NULL, NULL, "--listen", "[::1]80", "--listen:");
+    expect_config_error(NULL, NULL, "--max-body", "12X", "--max-body: expected a size");
+    expect_config_error(NULL, NULL, "--max-body", "10", "--max-body:");
+    expect_config_error(NULL, NULL, "--lease-ms", "5", "--lease-ms:");
+    expect_config_error(NULL, NULL, "--bogus", NULL, "inferd serve: unknown option \"--bogus\"");
+    expect_config_error(NULL, NULL, "extra", NULL, "inferd serve: unexpected argument \"extra\"");
+    expect_config_error(NULL, NULL, "--verbose=maybe", NULL, "--verbose:");
+    expect_config_error(NULL, NULL, "--data-dir", "", "--data-dir: must not be empty");
+}
+
+static void test_config_help(void **state)
+{
+    (void)state;
+    const char *u = config_usage();
+    /* Every flag and variable is documented. */
+    static const char *const flags[] = {
+        "--listen",
+        "--data-dir",
+        "--models-dir",
+        "--media-root",
+        "--db",
+        "--mqtt-url",
+        "--token",
+        "--worker-id",
+        "--slots",
+        "--intra-op-threads",
+        "--allow-private-urls",
+        "--max-body",
+        "--lease-ms",
+        "--poll-ms",
+        "--max-attempts",
+        "--retry-base-ms",
+        "--grace-ms",
+        "--fetch-timeout-ms",
+        "--max-side",
+        "--max-pixels",
+        "--face-threshold",
+        "--hnsw-threshold",
+        "--hnsw-m",
+        "--hnsw-ef-construction",
+        "--hnsw-ef",
+        "--people-min-faces",
+        "--people-max-distance",
+        "--duplicates-threshold",
+        "--verbose",
+        "--help",
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strstr(u, flags[i]) == NULL)
+            fail_msg("usage lacks %s", flags[i]);
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        if (strstr(u, env_names[i]) == NULL)
+            fail_msg("usage lacks %s", env_names[i]);
+    config c;
+    char err[64];
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    int rc = parse(&c, err, sizeof err, "--help", NULL);
+    fclose(stdout);
+    stdout = saved;
+    assert_int_equal(rc, 1);
+}
+
+/* Parses argv (NULL-terminated, after the command name) for `role`. */
+static int parse_role(config *c, config_role role, char *err, size_t errlen,
+                      const char *const *args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"inferd test";
+    while (*args != NULL && argc < 31)
+        argv[argc++] = (char *)*args++;
+    argv[argc] = NULL;
+    return config_parse_role(c, role, argc, argv, err, errlen);
+}
+
+/* The search options: defaults agree with index.h and people.h, flags and variables set them. */
+static void test_config_search(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
+    assert_int_equal(c.hnsw_threshold, INDEX_DEFAULT_HNSW_THRESHOLD);
+    assert_int_equal(c.hnsw_m, INDEX_DEFAULT_M);
+    assert_int_equal(c.hnsw_ef_construction, INDEX_DEFAULT_EF_CONSTRUCTION);
+    assert_int_equal(c.hnsw_ef, INDEX_DEFAULT_EF_SEARCH);
+    assert_int_equal(c.people_min_faces, PEOPLE_DEFAULT_MIN_FACES);
+    assert_true(c.people_max_distance == PEOPLE_DEFAULT_MAX_DISTANCE);
+    assert_true(c.duplicates_threshold == 0.95f);
+
+    setenv("INFERD_HNSW_THRESHOLD", "300", 1);
+    setenv("INFERD_HNSW_M", "8", 1);
+    setenv("INFERD_PEOPLE_MAX_DISTANCE", "0.3", 1);
+    setenv("INFERD_DUPLICATES_THRESHOLD", "0.9", 1);
+    assert_int_equal(parse(&c, err, sizeof err, "--hnsw-threshold", "500", "--hnsw-ef-construction",
+                           "100", "--hnsw-ef=32", "--people-min-faces", "2",
+                           "--duplicates-threshold", "-0.5", NULL),
+                     0);
+    assert_int_equal(c.hnsw_threshold, 500); /* flag wins */
+    assert_int_equal(c.hnsw_m, 8);
+    assert_int_equal(c.hnsw_ef_construction, 100);
+    assert_int_equal(c.hnsw_ef, 32);
+    assert_int_equal(c.people_min_faces, 2);
+    assert_true(c.people_max_distance == 0.3f);
+    assert_true(c.duplicates_threshold == -0.5f);
+
+    /* The api role uses them too; the worker ignores the variables and refuses the flags. */
+    const char *const none[] = {NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_API, err, sizeof err, none), 0);
+    assert_int_equal(c.hnsw_m, 8);
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_WORKER, err, sizeof err, none), 0);
+    assert_int_equal(c.hnsw_m, INDEX_DEFAULT_M);
+    const char *const wargs[] = {"--hnsw-ef", "10", NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_WORKER, err, sizeof err, wargs), -1);
+    assert_string_equal(err, "--hnsw-ef: not used by inferd worker (see --help)");
+    clear_env(NULL);
+}
+
+static void test_config_search_errors(void **state)
+{
+    (void)state;
+    expect_config_error(NULL, NULL, "--hnsw-threshold", "0",
+                        "--hnsw-threshold: expected an integer in 1..2147483647, got \"0\"");
+    expect_config_error(NULL, NULL, "--hnsw-threshold", "2147483648", "--hnsw-threshold:");
+    expect_config_error(NULL, NULL, "--hnsw-m", "3", "--hnsw-m: expected an integer in 4..64");
+    expect_config_error(NULL, NULL, "--hnsw-m", "65", "--hnsw-m: expected an integer in 4..64");
+    expect_config_error(NULL, NULL, "--hnsw-ef-construction", "0",
+                        "--hnsw-ef-construction: expected an integer in 1..10000");
+    expect_config_error(NULL, NULL, "--hnsw-ef", "10001",
+                        "--hnsw-ef: expected an integer in 1..10000");
+    expect_config_error(NULL, NULL, "--people-min-faces", "0",
+                        "--people-min-faces: expected an integer in 1..1000");
+    expect_config_error(NULL, NULL, "--people-max-distance", "0",
+                        "--people-max-distance: expected a number in 0.01..2");
+    expect_config_error(NULL, NULL, "--people-max-distance", "nan",
+                        "--people-max-distance: expected a number in 0.01..2");
+    expect_config_error(NULL, NULL, "--duplicates-threshold", "1.01",
+                        "--duplicates-threshold: expected a number in -1..1");
+    expect_config_error("INFERD_HNSW_THRESHOLD", "many", NULL, NULL,
+                        "INFERD_HNSW_THRESHOLD: expected an integer in 1..2147483647");
+    expect_config_error("INFERD_HNSW_M", "100", NULL, NULL, "INFERD_HNSW_M: expected an integer");
+    expect_config_error("INFERD_HNSW_EF_CONSTRUCTION", "", NULL, NULL,
+                        "INFERD_HNSW_EF_CONSTRUCTION: expected an integer");
+    expect_config_error("INFERD_HNSW_EF", "-1", NULL, NULL, "INFERD_HNSW_EF: expected");
+    expect_config_error("INFERD_PEOPLE_MIN_FACES", "2.5", NULL, NULL,
+                        "INFERD_PEOPLE_MIN_FACES: expected an integer in 1..1000");
+    expect_config_error("INFERD_PEOPLE_MAX_DISTANCE", "3", NULL, NULL,
+                        "INFERD_PEOPLE_MAX_DISTANCE: expected a number in 0.01..2");
+    expect_config_error("INFERD_DUPLICATES_THRESHOLD", "high", NULL, NULL,
+                        "INFERD_DUPLICATES_THRESHOLD: expected a number in -1..1");
+}
+
+/* `people recluster`: the store and --people-* options only, read as the daemons read them. */
+static void test_config_recluster(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    setenv("INFERD_PEOPLE_MIN_FACES", "4", 1);
+    setenv("INFERD_SLOTS", "bad", 1); /* not used by recluster: ignored */
+    setenv("INFERD_DATA_DIR", "/srv/inferd", 1);
+    const char *const ok[] = {"--people-max-distance", "0.45", NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_RECLUSTER, err, sizeof err, ok), 0);
+    assert_int_equal(c.people_min_faces, 4);
+    assert_true(c.people_max_distance == 0.45f);
+    assert_string_equal(c.db_url, "sqlite:/srv/inferd/inferd.db");
+    const char *const bad[] = {"--hnsw-m", "8", NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_RECLUSTER, err, sizeof err, bad), -1);
+    assert_string_equal(err, "--hnsw-m: not used by inferd people recluster (see --help)");
+    const char *const listen[] = {"--listen", "127.0.0.1:1", NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_RECLUSTER, err, sizeof err, listen), -1);
+    const char *const range[] = {"--people-min-faces", "0", NULL};
+    assert_int_equal(parse_role(&c, CONFIG_ROLE_RECLUSTER, err, sizeof err, range), -1);
+    assert_string_equal(err, "--people-min-faces: expected an integer in 1..1000, got \"0\"");
+    clear_env(NULL);
+    unsetenv("INFERD_SLOTS");
+
+    /* Its help lists what it reads and nothing else; the worker's lists no search option. */
+    const char *u = config_usage_role(CONFIG_ROLE_RECLUSTER);
+    assert_non_null(strstr(u, "usage: inferd people recluster"));
+    assert_non_null(strstr(u, "--people-min-faces"));
+    assert_non_null(strstr(u, "INFERD_PEOPLE_MAX_DISTANCE"));
+    assert_non_null(strstr(u, "--db URL"));
+    assert_null(strstr(u, "--hnsw"));
+    assert_null(strstr(u, "--listen"));
+    assert_null(strstr(u, "--slots"));
+    const char *w = config_usage_role(CONFIG_ROLE_WORKER);
+    assert_null(strstr(w, "--hnsw"));
+    assert_null(strstr(w, "--people-"));
+    assert_null(strstr(w, "--duplicates-threshold"));
+    assert_non_null(strstr(config_usage_role(CONFIG_ROLE_API), "--hnsw-ef-construction"));
+    assert_string_equal(config_role_name(CONFIG_ROLE_RECLUSTER), "people recluster");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_config_defaults, clear_env),
+        cmocka_unit_test_setup(test_config_flags, clear_env),
+        cmocka_unit_test_setup(test_config_env, clear_env),
+        cmocka_unit_test_setup(test_config_errors, clear_env),
+        cmocka_unit_test_setup(test_config_help, clear_env),
+        cmocka_unit_test_setup(test_config_search, clear_env),
+        cmocka_unit_test_setup(test_config_search_errors, clear_env),
+        cmocka_unit_test_setup(test_config_recluster, clear_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
