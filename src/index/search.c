@@ -416,25 +416,6 @@ static int feed_pass(search *s, err_t *e)
 
 /* --- lifecycle --------------------------------------------------------------- */
 
-static int newest_outbox_id(search *s, int64_t *out, err_t *e)
-{
-    int64_t after = 0;
-    for (int round = 0; round < 1000000; round++) {
-        outbox_event *ev = NULL;
-        int n = 0;
-        int rc = store_outbox_read(s->o.st, after, 0, SEARCH_PAGE, &ev, &n, e);
-        if (rc)
-            return rc;
-        if (n > 0)
-            after = ev[n - 1].id;
-        outbox_event_array_free(ev, n);
-        if (n < SEARCH_PAGE)
-            break;
-    }
-    *out = after;
-    return ERR_OK;
-}
-
 int search_new(const search_opts *o, search **out, err_t *e)
 {
     if (o == NULL || o->st == NULL || out == NULL)
@@ -451,7 +432,7 @@ int search_new(const search_opts *o, search **out, err_t *e)
     atomic_init(&s->stopping, 0);
     store_vec *im = NULL, *fa = NULL;
     int ni = 0, nf = 0;
-    int rc = newest_outbox_id(s, &s->after_id, e);
+    int rc = store_outbox_max_id(s->o.st, &s->after_id, e);
     if (rc == ERR_OK)
         rc = read_all(s, STORE_VEC_IMAGE, NULL, &im, &ni, e);
     if (rc == ERR_OK)
