@@ -23,8 +23,10 @@
  *   - `lock` (rwlock) guards the asset and face tables and the collection
  *     list. Searches hold it for reading across index_search (the keep filter
  *     reads payloads under it); the feed holds it for writing while it
- *     applies one asset (the index calls inside are short: a row copy or an
- *     HNSW insert). Lock order: `lock`, then the index's own locks.
+ *     applies one asset (the index calls inside are short: a row copy, an
+ *     HNSW insert of about a millisecond, or at worst waiting for a
+ *     background build's final catch-up of at most 16 inserts; never a whole
+ *     build). Lock order: `lock`, then the index's own locks.
  *   - `flock` serialises whole feed passes (the thread and search_sync()),
  *     and guards `after_id`; taken before `lock`.
  *   - The feed thread is the only writer of the indexes after search_new().
