@@ -72,7 +72,8 @@ typedef struct {
 } hnsw_params;
 
 /* New empty graph for `dim`-float vectors with room for `cap` nodes (0 is
- * fine). NULL on OOM. */
+ * fine). NULL on OOM. The caller owns it and frees it with hnsw_free
+ * (hnsw_free(NULL) is a no-op). */
 hnsw *hnsw_new(size_t dim, const hnsw_params *p, size_t cap);
 void hnsw_free(hnsw *g);
 
@@ -83,7 +84,9 @@ size_t hnsw_deleted(const hnsw *g);
 const float *hnsw_vector(const hnsw *g, uint32_t node);
 int64_t hnsw_label(const hnsw *g, uint32_t node);
 int hnsw_is_deleted(const hnsw *g, uint32_t node);
-/* The contiguous vector matrix, labels and deletion flags (hnsw_count rows). */
+/* The contiguous vector matrix, labels and deletion flags (hnsw_count rows).
+ * These and hnsw_vector's row belong to the graph and stay valid until the
+ * next mutating call, which may move them. */
 const float *hnsw_vectors(const hnsw *g);
 const int64_t *hnsw_labels(const hnsw *g);
 const uint8_t *hnsw_deleted_flags(const hnsw *g);
@@ -91,11 +94,13 @@ const uint8_t *hnsw_deleted_flags(const hnsw *g);
 /* Grows storage to hold `cap` nodes. Mutating. ERR_OK / ERR_NOMEM / ERR_TOOBIG. */
 int hnsw_reserve(hnsw *g, size_t cap);
 
-/* Per-thread search state (visited stamps, heaps). Grows on demand. */
+/* Per-thread search state (visited set, heaps). Grows on demand. NULL on
+ * OOM; the caller owns it and frees it with hnsw_scratch_free. */
 hnsw_scratch *hnsw_scratch_new(void);
 void hnsw_scratch_free(hnsw_scratch *s);
 
-/* Insert plan: everything an insert computes before it writes. Reusable. */
+/* Insert plan: everything an insert computes before it writes. Reusable.
+ * NULL on OOM; the caller owns it and frees it with hnsw_plan_free. */
 hnsw_plan *hnsw_plan_new(void);
 void hnsw_plan_free(hnsw_plan *p);
 
