@@ -4,7 +4,8 @@
  * Job gauges come from the counts cache (api.c), never from a store read on
  * the request, so a scrape cannot stall behind a writer. Worker counters and
  * stage histograms come from worker_get_stats, delivery counters from
- * events_get_stats. Histogram buckets are reported cumulatively, as
+ * events_get_stats, index gauges from search_index_stats (a read lock held
+ * for a loop over the indexes). Histogram buckets are reported cumulatively, as
  * Prometheus requires; worker_hist counts are per bucket.
  */
 #include <stdarg.h>
@@ -37,6 +38,19 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
         }
         b->cap = b->cap * 2 + (size_t)n;
         b->s = xrealloc(b->s, b->cap);
+    }
+}
+
+/* Appends `v` as a Prometheus label value: backslash, quote and newline escaped. */
+static void sb_label(sbuf *b, const char *v)
+{
+    for (; v != NULL && *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            sb_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            sb_printf(b, "\\n");
+        else
+            sb_printf(b, "%c", *v);
     }
 }
 
@@ -124,6 +138,32 @@ enum MHD_Result api__handle_metrics(api_call *q)
         gauge(&b, "inferd_publisher_leader",
               "1 while this process holds the MQTT publisher lease (one process at a time).",
               es.leader);
+    }
+    search *srch = atomic_load(&d->srch);
+    if (srch != NULL) {
+        json_t *ix = search_index_stats(srch);
+        static const char *const help[3][2] = {
+            {"inferd_index_vectors", "Vectors in the search index of a (collection, model)."},
+            {"inferd_index_hnsw", "1 while the index searches with HNSW, 0 with the exact scan."},
+            {"inferd_index_building", "1 while a background HNSW build of the index is pending."},
+        };
+        static const char *const key[3] = {"vectors", "hnsw", "building"};
+        for (int m = 0; m < 3; m++) {
+            sb_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", help[m][0], help[m][1], help[m][0]);
+            size_t i;
+            json_t *o;
+            json_array_foreach(ix, i, o)
+            {
+                json_t *v = json_object_get(o, key[m]);
+                sb_printf(&b, "%s{collection=\"%s\",model=\"", help[m][0],
+                          json_string_value(json_object_get(o, "collection")));
+                sb_label(&b, json_string_value(json_object_get(o, "model")));
+                sb_printf(&b, "\"} %lld\n",
+                          json_is_boolean(v) ? (long long)json_is_true(v)
+                                             : (long long)json_integer_value(v));
+            }
+        }
+        json_decref(ix);
     }
     gauge(&b, "inferd_predict_running", "Synchronous /v1/predict calls running now.",
           atomic_load(&a->predicts));

@@ -898,6 +898,26 @@ int search_faces(search *s, const search_face_query *q, json_t **out, err_t *e)
     return rc;
 }
 
+static void index_stats_add(json_t *arr, const char *collection, const coll *c)
+{
+    json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:b, s:b}", "collection", collection,
+                                         "model", c->model, "vectors",
+                                         (json_int_t)index_size(c->ix), "hnsw",
+                                         index_is_hnsw(c->ix), "building", index_building(c->ix)));
+}
+
+json_t *search_index_stats(search *s)
+{
+    json_t *arr = json_array();
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < s->nicolls; i++)
+        index_stats_add(arr, "images", &s->icolls[i]);
+    for (size_t i = 0; i < s->nfcolls; i++)
+        index_stats_add(arr, "faces", &s->fcolls[i]);
+    pthread_rwlock_unlock(&s->lock);
+    return arr;
+}
+
 json_t *search_stats(search *s)
 {
     json_t *o = json_object();

@@ -97,6 +97,14 @@ int search_refresh_people(search *s, err_t *e);
 /* Vectors per collection, as a new JSON object {"images": {model: n}, "faces": {model: n}}. */
 json_t *search_stats(search *s);
 
+/*
+ * One entry per index, as a new JSON array (caller decrefs) of
+ * {"collection": "images"|"faces", "model", "vectors", "hnsw": bool,
+ * "building": bool}: `hnsw` is the backend searches use now, `building`
+ * whether a background graph build is pending. For /metrics.
+ */
+json_t *search_index_stats(search *s);
+
 /* The default image model (static until search_free), or NULL when none is known. */
 const char *search_image_model(search *s);
 

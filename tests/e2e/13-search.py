@@ -153,6 +153,16 @@ def main(ctx):
             coll, "mobilenet-v2-mid" if coll == "images" else "mobileface")
         wait_until(lambda: line in d.log_text(), 20, what="%s index on HNSW" % coll)
     log("both indexes on HNSW (threshold %d)" % HNSW_THRESHOLD)
+    # /metrics says the same, per (collection, model), with the vector counts.
+    st, text = d.get("/metrics")
+    check(st == 200, "GET /metrics -> %s" % st)
+    for coll, model in (("images", "mobilenet-v2-mid"), ("faces", "mobileface")):
+        lab = '{collection="%s",model="%s"}' % (coll, model)
+        check("inferd_index_hnsw%s 1\n" % lab in text, "metrics: %s not on HNSW:\n%s" % (lab, text))
+        check("inferd_index_building%s 0\n" % lab in text, "metrics: %s still building" % lab)
+    vec = [l for l in text.splitlines() if l.startswith('inferd_index_vectors{collection="images"')]
+    check(len(vec) == 1 and int(vec[0].split()[-1]) == len(ok), "metrics: image vectors %s, %d assets"
+          % (vec, len(ok)))
     brute_force_top10(d, sorted(j["asset_id"] for j in ok))
 
     js = search(d, {"asset_id": "coffee-copy", "limit": 5})
