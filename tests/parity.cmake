@@ -4,7 +4,7 @@
 # models (make models) and scripts/setup.sh testref; see tests/models/parity.c.
 add_executable(models_parity ${CMAKE_CURRENT_SOURCE_DIR}/models/parity.c)
 target_compile_options(models_parity PRIVATE ${INFERD_WARNINGS})
-target_link_libraries(models_parity PRIVATE inferd_core)
+target_link_libraries(models_parity PRIVATE inferd_core inferd_testsupport)
 target_compile_definitions(models_parity PRIVATE INFERD_TESTDATA="${INFERD_TESTDATA}"
   INFERD_MODELS="${INFERD_MODELS}" INFERD_SRCDIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME models.parity COMMAND models_parity)

@@ -6,7 +6,7 @@
 # testdata; see tests/tokenizer/clip_js_diff.c.
 add_executable(clip_js_diff ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/clip_js_diff.c)
 target_compile_options(clip_js_diff PRIVATE ${INFERD_WARNINGS})
-target_link_libraries(clip_js_diff PRIVATE inferd_core)
+target_link_libraries(clip_js_diff PRIVATE inferd_core inferd_testsupport)
 target_compile_definitions(clip_js_diff PRIVATE INFERD_TESTDATA="${INFERD_TESTDATA}"
   INFERD_SRCDIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME tokenizer.clip_js_diff COMMAND clip_js_diff)

@@ -3,16 +3,6 @@
 
 IMG=$SKIMAGE/chelsea.png
 
-expect_usage() { # expect_usage WORD ARGS...: exit 2, stderr names WORD, nothing on stdout
-    local word=$1
-    shift
-    run_inferd "$@"
-    [ "$rc" -eq 2 ] || fail "inferd $*: exit status $rc, expected 2"
-    grep -qF -- "$word" "$T/err" || fail "inferd $*: stderr does not name $word"
-    [ ! -s "$T/out" ] || fail "inferd $*: printed on stdout"
-    echo "  $(head -n 1 "$T/err")"
-}
-
 expect_usage --max-side analyze --models-dir "$INFERD_TEST_MODELS" --max-side abc "$IMG"
 expect_usage --max-side analyze --models-dir "$INFERD_TEST_MODELS" --max-side 12x "$IMG"
 expect_usage --max-side analyze --models-dir "$INFERD_TEST_MODELS" --max-side 10 "$IMG"

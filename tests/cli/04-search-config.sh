@@ -4,16 +4,6 @@ unset INFERD_HNSW_THRESHOLD INFERD_HNSW_M INFERD_HNSW_EF_CONSTRUCTION INFERD_HNS
     INFERD_PEOPLE_MIN_FACES INFERD_PEOPLE_MAX_DISTANCE INFERD_DUPLICATES_THRESHOLD INFERD_DB \
     INFERD_DATA_DIR
 
-expect_usage() { # expect_usage WORD ARGS...: exit 2, stderr names WORD, nothing on stdout
-    local word=$1
-    shift
-    run_inferd "$@"
-    [ "$rc" -eq 2 ] || fail "inferd $*: exit status $rc, expected 2"
-    grep -qF -- "$word" "$T/err" || fail "inferd $*: stderr does not name $word"
-    [ ! -s "$T/out" ] || fail "inferd $*: printed on stdout"
-    echo "  $(head -n 1 "$T/err")"
-}
-
 D="--data-dir $T/var"
 # One bad value per flag, each message naming the flag and the allowed range.
 expect_usage "--hnsw-threshold: expected an integer in 1..2147483647" serve $D --hnsw-threshold 0

@@ -7,6 +7,11 @@
 #                        $T/err, exit status in $rc; fails the test at once if
 #                        inferd died of a signal or printed a sanitizer report
 #   fail MSG...          prints MSG, the last run's output, and exits 1
+#   need_file PATH       fails the test when the input PATH is missing or empty
+#   expect_usage WORD ARGS...
+#                        runs inferd with ARGS and fails the test unless it
+#                        exits 2 (a usage error) naming WORD on stderr and
+#                        printing nothing on stdout; echoes the message
 set -u
 : "${INFERD:?INFERD (path to the inferd binary) is not set}"
 : "${INFERD_TEST_MODELS:?INFERD_TEST_MODELS (model directory) is not set}"
@@ -47,4 +52,14 @@ run_inferd() {
 
 need_file() {
     [ -s "$1" ] || fail "test input $1 is missing (run scripts/setup.sh)"
+}
+
+expect_usage() {
+    local word=$1
+    shift
+    run_inferd "$@"
+    [ "$rc" -eq 2 ] || fail "inferd $*: exit status $rc, expected 2"
+    grep -qF -- "$word" "$T/err" || fail "inferd $*: stderr does not name $word"
+    [ ! -s "$T/out" ] || fail "inferd $*: printed on stdout"
+    echo "  $(head -n 1 "$T/err")"
 }

@@ -31,13 +31,11 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,8 +43,7 @@
 #include <vips/vips.h>
 
 #include "infer/infer.h"
-
-extern char **environ;
+#include "testsupport.h"
 
 #define PARITY_MIN_COSINE 0.9999
 #define PARITY_MAX_IMAGES 16
@@ -348,25 +345,6 @@ static int manifest_source(const char *dir, char *path, size_t pn, char *sha, si
     return rc;
 }
 
-/* Runs argv (argv[0] looked up on PATH) and waits; returns its exit status or -1. */
-static int run_wait(char *const argv[])
-{
-    pid_t pid;
-    int st;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
-    if (rc != 0) {
-        fprintf(stderr, "parity: cannot run %s: %s\n", argv[0], strerror(rc));
-        return -1;
-    }
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    fprintf(stderr, "parity: %s killed by signal %d\n", argv[0], WTERMSIG(st));
-    return -1;
-}
-
 static void compare(const float *a, const float *b, size_t n, double *cos, double *maxabs)
 {
     double dot = 0, na = 0, nb = 0, m = 0;
@@ -579,7 +557,7 @@ static int run_reference(const parity_ctx *ctx, parity_run *r)
     printf("   reference: %s@%s %s (tfjs CPU backend)\n", pm->package, pm->version, r->srcpath);
 
     double t0 = now_s();
-    int st = run_wait(argv);
+    int st = ts_run_wait("parity", argv);
     r->t_ref = now_s() - t0;
     if (st != 0) {
         fprintf(stderr,

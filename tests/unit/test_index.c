@@ -914,6 +914,14 @@ static int check_exact_top10(index_t *ix, const float *model, size_t span, size_
     return 1;
 }
 
+/* On an index that must be exact: check_exact_top10 holds for each of the nq queries. */
+static void check_exact_queries(index_t *ix, const float *model, size_t span, size_t dim,
+                                const uint8_t *alive, const float *qs, size_t nq)
+{
+    for (size_t i = 0; i < nq; i++)
+        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+}
+
 /* When no write is under way: every id of [0, span) is present iff alive,
  * with the model's vector (score of its own vector ~ |v|^2 = 1). `stride` > 1
  * checks every stride-th id, and every id with touched[id] set; absence is
@@ -946,6 +954,32 @@ static void new_vector(float *v, size_t dim, uint64_t *r)
     for (size_t j = 0; j < dim; j++)
         v[j] = rng_gauss(r);
     normalise(v, dim);
+}
+
+/*
+ * The writes of the build tests, each kept in step with the test's model
+ * (row id = vector of id) and alive[] flags.
+ */
+
+/* Removes `id`: ERR_OK when alive[id] is set, else ERR_NOENT; then it is not alive. */
+static void remove_id(index_t *ix, uint8_t *alive, size_t id)
+{
+    assert_int_equal(index_remove(ix, (int64_t)id), alive[id] ? ERR_OK : ERR_NOENT);
+    alive[id] = 0;
+}
+
+/* Adds `id` with its model row as it is (a new id, or a replace by the same vector). */
+static void add_id(index_t *ix, const float *model, uint8_t *alive, size_t dim, size_t id)
+{
+    assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
+    alive[id] = 1;
+}
+
+/* Gives `id` a fresh random model row and adds it: a replace when id is alive, else an add. */
+static void put_id(index_t *ix, float *model, uint8_t *alive, size_t dim, size_t id, uint64_t *r)
+{
+    new_vector(model + id * dim, dim, r);
+    add_id(ix, model, alive, dim, id);
 }
 
 static void test_build_crossing_add_returns_fast(void **state)
@@ -1014,19 +1048,14 @@ static void test_build_applies_writes_made_during_it(void **state)
         unsigned what = (unsigned)(rng_next(&r) % 3);
         if (what == 0 && next_new < span) {
             id = next_new++;
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-            alive[id] = 1;
+            add_id(ix, model, alive, dim, id);
             adds++;
         } else if (what == 1 && alive[id]) {
-            new_vector(model + id * dim, dim, &r);
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
+            put_id(ix, model, alive, dim, id, &r);
             repl++;
-        } else if (alive[id]) {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
-            rems++;
         } else {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_NOENT);
+            rems += alive[id]; /* else a remove of an absent id: ERR_NOENT */
+            remove_id(ix, alive, id);
         }
         touched[id] = 1;
         ops++;
@@ -1292,16 +1321,13 @@ static void test_build_deletion_rebuild_in_background(void **state)
         int building = index_building(ix);
         if (op % 3 == 0 && next_new < span) {
             id = next_new++;
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-            alive[id] = 1;
+            add_id(ix, model, alive, dim, id);
         } else if (op % 3 == 1) {
             id = order[k++];
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
+            remove_id(ix, alive, id);
         } else {
             id = order[n - 1 - op];
-            new_vector(model + id * dim, dim, &r);
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
+            put_id(ix, model, alive, dim, id, &r); /* a replace */
         }
         touched[id] = 1;
         during += building && index_building(ix);
@@ -1319,16 +1345,13 @@ static void test_build_deletion_rebuild_in_background(void **state)
 
     /* Below half the threshold: the rebuild makes an exact matrix. */
     for (size_t id = 0; id < span; id++) {
-        if (alive[id] && id % 4 != 0) {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
-        }
+        if (alive[id] && id % 4 != 0)
+            remove_id(ix, alive, id);
     }
     assert_true(index_size(ix) < n / 4);
     assert_int_equal(index_wait_idle(ix), ERR_OK);
     assert_false(index_is_hnsw(ix));
-    for (size_t i = 0; i < nq; i++)
-        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+    check_exact_queries(ix, model, span, dim, alive, qs, nq);
     check_members(ix, model, span, dim, alive, NULL, 3, 4);
     free(order);
     index_free(ix);
@@ -1355,33 +1378,25 @@ static void test_build_failure_and_abandon_stay_exact(void **state)
     uint64_t r = 29;
     for (size_t i = 0; i < 50; i++) { /* replaces and removes: tombstones */
         size_t id = i * 7;
-        if (i % 2) {
-            new_vector(model + id * dim, dim, &r);
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-        } else {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
-        }
+        if (i % 2)
+            put_id(ix, model, alive, dim, id, &r);
+        else
+            remove_id(ix, alive, id);
     }
     assert_int_equal(index_wait_idle(ix), ERR_NOMEM);
     assert_false(index_is_hnsw(ix));
     assert_int_equal(atomic_load(&index__build_fault), 0);
-    for (size_t i = 0; i < nq; i++)
-        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+    check_exact_queries(ix, model, span, dim, alive, qs, nq);
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
     /* Exact removals and replaces after the failure (rows move again). */
     for (size_t id = 1; id < 200; id += 3) {
-        if (alive[id]) {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
-        }
+        if (alive[id])
+            remove_id(ix, alive, id);
     }
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
     /* Back to the threshold: the next add builds, this time for good. */
-    for (size_t id = t; index_size(ix) < t; id++) {
-        assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-        alive[id] = 1;
-    }
+    for (size_t id = t; index_size(ix) < t; id++)
+        add_id(ix, model, alive, dim, id);
     assert_int_equal(index_wait_idle(ix), ERR_OK);
     assert_true(index_is_hnsw(ix));
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
@@ -1394,26 +1409,19 @@ static void test_build_failure_and_abandon_stay_exact(void **state)
     memset(alive, 1, t);
     assert_true(index_building(ix));
     for (size_t id = 0; id < t; id += 2) {
-        if (id % 10 != 0) {
-            assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-            alive[id] = 0;
-        }
+        if (id % 10 != 0)
+            remove_id(ix, alive, id);
     }
-    for (size_t id = 1; index_size(ix) >= t / 2; id += 2) {
-        assert_int_equal(index_remove(ix, (int64_t)id), ERR_OK);
-        alive[id] = 0;
-    }
+    for (size_t id = 1; index_size(ix) >= t / 2; id += 2)
+        remove_id(ix, alive, id);
     assert_int_equal(index_wait_idle(ix), ERR_OK);
     assert_false(index_is_hnsw(ix));
-    for (size_t i = 0; i < nq; i++)
-        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+    check_exact_queries(ix, model, span, dim, alive, qs, nq);
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
     /* Crossing the threshold again starts a new build. */
     for (size_t id = 0; index_size(ix) < t; id++) {
-        if (!alive[id]) {
-            assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-            alive[id] = 1;
-        }
+        if (!alive[id])
+            add_id(ix, model, alive, dim, id);
     }
     assert_true(index_building(ix));
     assert_int_equal(index_wait_idle(ix), ERR_OK);
@@ -1428,19 +1436,6 @@ static void test_build_failure_and_abandon_stay_exact(void **state)
  * has consumed and those it has not, each removed, replaced or followed by
  * new ones, for each kind of build: exact -> graph, graph -> graph, and
  * exact -> exact (the compaction after a failed build). */
-static void remove_id(index_t *ix, uint8_t *alive, size_t id)
-{
-    assert_int_equal(index_remove(ix, (int64_t)id), alive[id] ? ERR_OK : ERR_NOENT);
-    alive[id] = 0;
-}
-
-static void put_id(index_t *ix, float *model, uint8_t *alive, size_t dim, size_t id, uint64_t *r)
-{
-    new_vector(model + id * dim, dim, r);
-    assert_int_equal(index_add(ix, (int64_t)id, model + id * dim, dim), ERR_OK);
-    alive[id] = 1;
-}
-
 static void test_build_catch_up_at_a_known_point(void **state)
 {
     (void)state;
@@ -1465,8 +1460,7 @@ static void test_build_catch_up_at_a_known_point(void **state)
         put_id(ix, model, alive, dim, id, &r);
     assert_false(index_is_hnsw(ix));
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
-    for (size_t i = 0; i < nq; i++)
-        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+    check_exact_queries(ix, model, span, dim, alive, qs, nq);
     hold_release();
     assert_int_equal(index_wait_idle(ix), ERR_OK);
     assert_true(index_is_hnsw(ix));
@@ -1528,8 +1522,7 @@ static void test_build_catch_up_at_a_known_point(void **state)
     assert_int_equal(index_wait_idle(ix), ERR_OK);
     assert_false(index_is_hnsw(ix));
     check_members(ix, model, span, dim, alive, NULL, 1, 1);
-    for (size_t i = 0; i < nq; i++)
-        assert_true(check_exact_top10(ix, model, span, dim, alive, qs + i * dim));
+    check_exact_queries(ix, model, span, dim, alive, qs, nq);
     /* And up to the threshold again: a graph, for good. */
     for (size_t id = 0; index_size(ix) < t; id++) {
         if (!alive[id])

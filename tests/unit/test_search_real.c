@@ -65,6 +65,7 @@
 #include "index/search.h"
 #include "infer/infer.h"
 #include "store/store.h"
+#include "testsupport.h"
 #include "vision/vision.h"
 
 #define SKIMAGE "/usr/lib/python3/dist-packages/skimage/data"
@@ -125,8 +126,6 @@ static struct {
 } g;
 
 static const char *g_template; /* store URL of this run, maybe with "{n}" */
-static int g_counter;
-static char g_tmpdir[256];
 
 static double now_ms(void)
 {
@@ -720,28 +719,10 @@ static void free_data(void)
 
 /* --- store ------------------------------------------------------------------------ */
 
+/* A URL of this run for one store, "{n}" made unique (sr<pid>_<k>). */
 static void expand_url(char *out, size_t size)
 {
-    char token[64];
-    snprintf(token, sizeof token, "sr%d_%d", (int)getpid(), ++g_counter);
-    const char *p = strstr(g_template, "{n}");
-    if (p == NULL)
-        snprintf(out, size, "%s", g_template);
-    else
-        snprintf(out, size, "%.*s%s%s", (int)(p - g_template), g_template, token, p + 3);
-}
-
-static void remove_sqlite_files(const char *url)
-{
-    if (strncmp(url, "sqlite:", 7) != 0)
-        return;
-    const char *path = url + 7 + (strncmp(url, "sqlite://", 9) == 0 ? 2 : 0);
-    char buf[600];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    ts_store_url_expand(g_template, "sr", out, size);
 }
 
 /* Commits the assets not yet committed with late == `late` as finished jobs, as a worker would. */
@@ -1163,7 +1144,7 @@ static void test_recall(void **state)
         fail_msg("%s", g.error);
     char url[600];
     expand_url(url, sizeof url);
-    remove_sqlite_files(url);
+    ts_store_url_remove_sqlite(url);
     const char *backend = strncmp(url, "postgres", 8) == 0 ? "postgres" : "sqlite";
     store *st = NULL;
     err_t e;
@@ -1213,7 +1194,7 @@ static void test_recall(void **state)
     check_step(&s, st, "insert", backend, STEP_HNSW);
     search_free(s);
     store_close(st);
-    remove_sqlite_files(url);
+    ts_store_url_remove_sqlite(url);
     printf("[%s] scenario %.0f ms\n", backend, now_ms() - t0);
     fflush(stdout);
 }
@@ -1232,34 +1213,8 @@ static int run_suite(const char *url_template)
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/inferd-search-real-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(g_tmpdir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    const char *env = getenv("INFERD_TEST_STORE_URLS");
-    char def[400];
-    snprintf(def, sizeof def, "sqlite:%s/search-{n}.db", g_tmpdir);
-    char *list = strdup(env != NULL && env[0] != '\0' ? env : def);
-    int failed = 0, ran = 0;
-    char *save = NULL;
-    for (char *u = strtok_r(list, " ,\t\n", &save); u != NULL;
-         u = strtok_r(NULL, " ,\t\n", &save)) {
-        if (only != NULL && strncmp(u, only, strlen(only)) != 0)
-            continue;
-        ran++;
-        failed += run_suite(u);
-    }
-    free(list);
+    int failed = ts_store_urls_each("test_search_real", "search-real", only, run_suite);
     free_data();
     vision_shutdown();
-    rmdir(g_tmpdir);
-    if (ran == 0) {
-        fprintf(stderr, "test_search_real: no store URL of backend \"%s\" in %s\n", only,
-                env != NULL ? env : def);
-        return 1;
-    }
     return failed != 0;
 }

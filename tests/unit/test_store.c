@@ -30,10 +30,9 @@
 #include <libpq-fe.h>
 
 #include "store/store.h"
+#include "testsupport.h"
 
 static const char *g_template; /* URL of the current run, maybe with "{n}" */
-static char g_tmpdir[256];
-static int g_counter;
 
 typedef struct {
     char url[512];
@@ -44,40 +43,10 @@ static const char *const SRC = "{\"path\":\"/media/a.jpg\"}";
 
 /* --- fixture ---------------------------------------------------------------- */
 
+/* A URL of the current run for one store, "{n}" made unique (t<pid>_<k>). */
 static void expand_url(char *out, size_t size)
 {
-    char token[64];
-    snprintf(token, sizeof token, "t%d_%d", (int)getpid(), ++g_counter);
-    const char *p = strstr(g_template, "{n}");
-    if (p == NULL)
-        snprintf(out, size, "%s", g_template);
-    else
-        snprintf(out, size, "%.*s%s%s", (int)(p - g_template), g_template, token, p + 3);
-}
-
-/* The file path when `url` names an SQLite store, else NULL. */
-static const char *sqlite_path(const char *url)
-{
-    if (strncmp(url, "sqlite://", 9) == 0)
-        return url + 9;
-    if (strncmp(url, "sqlite:", 7) == 0)
-        return url + 7;
-    if (strstr(url, "://") == NULL)
-        return url;
-    return NULL;
-}
-
-static void remove_sqlite_files(const char *url)
-{
-    const char *path = sqlite_path(url);
-    if (path == NULL)
-        return;
-    char buf[600];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    ts_store_url_expand(g_template, "t", out, size);
 }
 
 /*
@@ -124,7 +93,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     expand_url(f->url, sizeof f->url);
-    remove_sqlite_files(f->url);
+    ts_store_url_remove_sqlite(f->url);
     f->s = open_or_fail(f->url, 0);
     *state = f;
     return 0;
@@ -134,7 +103,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->s);
-    remove_sqlite_files(f->url);
+    ts_store_url_remove_sqlite(f->url);
     free(f);
     return 0;
 }
@@ -1248,7 +1217,7 @@ static void test_durability(void **state)
 static void test_busy(void **state)
 {
     fixture *f = *state;
-    const char *path = sqlite_path(f->url);
+    const char *path = ts_store_url_sqlite_path(f->url);
     if (path == NULL || strcmp(store_backend(f->s), "sqlite") != 0)
         skip();
     int64_t id = enqueue(f->s, "busy", 0);
@@ -1285,7 +1254,7 @@ static void test_busy(void **state)
 static void test_schema_newer(void **state)
 {
     fixture *f = *state;
-    const char *path = sqlite_path(f->url);
+    const char *path = ts_store_url_sqlite_path(f->url);
     if (path == NULL || strcmp(store_backend(f->s), "sqlite") != 0)
         skip();
     store_close(f->s);
@@ -1353,9 +1322,9 @@ static void test_worker_id(void **state)
         assert_string_equal(PQgetvalue(res, 0, 0), "1,2");
         PQclear(res);
         PQfinish(raw);
-    } else if (sqlite_path(f->url) != NULL) {
+    } else if (ts_store_url_sqlite_path(f->url) != NULL) {
         sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open(sqlite_path(f->url), &db), SQLITE_OK);
+        assert_int_equal(sqlite3_open(ts_store_url_sqlite_path(f->url), &db), SQLITE_OK);
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1545,7 +1514,7 @@ static void test_concurrent_open(void **state)
     (void)state;
     char url[512];
     expand_url(url, sizeof url); /* a store nobody opened yet */
-    remove_sqlite_files(url);
+    ts_store_url_remove_sqlite(url);
     snprintf(g_race_url, sizeof g_race_url, "%s", url);
     fixture f = {0};
     assert_int_equal(race_children(&f, RACE_PROCS, race_open), RACE_PROCS);
@@ -1567,7 +1536,7 @@ static void test_concurrent_open(void **state)
         PQfinish(raw);
     }
     store_close(s);
-    remove_sqlite_files(url);
+    ts_store_url_remove_sqlite(url);
 }
 
 typedef struct {
@@ -1968,22 +1937,5 @@ static int run_suite(const char *url_template)
 
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/inferd-store-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(g_tmpdir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    const char *env = getenv("INFERD_TEST_STORE_URLS");
-    char def[400];
-    snprintf(def, sizeof def, "sqlite:%s/store-{n}.db", g_tmpdir);
-    char *list = strdup(env != NULL && env[0] != '\0' ? env : def);
-    int failed = 0;
-    char *save = NULL;
-    for (char *u = strtok_r(list, " ,\t\n", &save); u != NULL; u = strtok_r(NULL, " ,\t\n", &save))
-        failed += run_suite(u);
-    free(list);
-    rmdir(g_tmpdir);
-    return failed != 0;
+    return ts_store_urls_each("test_store", "store", NULL, run_suite) != 0;
 }

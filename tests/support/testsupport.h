@@ -1,0 +1,62 @@
+/*
+ * tests/support/testsupport.h — helpers shared by test programs, kept out of
+ * every one of them: running a reference subprocess (the node references of
+ * tests/tokenizer/clip_js_diff.c and tests/models/parity.c) and the store
+ * URLs a store test runs against (tests/unit/test_store.c,
+ * tests/unit/test_search_real.c). tests/CMakeLists.txt builds this into the
+ * static library inferd_testsupport, linked into every unit test and into
+ * the programs that include it; it is not a test itself.
+ *
+ * Nothing here asserts (no cmocka): callers decide what a failure means.
+ */
+#ifndef INFERD_TESTSUPPORT_H
+#define INFERD_TESTSUPPORT_H
+
+#include <stddef.h>
+
+/*
+ * Runs argv (argv[0] looked up on PATH, the environment inherited) and waits
+ * for it. Returns its exit status, or -1 when it could not be started or was
+ * killed by a signal; either is reported on stderr prefixed by `who` (the
+ * calling test's name).
+ */
+int ts_run_wait(const char *who, char *const argv[]);
+
+/*
+ * Store URLs. INFERD_TEST_STORE_URLS lists them (separated by spaces, commas,
+ * tabs or newlines); when it is unset or empty the list is one SQLite URL,
+ * "sqlite:DIR/NAME-{n}.db", DIR being a fresh directory
+ * $TMPDIR/inferd-NAME-XXXXXX (TMPDIR default /tmp). "{n}" in a URL stands
+ * for a token unique to each store a test opens (ts_store_url_expand), so
+ * that a backend can give each one a fresh file, database or schema.
+ */
+
+/*
+ * Calls suite(url) for every store URL (see above) that starts with `only`,
+ * or for every one when `only` is NULL, then removes DIR, which the suites
+ * must have emptied. Returns the number of failures: the sum of what the
+ * suites returned, plus 1 when `only` matched no URL (a filter that selects
+ * nothing is a mistake, not a pass: said on stderr, prefixed by `who`), or
+ * -1 when DIR cannot be made.
+ */
+int ts_store_urls_each(const char *who, const char *name, const char *only,
+                       int (*suite)(const char *url));
+
+/*
+ * Writes url_template to out (at most `size` bytes, NUL included) with its
+ * first "{n}" replaced by PREFIX<pid>_<k>, k counting the calls in this
+ * process from 1; a template without "{n}" is copied as it is.
+ */
+void ts_store_url_expand(const char *url_template, const char *prefix, char *out, size_t size);
+
+/*
+ * The file path of `url` when it names an SQLite store, read as store_open()
+ * reads it ("sqlite://PATH", "sqlite:PATH" or a bare PATH); NULL for any
+ * other scheme. The result points into `url`.
+ */
+const char *ts_store_url_sqlite_path(const char *url);
+
+/* Removes the SQLite database of `url` with its -wal and -shm files; nothing for other URLs. */
+void ts_store_url_remove_sqlite(const char *url);
+
+#endif
