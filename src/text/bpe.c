@@ -797,16 +797,318 @@ static size_t html_unescape(uint32_t *cp, size_t n)
     return k;
 }
 
+/* ---- ftfy.fix_text, the deterministic part --------------------------------
+ *
+ * basic_clean runs ftfy.fix_text(text) before html.unescape. ftfy 6.x with
+ * its default TextFixerConfig does, per '\n'-ended segment and repeated until
+ * the segment stops changing: unescape_html ("auto"), fix_encoding (mojibake
+ * repair by badness heuristics), then fix_c1_controls, fix_latin_ligatures,
+ * fix_character_width, uncurl_quotes, fix_line_breaks, fix_surrogates,
+ * remove_terminal_escapes, remove_control_chars, and NFC. The fixers that are
+ * plain character mappings are done here, in that order, from tables read
+ * off ftfy 6.3.1 (ftfy/__init__.py, ftfy/fixes.py, ftfy/chardata.py); the
+ * two that need Unicode data or heuristics (fix_encoding, NFC) are not, see
+ * tokenizer.h. fix_surrogates has nothing to do: surrogates cannot arrive in
+ * valid UTF-8 and utf8_decode() has already made invalid bytes U+FFFD.
+ */
+
+/* fix_c1_controls: U+0080-009F read as the Windows-1252 byte, "sloppily":
+ * the five bytes cp1252 leaves undefined stay what they were. */
+static const uint16_t c1_cp1252[32] = {
+    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+};
+
+/* fix_latin_ligatures: ftfy's LIGATURES table, all of it. Ligatures of other
+ * scripts and ones often written on purpose (æ, œ) are left alone, as ftfy
+ * leaves them. */
+static const struct {
+    uint32_t cp;
+    uint32_t to[3]; /* 0-terminated when shorter */
+} ligatures[] = {
+    {0x0132, {'I', 'J'}},      {0x0133, {'i', 'j'}},      {0x0149, {0x02BC, 'n'}},
+    {0x01C4, {'D', 0x017D}},   {0x01C5, {'D', 0x017E}},   {0x01C6, {'d', 0x017E}},
+    {0x01C7, {'L', 'J'}},      {0x01C8, {'L', 'j'}},      {0x01C9, {'l', 'j'}},
+    {0x01CA, {'N', 'J'}},      {0x01CB, {'N', 'j'}},      {0x01CC, {'n', 'j'}},
+    {0x01F1, {'D', 'Z'}},      {0x01F2, {'D', 'z'}},      {0x01F3, {'d', 'z'}},
+    {0xFB00, {'f', 'f'}},      {0xFB01, {'f', 'i'}},      {0xFB02, {'f', 'l'}},
+    {0xFB03, {'f', 'f', 'i'}}, {0xFB04, {'f', 'f', 'l'}}, {0xFB05, {0x017F, 't'}},
+    {0xFB06, {'s', 't'}},
+};
+
+/* fix_character_width for U+FF5F-FF9D (U+FF01-FF5E are ASCII + 0xFEE0):
+ * the NFKC form of each, one code point. */
+static const uint16_t width_ff5f[0xFF9E - 0xFF5F] = {
+    0x2985, 0x2986, 0x3002, 0x300C, 0x300D, 0x3001, 0x30FB, 0x30F2, 0x30A1, 0x30A3, 0x30A5,
+    0x30A7, 0x30A9, 0x30E3, 0x30E5, 0x30E7, 0x30C3, 0x30FC, 0x30A2, 0x30A4, 0x30A6, 0x30A8,
+    0x30AA, 0x30AB, 0x30AD, 0x30AF, 0x30B1, 0x30B3, 0x30B5, 0x30B7, 0x30B9, 0x30BB, 0x30BD,
+    0x30BF, 0x30C1, 0x30C4, 0x30C6, 0x30C8, 0x30CA, 0x30CB, 0x30CC, 0x30CD, 0x30CE, 0x30CF,
+    0x30D2, 0x30D5, 0x30D8, 0x30DB, 0x30DE, 0x30DF, 0x30E0, 0x30E1, 0x30E2, 0x30E4, 0x30E6,
+    0x30E8, 0x30E9, 0x30EA, 0x30EB, 0x30EC, 0x30ED, 0x30EF, 0x30F3,
+};
+
+/* The same for U+FFE0-FFEE; 0 where NFKC keeps the character (U+FFE7) and
+ * for U+FFE3, which becomes two code points (see ftfy_width()). */
+static const uint16_t width_ffe0[0xFFEF - 0xFFE0] = {
+    0x00A2, 0x00A3, 0x00AC, 0,      0x00A6, 0x00A5, 0x20A9, 0,
+    0x2502, 0x2190, 0x2191, 0x2192, 0x2193, 0x25A0, 0x25CB,
+};
+
+/*
+ * fix_character_width: ftfy maps U+3000 to ' ' and every U+FF01-FFEF whose
+ * NFKC form differs to that form. Done here: full-width ASCII, the half-width
+ * CJK punctuation and katakana U+FF5F-FF9D, and the full-width symbols
+ * U+FFE0-FFEE (tables checked against Python's unicodedata). Not done: the
+ * half-width voiced sound marks U+FF9E-FF9F and half-width Hangul
+ * U+FFA0-FFDC, whose NFKC forms are combining marks and conjoining jamo that
+ * only come out as CLIP sees them after NFC composition, which we lack;
+ * mapping them without it would still not match, so they stay as typed.
+ * Writes 1 or 2 code points to `out`; returns how many.
+ */
+static size_t ftfy_width(uint32_t c, uint32_t *out)
+{
+    if (c == 0x3000) {
+        out[0] = ' ';
+        return 1;
+    }
+    if (c >= 0xFF01 && c <= 0xFF5E) {
+        out[0] = c - 0xFEE0;
+        return 1;
+    }
+    if (c >= 0xFF5F && c <= 0xFF9D) {
+        out[0] = width_ff5f[c - 0xFF5F];
+        return 1;
+    }
+    if (c == 0xFFE3) { /* FULLWIDTH MACRON: NFKC gives SPACE + COMBINING MACRON */
+        out[0] = ' ';
+        out[1] = 0x304;
+        return 2;
+    }
+    if (c >= 0xFFE0 && c <= 0xFFEE && width_ffe0[c - 0xFFE0] != 0) {
+        out[0] = width_ffe0[c - 0xFFE0];
+        return 1;
+    }
+    out[0] = c;
+    return 1;
+}
+
+/* uncurl_quotes: ftfy's SINGLE_QUOTE_RE [\u02bc\u2018-\u201b] and
+ * DOUBLE_QUOTE_RE [\u201c-\u201f]. Primes, guillemets and the full-width
+ * quotes (already ASCII by now) are not in them. */
+static uint32_t ftfy_quote(uint32_t c)
+{
+    if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B))
+        return '\'';
+    if (c >= 0x201C && c <= 0x201F)
+        return '"';
+    return c;
+}
+
+/* remove_control_chars: ftfy 6.x's CONTROL_CHARS. Tab, LF, FF, CR, the C1
+ * range, joiners, bidi controls, musical controls and tag characters stay. */
+static int ftfy_control(uint32_t c)
+{
+    return c <= 0x08 || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F ||
+           (c >= 0x206A && c <= 0x206F) || c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC);
+}
+
+static int is_alnum_ascii(uint32_t c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/*
+ * ftfy's unescape_html over in[0..n) into out: each match of
+ * &#?[0-9A-Za-z]{1,24}; is replaced when it is a name in html_names (the
+ * same short list html_unescape() knows; ftfy knows every HTML5 name) or a
+ * numeric reference html.unescape reads whole (decimal, or x/X and hex, then
+ * the ';'). As ftfy does, a reference whose result is ';' itself is left
+ * alone. Returns the output length (<= n).
+ */
+static size_t ftfy_unescape(const uint32_t *in, size_t n, uint32_t *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[k] = in[i];
+        if (in[i] != '&')
+            goto keep;
+        size_t b = i + 1 + (i + 1 < n && in[i + 1] == '#'), e = b;
+        while (e < n && e - b < 25 && is_alnum_ascii(in[e]))
+            e++;
+        if (e == b || e - b > 24 || e >= n || in[e] != ';')
+            goto keep;
+        uint32_t v = 0;
+        int found = 0;
+        if (b == i + 1) {
+            for (size_t h = 0; h < sizeof html_names / sizeof html_names[0] && !found; h++) {
+                const char *nm = html_names[h].name;
+                size_t L = strlen(nm) - 1, j = 0; /* without its ';' */
+                while (j < L && b + j < e && in[b + j] == (uint32_t)nm[j])
+                    j++;
+                if (j == L && b + L == e) {
+                    found = 1;
+                    v = html_names[h].cp;
+                }
+            }
+        } else {
+            int hex = in[b] == 'x' || in[b] == 'X';
+            size_t j = b + (size_t)hex;
+            uint32_t num = 0;
+            for (; j < e; j++) {
+                uint32_t d = in[j];
+                int dv = d >= '0' && d <= '9'          ? (int)(d - '0')
+                         : hex && d >= 'a' && d <= 'f' ? (int)(d - 'a' + 10)
+                         : hex && d >= 'A' && d <= 'F' ? (int)(d - 'A' + 10)
+                                                       : -1;
+                if (dv < 0)
+                    break;
+                num = num * (hex ? 16 : 10) + (uint32_t)dv;
+                if (num > 0x10FFFF)
+                    num = 0x110000;
+            }
+            if (j == e && j > b + (size_t)hex) {
+                v = (num == 0 || num > 0x10FFFF || (num >= 0xD800 && num <= 0xDFFF)) ? 0xFFFD : num;
+                found = v != ';';
+            }
+        }
+        if (found) {
+            out[k] = v;
+            i = e;
+        }
+    keep:
+        k++;
+    }
+    return k;
+}
+
+/*
+ * One round of ftfy's fixers over in[0..n), into a new malloc'd array (room
+ * for 3n: a ligature is at most three letters) whose length goes to *n_out.
+ * `unescape` says whether unescape_html applies (see ftfy_fix()).
+ */
+static uint32_t *ftfy_round(const uint32_t *in, size_t n, int unescape, size_t *n_out)
+{
+    uint32_t *a = xmalloc((3 * n + 1) * sizeof *a), *b = xmalloc((3 * n + 1) * sizeof *b);
+    size_t na = n;
+    if (unescape)
+        na = ftfy_unescape(in, n, a);
+    else
+        memcpy(a, in, n * sizeof *in);
+    /* C1 controls, ligatures, width, quotes: each character's result goes
+     * through the later maps, which is what the fixers one after another do. */
+    size_t nb = 0;
+    for (size_t i = 0; i < na; i++) {
+        uint32_t c = a[i], lig[3] = {c, 0, 0};
+        if (c >= 0x80 && c <= 0x9F)
+            lig[0] = c = c1_cp1252[c - 0x80];
+        for (size_t l = 0; l < sizeof ligatures / sizeof ligatures[0]; l++)
+            if (ligatures[l].cp == c)
+                memcpy(lig, ligatures[l].to, sizeof lig);
+        for (size_t l = 0; l < 3 && (l == 0 || lig[l] != 0); l++) {
+            uint32_t w[2];
+            size_t nw = ftfy_width(lig[l], w);
+            for (size_t j = 0; j < nw; j++)
+                b[nb++] = ftfy_quote(w[j]);
+        }
+    }
+    /* fix_line_breaks: CRLF, CR, U+2028, U+2029, U+0085 become LF. */
+    na = 0;
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t c = b[i];
+        if (c == '\r' && i + 1 < nb && b[i + 1] == '\n')
+            continue;
+        a[na++] = (c == '\r' || c == 0x2028 || c == 0x2029 || c == 0x85) ? '\n' : c;
+    }
+    /* remove_terminal_escapes: ESC '[' [0-9;]* [A-Za-z] (Python's \d would
+     * also take other scripts' digits there; no one types those in one). */
+    nb = 0;
+    for (size_t i = 0; i < na; i++) {
+        if (a[i] == 0x1B && i + 1 < na && a[i + 1] == '[') {
+            size_t j = i + 2;
+            while (j < na && ((a[j] >= '0' && a[j] <= '9') || a[j] == ';'))
+                j++;
+            if (j < na && ((a[j] >= 'a' && a[j] <= 'z') || (a[j] >= 'A' && a[j] <= 'Z'))) {
+                i = j;
+                continue;
+            }
+        }
+        b[nb++] = a[i];
+    }
+    /* remove_control_chars */
+    na = 0;
+    for (size_t i = 0; i < nb; i++)
+        if (!ftfy_control(b[i]))
+            a[na++] = b[i];
+    free(b);
+    *n_out = na;
+    return a;
+}
+
+/*
+ * ftfy.fix_text's character fixers over cp[0..n), which it frees; returns a
+ * new malloc'd array and its length in *n_out.
+ *
+ * fix_text works on '\n'-ended segments and turns unescape_html off for a
+ * segment containing '<' and, since it keeps the changed config, for every
+ * later segment too. None of the fixers here reaches across a '\n', so the
+ * text is two runs: up to the start of the first segment with a '<', with
+ * unescaping, and the rest without. Each run is fixed until a round changes
+ * nothing, as fix_and_explain loops. That ends: after the first round the
+ * text holds nothing the maps change, so a later round changes something
+ * only through unescaping, which shortens the text.
+ */
+static uint32_t *ftfy_fix(uint32_t *cp, size_t n, size_t *n_out)
+{
+    size_t split = n;
+    for (size_t i = 0; i < n; i++)
+        if (cp[i] == '<') {
+            split = i;
+            while (split > 0 && cp[split - 1] != '\n')
+                split--;
+            break;
+        }
+    uint32_t *run[2] = {NULL, NULL};
+    size_t len[2];
+    for (int r = 0; r < 2; r++) {
+        const uint32_t *src = r == 0 ? cp : cp + split;
+        size_t sn = r == 0 ? split : n - split;
+        run[r] = xmalloc((sn + 1) * sizeof *run[r]);
+        memcpy(run[r], src, sn * sizeof *src);
+        len[r] = sn;
+        for (;;) {
+            size_t m;
+            uint32_t *next = ftfy_round(run[r], len[r], r == 0, &m);
+            int same = m == len[r] && memcmp(next, run[r], m * sizeof *next) == 0;
+            free(run[r]);
+            run[r] = next;
+            len[r] = m;
+            if (same)
+                break;
+        }
+    }
+    free(cp);
+    uint32_t *out = xmalloc((len[0] + len[1] + 1) * sizeof *out);
+    memcpy(out, run[0], len[0] * sizeof *out);
+    memcpy(out + len[0], run[1], len[1] * sizeof *out);
+    free(run[0]);
+    free(run[1]);
+    *n_out = len[0] + len[1];
+    return out;
+}
+
 /*
  * Cleans text into a malloc'd code point array as basic_clean,
- * whitespace_clean and lower() do: unescape twice, strip (str.isspace),
- * collapse each \s run to one space, lower-case. Lower-casing can grow the
- * text (İ), so the output has room for twice the input.
+ * whitespace_clean and lower() do: ftfy's character fixes, unescape twice,
+ * strip (str.isspace), collapse each \s run to one space, lower-case.
+ * Lower-casing can grow the text (İ), so the output has room for twice the
+ * input.
  */
 static uint32_t *clean_text(const char *text, size_t len, size_t *n_out)
 {
     uint32_t *cp = xmalloc((len + 1) * sizeof *cp);
     size_t n = utf8_decode((const unsigned char *)text, len, cp);
+    cp = ftfy_fix(cp, n, &n);
     n = html_unescape(cp, n);
     n = html_unescape(cp, n);
     size_t lo = 0, hi = n;

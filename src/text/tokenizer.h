@@ -6,6 +6,29 @@
  * with the semantics of OpenAI CLIP's `simple_tokenizer.py` as OpenCLIP uses
  * it (`open_clip.tokenize`):
  *
+ *   0. ftfy.fix_text's character fixes (ftfy 6.x defaults, the order
+ *      fix_and_explain uses, repeated until nothing changes), before the
+ *      HTML unescape as basic_clean does:
+ *        - unescape_html: &#?[0-9A-Za-z]{1,24}; references, for the names
+ *          step 1 knows and numeric ones, so "&#8217;" is fixed too; not in a
+ *          '\n'-ended segment with a '<', nor in any after it (as ftfy);
+ *        - fix_c1_controls: U+0080-009F read as Windows-1252 (the five
+ *          undefined bytes stay);
+ *        - fix_latin_ligatures: ftfy's whole table (Ĳ ĳ ŉ Ǆ-ǌ Ǳ-ǳ, U+FB00-FB06);
+ *        - fix_character_width: U+3000 to ' ', U+FF01-FF5E to ASCII, and the
+ *          NFKC forms of U+FF5F-FF9D and U+FFE0-FFEE; not the half-width
+ *          voiced marks U+FF9E-FF9F nor half-width Hangul U+FFA0-FFDC, whose
+ *          forms need NFC composition to match;
+ *        - uncurl_quotes: U+02BC and U+2018-201B to ', U+201C-201F to ";
+ *        - fix_line_breaks (CRLF, CR, U+2028/2029/0085 to LF);
+ *        - remove_terminal_escapes (ESC [ digits/';' letter);
+ *        - remove_control_chars: U+0000-0008, 000B, 000E-001F, 007F,
+ *          206A-206F, FEFF, FFF9-FFFC.
+ *      Not done, as they need Unicode tables or heuristics: fix_encoding
+ *      (mojibake repair such as "cafÃ©" -> "café", and what it does to C1
+ *      characters before fix_c1_controls sees them) and NFC normalisation
+ *      (a decomposed "é" stays two code points); fix_surrogates has nothing
+ *      to do on UTF-8 input;
  *   1. cleanup: a small HTML-unescape, applied twice like basic_clean:
  *      &amp; &lt; &gt; &quot; (also upper-case) &apos; &nbsp;, each with its
  *      ';', and numeric references as html.unescape reads them (&#NN or
@@ -14,10 +37,7 @@
  *      through cp1252, nor those to controls and noncharacters dropped);
  *      invalid UTF-8 bytes replaced by U+FFFD; leading/trailing
  *      str.isspace() characters stripped (\s plus U+001C-001F), every \s
- *      run collapsed to one space; then lower-cased. ftfy.fix_text is not
- *      done: no mojibake repair, and none of its other defaults either
- *      (curly quotes straightened, ligatures and full-width forms folded,
- *      NFC), so e.g. "dog’s" does not split like "dog's";
+ *      run collapsed to one space; then lower-cased;
  *   2. pre-tokenisation by CLIP's pattern
  *        <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
  *      with a hand-written UTF-8 scanner instead of a regex engine;

@@ -75,6 +75,12 @@ static const struct {
                    "'x', turns &#0; into NUL, and reads '&#39s' as one reference; Python's "
                    "html.unescape (and ours) decode astral code points, &#X..;, U+FFFD for 0 "
                    "and out-of-range, and stop at the last digit"},
+    {"js-no-ftfy",
+     "simple_tokenizer.py's basic_clean runs ftfy.fix_text first and the port lacks ftfy; ours "
+     "does ftfy's character fixes (tokenizer.h): curly quotes straightened, Latin ligatures "
+     "split, full-width and half-width forms and U+3000 folded, C1 controls read as "
+     "Windows-1252, control characters and U+FEFF removed, and entities unescaped before "
+     "those fixes run"},
     {"bpe-chunk", "bpe.c merges a piece longer than 1024 bytes in chunks of 1024 (a cost "
                   "bound CLIP does not have), so merges across a chunk boundary differ"},
 };
