@@ -369,7 +369,7 @@ static int write_once(store *s, const store__write *w, err_t *e)
  */
 static int write_landed(store *s, const store__write *w)
 {
-    job now;
+    job now = {0}; /* job_get may clear it on error */
     err_t ignore;
     if (s->ops->job_get(s, w->j->id, &now, &ignore) != ERR_OK)
         return 0;
