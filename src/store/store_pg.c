@@ -18,10 +18,11 @@
  * Schema. inferd creates and migrates its own tables: schema_version holds
  * one row per applied version (a database from before version 2 holds the
  * single row 1, which is the same thing); each migration is idempotent
- * (IF NOT EXISTS) and all of them run in one transaction that first takes pg_advisory_xact_lock(PG_LOCK_MIGRATE),
- * so processes starting together on an empty database queue on the lock,
- * the first migrates and the others find the work done. A database at a
- * newer version than this binary knows is refused (ERR_UNSUPPORTED).
+ * (IF NOT EXISTS) and all of them run in one transaction that first takes
+ * pg_advisory_xact_lock(PG_LOCK_MIGRATE), so processes starting together
+ * on an empty database queue on the lock, the first migrates and the others
+ * find the work done. A database at a newer version than this binary knows
+ * is refused (ERR_UNSUPPORTED).
  *
  * Claims never wait on each other: the claiming UPDATE picks its rows with
  * SELECT ... FOR UPDATE SKIP LOCKED, so two workers skip each other's rows
@@ -536,6 +537,45 @@ static int pg_end(pg_store *s, pg_conn *c, int rc, err_t *e)
     return rc;
 }
 
+/*
+ * Runs the one statement `sql` with `p` (may be NULL) in a transaction of
+ * its own (`begin`: BEGIN_RO or BEGIN_RW) and commits it. On ERR_OK `*res`
+ * (may be NULL: the result is dropped) receives the result, which the caller
+ * PQclear()s; a PGresult does not depend on its connection, so it is read
+ * after the connection is back in the pool. On error `*res` is NULL and `e`
+ * holds the message of the step that failed (begin, `what`, or commit);
+ * pg_begin's one retry of a BEGIN on a dead idle connection applies, nothing
+ * else is retried.
+ *
+ * The caller reads the result after COMMIT, not before it. That is why only
+ * a statement whose result the caller may reject without undoing anything
+ * belongs here: a read, or a write of one statement whose rejection (zero
+ * rows: ERR_NOENT) leaves nothing to roll back. A caller that must check
+ * rows before its transaction may commit, or runs several statements, keeps
+ * pg_begin()/pg_end(). One difference from checking before COMMIT remains:
+ * when COMMIT fails, its error is returned even where the result would have
+ * been rejected (ERR_UNAVAILABLE rather than ERR_NOENT on a lost connection).
+ */
+static int pg_query(pg_store *s, const char *begin, const char *sql, const pg_params *p,
+                    const char *what, PGresult **res, err_t *e)
+{
+    pg_conn *c = NULL;
+    PGresult *r = NULL;
+    if (res != NULL)
+        *res = NULL;
+    int rc = pg_begin(s, begin, &c, e);
+    if (rc)
+        return rc;
+    rc = q_run(s, c, sql, p, what, &r, e);
+    rc = pg_end(s, c, rc, e);
+    if (rc != ERR_OK || res == NULL) {
+        PQclear(r);
+        return rc;
+    }
+    *res = r;
+    return ERR_OK;
+}
+
 static int pg_migrate(pg_store *s, pg_conn *c, const char *schema, err_t *e)
 {
     PGresult *r = NULL;
@@ -1004,24 +1044,18 @@ static int pg_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
 static int pg_job_get(store *base, int64_t id, job *out, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_i64(&p, id);
-    rc = q_run(s, c, "SELECT " JOB_COLS " FROM jobs WHERE id = $1", &p, "get job", &r, e);
-    if (rc == ERR_OK) {
-        if (PQntuples(r) == 1)
-            row_to_job(r, 0, out);
-        else
-            rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
-    }
-    PQclear(r);
-    rc = pg_end(s, c, rc, e);
+    int rc =
+        pg_query(s, BEGIN_RO, "SELECT " JOB_COLS " FROM jobs WHERE id = $1", &p, "get job", &r, e);
     if (rc)
-        job_clear(out);
+        return rc;
+    if (PQntuples(r) == 1)
+        row_to_job(r, 0, out);
+    else
+        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+    PQclear(r);
     return rc;
 }
 
@@ -1029,7 +1063,6 @@ static int pg_job_list(store *base, int state, int64_t before_id, int limit, job
                        err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
     pg_params p = {0};
     char sql[512];
@@ -1046,20 +1079,12 @@ static int pg_job_list(store *base, int state, int64_t before_id, int limit, job
     snprintf(sql, sizeof sql,
              "SELECT " JOB_COLS " FROM jobs WHERE true%s%s ORDER BY id DESC LIMIT $%d", cond_id,
              cond_state, p.n);
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    int rc = pg_query(s, BEGIN_RO, sql, &p, "list jobs", &r, e);
     if (rc)
         return rc;
-    rc = q_run(s, c, sql, &p, "list jobs", &r, e);
-    if (rc == ERR_OK)
-        collect_jobs(r, out, n);
+    collect_jobs(r, out, n);
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
-    if (rc) {
-        job_array_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return ERR_OK;
 }
 
 /* Reads job `id` (JOB_COLS) into `out` on `c`, inside the caller's transaction. */
@@ -1169,21 +1194,15 @@ static int pg_job_claim(store *base, const char *owner, int max, int64_t lease_m
 
 static int pg_job_heartbeat(store *base, const char *owner, int64_t lease_ms, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_i64(&p, now + lease_ms);
     p_i64(&p, now);
     p_text(&p, owner);
-    rc = q_run(s, c,
-               "UPDATE jobs SET lease_until_ms = $1, updated_ms = $2"
-               " WHERE state = 'running' AND lease_owner = $3",
-               &p, "heartbeat", NULL, e);
-    return pg_end(s, c, rc, e);
+    return pg_query((pg_store *)base, BEGIN_RW,
+                    "UPDATE jobs SET lease_until_ms = $1, updated_ms = $2"
+                    " WHERE state = 'running' AND lease_owner = $3",
+                    &p, "heartbeat", NULL, e);
 }
 
 static int pg_job_rescue(store *base, int *n, err_t *e)
@@ -1430,16 +1449,14 @@ out:
 static int pg_counts_get(store *base, store_counts *cnt, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    int rc = pg_query(s, BEGIN_RO,
+                      "SELECT state, count(*) FROM jobs GROUP BY state UNION ALL"
+                      " SELECT 'outbox', count(*) FROM outbox WHERE sent_ms IS NULL",
+                      NULL, "counts", &r, e);
     if (rc)
         return rc;
-    rc = q_run(s, c,
-               "SELECT state, count(*) FROM jobs GROUP BY state UNION ALL"
-               " SELECT 'outbox', count(*) FROM outbox WHERE sent_ms IS NULL",
-               NULL, "counts", &r, e);
-    for (int i = 0; rc == ERR_OK && i < PQntuples(r); i++) {
+    for (int i = 0; i < PQntuples(r); i++) {
         int64_t k = v_i64(r, i, 1);
         const char *name = v_str(r, i, 0);
         if (name != NULL && strcmp(name, "outbox") == 0) {
@@ -1465,7 +1482,7 @@ static int pg_counts_get(store *base, store_counts *cnt, err_t *e)
         }
     }
     PQclear(r);
-    return pg_end(s, c, rc, e);
+    return ERR_OK;
 }
 
 /* --- results ---------------------------------------------------------------- */
@@ -1677,22 +1694,21 @@ static int pg_outbox_read(store *base, int64_t after_id, int unsent_only, int li
                           outbox_event **out, int *n, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_i64(&p, after_id);
     p_i64(&p, limit);
-    rc = q_run(s, c,
-               unsent_only ? "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
-                             " FROM outbox WHERE id > $1 AND sent_ms IS NULL ORDER BY id LIMIT $2"
-                           : "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
-                             " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
-               &p, "outbox read", &r, e);
-    if (rc == ERR_OK && PQntuples(r) > 0) {
-        int cnt = PQntuples(r);
+    int rc =
+        pg_query(s, BEGIN_RO,
+                 unsent_only ? "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                               " FROM outbox WHERE id > $1 AND sent_ms IS NULL ORDER BY id LIMIT $2"
+                             : "SELECT id, job_id, asset_id, payload, created_ms, sent_ms"
+                               " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+                 &p, "outbox read", &r, e);
+    if (rc)
+        return rc;
+    int cnt = PQntuples(r);
+    if (cnt > 0) {
         outbox_event *arr = xcalloc((size_t)cnt, sizeof *arr);
         for (int i = 0; i < cnt; i++) {
             outbox_event *ev = &arr[i];
@@ -1707,48 +1723,39 @@ static int pg_outbox_read(store *base, int64_t after_id, int unsent_only, int li
         *n = cnt;
     }
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
-    if (rc) {
-        outbox_event_array_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return ERR_OK;
 }
 
 static int pg_outbox_max_id(store *base, int64_t *out, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    int rc = pg_query(s, BEGIN_RO, "SELECT COALESCE(MAX(id), 0) FROM outbox", NULL, "outbox max id",
+                      &r, e);
     if (rc)
         return rc;
-    pg_params p = {0};
-    rc = q_run(s, c, "SELECT COALESCE(MAX(id), 0) FROM outbox", &p, "outbox max id", &r, e);
-    if (rc == ERR_OK && PQntuples(r) == 1)
+    if (PQntuples(r) == 1)
         *out = v_i64(r, 0, 0);
     PQclear(r);
-    return pg_end(s, c, rc, e);
+    return ERR_OK;
 }
 
 static int pg_outbox_mark_sent(store *base, int64_t id, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_i64(&p, store_now_ms());
     p_i64(&p, id);
-    rc = q_run(s, c, "UPDATE outbox SET sent_ms = coalesce(sent_ms, $1) WHERE id = $2", &p,
-               "mark sent", &r, e);
-    if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
+    int rc =
+        pg_query(s, BEGIN_RW, "UPDATE outbox SET sent_ms = coalesce(sent_ms, $1) WHERE id = $2", &p,
+                 "mark sent", &r, e);
+    if (rc)
+        return rc;
+    if (strcmp(PQcmdTuples(r), "0") == 0)
         rc = err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
     PQclear(r);
-    return pg_end(s, c, rc, e);
+    return rc;
 }
 
 /* --- leader leases -------------------------------------------------------- */
@@ -1796,17 +1803,11 @@ static int pg_leader_acquire(store *base, const char *name, const char *owner, i
 
 static int pg_leader_release(store *base, const char *name, const char *owner, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_text(&p, name);
     p_text(&p, owner);
-    rc = q_run(s, c, "DELETE FROM leader WHERE name = $1 AND owner = $2", &p, "leader release",
-               NULL, e);
-    return pg_end(s, c, rc, e);
+    return pg_query((pg_store *)base, BEGIN_RW, "DELETE FROM leader WHERE name = $1 AND owner = $2",
+                    &p, "leader release", NULL, e);
 }
 
 /* --- wake-ups --------------------------------------------------------------- */
@@ -1913,13 +1914,10 @@ static int pg_vectors_read(store *base, store_vec_kind kind, const char *asset_i
                            const store_vec *after, int limit, store_vec **out, int *n, err_t *e)
 {
     pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
     store_vec *arr = NULL;
     int cnt = 0;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
-    if (rc)
-        return rc;
+    int rc;
     pg_params p = {0};
     p_text(&p, asset_id);
     p_i64(&p, limit);
@@ -1927,23 +1925,25 @@ static int pg_vectors_read(store *base, store_vec_kind kind, const char *asset_i
         p_text(&p, after != NULL ? after->asset_id : NULL);
         p_text(&p, after != NULL ? after->model : NULL);
         /* COLLATE "C": the key order must be byte order, as SQLite's. */
-        rc = q_run(s, c,
-                   "SELECT 0, i.asset_id, i.model, i.dim, i.vector, 0, a.payload"
-                   " FROM image_embeddings i JOIN assets a ON a.asset_id = i.asset_id"
-                   " WHERE ($1::text IS NULL OR i.asset_id = $1)"
-                   " AND ($3::text IS NULL OR (i.asset_id COLLATE \"C\", i.model COLLATE \"C\")"
-                   " > ($3::text COLLATE \"C\", $4::text COLLATE \"C\"))"
-                   " ORDER BY i.asset_id COLLATE \"C\", i.model COLLATE \"C\" LIMIT $2",
-                   &p, "vectors", &r, e);
+        rc = pg_query(s, BEGIN_RO,
+                      "SELECT 0, i.asset_id, i.model, i.dim, i.vector, 0, a.payload"
+                      " FROM image_embeddings i JOIN assets a ON a.asset_id = i.asset_id"
+                      " WHERE ($1::text IS NULL OR i.asset_id = $1)"
+                      " AND ($3::text IS NULL OR (i.asset_id COLLATE \"C\", i.model COLLATE \"C\")"
+                      " > ($3::text COLLATE \"C\", $4::text COLLATE \"C\"))"
+                      " ORDER BY i.asset_id COLLATE \"C\", i.model COLLATE \"C\" LIMIT $2",
+                      &p, "vectors", &r, e);
     } else {
         p_i64(&p, after != NULL ? after->face_id : 0);
-        rc = q_run(s, c,
-                   "SELECT id, asset_id, model, dim, vector, person_id, NULL FROM faces"
-                   " WHERE vector IS NOT NULL AND ($1::text IS NULL OR asset_id = $1)"
-                   " AND id > $3 ORDER BY id LIMIT $2",
-                   &p, "vectors", &r, e);
+        rc = pg_query(s, BEGIN_RO,
+                      "SELECT id, asset_id, model, dim, vector, person_id, NULL FROM faces"
+                      " WHERE vector IS NOT NULL AND ($1::text IS NULL OR asset_id = $1)"
+                      " AND id > $3 ORDER BY id LIMIT $2",
+                      &p, "vectors", &r, e);
     }
-    if (rc == ERR_OK && PQntuples(r) > 0) {
+    if (rc)
+        return rc;
+    if (PQntuples(r) > 0) {
         int rows = PQntuples(r);
         arr = xcalloc((size_t)rows, sizeof *arr);
         for (int i = 0; i < rows && rc == ERR_OK; i++) {
@@ -1970,7 +1970,6 @@ static int pg_vectors_read(store *base, store_vec_kind kind, const char *asset_i
         }
     }
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
     if (rc) {
         store_vec_array_free(arr, cnt);
         return rc;
@@ -1984,20 +1983,17 @@ static int pg_vectors_read(store *base, store_vec_kind kind, const char *asset_i
 
 static int pg_person_create(store *base, const char *name, int64_t *id, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_text(&p, name);
-    rc = q_run(s, c, "INSERT INTO people(name) VALUES ($1) RETURNING id", &p, "person create", &r,
-               e);
-    if (rc == ERR_OK)
-        *id = v_i64(r, 0, 0);
+    int rc =
+        pg_query((pg_store *)base, BEGIN_RW, "INSERT INTO people(name) VALUES ($1) RETURNING id",
+                 &p, "person create", &r, e);
+    if (rc)
+        return rc;
+    *id = v_i64(r, 0, 0);
     PQclear(r);
-    return pg_end(s, c, rc, e);
+    return ERR_OK;
 }
 
 static int pg_faces_assign(store *base, const int64_t *face_ids, const int64_t *person_ids, int n,
@@ -2061,25 +2057,15 @@ static json_t *pg_person_json(const PGresult *r, int i)
 
 static int pg_people_list(store *base, json_t **out, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RO, &c, e);
+    int rc = pg_query((pg_store *)base, BEGIN_RO, PG_PEOPLE_SELECT " ORDER BY n DESC, p.id", NULL,
+                      "people", &r, e);
     if (rc)
         return rc;
-    rc = q_run(s, c, PG_PEOPLE_SELECT " ORDER BY n DESC, p.id", NULL, "people", &r, e);
-    json_t *arr = NULL;
-    if (rc == ERR_OK) {
-        arr = json_array();
-        for (int i = 0; i < PQntuples(r); i++)
-            json_array_append_new(arr, pg_person_json(r, i));
-    }
+    json_t *arr = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(arr, pg_person_json(r, i));
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
-    if (rc) {
-        json_decref(arr);
-        return rc;
-    }
     *out = arr;
     return ERR_OK;
 }
@@ -2164,20 +2150,18 @@ out:
 
 static int pg_person_rename(store *base, int64_t id, const char *name, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
     pg_params p = {0};
     p_text(&p, name);
     p_i64(&p, id);
-    rc = q_run(s, c, "UPDATE people SET name = $1 WHERE id = $2", &p, "person rename", &r, e);
-    if (rc == ERR_OK && strcmp(PQcmdTuples(r), "0") == 0)
+    int rc = pg_query((pg_store *)base, BEGIN_RW, "UPDATE people SET name = $1 WHERE id = $2", &p,
+                      "person rename", &r, e);
+    if (rc)
+        return rc;
+    if (strcmp(PQcmdTuples(r), "0") == 0)
         rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
     PQclear(r);
-    return pg_end(s, c, rc, e);
+    return rc;
 }
 
 static int pg_people_merge(store *base, int64_t into, const int64_t *from, int n, err_t *e)
