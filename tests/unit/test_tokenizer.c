@@ -376,32 +376,33 @@ static void expect_ids(const text_tokenizer *t, const char *text, const int64_t 
     free(ids);
 }
 
+/* Whether `a` and `b` tokenise to the same ids; *na, *nb get their counts. */
+static int same_ids(const text_tokenizer *t, const char *a, const char *b, size_t *na, size_t *nb)
+{
+    int64_t *x, *y;
+    err_t e;
+    assert_int_equal(text_encode(t, a, strlen(a), &x, na, &e), ERR_OK);
+    assert_int_equal(text_encode(t, b, strlen(b), &y, nb, &e), ERR_OK);
+    int same = *na == *nb && (*na == 0 || memcmp(x, y, *na * sizeof *x) == 0);
+    free(x);
+    free(y);
+    return same;
+}
+
 /* Requires `a` and `b` to tokenise to the same ids. */
 static void expect_same(const text_tokenizer *t, const char *a, const char *b)
 {
-    int64_t *x, *y;
     size_t nx, ny;
-    err_t e;
-    assert_int_equal(text_encode(t, a, strlen(a), &x, &nx, &e), ERR_OK);
-    assert_int_equal(text_encode(t, b, strlen(b), &y, &ny, &e), ERR_OK);
-    if (nx != ny || (nx > 0 && memcmp(x, y, nx * sizeof *x) != 0))
+    if (!same_ids(t, a, b, &nx, &ny))
         fail_msg("\"%s\" (%zu ids) and \"%s\" (%zu ids) tokenise differently", a, nx, b, ny);
-    free(x);
-    free(y);
 }
 
 /* Requires `a` and `b` to tokenise to different ids. */
 static void expect_differ(const text_tokenizer *t, const char *a, const char *b)
 {
-    int64_t *x, *y;
     size_t nx, ny;
-    err_t e;
-    assert_int_equal(text_encode(t, a, strlen(a), &x, &nx, &e), ERR_OK);
-    assert_int_equal(text_encode(t, b, strlen(b), &y, &ny, &e), ERR_OK);
-    if (nx == ny && (nx == 0 || memcmp(x, y, nx * sizeof *x) == 0))
+    if (same_ids(t, a, b, &nx, &ny))
         fail_msg("\"%s\" and \"%s\" tokenise the same", a, b);
-    free(x);
-    free(y);
 }
 
 /*
