@@ -483,11 +483,8 @@ out:
 
 /* ---------------------------------------------------------------- URLs */
 
-/*
- * The URL for messages: normalised by curl, without user, password and
- * login options. Caller frees with curl_free(). NULL when it cannot parse.
- */
-static char *url_redacted(const char *url)
+/* See fetch_int.h. */
+char *fetch__url_redacted(const char *url)
 {
     CURLU *u = curl_url();
     char *s = NULL;
@@ -721,7 +718,7 @@ static curl_socket_t xfer_opensocket(void *ud, curlsocktype purpose, struct curl
 static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
 {
     char errbuf[CURL_ERROR_SIZE];
-    char *shown = url_redacted(url);
+    char *shown = fetch__url_redacted(url);
     const char *u = shown ? shown : "(unparsable URL)";
     char *eff = NULL;
     const char *effective = NULL;
@@ -774,7 +771,7 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
     curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &status);
     if (curl_easy_getinfo(x.h, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK && effective &&
         strcmp(effective, url) != 0)
-        eff = url_redacted(effective);
+        eff = fetch__url_redacted(effective);
 
     /*
      * Order matters: a refused connect surfaces as CURLE_COULDNT_CONNECT; an

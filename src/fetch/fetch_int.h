@@ -36,4 +36,10 @@ void fetch__test_exempt_port(fetcher *f, int port);
  */
 void fetch__addr_text(const struct sockaddr *sa, char *buf, size_t size);
 
+/*
+ * `url` for messages: normalised by curl, without user, password and login
+ * options. Caller frees with curl_free(). NULL when curl cannot parse it.
+ */
+char *fetch__url_redacted(const char *url);
+
 #endif

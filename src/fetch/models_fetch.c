@@ -317,28 +317,6 @@ static void fsync_dir(const char *dir)
     }
 }
 
-/*
- * The URL for messages, without user, password and login options.
- * Caller frees with curl_free(). NULL when it cannot be parsed.
- */
-static char *url_shown(const char *url)
-{
-    CURLU *u = curl_url();
-    char *s = NULL;
-
-    if (u == NULL)
-        return NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_USER, NULL, 0);
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-        curl_url_set(u, CURLUPART_OPTIONS, NULL, 0);
-        if (curl_url_get(u, CURLUPART_URL, &s, 0) != CURLUE_OK)
-            s = NULL;
-    }
-    curl_url_cleanup(u);
-    return s;
-}
-
 static int is_http_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
@@ -564,7 +542,7 @@ static curl_socket_t mf_opensocket(void *ud, curlsocktype purpose, struct curl_s
 static int mf_get(mf_xfer *x, const char *url, err_t *e)
 {
     char errbuf[CURL_ERROR_SIZE];
-    char *shown = url_shown(url);
+    char *shown = fetch__url_redacted(url);
     const char *u = shown ? shown : "(unparsable URL)";
     CURLcode cc;
     long status = 0;
@@ -1161,7 +1139,7 @@ static json_t *record_new(const mf_opts *o, const mf_model *m)
 {
     json_t *files = json_array();
     json_t *rec;
-    char *shown = is_http_url(o->catalog) ? url_shown(o->catalog) : NULL;
+    char *shown = is_http_url(o->catalog) ? fetch__url_redacted(o->catalog) : NULL;
 
     for (size_t i = 0; i < m->nfiles; i++)
         json_array_append_new(files,
