@@ -44,6 +44,7 @@
 #include "api/api_int.h"
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 /* Per-request state, from the first access-handler call to the completion callback. */
 typedef struct {
@@ -248,10 +249,7 @@ static void *ticker_main(void *arg)
     while (!atomic_load(&a->stopping)) {
         refresh_counts(a);
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)API_COUNTS_REFRESH_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        clock_deadline(&ts, API_COUNTS_REFRESH_MS);
         pthread_mutex_lock(&a->lock);
         if (!atomic_load(&a->stopping))
             pthread_cond_timedwait(&a->cond, &a->lock, &ts);

@@ -27,6 +27,7 @@
 #include "api/api_int.h"
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 #define SSE_WAIT_MS 500
 #define SSE_BATCH 100
@@ -38,13 +39,6 @@ typedef struct {
     size_t len, off, cap;
     int64_t last_write_ms;
 } sse_stream;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void append(sse_stream *s, const char *text, size_t n)
 {
@@ -95,10 +89,7 @@ static void wait_for_events(sse_stream *s, int ms)
         return;
     /* No hub, or the hub is stopping (it returns at once then): sleep on our own cond. */
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    clock_deadline(&ts, ms);
     pthread_mutex_lock(&a->lock);
     if (!atomic_load(&a->stopping))
         pthread_cond_timedwait(&a->cond, &a->lock, &ts);
@@ -118,14 +109,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
             s->off += n;
             if (s->off == s->len)
                 s->off = s->len = 0;
-            s->last_write_ms = mono_ms();
+            s->last_write_ms = clock_mono_ms();
             return (ssize_t)n;
         }
         if (atomic_load(&s->a->stopping))
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (fill(s) > 0)
             continue;
-        int64_t idle = mono_ms() - s->last_write_ms;
+        int64_t idle = clock_mono_ms() - s->last_write_ms;
         if (idle >= API_SSE_HEARTBEAT_MS) {
             static const char hb[] = ": keepalive\n\n";
             append(s, hb, sizeof hb - 1);
@@ -167,7 +158,7 @@ enum MHD_Result api__handle_events(api_call *q)
     sse_stream *s = xcalloc(1, sizeof *s);
     s->a = a;
     s->after = after;
-    s->last_write_ms = mono_ms();
+    s->last_write_ms = clock_mono_ms();
     /* Tell the client at once that the stream is open (and which position it starts at). */
     char hello[64];
     int hl = snprintf(hello, sizeof hello, ": inferd events after %lld\n\n", after);

@@ -68,6 +68,7 @@
 
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 #define EVENTS__WINDOW 32
 #define EVENTS__BACKOFF_MIN_MS 500
@@ -123,21 +124,6 @@ static pthread_once_t events__once = PTHREAD_ONCE_INIT;
 static void events__lib_init(void)
 {
     mosquitto_lib_init();
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void abs_deadline(struct timespec *ts, int64_t ms_from_now)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    int64_t ns = ts->tv_nsec + (ms_from_now % 1000) * 1000000;
-    ts->tv_sec += ms_from_now / 1000 + ns / 1000000000;
-    ts->tv_nsec = ns % 1000000000;
 }
 
 /*
@@ -485,7 +471,7 @@ static void *publisher_main(void *arg)
         int stopping = ev->stopping;
         int64_t flush_deadline = ev->flush_deadline;
         pthread_mutex_unlock(&ev->lock);
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         if (stopping && now >= flush_deadline)
             break;
 
@@ -589,7 +575,7 @@ static void *listener_main(void *arg)
     int down = 0;
     while (!is_stopping(ev)) {
         err_t e = {0};
-        int64_t t0 = mono_ms();
+        int64_t t0 = clock_mono_ms();
         int rc = store_wait_notify(ev->st, STORE_CHANNEL_OUTBOX, EVENTS__LISTEN_SLICE_MS, &e);
         if (rc == 1)
             continue;
@@ -597,7 +583,7 @@ static void *listener_main(void *arg)
             if (!down)
                 log_warn("events", "outbox wake-ups unavailable, polling meanwhile: %s", e.msg);
             down = 1;
-            if (mono_ms() - t0 < 50)
+            if (clock_mono_ms() - t0 < 50)
                 usleep(100000); /* never spin on an error that returns at once */
             continue;
         }
@@ -647,7 +633,7 @@ void events_stop(events *ev, int flush_ms)
     pthread_mutex_lock(&ev->lock);
     if (!ev->stopping) {
         ev->stopping = 1;
-        ev->flush_deadline = mono_ms() + (flush_ms > 0 ? flush_ms : 0);
+        ev->flush_deadline = clock_mono_ms() + (flush_ms > 0 ? flush_ms : 0);
     }
     pthread_cond_broadcast(&ev->cond);
     pthread_mutex_unlock(&ev->lock);
@@ -695,7 +681,7 @@ void events_notify(events *ev)
 int events_wait(events *ev, int timeout_ms)
 {
     struct timespec dl;
-    abs_deadline(&dl, timeout_ms > 0 ? timeout_ms : 0);
+    clock_deadline(&dl, timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&ev->lock);
     uint64_t gen0 = ev->gen;
     int rc = 1;

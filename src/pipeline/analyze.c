@@ -22,6 +22,7 @@
 #include "infer/clip.h"
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 #define FACE_BATCH 16
 
@@ -42,13 +43,6 @@ static const char *stage_names[STAGE_COUNT] = {
 const char *pipeline_stage_name(pipeline_stage s)
 {
     return (unsigned)s < STAGE_COUNT ? stage_names[s] : "unknown";
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static int load(pipeline *p, const pipeline_opts *o, const char *name, model_task task,
@@ -213,7 +207,7 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
     float sy = (float)img->height / (float)img->orig_height;
     for (int start = 0; start < a->nfaces; start += batch_cap) {
         int n = a->nfaces - start < batch_cap ? a->nfaces - start : batch_cap;
-        double t0 = now_ms();
+        double t0 = clock_mono_msf();
         for (int i = 0; i < n; i++) {
             /* Detections are in original pixels; alignment samples the decoded
              * image, which shrink-on-load may have made smaller. */
@@ -226,7 +220,7 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
                 (rc = vision_face_tensor(crop, size, m, in + (size_t)i * in_sz, e)))
                 goto out;
         }
-        double t1 = now_ms();
+        double t1 = clock_mono_msf();
         t_align += t1 - t0;
         infer_output o = {.role = "embedding", .data = out, .cap = (size_t)n * (size_t)dim};
         if ((rc = infer_run(p->face_embedder, in, n, &o, 1, e)) != ERR_OK)
@@ -237,7 +231,7 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
             infer_l2_normalize(v, (size_t)dim);
             a->faces[start + i].embedding = v;
         }
-        t_embed += now_ms() - t1;
+        t_embed += clock_mono_msf() - t1;
     }
 out:
     a->timings_ms[STAGE_FACE_ALIGNMENT] = t_align;
@@ -274,19 +268,19 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     a->height = img->orig_height;
     a->timings_ms[STAGE_DECODE] = t_decoded - t_start;
 
-    double t = now_ms();
+    double t = clock_mono_msf();
     if (p->image_embedder != NULL && (tasks & PIPELINE_IMAGE_EMBEDDING) &&
         (rc = embed_image(p, img, a, e)) != ERR_OK)
         goto out;
-    a->timings_ms[STAGE_IMAGE_EMBEDDING] = now_ms() - t;
+    a->timings_ms[STAGE_IMAGE_EMBEDDING] = clock_mono_msf() - t;
 
-    t = now_ms();
+    t = clock_mono_msf();
     vision_face *faces = NULL;
     int nfaces = 0;
     if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
         (rc = detect(p, img, share, &faces, &nfaces, e)) != ERR_OK)
         goto out;
-    a->timings_ms[STAGE_FACE_DETECTION] = now_ms() - t;
+    a->timings_ms[STAGE_FACE_DETECTION] = clock_mono_msf() - t;
     a->nfaces = nfaces;
     a->faces = xcalloc((size_t)(nfaces > 0 ? nfaces : 1), sizeof *a->faces);
     for (int i = 0; i < nfaces; i++)
@@ -294,7 +288,7 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     free(faces);
     if (p->face_embedder != NULL && nfaces > 0 && (rc = embed_faces(p, img, a, e)) != ERR_OK)
         goto out;
-    a->total_ms = now_ms() - t_start;
+    a->total_ms = clock_mono_msf() - t_start;
 out:
     if (rc != ERR_OK) {
         analysis_free(a);
@@ -308,12 +302,12 @@ int pipeline_analyze_file_shared(pipeline *p, const char *path, unsigned tasks,
                                  const pipeline_share *share, analysis **out, err_t *e)
 {
     *out = NULL;
-    double t0 = now_ms();
+    double t0 = clock_mono_msf();
     vision_image *img = NULL;
     int rc = vision_decode_file(path, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, share, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, share, t0, clock_mono_msf(), out, e);
     vision_image_free(img);
     return rc;
 }
@@ -322,12 +316,12 @@ int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, uns
                                    const pipeline_share *share, analysis **out, err_t *e)
 {
     *out = NULL;
-    double t0 = now_ms();
+    double t0 = clock_mono_msf();
     vision_image *img = NULL;
     int rc = vision_decode_buffer(buf, len, &p->decode, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, share, t0, now_ms(), out, e);
+    rc = analyze(p, img, tasks, share, t0, clock_mono_msf(), out, e);
     vision_image_free(img);
     return rc;
 }

@@ -80,6 +80,7 @@
 
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 enum {
     ST_FETCH = 0,
@@ -144,20 +145,6 @@ struct worker {
     double busy_done_s; /* busy seconds of finished runs and finished help */
     double help_done_s; /* of which helping */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono_msf(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_mono_ms)
 {
@@ -309,7 +296,7 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
             log_info("worker", "job=%lld attempt=%d retry_in_ms=%lld: %s", (long long)j->id,
                      j->attempts, (long long)delay, msg);
             count(w, &w->st.retried);
-            claim_by(w, mono_ms() + delay);
+            claim_by(w, clock_mono_ms() + delay);
         }
     } else {
         char *tj = timings_json(t);
@@ -432,7 +419,7 @@ static void help(worker *w, slot *s, vision_detect_task *t)
 {
     vision_detect_retain(t);
     s->helping = 1;
-    s->help_since = mono_ms();
+    s->help_since = clock_mono_ms();
     int views = 0;
     while (!s->has_job && !w->stopping) {
         pthread_mutex_unlock(&w->lock);
@@ -443,7 +430,7 @@ static void help(worker *w, slot *s, vision_detect_task *t)
         views += n;
     }
     s->helping = 0;
-    double sec = (double)(mono_ms() - s->help_since) / 1000.0;
+    double sec = (double)(clock_mono_ms() - s->help_since) / 1000.0;
     w->busy_done_s += sec;
     w->help_done_s += sec;
     w->st.helped_views += (uint64_t)views;
@@ -455,16 +442,16 @@ static void help(worker *w, slot *s, vision_detect_task *t)
 static void run_job(worker *w, slot *s, const job *j)
 {
     double t[ST_COUNT] = {0};
-    double t0 = mono_msf();
+    double t0 = clock_mono_msf();
     err_t e = {0};
     fetch_result fr = {0};
     analysis *a = NULL;
     int ran = 0, committed = 0;
 
     int rc = fetch_source(w->o.fetch, j->source ? j->source : "{}", &fr, &e);
-    t[ST_FETCH] = mono_msf() - t0;
+    t[ST_FETCH] = clock_mono_msf() - t0;
     if (rc != ERR_OK) {
-        t[ST_TOTAL] = mono_msf() - t0;
+        t[ST_TOTAL] = clock_mono_msf() - t0;
         finish_error(w, s, j, "fetch", rc, &e, t);
         goto out;
     }
@@ -482,7 +469,7 @@ static void run_job(worker *w, slot *s, const job *j)
         redact_source_path(&e, fr.path, j->source);
     fetch_result_clear(&fr);
     if (rc != ERR_OK) {
-        t[ST_TOTAL] = mono_msf() - t0;
+        t[ST_TOTAL] = clock_mono_msf() - t0;
         const char *stage = rc == ERR_DECODE || rc == ERR_TOOBIG ? "decode" : "analyze";
         finish_error(w, s, j, stage, rc, &e, t);
         goto out;
@@ -495,17 +482,17 @@ static void run_job(worker *w, slot *s, const job *j)
     char *nsfw = NULL;
     store_result r;
     build_result(w, j, a, faces, &nsfw, &r);
-    t[ST_TOTAL] = mono_msf() - t0;
+    t[ST_TOTAL] = clock_mono_msf() - t0;
     char *tj = timings_json(t);
     r.timings = tj;
 
     if (was_released(w)) {
         rc = ERR_LEASE;
     } else {
-        double tc = mono_msf();
+        double tc = clock_mono_msf();
         rc = store_job_complete(w->o.st, j, w->owner, &r, &e);
-        t[ST_COMMIT] = mono_msf() - tc;
-        t[ST_TOTAL] = mono_msf() - t0;
+        t[ST_COMMIT] = clock_mono_msf() - tc;
+        t[ST_TOTAL] = clock_mono_msf() - t0;
     }
     free(tj);
     free(nsfw);
@@ -555,7 +542,7 @@ static void *slot_main(void *arg)
         memset(&s->mail, 0, sizeof s->mail);
         s->has_job = 0;
         s->busy = 1;
-        s->busy_since = mono_ms();
+        s->busy_since = clock_mono_ms();
         pthread_mutex_unlock(&w->lock);
 
         if (j.cancel_requested) {
@@ -573,7 +560,7 @@ static void *slot_main(void *arg)
 
         pthread_mutex_lock(&w->lock);
         s->busy = 0;
-        w->busy_done_s += (double)(mono_ms() - s->busy_since) / 1000.0;
+        w->busy_done_s += (double)(clock_mono_ms() - s->busy_since) / 1000.0;
         pthread_cond_signal(&w->cond);
         pthread_cond_broadcast(&w->idle_cond);
     }
@@ -586,12 +573,12 @@ static void *slot_main(void *arg)
 static void *dispatcher_main(void *arg)
 {
     worker *w = arg;
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     int64_t next_hb = now + w->o.heartbeat_ms;
     int64_t next_rescue = now; /* rescue once at start: a previous run may have died */
     pthread_mutex_lock(&w->lock);
     while (!w->stopping) {
-        now = mono_ms();
+        now = clock_mono_ms();
         if (now >= next_hb) {
             next_hb = now + w->o.heartbeat_ms;
             pthread_mutex_unlock(&w->lock);
@@ -631,7 +618,7 @@ static void *dispatcher_main(void *arg)
             if (rc != ERR_OK)
                 log_warn("worker", "claim: %s", e.msg);
             pthread_mutex_lock(&w->lock);
-            now = mono_ms();
+            now = clock_mono_ms();
             if (w->stopping) {
                 /* Not started: worker_stop releases them with the rest. */
                 pthread_mutex_unlock(&w->lock);
@@ -793,13 +780,13 @@ void worker_stop(worker *w, int64_t grace_ms)
         w->dispatcher_ok = 0;
     }
 
-    int64_t deadline = mono_ms() + (grace_ms > 0 ? grace_ms : 0);
+    int64_t deadline = clock_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
     pthread_mutex_lock(&w->lock);
     for (;;) {
         int busy = 0;
         for (int i = 0; i < w->o.slots; i++)
             busy += w->slots[i].busy;
-        if (busy == 0 || mono_ms() >= deadline) {
+        if (busy == 0 || clock_mono_ms() >= deadline) {
             if (busy > 0)
                 log_warn("worker", "grace over with busy=%d slots; releasing their jobs", busy);
             break;
@@ -853,7 +840,7 @@ void worker_get_stats(worker *w, worker_stats *out)
 {
     pthread_mutex_lock(&w->lock);
     *out = w->st;
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     double busy_s = w->busy_done_s, help_s = w->help_done_s;
     int busy = 0, helping = 0;
     for (int i = 0; i < w->o.slots; i++) {

@@ -73,6 +73,7 @@
 
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 #define PG_POOL 4
 #define PG_SCHEMA_VERSION 2
@@ -1833,13 +1834,6 @@ static void sleep_ms(int64_t ms)
     }
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * (Re)opens the listener's connection and LISTENs. 1 when it was (re)opened
  * now (hints may have been missed meanwhile), 0 when it was fine, or an
@@ -1867,7 +1861,7 @@ static int pg_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *
 {
     pg_store *s = (pg_store *)base;
     pg_listener *l = &s->listen[ch];
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     pthread_mutex_lock(&l->lock);
     int rc = listen_ensure(s, l, e);
     if (rc < 0) {
@@ -1894,7 +1888,7 @@ static int pg_wait_notify(store *base, store_channel ch, int timeout_ms, err_t *
             rc = ERR_OK;
             break;
         }
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             break;
         struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
