@@ -46,6 +46,7 @@
 
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "util/clock.h"
 
 #define SEARCH_PAGE 1000
 #define SEARCH_LEASE_MS 30000
@@ -430,7 +431,11 @@ int search_new(const search_opts *o, search **out, err_t *e)
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->flock, NULL);
     pthread_mutex_init(&s->tlock, NULL);
-    pthread_cond_init(&s->tcond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to wall-clock steps */
+    pthread_cond_init(&s->tcond, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&s->stopping, 0);
     store_vec *im = NULL, *fa = NULL;
     int ni = 0, nf = 0;
@@ -546,13 +551,7 @@ static void *feed_main(void *arg)
             /* Short waits so that search_stop is prompt. */
             pthread_mutex_lock(&s->tlock);
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += poll / 1000;
-            ts.tv_nsec += (long)(poll % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            clock_deadline(&ts, poll);
             if (!atomic_load(&s->stopping))
                 pthread_cond_timedwait(&s->tcond, &s->tlock, &ts);
             pthread_mutex_unlock(&s->tlock);
