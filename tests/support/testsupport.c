@@ -1,16 +1,20 @@
 /*
  * tests/support/testsupport.c — the helpers of testsupport.h: running a
- * subprocess, and the store URLs of the store tests. Single-threaded: the
+ * subprocess, a local helper server, and the store URLs of the store tests. Single-threaded: the
  * URL counter is a plain static, used from the test's main thread only.
  */
 #include "testsupport.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -31,6 +35,92 @@ int ts_run_wait(const char *who, char *const argv[])
         return WEXITSTATUS(st);
     fprintf(stderr, "%s: %s killed by signal %d\n", who, argv[0], WTERMSIG(st));
     return -1;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* pipe() with both ends close-on-exec: the child gets its ends by dup2 only. */
+static int pipe_cloexec(int fd[2])
+{
+    if (pipe(fd) != 0)
+        return -1;
+    fcntl(fd[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fd[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+int ts_server_start(ts_server *srv, const char *who, char *const argv[], char *line, size_t size)
+{
+    int in[2], out[2];
+    size_t n = 0;
+    *srv = TS_SERVER_NONE;
+    if (size > 0)
+        line[0] = '\0';
+    if (pipe_cloexec(in) != 0) {
+        fprintf(stderr, "%s: pipe: %s\n", who, strerror(errno));
+        return -1;
+    }
+    if (pipe_cloexec(out) != 0) {
+        fprintf(stderr, "%s: pipe: %s\n", who, strerror(errno));
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    if (rc != 0) {
+        fprintf(stderr, "%s: cannot run %s: %s\n", who, argv[0], strerror(rc));
+        close(in[1]);
+        close(out[0]);
+        return -1;
+    }
+    srv->pid = (int)pid;
+    srv->stdin_fd = in[1];
+    /* One byte at a time, so that nothing after the line is consumed. */
+    double t0 = now_ms();
+    while (n + 1 < size && now_ms() - t0 < 10000) {
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        if (read(out[0], line + n, 1) <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    if (size > 0)
+        line[n] = '\0';
+    close(out[0]);
+    return 0;
+}
+
+void ts_server_stop(ts_server *srv)
+{
+    if (srv->stdin_fd >= 0)
+        close(srv->stdin_fd);
+    if (srv->pid > 0) {
+        int status;
+        double t0 = now_ms();
+        while (waitpid(srv->pid, &status, WNOHANG) == 0) {
+            if (now_ms() - t0 > 3000) {
+                kill(srv->pid, SIGKILL);
+                waitpid(srv->pid, &status, 0);
+                break;
+            }
+            usleep(20000);
+        }
+    }
+    *srv = TS_SERVER_NONE;
 }
 
 int ts_store_urls_each(const char *who, const char *name, const char *only,

@@ -1,7 +1,9 @@
 /*
  * tests/support/testsupport.h — helpers shared by test programs, kept out of
  * every one of them: running a reference subprocess (the node references of
- * tests/tokenizer/clip_js_diff.c and tests/models/parity.c) and the store
+ * tests/tokenizer/clip_js_diff.c and tests/models/parity.c), running a local
+ * helper server for the length of a test (the Python HTTP servers of
+ * tests/unit/test_fetch.c and tests/unit/test_models_fetch.c) and the store
  * URLs a store test runs against (tests/unit/test_store.c,
  * tests/unit/test_search_real.c). tests/CMakeLists.txt builds this into the
  * static library inferd_testsupport, linked into every unit test and into
@@ -21,6 +23,38 @@
  * calling test's name).
  */
 int ts_run_wait(const char *who, char *const argv[]);
+
+/*
+ * A helper server: a subprocess that prints one line saying where it listens
+ * (its ports) and serves until its stdin reaches end of file. A plain value;
+ * {.pid = 0, .stdin_fd = -1} (TS_SERVER_NONE) is "not running".
+ */
+typedef struct {
+    int pid;      /* 0 when not running */
+    int stdin_fd; /* write end of its stdin, -1 when not running */
+} ts_server;
+
+#define TS_SERVER_NONE ((ts_server){.pid = 0, .stdin_fd = -1})
+
+/*
+ * Starts argv (argv[0] looked up on PATH, the environment inherited) as
+ * *srv, its stdin and stdout pipes to this process, and reads the first line
+ * it writes on stdout into `line` (at most `size` bytes, NUL included; the
+ * newline dropped): what came before a newline, end of file or 10 seconds,
+ * whichever is first, possibly empty. The caller parses the line, and stops
+ * the server when it does not say what it should. Returns 0 when it started;
+ * -1 when it could not be started (reported on stderr prefixed by `who`),
+ * *srv then being TS_SERVER_NONE. Both pipe ends kept here are close-on-exec,
+ * so that no other child holds the server's stdin open.
+ */
+int ts_server_start(ts_server *srv, const char *who, char *const argv[], char *line, size_t size);
+
+/*
+ * Closes the server's stdin, which asks it to exit, and reaps it, killing it
+ * (SIGKILL) when it is still running after 3 seconds. Leaves *srv
+ * TS_SERVER_NONE; a no-op for a server that is not running.
+ */
+void ts_server_stop(ts_server *srv);
 
 /*
  * Store URLs. INFERD_TEST_STORE_URLS lists them (separated by spaces, commas,

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,7 +22,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,14 +30,14 @@
 
 #include "fetch/fetch.h"
 #include "fetch/fetch_int.h"
+#include "testsupport.h"
 #include "util/sha256.h"
 
 #define SERVER_PY INFERD_SRCDIR "/tests/unit/fetch_server.py"
 
 static char tmpdir[256];
 static char media[320], media2[320], spool[320];
-static pid_t server_pid;
-static int server_stdin = -1;
+static ts_server server = TS_SERVER_NONE;
 static int port_a, port_b;
 
 /* ------------------------------------------------------------ helpers */
@@ -131,69 +129,19 @@ static void check_pattern(const fetch_result *r, size_t n)
             fail_msg("byte %zu differs", i);
 }
 
+/* Starts fetch_server.py, which prints "PORTS A B\n": two servers, A and B. */
 static int start_server(void)
 {
-    int in[2], out[2];
+    char *argv[] = {"python3", "-u", SERVER_PY, NULL};
     char line[128];
-    size_t n = 0;
-    double t0 = now_ms();
-
-    if (pipe(in) != 0 || pipe(out) != 0)
+    if (ts_server_start(&server, "test_fetch", argv, line, sizeof line) != 0)
         return -1;
-    server_pid = fork();
-    if (server_pid < 0)
-        return -1;
-    if (server_pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execlp("python3", "python3", "-u", SERVER_PY, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    server_stdin = in[1];
-    /* Read "PORTS A B\n", at most 10 s. */
-    while (n < sizeof line - 1 && now_ms() - t0 < 10000) {
-        struct pollfd p = {.fd = out[0], .events = POLLIN};
-        ssize_t r;
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        r = read(out[0], line + n, 1);
-        if (r <= 0)
-            break;
-        if (line[n] == '\n')
-            break;
-        n++;
-    }
-    line[n] = '\0';
-    close(out[0]);
     if (sscanf(line, "PORTS %d %d", &port_a, &port_b) != 2) {
         fprintf(stderr, "fetch_server.py did not start: '%s'\n", line);
+        ts_server_stop(&server);
         return -1;
     }
     return 0;
-}
-
-static void stop_server(void)
-{
-    if (server_stdin >= 0)
-        close(server_stdin);
-    server_stdin = -1;
-    if (server_pid > 0) {
-        int status;
-        double t0 = now_ms();
-        while (waitpid(server_pid, &status, WNOHANG) == 0) {
-            if (now_ms() - t0 > 3000) {
-                kill(server_pid, SIGKILL);
-                waitpid(server_pid, &status, 0);
-                break;
-            }
-            usleep(20000);
-        }
-        server_pid = 0;
-    }
 }
 
 static void make_tree(void);
@@ -217,7 +165,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    stop_server();
+    ts_server_stop(&server);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     fetch_global_cleanup();
     return 0;

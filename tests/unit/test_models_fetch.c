@@ -13,20 +13,18 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
 #include "fetch/models_fetch.h"
+#include "testsupport.h"
 #include "util/sha256.h"
 
 #define SERVER_PY INFERD_SRCDIR "/tests/unit/models_server.py"
@@ -37,18 +35,10 @@
 static char tmpdir[256];
 static char catalog[300];
 static char base[64];
-static pid_t server_pid;
-static int server_stdin = -1;
+static ts_server server = TS_SERVER_NONE;
 static int port;
 static int test_no;
 static char out_buf[16384]; /* stdout + stderr of the last run() */
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* Deterministic bytes: a small LCG so that neither file is all one pattern. */
 static void fill(uint8_t *p, size_t n, uint32_t seed)
@@ -151,68 +141,22 @@ static void make_fixtures(void)
 
 /* ---------------------------------------------------------------- server */
 
+/* Starts models_server.py serving TMPDIR/srv; it prints "PORT N\n". */
 static int start_server(void)
 {
-    int in[2], out[2];
-    char line[128], root[300];
-    size_t n = 0;
-    double t0 = now_ms();
-
+    char root[300];
+    char line[128];
     snprintf(root, sizeof root, "%s/srv", tmpdir);
-    if (pipe(in) != 0 || pipe(out) != 0)
+    char *argv[] = {"python3", "-u", SERVER_PY, root, NULL};
+    if (ts_server_start(&server, "test_models_fetch", argv, line, sizeof line) != 0)
         return -1;
-    server_pid = fork();
-    if (server_pid < 0)
-        return -1;
-    if (server_pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execlp("python3", "python3", "-u", SERVER_PY, root, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    server_stdin = in[1];
-    while (n < sizeof line - 1 && now_ms() - t0 < 10000) {
-        struct pollfd p = {.fd = out[0], .events = POLLIN};
-        ssize_t r;
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        r = read(out[0], line + n, 1);
-        if (r <= 0 || line[n] == '\n')
-            break;
-        n++;
-    }
-    line[n] = '\0';
-    close(out[0]);
     if (sscanf(line, "PORT %d", &port) != 1) {
         fprintf(stderr, "models_server.py did not start: '%s'\n", line);
+        ts_server_stop(&server);
         return -1;
     }
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     return 0;
-}
-
-static void stop_server(void)
-{
-    if (server_stdin >= 0)
-        close(server_stdin);
-    server_stdin = -1;
-    if (server_pid > 0) {
-        int status;
-        double t0 = now_ms();
-        while (waitpid(server_pid, &status, WNOHANG) == 0) {
-            if (now_ms() - t0 > 3000) {
-                kill(server_pid, SIGKILL);
-                waitpid(server_pid, &status, 0);
-                break;
-            }
-            usleep(20000);
-        }
-        server_pid = 0;
-    }
 }
 
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -770,7 +714,7 @@ static int group_teardown(void **state)
 {
     char cmd[300];
     (void)state;
-    stop_server();
+    ts_server_stop(&server);
     curl_global_cleanup();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

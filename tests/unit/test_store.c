@@ -277,6 +277,39 @@ static void sleep_ms(int ms)
     }
 }
 
+/*
+ * Runs one job for `asset` (all tasks, `payload`) to done as worker "w":
+ * results of model "clip" with `nfaces` faces, built in *rb (which the
+ * caller may compare against). Returns the job id.
+ */
+static int64_t finish_asset_into(store *s, const char *asset, const char *payload, int nfaces,
+                                 result_buf *rb)
+{
+    job j;
+    int64_t id = enqueue_full(s, asset, JOB_TASK_ALL, 0, 0, payload, NULL);
+    claim_one(s, "w", 30000, &j);
+    complete_ok(s, &j, "w", make_result(rb, "clip", nfaces));
+    job_clear(&j);
+    return id;
+}
+
+static int64_t finish_asset(store *s, const char *asset, const char *payload, int nfaces)
+{
+    result_buf rb;
+    return finish_asset_into(s, asset, payload, nfaces, &rb);
+}
+
+/* Runs one job for `asset` to done as worker "w" with an empty result; returns its id. */
+static int64_t finish_empty(store *s, const char *asset)
+{
+    job j;
+    int64_t id = enqueue(s, asset, 0);
+    claim_one(s, "w", 30000, &j);
+    complete_ok(s, &j, "w", &(store_result){.timings = NULL});
+    job_clear(&j);
+    return id;
+}
+
 /* --- tests: open, names ------------------------------------------------------ */
 
 /* State names round-trip; unknown names and values are refused. */
@@ -807,12 +840,8 @@ static void test_cancel_running(void **state)
 static void test_complete(void **state)
 {
     fixture *f = *state;
-    int64_t id = enqueue_full(f->s, "img-1", JOB_TASK_ALL, 0, 0, "{\"album\":\"a\"}", NULL);
-    job j;
-    claim_one(f->s, "w", 30000, &j);
     result_buf rb;
-    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
-    job_clear(&j);
+    int64_t id = finish_asset_into(f->s, "img-1", "{\"album\":\"a\"}", 2, &rb);
 
     job d = get_job(f->s, id);
     assert_int_equal(d.state, JOB_DONE);
@@ -896,14 +925,8 @@ static void test_results_replaced(void **state)
     fixture *f = *state;
     result_buf rb;
     job j;
-    enqueue_full(f->s, "same", JOB_TASK_ALL, 0, 0, "{\"v\":1}", NULL);
-    claim_one(f->s, "w", 30000, &j);
-    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 3));
-    job_clear(&j);
-    enqueue_full(f->s, "same", JOB_TASK_ALL, 0, 0, NULL, NULL);
-    claim_one(f->s, "w", 30000, &j);
-    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 1));
-    job_clear(&j);
+    finish_asset(f->s, "same", "{\"v\":1}", 3);
+    finish_asset(f->s, "same", NULL, 1);
 
     json_t *a = NULL;
     assert_int_equal(store_asset_get(f->s, "same", 0, &a, NULL), ERR_OK);
@@ -969,11 +992,7 @@ static void test_outbox(void **state)
     for (int i = 0; i < 3; i++) {
         char a[16];
         snprintf(a, sizeof a, "ob%d", i);
-        ids[i] = enqueue(f->s, a, 0);
-        job j;
-        claim_one(f->s, "w", 30000, &j);
-        complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
-        job_clear(&j);
+        ids[i] = finish_empty(f->s, a);
     }
     outbox_event *ev = NULL;
     int n = 0;
@@ -1187,12 +1206,8 @@ static void test_concurrent_processes(void **state)
 static void test_durability(void **state)
 {
     fixture *f = *state;
-    int64_t done = enqueue_full(f->s, "dur", JOB_TASK_ALL, 0, 0, "{\"k\":1}", NULL);
+    int64_t done = finish_asset(f->s, "dur", "{\"k\":1}", 2);
     job j;
-    claim_one(f->s, "w", 30000, &j);
-    result_buf rb;
-    complete_ok(f->s, &j, "w", make_result(&rb, "clip", 2));
-    job_clear(&j);
     int64_t queued = enqueue(f->s, "dur2", 3);
     int64_t running = enqueue(f->s, "dur3", 0);
     claim_one(f->s, "w", 30000, &j);
@@ -1379,11 +1394,7 @@ static void test_outbox_claim(void **state)
     for (int i = 0; i < 3; i++) {
         char a[16];
         snprintf(a, sizeof a, "oc%d", i);
-        ids[i] = enqueue(f->s, a, 0);
-        job j;
-        claim_one(f->s, "w", 30000, &j);
-        complete_ok(f->s, &j, "w", &(store_result){.timings = NULL});
-        job_clear(&j);
+        ids[i] = finish_empty(f->s, a);
     }
     store *b = second_handle(f);
     outbox_event *ev = NULL;
@@ -1455,16 +1466,26 @@ static int race_children(fixture *f, int nproc, int (*fn)(store *s, int k))
 
 static char g_race_url[512];
 
-static int race_acquire(store *unused, int k)
+/* Child `k` of race_children opens g_race_url on its own; NULL (said on stderr) when it cannot. */
+static store *race_child_open(int k)
 {
-    (void)unused;
     store_opts o = {.busy_timeout_ms = 10000};
     store *s = NULL;
     err_t e = {0};
     if (store_open(g_race_url, &o, &s, &e) != ERR_OK) {
         fprintf(stderr, "child %d: open: %s\n", k, e.msg);
-        return 2;
+        return NULL;
     }
+    return s;
+}
+
+static int race_acquire(store *unused, int k)
+{
+    (void)unused;
+    err_t e = {0};
+    store *s = race_child_open(k);
+    if (s == NULL)
+        return 2;
     char owner[32];
     snprintf(owner, sizeof owner, "proc-%d", k);
     int rc = store_leader_acquire(s, "race", owner, 60000, &e);
@@ -1489,13 +1510,10 @@ static void test_leader_race(void **state)
 static int race_open(store *unused, int k)
 {
     (void)unused;
-    store_opts o = {.busy_timeout_ms = 10000};
-    store *s = NULL;
     err_t e = {0};
-    if (store_open(g_race_url, &o, &s, &e) != ERR_OK) {
-        fprintf(stderr, "child %d: open: %s\n", k, e.msg);
+    store *s = race_child_open(k);
+    if (s == NULL)
         return 2;
-    }
     char asset[32];
     snprintf(asset, sizeof asset, "open-%d", k);
     job_spec sp = {.asset_id = asset, .tasks = JOB_TASK_ALL, .source = SRC};
@@ -1698,16 +1716,6 @@ static void test_pg_connection_loss(void **state)
 /* --- main ----------------------------------------------------------------- */
 
 /* --- vectors, deletion events, people (search and clustering) ------------------- */
-
-static void finish_asset(store *s, const char *asset, const char *payload, int nfaces)
-{
-    result_buf rb;
-    job j;
-    enqueue_full(s, asset, JOB_TASK_ALL, 0, 0, payload, NULL);
-    claim_one(s, "w", 30000, &j);
-    complete_ok(s, &j, "w", make_result(&rb, "clip", nfaces));
-    job_clear(&j);
-}
 
 /* Keyset pages return every vector once, in key order, with payloads and persons. */
 static void test_vectors_read(void **state)
