@@ -262,6 +262,44 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+/* One parameter of q_do() and w_do(): an integer, or a text (NULL binds NULL). */
+typedef struct {
+    int text;
+    int64_t i;
+    const char *t;
+} sq_arg;
+
+#define A_INT(v) ((sq_arg){.i = (v)})
+#define A_TEXT(v) ((sq_arg){.text = 1, .t = (v)})
+/* The argument list of q_do()/w_do(): the array and its length. */
+#define ARGS(...)                                                                                  \
+    (const sq_arg[]){__VA_ARGS__}, (int)(sizeof((const sq_arg[]){__VA_ARGS__}) / sizeof(sq_arg))
+
+/*
+ * Prepares `sql` on `db`, binds `a` to ?1..?na, steps it once and finalizes
+ * it: q_step()'s answer (ERR_OK when done, 1 for a row, a negative ERR_ code
+ * with `e` set on failure, prepare's included). For a statement whose rows
+ * are not read: a write inside the caller's transaction, or an existence
+ * check. sqlite3_changes() still answers for it after it returns.
+ */
+static int q_do(sq_store *s, sqlite3 *db, const char *sql, const sq_arg *a, int na, const char *op,
+                err_t *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db, sql, &st, e);
+    if (rc)
+        return rc;
+    for (int i = 0; i < na; i++) {
+        if (a[i].text)
+            bind_text(st, i + 1, a[i].t);
+        else
+            sqlite3_bind_int64(st, i + 1, a[i].i);
+    }
+    rc = q_step(s, db, st, op, e);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static char *col_strdup(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -376,6 +414,16 @@ static int wend(sq_store *s, int rc, err_t *e)
         pthread_mutex_unlock(&s->nlock);
     }
     return rc;
+}
+
+/* Runs the one statement `sql` (see q_do) in a write transaction of its own. */
+static int w_do(sq_store *s, const char *sql, const sq_arg *a, int na, const char *op, err_t *e)
+{
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    rc = q_do(s, s->wdb, sql, a, na, op, e);
+    return wend(s, rc, e);
 }
 
 static sqlite3 *rget(sq_store *s)
@@ -578,13 +626,8 @@ static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
         store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
                           ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
     s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
-    rc = q_prep(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", &st, e);
-    if (rc == ERR_OK) {
-        sqlite3_bind_text(st, 1, payload, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, id);
-        rc = q_step(s, db, st, "outbox payload", e);
-        sqlite3_finalize(st);
-    }
+    rc = q_do(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", ARGS(A_TEXT(payload), A_INT(id)),
+              "outbox payload", e);
     free(payload);
     return rc;
 }
@@ -609,26 +652,15 @@ static int finish_job(sq_store *s, const sq_row *r, job_state to, const char *co
                       const char *error, const char *timings, int clear_error, int nfaces,
                       int nimage, int64_t now, err_t *e)
 {
-    sqlite3 *db = s->wdb;
-    sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, db,
-                    "UPDATE jobs SET state = ?1, error_code = CASE WHEN ?5 THEN NULL ELSE"
-                    " coalesce(?2, error_code) END, error = CASE WHEN ?5 THEN NULL ELSE"
-                    " coalesce(?3, error) END, timings = coalesce(?4, timings),"
-                    " lease_owner = NULL, lease_until_ms = 0, finished_ms = ?6, updated_ms = ?6"
-                    " WHERE id = ?7",
-                    &st, e);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, job_state_name(to), -1, SQLITE_STATIC);
-    bind_text(st, 2, code);
-    bind_text(st, 3, error);
-    bind_text(st, 4, timings);
-    sqlite3_bind_int(st, 5, clear_error);
-    sqlite3_bind_int64(st, 6, now);
-    sqlite3_bind_int64(st, 7, r->id);
-    rc = q_step(s, db, st, "finish job", e);
-    sqlite3_finalize(st);
+    int rc = q_do(s, s->wdb,
+                  "UPDATE jobs SET state = ?1, error_code = CASE WHEN ?5 THEN NULL ELSE"
+                  " coalesce(?2, error_code) END, error = CASE WHEN ?5 THEN NULL ELSE"
+                  " coalesce(?3, error) END, timings = coalesce(?4, timings),"
+                  " lease_owner = NULL, lease_until_ms = 0, finished_ms = ?6, updated_ms = ?6"
+                  " WHERE id = ?7",
+                  ARGS(A_TEXT(job_state_name(to)), A_TEXT(code), A_TEXT(error), A_TEXT(timings),
+                       A_INT(clear_error), A_INT(now), A_INT(r->id)),
+                  "finish job", e);
     if (rc)
         return rc;
     sq_event ev = {
@@ -905,24 +937,11 @@ static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_m
 
 static int sq_job_heartbeat(store *base, const char *owner, int64_t lease_ms, err_t *e)
 {
-    sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
     int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = q_prep(s, s->wdb,
+    return w_do((sq_store *)base,
                 "UPDATE jobs SET lease_until_ms = ?, updated_ms = ?"
                 " WHERE state = 'running' AND lease_owner = ?",
-                &st, e);
-    if (rc == ERR_OK) {
-        sqlite3_bind_int64(st, 1, now + lease_ms);
-        sqlite3_bind_int64(st, 2, now);
-        bind_text(st, 3, owner);
-        rc = q_step(s, s->wdb, st, "heartbeat", e);
-        sqlite3_finalize(st);
-    }
-    return wend(s, rc, e);
+                ARGS(A_INT(now + lease_ms), A_INT(now), A_TEXT(owner)), "heartbeat", e);
 }
 
 /* Collects the rows of `st` (SQ_ROW_COLS) into a new array. */
@@ -954,23 +973,14 @@ static void rows_free(sq_row *rows, int n)
 static int requeue(sq_store *s, const sq_row *r, int64_t run_after, int uncount, const char *code,
                    const char *error, int64_t now, err_t *e)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, s->wdb,
-                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
-                    " run_after_ms = ?1, attempts = max(attempts - ?2, 0),"
-                    " error_code = coalesce(?3, error_code), error = coalesce(?4, error),"
-                    " updated_ms = ?5 WHERE id = ?6",
-                    &st, e);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, run_after);
-    sqlite3_bind_int(st, 2, uncount ? 1 : 0);
-    bind_text(st, 3, code);
-    bind_text(st, 4, error);
-    sqlite3_bind_int64(st, 5, now);
-    sqlite3_bind_int64(st, 6, r->id);
-    rc = q_step(s, s->wdb, st, "requeue", e);
-    sqlite3_finalize(st);
+    int rc = q_do(s, s->wdb,
+                  "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                  " run_after_ms = ?1, attempts = max(attempts - ?2, 0),"
+                  " error_code = coalesce(?3, error_code), error = coalesce(?4, error),"
+                  " updated_ms = ?5 WHERE id = ?6",
+                  ARGS(A_INT(run_after), A_INT(uncount ? 1 : 0), A_TEXT(code), A_TEXT(error),
+                       A_INT(now), A_INT(r->id)),
+                  "requeue", e);
     if (run_after <= now)
         s->wnotify |= 1u << STORE_CHANNEL_JOBS;
     return rc;
@@ -1060,22 +1070,14 @@ static int put_results(sq_store *s, const char *asset_id, const char *payload,
     sqlite3 *db = s->wdb;
     sqlite3_stmt *st = NULL;
     /* A job without a payload keeps the payload an earlier job gave the asset. */
-    int rc = q_prep(s, db,
-                    "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(asset_id) DO UPDATE SET"
-                    " payload = coalesce(excluded.payload, payload), width = excluded.width,"
-                    " height = excluded.height, updated_ms = excluded.updated_ms",
-                    &st, e);
-    if (rc)
-        return rc;
-    bind_text(st, 1, asset_id);
-    bind_text(st, 2, payload);
-    sqlite3_bind_int(st, 3, r->width);
-    sqlite3_bind_int(st, 4, r->height);
-    sqlite3_bind_int64(st, 5, now);
-    rc = q_step(s, db, st, "asset upsert", e);
-    sqlite3_finalize(st);
-    st = NULL;
+    int rc =
+        q_do(s, db,
+             "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
+             " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(asset_id) DO UPDATE SET"
+             " payload = coalesce(excluded.payload, payload), width = excluded.width,"
+             " height = excluded.height, updated_ms = excluded.updated_ms",
+             ARGS(A_TEXT(asset_id), A_TEXT(payload), A_INT(r->width), A_INT(r->height), A_INT(now)),
+             "asset upsert", e);
     if (rc)
         return rc;
 
@@ -1107,16 +1109,8 @@ static int put_results(sq_store *s, const char *asset_id, const char *payload,
         return ERR_OK;
     const char *det = r->detector_model != NULL ? r->detector_model : "";
     const char *fm = r->face_model != NULL ? r->face_model : "";
-    rc = q_prep(s, db, "DELETE FROM faces WHERE asset_id = ? AND detector = ? AND model = ?", &st,
-                e);
-    if (rc)
-        return rc;
-    bind_text(st, 1, asset_id);
-    bind_text(st, 2, det);
-    bind_text(st, 3, fm);
-    rc = q_step(s, db, st, "faces delete", e);
-    sqlite3_finalize(st);
-    st = NULL;
+    rc = q_do(s, db, "DELETE FROM faces WHERE asset_id = ? AND detector = ? AND model = ?",
+              ARGS(A_TEXT(asset_id), A_TEXT(det), A_TEXT(fm)), "faces delete", e);
     if (rc || r->nfaces == 0)
         return rc;
     rc = q_prep(s, db,
@@ -1447,13 +1441,8 @@ static int put_deleted_event(sq_store *s, const char *asset_id, err_t *e)
         return rc < 0 ? rc : ERR_OK;
     char *payload = store__deleted_event_json(id, job_id, asset_id, now);
     s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
-    rc = q_prep(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", &st, e);
-    if (rc == ERR_OK) {
-        sqlite3_bind_text(st, 1, payload, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, id);
-        rc = q_step(s, db, st, "deleted event payload", e);
-        sqlite3_finalize(st);
-    }
+    rc = q_do(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", ARGS(A_TEXT(payload), A_INT(id)),
+              "deleted event payload", e);
     free(payload);
     return rc;
 }
@@ -1461,20 +1450,14 @@ static int put_deleted_event(sq_store *s, const char *asset_id, err_t *e)
 static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
 {
     sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
     int rc = wbegin(s, e);
     if (rc)
         return rc;
     /* image_embeddings and faces go with it: ON DELETE CASCADE. */
-    rc = q_prep(s, s->wdb, "DELETE FROM assets WHERE asset_id = ?", &st, e);
-    if (rc == ERR_OK) {
-        bind_text(st, 1, asset_id);
-        rc = q_step(s, s->wdb, st, "asset delete", e);
-        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
-            rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
-        sqlite3_finalize(st);
-        st = NULL;
-    }
+    rc = q_do(s, s->wdb, "DELETE FROM assets WHERE asset_id = ?", ARGS(A_TEXT(asset_id)),
+              "asset delete", e);
+    if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+        rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
     if (rc == ERR_OK)
         rc = put_deleted_event(s, asset_id, e);
     return wend(s, rc, e);
@@ -1544,19 +1527,13 @@ static int sq_outbox_max_id(store *base, int64_t *out, err_t *e)
 static int sq_outbox_mark_sent(store *base, int64_t id, err_t *e)
 {
     sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
     int rc = wbegin(s, e);
     if (rc)
         return rc;
-    rc = q_prep(s, s->wdb, "UPDATE outbox SET sent_ms = coalesce(sent_ms, ?) WHERE id = ?", &st, e);
-    if (rc == ERR_OK) {
-        sqlite3_bind_int64(st, 1, store_now_ms());
-        sqlite3_bind_int64(st, 2, id);
-        rc = q_step(s, s->wdb, st, "mark sent", e);
-        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
-            rc = err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
-        sqlite3_finalize(st);
-    }
+    rc = q_do(s, s->wdb, "UPDATE outbox SET sent_ms = coalesce(sent_ms, ?) WHERE id = ?",
+              ARGS(A_INT(store_now_ms()), A_INT(id)), "mark sent", e);
+    if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+        rc = err_set(e, ERR_NOENT, "outbox row %lld not found", (long long)id);
     return wend(s, rc, e);
 }
 
@@ -1572,21 +1549,13 @@ static int sq_leader_acquire(store *base, const char *name, const char *owner, i
     if (rc)
         return rc;
     /* The upsert's WHERE lets only the holder or a taker of an expired lease write. */
-    rc = q_prep(s, s->wdb,
-                "INSERT INTO leader(name, owner, until_ms) VALUES (?1, ?2, ?3)"
-                " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
-                " until_ms = excluded.until_ms WHERE leader.owner = excluded.owner"
-                " OR leader.until_ms < ?4",
-                &st, e);
-    if (rc)
-        goto out;
-    bind_text(st, 1, name);
-    bind_text(st, 2, owner);
-    sqlite3_bind_int64(st, 3, now + lease_ms);
-    sqlite3_bind_int64(st, 4, now);
-    rc = q_step(s, s->wdb, st, "leader acquire", e);
-    sqlite3_finalize(st);
-    st = NULL;
+    rc = q_do(s, s->wdb,
+              "INSERT INTO leader(name, owner, until_ms) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
+              " until_ms = excluded.until_ms WHERE leader.owner = excluded.owner"
+              " OR leader.until_ms < ?4",
+              ARGS(A_TEXT(name), A_TEXT(owner), A_INT(now + lease_ms), A_INT(now)),
+              "leader acquire", e);
     if (rc || sqlite3_changes(s->wdb) > 0)
         goto out;
     rc = q_prep(s, s->wdb, "SELECT owner, until_ms FROM leader WHERE name = ?", &st, e);
@@ -1607,19 +1576,8 @@ out:
 
 static int sq_leader_release(store *base, const char *name, const char *owner, err_t *e)
 {
-    sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = q_prep(s, s->wdb, "DELETE FROM leader WHERE name = ? AND owner = ?", &st, e);
-    if (rc == ERR_OK) {
-        bind_text(st, 1, name);
-        bind_text(st, 2, owner);
-        rc = q_step(s, s->wdb, st, "leader release", e);
-        sqlite3_finalize(st);
-    }
-    return wend(s, rc, e);
+    return w_do((sq_store *)base, "DELETE FROM leader WHERE name = ? AND owner = ?",
+                ARGS(A_TEXT(name), A_TEXT(owner)), "leader release", e);
 }
 
 /*
@@ -1923,61 +1881,37 @@ out:
 static int sq_person_rename(store *base, int64_t id, const char *name, err_t *e)
 {
     sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
     int rc = wbegin(s, e);
     if (rc)
         return rc;
-    rc = q_prep(s, s->wdb, "UPDATE people SET name = ? WHERE id = ?", &st, e);
-    if (rc == ERR_OK) {
-        bind_text(st, 1, name);
-        sqlite3_bind_int64(st, 2, id);
-        rc = q_step(s, s->wdb, st, "person rename", e);
-        if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
-            rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
-        sqlite3_finalize(st);
-    }
+    rc = q_do(s, s->wdb, "UPDATE people SET name = ? WHERE id = ?", ARGS(A_TEXT(name), A_INT(id)),
+              "person rename", e);
+    if (rc == ERR_OK && sqlite3_changes(s->wdb) == 0)
+        rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
     return wend(s, rc, e);
 }
 
 static int sq_people_merge(store *base, int64_t into, const int64_t *from, int n, err_t *e)
 {
     sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
     int rc = wbegin(s, e);
     if (rc)
         return rc;
     for (int i = -1; rc == ERR_OK && i < n; i++) {
         int64_t pid = i < 0 ? into : from[i];
-        rc = q_prep(s, s->wdb, "SELECT 1 FROM people WHERE id = ?", &st, e);
-        if (rc)
-            break;
-        sqlite3_bind_int64(st, 1, pid);
-        rc = q_step(s, s->wdb, st, "person", e);
-        sqlite3_finalize(st);
-        st = NULL;
+        rc = q_do(s, s->wdb, "SELECT 1 FROM people WHERE id = ?", ARGS(A_INT(pid)), "person", e);
         if (rc == 0)
             rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)pid);
         else if (rc == 1)
             rc = ERR_OK;
     }
     for (int i = 0; rc == ERR_OK && i < n; i++) {
-        rc = q_prep(s, s->wdb, "UPDATE faces SET person_id = ?1 WHERE person_id = ?2;", &st, e);
+        rc = q_do(s, s->wdb, "UPDATE faces SET person_id = ?1 WHERE person_id = ?2;",
+                  ARGS(A_INT(into), A_INT(from[i])), "merge faces", e);
         if (rc)
             break;
-        sqlite3_bind_int64(st, 1, into);
-        sqlite3_bind_int64(st, 2, from[i]);
-        rc = q_step(s, s->wdb, st, "merge faces", e);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc)
-            break;
-        rc = q_prep(s, s->wdb, "DELETE FROM people WHERE id = ?", &st, e);
-        if (rc)
-            break;
-        sqlite3_bind_int64(st, 1, from[i]);
-        rc = q_step(s, s->wdb, st, "merge delete", e);
-        sqlite3_finalize(st);
-        st = NULL;
+        rc = q_do(s, s->wdb, "DELETE FROM people WHERE id = ?", ARGS(A_INT(from[i])),
+                  "merge delete", e);
     }
     return wend(s, rc, e);
 }
