@@ -3,10 +3,11 @@
 # tfjs2onnx it compiles the few sources it needs instead of linking
 # inferd_core, so that it needs neither ONNX Runtime nor libvips.
 add_executable(mkclip "${CMAKE_SOURCE_DIR}/tools/mkclip/mkclip.c"
+  "${CMAKE_SOURCE_DIR}/tools/onnxb/onnxb.c"
   "${CMAKE_SOURCE_DIR}/src/text/bpe.c"
   "${CMAKE_SOURCE_DIR}/src/util/err.c" "${CMAKE_SOURCE_DIR}/src/util/log.c"
   "${CMAKE_SOURCE_DIR}/src/util/xalloc.c")
-target_include_directories(mkclip PRIVATE "${CMAKE_SOURCE_DIR}/src")
+target_include_directories(mkclip PRIVATE "${CMAKE_SOURCE_DIR}/src" "${CMAKE_SOURCE_DIR}/tools/onnxb")
 target_compile_options(mkclip PRIVATE ${INFERD_WARNINGS})
 target_compile_definitions(mkclip PRIVATE ${INFERD_DEFS})
 target_link_libraries(mkclip PRIVATE onnx_pb PkgConfig::JANSSON PkgConfig::ZLIB Threads::Threads)

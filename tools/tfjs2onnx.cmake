@@ -3,11 +3,13 @@
 # linking inferd_core) so that the converter builds on its own.
 set(T2O_DIR "${CMAKE_SOURCE_DIR}/tools/tfjs2onnx")
 set(T2O_LIB_SRC "${T2O_DIR}/jslit.c" "${T2O_DIR}/tfjs.c" "${T2O_DIR}/convert.c"
+  "${CMAKE_SOURCE_DIR}/tools/onnxb/onnxb.c"
   "${CMAKE_SOURCE_DIR}/src/util/err.c" "${CMAKE_SOURCE_DIR}/src/util/log.c"
   "${CMAKE_SOURCE_DIR}/src/util/xalloc.c")
 
 add_library(tfjs2onnx_lib STATIC ${T2O_LIB_SRC})
-target_include_directories(tfjs2onnx_lib PUBLIC "${T2O_DIR}" "${CMAKE_SOURCE_DIR}/src")
+target_include_directories(tfjs2onnx_lib PUBLIC "${T2O_DIR}" "${CMAKE_SOURCE_DIR}/tools/onnxb"
+  "${CMAKE_SOURCE_DIR}/src")
 target_compile_options(tfjs2onnx_lib PRIVATE ${INFERD_WARNINGS})
 target_compile_definitions(tfjs2onnx_lib PUBLIC ${INFERD_DEFS})
 target_link_libraries(tfjs2onnx_lib PUBLIC onnx_pb PkgConfig::JANSSON m)

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 
 #include "onnx.pb-c.h"
+#include "onnxb.h"
 #include "text/tokenizer.h"
 #include "util/xalloc.h"
 
@@ -46,36 +47,13 @@
 #define IMG 224
 #define STEM 8
 #define PATCH 16
-#define MAXN 64
 
-/* ---- a tiny graph builder: everything lives until the model is packed --- */
+/* ---- graphs: the shared builder (tools/onnxb) plus the weight stream ----- */
 
 typedef struct {
-    Onnx__NodeProto *nodes[MAXN];
-    Onnx__TensorProto *inits[MAXN];
-    size_t nnodes, ninits;
-    void *allocs[1024];
-    size_t nallocs;
+    onnxb b;
     uint64_t rng;
 } graph;
-
-static void *g_alloc(graph *g, size_t n)
-{
-    void *p = xcalloc(1, n ? n : 1);
-    if (g->nallocs == sizeof g->allocs / sizeof g->allocs[0]) {
-        fprintf(stderr, "mkclip: too many allocations\n");
-        exit(1);
-    }
-    g->allocs[g->nallocs++] = p;
-    return p;
-}
-
-static char *g_str(graph *g, const char *s)
-{
-    char *d = g_alloc(g, strlen(s) + 1);
-    memcpy(d, s, strlen(s) + 1);
-    return d;
-}
 
 static float rnd(graph *g)
 {
@@ -86,52 +64,11 @@ static float rnd(graph *g)
     return (float)((double)(v >> 11) / 9007199254740992.0) * 2.0f - 1.0f; /* [-1, 1) */
 }
 
+/* A node named after its one output. */
 static Onnx__NodeProto *node(graph *g, const char *op, int nin, const char *const *in,
                              const char *out)
 {
-    Onnx__NodeProto *n = g_alloc(g, sizeof *n);
-    onnx__node_proto__init(n);
-    n->op_type = g_str(g, op);
-    n->name = g_str(g, out);
-    n->n_input = (size_t)nin;
-    n->input = g_alloc(g, sizeof(char *) * (size_t)nin);
-    for (int i = 0; i < nin; i++)
-        n->input[i] = g_str(g, in[i]);
-    n->n_output = 1;
-    n->output = g_alloc(g, sizeof(char *));
-    n->output[0] = g_str(g, out);
-    g->nodes[g->nnodes++] = n;
-    return n;
-}
-
-static void attr_ints(graph *g, Onnx__NodeProto *n, const char *name, int cnt, const int64_t *v)
-{
-    Onnx__AttributeProto *a = g_alloc(g, sizeof *a);
-    onnx__attribute_proto__init(a);
-    a->name = g_str(g, name);
-    a->has_type = 1;
-    if (cnt == 1 && v == NULL)
-        abort();
-    if (cnt < 0) { /* a single int */
-        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-        a->has_i = 1;
-        a->i = v[0];
-    } else {
-        a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-        a->n_ints = (size_t)cnt;
-        a->ints = g_alloc(g, sizeof(int64_t) * (size_t)cnt);
-        memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-    }
-    Onnx__AttributeProto **arr = g_alloc(g, sizeof *arr * (n->n_attribute + 1));
-    if (n->n_attribute)
-        memcpy(arr, n->attribute, sizeof *arr * n->n_attribute);
-    arr[n->n_attribute++] = a;
-    n->attribute = arr;
-}
-
-static void attr_int(graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
-{
-    attr_ints(g, n, name, -1, &v);
+    return onnxb_node(&g->b, op, out, nin, in, out);
 }
 
 /* Adds an initializer of `count` elements; random floats scaled by `scale`
@@ -143,7 +80,7 @@ static void init(graph *g, const char *name, int dtype, int rank, const int64_t 
     for (int i = 0; i < rank; i++)
         count *= (size_t)dims[i];
     size_t elem = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? 8 : 4;
-    void *buf = g_alloc(g, count * elem);
+    void *buf = onnxb_alloc(&g->b, count * elem);
     if (data != NULL) {
         memcpy(buf, data, count * elem);
     } else {
@@ -151,102 +88,49 @@ static void init(graph *g, const char *name, int dtype, int rank, const int64_t 
         for (size_t i = 0; i < count; i++)
             f[i] = rnd(g) * scale;
     }
-    Onnx__TensorProto *t = g_alloc(g, sizeof *t);
-    onnx__tensor_proto__init(t);
-    t->name = g_str(g, name);
-    t->has_data_type = 1;
-    t->data_type = dtype;
-    t->n_dims = (size_t)rank;
-    t->dims = g_alloc(g, sizeof(int64_t) * (size_t)(rank ? rank : 1));
-    memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-    t->has_raw_data = 1;
-    t->raw_data.data = buf;
-    t->raw_data.len = count * elem;
-    g->inits[g->ninits++] = t;
+    onnxb_init_tensor(&g->b, name, dtype, dims, rank, buf, count * elem);
 }
 
-/* A graph input/output; a negative dim is the symbolic batch "batch_size". */
-static Onnx__ValueInfoProto *vinfo(graph *g, const char *name, int elem, int rank,
-                                   const int64_t *dims)
+/* Packs the graph as a ModelProto (IR 8, opset 13) into `path` and frees it. */
+static int write_model(graph *g, const char *gname, const char *path)
 {
-    Onnx__ValueInfoProto *v = g_alloc(g, sizeof *v);
-    onnx__value_info_proto__init(v);
-    v->name = g_str(g, name);
-    Onnx__TypeProto *tp = g_alloc(g, sizeof *tp);
-    onnx__type_proto__init(tp);
-    Onnx__TypeProto__Tensor *tt = g_alloc(g, sizeof *tt);
-    onnx__type_proto__tensor__init(tt);
-    tt->has_elem_type = 1;
-    tt->elem_type = elem;
-    Onnx__TensorShapeProto *sp = g_alloc(g, sizeof *sp);
-    onnx__tensor_shape_proto__init(sp);
-    sp->n_dim = (size_t)rank;
-    sp->dim = g_alloc(g, sizeof *sp->dim * (size_t)rank);
-    for (int i = 0; i < rank; i++) {
-        Onnx__TensorShapeProto__Dimension *d = g_alloc(g, sizeof *d);
-        onnx__tensor_shape_proto__dimension__init(d);
-        if (dims[i] >= 0) {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-            d->dim_value = dims[i];
-        } else {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            d->dim_param = g_str(g, "batch_size");
-        }
-        sp->dim[i] = d;
+    onnxb_model_info info = {.graph_name = gname,
+                             .producer = "inferd-mkclip",
+                             .producer_version = "1",
+                             .ir_version = 8,
+                             .opset = 13};
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    err_t e = {0};
+    int ok = onnxb_pack(&g->b, &info, &buf, &n, &e) == ERR_OK;
+    onnxb_free(&g->b);
+    if (!ok) {
+        fprintf(stderr, "mkclip: %s\n", e.msg);
+        return -1;
     }
-    tt->shape = sp;
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    tp->tensor_type = tt;
-    v->type = tp;
-    return v;
-}
-
-/* Packs the graph as a ModelProto (IR 8, opset 13) into `path`. */
-static int write_model(graph *g, const char *gname, Onnx__ValueInfoProto *in,
-                       Onnx__ValueInfoProto *out, const char *path)
-{
-    Onnx__GraphProto gp = ONNX__GRAPH_PROTO__INIT;
-    gp.name = (char *)gname;
-    gp.n_node = g->nnodes;
-    gp.node = g->nodes;
-    gp.n_initializer = g->ninits;
-    gp.initializer = g->inits;
-    gp.n_input = 1;
-    gp.input = &in;
-    gp.n_output = 1;
-    gp.output = &out;
-    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-    ops.domain = "";
-    ops.has_version = 1;
-    ops.version = 13;
-    Onnx__OperatorSetIdProto *opsp = &ops;
-    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
-    mp.has_ir_version = 1;
-    mp.ir_version = 8;
-    mp.n_opset_import = 1;
-    mp.opset_import = &opsp;
-    mp.producer_name = "inferd-mkclip";
-    mp.producer_version = "1";
-    mp.graph = &gp;
-    size_t n = onnx__model_proto__get_packed_size(&mp);
-    uint8_t *buf = xmalloc(n);
-    onnx__model_proto__pack(&mp, buf);
     FILE *f = fopen(path, "wb");
-    int ok = f != NULL && fwrite(buf, 1, n, f) == n;
+    ok = f != NULL && fwrite(buf, 1, n, f) == n;
     if (f != NULL && fclose(f) != 0)
         ok = 0;
     free(buf);
-    for (size_t i = 0; i < g->nallocs; i++)
-        free(g->allocs[i]);
-    g->nallocs = g->nnodes = g->ninits = 0;
     if (!ok)
         fprintf(stderr, "mkclip: cannot write %s: %s\n", path, strerror(errno));
     return ok ? 0 : -1;
 }
 
+/* Declares the graph's one input and one output (a negative dim: the batch). */
+static void io(graph *g, const char *in, int in_elem, int in_rank, const int64_t *in_dims,
+               const char *out, int out_rank, const int64_t *out_dims)
+{
+    onnxb_input(&g->b, onnxb_value(&g->b, in, in_elem, in_rank, in_dims));
+    onnxb_output(&g->b, onnxb_value(&g->b, out, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, out_rank,
+                                    out_dims));
+}
+
 static int write_visual(uint64_t seed, int dim, const char *path)
 {
     graph g = {.rng = seed * 2 + 1};
+    onnxb_init(&g.b, "batch_size");
     int64_t wdims[4] = {STEM, 3, PATCH, PATCH}, bdims[1] = {STEM};
     init(&g, "stem.weight", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, wdims, NULL, 0.05f);
     init(&g, "stem.bias", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, bdims, NULL, 0.1f);
@@ -257,26 +141,26 @@ static int write_visual(uint64_t seed, int dim, const char *path)
     const char *conv_in[3] = {"image", "stem.weight", "stem.bias"};
     Onnx__NodeProto *c = node(&g, "Conv", 3, conv_in, "stem");
     int64_t k[2] = {PATCH, PATCH};
-    attr_ints(&g, c, "kernel_shape", 2, k);
-    attr_ints(&g, c, "strides", 2, k);
+    onnxb_attr_ints(&g.b, c, "kernel_shape", k, 2);
+    onnxb_attr_ints(&g.b, c, "strides", k, 2);
     const char *r_in[1] = {"stem"};
     node(&g, "Relu", 1, r_in, "stem_relu");
     const char *p_in[1] = {"stem_relu"};
     node(&g, "GlobalAveragePool", 1, p_in, "pooled");
     const char *f_in[1] = {"pooled"};
-    attr_int(&g, node(&g, "Flatten", 1, f_in, "flat"), "axis", 1);
+    onnxb_attr_int(&g.b, node(&g, "Flatten", 1, f_in, "flat"), "axis", 1);
     const char *gemm_in[3] = {"flat", "proj.weight", "proj.bias"};
     node(&g, "Gemm", 3, gemm_in, "embedding");
 
     int64_t in_dims[4] = {-1, 3, IMG, IMG}, out_dims[2] = {-1, dim};
-    return write_model(
-        &g, "clip_visual", vinfo(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, in_dims),
-        vinfo(&g, "embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, out_dims), path);
+    io(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, in_dims, "embedding", 2, out_dims);
+    return write_model(&g, "clip_visual", path);
 }
 
 static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const char *path)
 {
     graph g = {.rng = seed * 2 + 2};
+    onnxb_init(&g.b, "batch_size");
     int64_t tdims[2] = {vocab, dim}, posd[2] = {CTX, dim}, projd[2] = {dim, dim};
     init(&g, "token_embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, tdims, NULL, 1.0f);
     init(&g, "positional_embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, posd, NULL, 0.1f);
@@ -288,27 +172,27 @@ static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const
     init(&g, "expand_shape", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, three, expand_shape, 0);
 
     const char *ga[2] = {"token_embedding", "text"};
-    attr_int(&g, node(&g, "Gather", 2, ga, "tok"), "axis", 0);
+    onnxb_attr_int(&g.b, node(&g, "Gather", 2, ga, "tok"), "axis", 0);
     const char *ad[2] = {"tok", "positional_embedding"};
     node(&g, "Add", 2, ad, "h");
     const char *rm[1] = {"h"};
     Onnx__NodeProto *n = node(&g, "ReduceMean", 1, rm, "h_mean");
-    attr_ints(&g, n, "axes", 1, ax1);
-    attr_int(&g, n, "keepdims", 1);
+    onnxb_attr_ints(&g.b, n, "axes", ax1, 1);
+    onnxb_attr_int(&g.b, n, "keepdims", 1);
     const char *mix[2] = {"h", "h_mean"};
     node(&g, "Add", 2, mix, "h_mix");
     const char *th[1] = {"h_mix"};
     node(&g, "Tanh", 1, th, "h_act");
     const char *am[1] = {"text"};
     n = node(&g, "ArgMax", 1, am, "eot_pos");
-    attr_int(&g, n, "axis", 1);
-    attr_int(&g, n, "keepdims", 1);
+    onnxb_attr_int(&g.b, n, "axis", 1);
+    onnxb_attr_int(&g.b, n, "keepdims", 1);
     const char *us[2] = {"eot_pos", "axes2"};
     node(&g, "Unsqueeze", 2, us, "eot_pos3");
     const char *ex[2] = {"eot_pos3", "expand_shape"};
     node(&g, "Expand", 2, ex, "eot_idx");
     const char *ge[2] = {"h_act", "eot_idx"};
-    attr_int(&g, node(&g, "GatherElements", 2, ge, "pooled3"), "axis", 1);
+    onnxb_attr_int(&g.b, node(&g, "GatherElements", 2, ge, "pooled3"), "axis", 1);
     const char *sq[2] = {"pooled3", "axes1"};
     node(&g, "Squeeze", 2, sq, "pooled");
     const char *mm[2] = {"pooled", "text_projection"};
@@ -317,9 +201,8 @@ static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const
     int64_t in_dims[2] = {-1, CTX}, out_dims[2] = {-1, dim};
     int et =
         int64_ids ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
-    return write_model(&g, "clip_textual", vinfo(&g, "text", et, 2, in_dims),
-                       vinfo(&g, "embedding", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, out_dims),
-                       path);
+    io(&g, "text", et, 2, in_dims, "embedding", 2, out_dims);
+    return write_model(&g, "clip_textual", path);
 }
 
 static int write_json(json_t *j, const char *path)

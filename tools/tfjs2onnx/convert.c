@@ -17,15 +17,15 @@
  * outputs, which is topological and drops nodes the outputs do not need.
  *
  * Memory: every protobuf-c struct, string and converted weight is allocated
- * through the converter's list and freed together after packing. Weights the
- * graph uses unchanged are referenced in place from the t2o_model.
+ * through the graph builder (tools/onnxb) and freed together after packing.
+ * Weights the graph uses unchanged are referenced in place from the t2o_model.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnx.pb-c.h"
+#include "onnxb.h"
 #include "t2o.h"
 #include "util/xalloc.h"
 
@@ -43,173 +43,8 @@ typedef struct {
     int *state;       /* DFS: 0 new, 1 on stack, 2 emitted */
     unsigned char *wused; /* per weight: initializer "<name>:0" emitted */
     int have_clip_consts;
-    void **allocs;
-    size_t nallocs, capallocs;
-    Onnx__NodeProto **nodes;
-    size_t nnodes, capnodes;
-    Onnx__TensorProto **inits;
-    size_t ninits, capinits;
-    Onnx__ValueInfoProto **inputs, **outputs;
-    size_t ninputs, noutputs, capinputs, capoutputs;
+    onnxb g; /* the ONNX graph being built; owns every proto struct and string */
 } conv;
-
-/* ---- allocation -------------------------------------------------------- */
-
-static void *c_alloc(conv *c, size_t n)
-{
-    if (c->nallocs == c->capallocs) {
-        c->capallocs = c->capallocs ? c->capallocs * 2 : 256;
-        c->allocs = xrealloc(c->allocs, c->capallocs * sizeof *c->allocs);
-    }
-    void *p = xcalloc(1, n ? n : 1);
-    c->allocs[c->nallocs++] = p;
-    return p;
-}
-
-static char *c_fmt(conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *c_fmt(conv *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = c_alloc(c, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-static void push(conv *c, void ***arr, size_t *n, size_t *cap, void *item)
-{
-    (void)c;
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *arr = xrealloc(*arr, *cap * sizeof **arr);
-    }
-    (*arr)[(*n)++] = item;
-}
-
-/* ---- ONNX builders ----------------------------------------------------- */
-
-static Onnx__NodeProto *add_node(conv *c, const char *op, const char *name, int nin,
-                                 const char *const *in, const char *out)
-{
-    Onnx__NodeProto *n = c_alloc(c, sizeof *n);
-    onnx__node_proto__init(n);
-    n->op_type = c_fmt(c, "%s", op);
-    n->name = c_fmt(c, "%s", name);
-    n->n_input = (size_t)nin;
-    n->input = c_alloc(c, sizeof(char *) * (size_t)(nin ? nin : 1));
-    for (int i = 0; i < nin; i++)
-        n->input[i] = c_fmt(c, "%s", in[i]);
-    n->n_output = 1;
-    n->output = c_alloc(c, sizeof(char *));
-    n->output[0] = c_fmt(c, "%s", out);
-    push(c, (void ***)&c->nodes, &c->nnodes, &c->capnodes, n);
-    return n;
-}
-
-static Onnx__AttributeProto *add_attr(conv *c, Onnx__NodeProto *n, const char *name,
-                                      Onnx__AttributeProto__AttributeType type)
-{
-    Onnx__AttributeProto *a = c_alloc(c, sizeof *a);
-    onnx__attribute_proto__init(a);
-    a->name = c_fmt(c, "%s", name);
-    a->has_type = 1;
-    a->type = type;
-    Onnx__AttributeProto **arr = c_alloc(c, sizeof *arr * (n->n_attribute + 1));
-    if (n->n_attribute)
-        memcpy(arr, n->attribute, sizeof *arr * n->n_attribute);
-    arr[n->n_attribute++] = a;
-    n->attribute = arr;
-    return a;
-}
-
-static void attr_int(conv *c, Onnx__NodeProto *n, const char *name, int64_t v)
-{
-    Onnx__AttributeProto *a = add_attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
-    a->has_i = 1;
-    a->i = v;
-}
-
-static void attr_float(conv *c, Onnx__NodeProto *n, const char *name, float v)
-{
-    Onnx__AttributeProto *a = add_attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
-    a->has_f = 1;
-    a->f = v;
-}
-
-static void attr_ints(conv *c, Onnx__NodeProto *n, const char *name, const int64_t *v, int cnt)
-{
-    Onnx__AttributeProto *a = add_attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-    a->n_ints = (size_t)cnt;
-    a->ints = c_alloc(c, sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
-    memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-}
-
-static void attr_str(conv *c, Onnx__NodeProto *n, const char *name, const char *s)
-{
-    Onnx__AttributeProto *a = add_attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
-    a->has_s = 1;
-    a->s.data = (uint8_t *)c_fmt(c, "%s", s);
-    a->s.len = strlen(s);
-}
-
-/* Adds an initializer; `data` must outlive packing (model-owned or c_alloc'd). */
-static void add_init(conv *c, const char *name, int dtype, const int64_t *dims, int rank,
-                     const void *data, size_t nbytes)
-{
-    Onnx__TensorProto *t = c_alloc(c, sizeof *t);
-    onnx__tensor_proto__init(t);
-    t->name = c_fmt(c, "%s", name);
-    t->has_data_type = 1;
-    t->data_type = dtype;
-    t->n_dims = (size_t)rank;
-    t->dims = c_alloc(c, sizeof(int64_t) * (size_t)(rank ? rank : 1));
-    if (rank)
-        memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-    t->has_raw_data = 1;
-    t->raw_data.data = (uint8_t *)data;
-    t->raw_data.len = nbytes;
-    push(c, (void ***)&c->inits, &c->ninits, &c->capinits, t);
-}
-
-static Onnx__ValueInfoProto *value_info(conv *c, const char *name, int rank, const int64_t *dims)
-{
-    Onnx__ValueInfoProto *v = c_alloc(c, sizeof *v);
-    onnx__value_info_proto__init(v);
-    v->name = c_fmt(c, "%s", name);
-    Onnx__TypeProto *tp = c_alloc(c, sizeof *tp);
-    onnx__type_proto__init(tp);
-    Onnx__TypeProto__Tensor *tt = c_alloc(c, sizeof *tt);
-    onnx__type_proto__tensor__init(tt);
-    tt->has_elem_type = 1;
-    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    if (rank >= 0) {
-        Onnx__TensorShapeProto *sp = c_alloc(c, sizeof *sp);
-        onnx__tensor_shape_proto__init(sp);
-        sp->n_dim = (size_t)rank;
-        sp->dim = c_alloc(c, sizeof *sp->dim * (size_t)(rank ? rank : 1));
-        for (int i = 0; i < rank; i++) {
-            Onnx__TensorShapeProto__Dimension *d = c_alloc(c, sizeof *d);
-            onnx__tensor_shape_proto__dimension__init(d);
-            if (dims[i] >= 0) {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-                d->dim_value = dims[i];
-            } else {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-                d->dim_param = c_fmt(c, "N");
-            }
-            sp->dim[i] = d;
-        }
-        tt->shape = sp;
-    }
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    tp->tensor_type = tt;
-    v->type = tp;
-    return v;
-}
 
 /* ---- TF attribute access ---------------------------------------------- */
 
@@ -366,7 +201,7 @@ static const t2o_weight *const_of(conv *c, long idx, const char *user, const cha
 /* Tensor name of node `idx`; a Const gets its initializer on first use. */
 static const char *tensor_of(conv *c, long idx)
 {
-    const char *name = c_fmt(c, "%s:0", c->tfname[idx]);
+    const char *name = onnxb_fmt(&c->g, "%s:0", c->tfname[idx]);
     if (!strcmp(tf_op(c->tf[idx]), "Const")) {
         const t2o_weight *w = t2o_model_weight(c->m, c->tfname[idx]);
         if (!w) {
@@ -377,7 +212,7 @@ static const char *tensor_of(conv *c, long idx)
         size_t wi = (size_t)(w - c->m->weights);
         if (!c->wused[wi]) {
             c->wused[wi] = 1;
-            add_init(c, name, (int)w->dtype, w->dims, w->rank, w->data, w->count * 4);
+            onnxb_init_tensor(&c->g, name, (int)w->dtype, w->dims, w->rank, w->data, w->count * 4);
         }
     }
     return name;
@@ -390,11 +225,11 @@ static void ensure_clip_consts(conv *c)
     if (c->have_clip_consts)
         return;
     c->have_clip_consts = 1;
-    float *v = c_alloc(c, 2 * sizeof(float));
+    float *v = onnxb_alloc(&c->g, 2 * sizeof(float));
     v[0] = 0.0f;
     v[1] = 6.0f;
-    add_init(c, "t2o/zero", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0, &v[0], 4);
-    add_init(c, "t2o/six", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0, &v[1], 4);
+    onnxb_init_tensor(&c->g, "t2o/zero", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0, &v[0], 4);
+    onnxb_init_tensor(&c->g, "t2o/six", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0, &v[1], 4);
 }
 
 /* Emits activation `act` from `in` to `out`; ERR_UNSUPPORTED for others. */
@@ -404,13 +239,13 @@ static int emit_act(conv *c, size_t i, const char *act, const char *in, const ch
     if (!strcmp(act, "Relu6")) {
         ensure_clip_consts(c);
         const char *ins[3] = {in, "t2o/zero", "t2o/six"};
-        add_node(c, "Clip", c_fmt(c, "%s/relu6", node), 3, ins, out);
+        onnxb_node(&c->g, "Clip", onnxb_fmt(&c->g, "%s/relu6", node), 3, ins, out);
     } else if (!strcmp(act, "Relu") || !strcmp(act, "Elu") || !strcmp(act, "Sigmoid") ||
                !strcmp(act, "Tanh")) {
-        add_node(c, act, c_fmt(c, "%s/%s", node, act), 1, &in, out);
+        onnxb_node(&c->g, act, onnxb_fmt(&c->g, "%s/%s", node, act), 1, &in, out);
     } else if (!strcmp(act, "LeakyRelu")) {
-        Onnx__NodeProto *n = add_node(c, "LeakyRelu", c_fmt(c, "%s/leakyrelu", node), 1, &in, out);
-        attr_float(c, n, "alpha", (float)tf_attr_f(c->tf[i], "leakyrelu_alpha", 0.2));
+        Onnx__NodeProto *n = onnxb_node(&c->g, "LeakyRelu", onnxb_fmt(&c->g, "%s/leakyrelu", node), 1, &in, out);
+        onnxb_attr_float(&c->g, n, "alpha", (float)tf_attr_f(c->tf[i], "leakyrelu_alpha", 0.2));
     } else {
         return err_set(c->e, ERR_UNSUPPORTED, "unsupported fused activation '%s' in node '%s'",
                        act, node);
@@ -465,23 +300,23 @@ static int spatial_attrs(conv *c, size_t i, Onnx__NodeProto *n, int dilations)
         d2[0] = v[1];
         d2[1] = v[2];
     }
-    attr_ints(c, n, "strides", s2, 2);
+    onnxb_attr_ints(&c->g, n, "strides", s2, 2);
     if (dilations)
-        attr_ints(c, n, "dilations", d2, 2);
+        onnxb_attr_ints(&c->g, n, "dilations", d2, 2);
     char pad[16] = "VALID";
     tf_attr_s(c->tf[i], "padding", pad, sizeof pad);
     if (!strcmp(pad, "SAME")) {
         /* TF puts the odd pixel at the end, which is ONNX's SAME_UPPER. */
-        attr_str(c, n, "auto_pad", "SAME_UPPER");
+        onnxb_attr_str(&c->g, n, "auto_pad", "SAME_UPPER");
     } else if (!strcmp(pad, "VALID")) {
         int64_t p[4] = {0, 0, 0, 0};
-        attr_ints(c, n, "pads", p, 4);
+        onnxb_attr_ints(&c->g, n, "pads", p, 4);
     } else if (!strcmp(pad, "EXPLICIT")) {
         if (tf_attr_ilist(c->tf[i], "explicit_paddings", v, 8) != 8)
             return err_set(c->e, ERR_FORMAT, "node '%s': EXPLICIT padding needs 8 values",
                            c->tfname[i]);
         int64_t p[4] = {v[2], v[4], v[3], v[5]}; /* top, left, bottom, right */
-        attr_ints(c, n, "pads", p, 4);
+        onnxb_attr_ints(&c->g, n, "pads", p, 4);
     } else {
         return err_set(c->e, ERR_UNSUPPORTED, "node '%s': padding '%s'", c->tfname[i], pad);
     }
@@ -491,17 +326,17 @@ static int spatial_attrs(conv *c, size_t i, Onnx__NodeProto *n, int dilations)
 static const char *to_nchw(conv *c, size_t i, const char *x)
 {
     static const int64_t perm[4] = {0, 3, 1, 2};
-    const char *out = c_fmt(c, "%s/nchw", c->tfname[i]);
-    Onnx__NodeProto *n = add_node(c, "Transpose", out, 1, &x, out);
-    attr_ints(c, n, "perm", perm, 4);
+    const char *out = onnxb_fmt(&c->g, "%s/nchw", c->tfname[i]);
+    Onnx__NodeProto *n = onnxb_node(&c->g, "Transpose", out, 1, &x, out);
+    onnxb_attr_ints(&c->g, n, "perm", perm, 4);
     return out;
 }
 
 static void to_nhwc(conv *c, size_t i, const char *x, const char *out)
 {
     static const int64_t perm[4] = {0, 2, 3, 1};
-    Onnx__NodeProto *n = add_node(c, "Transpose", c_fmt(c, "%s/nhwc", c->tfname[i]), 1, &x, out);
-    attr_ints(c, n, "perm", perm, 4);
+    Onnx__NodeProto *n = onnxb_node(&c->g, "Transpose", onnxb_fmt(&c->g, "%s/nhwc", c->tfname[i]), 1, &x, out);
+    onnxb_attr_ints(&c->g, n, "perm", perm, 4);
 }
 
 /* Conv2D, DepthwiseConv2dNative and their fused forms. */
@@ -524,7 +359,7 @@ static int conv_conv(conv *c, size_t i, int depthwise, int fused)
     int64_t kh = k->dims[0], kw = k->dims[1], ci = k->dims[2], co = k->dims[3];
     int64_t oc = depthwise ? ci * co : co, ic_per_group = depthwise ? 1 : ci;
     const float *src = k->data;
-    float *W = c_alloc(c, sizeof(float) * k->count);
+    float *W = onnxb_alloc(&c->g, sizeof(float) * k->count);
     for (int64_t h = 0; h < kh; h++)
         for (int64_t w = 0; w < kw; w++)
             for (int64_t a = 0; a < ci; a++)
@@ -550,7 +385,7 @@ static int conv_conv(conv *c, size_t i, int depthwise, int fused)
             if (b->count != (size_t)oc || b->dtype != T2O_F32)
                 return err_set(c->e, ERR_FORMAT, "node '%s': bias has %zu values, want %lld",
                                name, b->count, (long long)oc);
-            B = c_alloc(c, sizeof(float) * (size_t)oc);
+            B = onnxb_alloc(&c->g, sizeof(float) * (size_t)oc);
             memcpy(B, b->data, sizeof(float) * (size_t)oc);
         } else if (nops >= 1 && !strcmp(ops[0], "FusedBatchNorm")) {
             /* Folded: y = (conv - mean) * scale / sqrt(var + eps) + offset. */
@@ -567,7 +402,7 @@ static int conv_conv(conv *c, size_t i, int depthwise, int fused)
             double eps = tf_attr_f(c->tf[i], "epsilon", 1e-3);
             const float *sc = bn[0]->data, *off = bn[1]->data, *mean = bn[2]->data,
                         *var = bn[3]->data;
-            B = c_alloc(c, sizeof(float) * (size_t)oc);
+            B = onnxb_alloc(&c->g, sizeof(float) * (size_t)oc);
             size_t per = (size_t)(ic_per_group * kh * kw);
             for (int64_t o = 0; o < oc; o++) {
                 double f = sc[o] / sqrt((double)var[o] + eps);
@@ -589,28 +424,28 @@ static int conv_conv(conv *c, size_t i, int depthwise, int fused)
     if (!x)
         return c->e->code;
     const char *xt = to_nchw(c, i, x);
-    const char *wname = c_fmt(c, "%s/W", name), *bname = c_fmt(c, "%s/B", name);
+    const char *wname = onnxb_fmt(&c->g, "%s/W", name), *bname = onnxb_fmt(&c->g, "%s/B", name);
     int64_t wd[4] = {oc, ic_per_group, kh, kw};
-    add_init(c, wname, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, wd, 4, W, sizeof(float) * k->count);
+    onnxb_init_tensor(&c->g, wname, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, wd, 4, W, sizeof(float) * k->count);
     if (B)
-        add_init(c, bname, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &oc, 1, B,
+        onnxb_init_tensor(&c->g, bname, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &oc, 1, B,
                  sizeof(float) * (size_t)oc);
     const char *cins[3] = {xt, wname, bname};
-    const char *cout = c_fmt(c, "%s/conv", name);
-    Onnx__NodeProto *n = add_node(c, "Conv", cout, B ? 3 : 2, cins, cout);
+    const char *cout = onnxb_fmt(&c->g, "%s/conv", name);
+    Onnx__NodeProto *n = onnxb_node(&c->g, "Conv", cout, B ? 3 : 2, cins, cout);
     int64_t ks[2] = {kh, kw};
-    attr_ints(c, n, "kernel_shape", ks, 2);
-    attr_int(c, n, "group", depthwise ? ci : 1);
+    onnxb_attr_ints(&c->g, n, "kernel_shape", ks, 2);
+    onnxb_attr_int(&c->g, n, "group", depthwise ? ci : 1);
     if ((rc = spatial_attrs(c, i, n, 1)))
         return rc;
     const char *y = cout;
     if (act) {
-        const char *aout = c_fmt(c, "%s/act", name);
+        const char *aout = onnxb_fmt(&c->g, "%s/act", name);
         if ((rc = emit_act(c, i, act, cout, aout)))
             return rc;
         y = aout;
     }
-    to_nhwc(c, i, y, c_fmt(c, "%s:0", name));
+    to_nhwc(c, i, y, onnxb_fmt(&c->g, "%s:0", name));
     return ERR_OK;
 }
 
@@ -632,13 +467,13 @@ static int conv_pool(conv *c, size_t i, const char *onnx_op)
     if (!x)
         return c->e->code;
     const char *xt = to_nchw(c, i, x);
-    const char *pout = c_fmt(c, "%s/pool", name);
-    Onnx__NodeProto *n = add_node(c, onnx_op, pout, 1, &xt, pout);
+    const char *pout = onnxb_fmt(&c->g, "%s/pool", name);
+    Onnx__NodeProto *n = onnxb_node(&c->g, onnx_op, pout, 1, &xt, pout);
     int64_t ks[2] = {k[1], k[2]};
-    attr_ints(c, n, "kernel_shape", ks, 2);
+    onnxb_attr_ints(&c->g, n, "kernel_shape", ks, 2);
     if ((rc = spatial_attrs(c, i, n, 0)))
         return rc;
-    to_nhwc(c, i, pout, c_fmt(c, "%s:0", name));
+    to_nhwc(c, i, pout, onnxb_fmt(&c->g, "%s:0", name));
     return ERR_OK;
 }
 
@@ -656,10 +491,10 @@ static int conv_matmul(conv *c, size_t i, int fused)
     const char *a = tensor_of(c, in[0]), *b = tensor_of(c, in[1]);
     if (!a || !b)
         return c->e->code;
-    const char *out = c_fmt(c, "%s:0", name);
+    const char *out = onnxb_fmt(&c->g, "%s:0", name);
     const char *mins[2] = {a, b};
     if (!fused) {
-        add_node(c, "MatMul", name, 2, mins, out);
+        onnxb_node(&c->g, "MatMul", name, 2, mins, out);
         return ERR_OK;
     }
     char ops[4][32];
@@ -669,14 +504,14 @@ static int conv_matmul(conv *c, size_t i, int fused)
     if (nops < 1 || strcmp(ops[0], "BiasAdd") != 0 || nin < 3 || nops > 2)
         return err_set(c->e, ERR_UNSUPPORTED, "node '%s': _FusedMatMul other than BiasAdd[+act]",
                        name);
-    const char *mm = c_fmt(c, "%s/matmul", name);
-    add_node(c, "MatMul", mm, 2, mins, mm);
+    const char *mm = onnxb_fmt(&c->g, "%s/matmul", name);
+    onnxb_node(&c->g, "MatMul", mm, 2, mins, mm);
     const char *bias = tensor_of(c, in[2]);
     if (!bias)
         return c->e->code;
     const char *ains[2] = {mm, bias};
-    const char *aout = nops == 2 ? c_fmt(c, "%s/bias", name) : out;
-    add_node(c, "Add", c_fmt(c, "%s/bias", name), 2, ains, aout);
+    const char *aout = nops == 2 ? onnxb_fmt(&c->g, "%s/bias", name) : out;
+    onnxb_node(&c->g, "Add", onnxb_fmt(&c->g, "%s/bias", name), 2, ains, aout);
     if (nops == 2 && (rc = emit_act(c, i, ops[1], aout, out)))
         return rc;
     return ERR_OK;
@@ -705,7 +540,7 @@ static int conv_shape_op(conv *c, size_t i, const char *op)
         if (cnt > T2O_MAX_RANK)
             return err_set(c->e, ERR_FORMAT, "node '%s': too many squeeze dims", name);
         n = cnt > 0 ? cnt : 0;
-        vals = c_alloc(c, sizeof(int64_t) * (size_t)(n ? n : 1));
+        vals = onnxb_alloc(&c->g, sizeof(int64_t) * (size_t)(n ? n : 1));
         memcpy(vals, d, sizeof(int64_t) * (size_t)n);
         suffix = "axes";
     } else {
@@ -718,7 +553,7 @@ static int conv_shape_op(conv *c, size_t i, const char *op)
             return err_set(c->e, ERR_FORMAT, "node '%s': int32 constant expected", name);
         const int32_t *d = w->data;
         n = (int64_t)w->count;
-        vals = c_alloc(c, sizeof(int64_t) * (size_t)(n ? n : 1));
+        vals = onnxb_alloc(&c->g, sizeof(int64_t) * (size_t)(n ? n : 1));
         if (!strcmp(op, "Pad")) {
             if (w->rank != 2 || w->dims[1] != 2)
                 return err_set(c->e, ERR_FORMAT, "node '%s': paddings must be [rank,2]", name);
@@ -734,18 +569,18 @@ static int conv_shape_op(conv *c, size_t i, const char *op)
             suffix = "shape";
         }
     }
-    const char *out = c_fmt(c, "%s:0", name);
+    const char *out = onnxb_fmt(&c->g, "%s:0", name);
     if (!strcmp(op, "Squeeze") && n == 0) {
-        add_node(c, onnx_op, name, 1, &x, out);
+        onnxb_node(&c->g, onnx_op, name, 1, &x, out);
         return ERR_OK;
     }
-    const char *cname = c_fmt(c, "%s/%s", name, suffix);
-    add_init(c, cname, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &n, 1, vals,
+    const char *cname = onnxb_fmt(&c->g, "%s/%s", name, suffix);
+    onnxb_init_tensor(&c->g, cname, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &n, 1, vals,
              sizeof(int64_t) * (size_t)n);
     const char *ins[2] = {x, cname};
-    Onnx__NodeProto *node = add_node(c, onnx_op, name, 2, ins, out);
+    Onnx__NodeProto *node = onnxb_node(&c->g, onnx_op, name, 2, ins, out);
     if (!strcmp(op, "Pad"))
-        attr_str(c, node, "mode", "constant");
+        onnxb_attr_str(&c->g, node, "mode", "constant");
     return ERR_OK;
 }
 
@@ -765,8 +600,8 @@ static int conv_placeholder(conv *c, size_t i)
         rank = (int)json_array_size(dims);
         json_array_foreach(dims, k, d) dv[k] = json_int_any(json_object_get(d, "size"));
     }
-    Onnx__ValueInfoProto *v = value_info(c, c_fmt(c, "%s:0", c->tfname[i]), rank, dv);
-    push(c, (void ***)&c->inputs, &c->ninputs, &c->capinputs, v);
+    Onnx__ValueInfoProto *v = onnxb_value(&c->g, onnxb_fmt(&c->g, "%s:0", c->tfname[i]), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, rank, dv);
+    onnxb_input(&c->g, v);
     return ERR_OK;
 }
 
@@ -790,10 +625,10 @@ static int conv_simple(conv *c, size_t i, const char *onnx_op)
     for (int k = 0; k < nin; k++)
         if (!(ins[k] = tensor_of(c, in[k])))
             return c->e->code;
-    Onnx__NodeProto *n = add_node(c, onnx_op, c->tfname[i], nin, ins,
-                                  c_fmt(c, "%s:0", c->tfname[i]));
+    Onnx__NodeProto *n = onnxb_node(&c->g, onnx_op, c->tfname[i], nin, ins,
+                                  onnxb_fmt(&c->g, "%s:0", c->tfname[i]));
     if (!strcmp(onnx_op, "Softmax"))
-        attr_int(c, n, "axis", -1);
+        onnxb_attr_int(&c->g, n, "axis", -1);
     return ERR_OK;
 }
 
@@ -817,7 +652,7 @@ static int convert_node(conv *c, size_t i)
         const char *x = nin == 1 ? tensor_of(c, in[0]) : NULL;
         if (!x)
             return c->e->code ? c->e->code : err_set(c->e, ERR_FORMAT, "Relu6 without input");
-        return emit_act(c, i, "Relu6", x, c_fmt(c, "%s:0", c->tfname[i]));
+        return emit_act(c, i, "Relu6", x, onnxb_fmt(&c->g, "%s:0", c->tfname[i]));
     }
     if (!strcmp(op, "Conv2D"))
         return conv_conv(c, i, 0, 0);
@@ -916,7 +751,7 @@ static int add_output(conv *c, const char *node_ref, const char *name, json_t *s
         name = tensor;
     if (strcmp(name, tensor) != 0) {
         const char *in = tensor;
-        add_node(c, "Identity", c_fmt(c, "%s/output", name), 1, &in, name);
+        onnxb_node(&c->g, "Identity", onnxb_fmt(&c->g, "%s/output", name), 1, &in, name);
     }
     int64_t dv[T2O_MAX_RANK];
     int rank = -1;
@@ -926,8 +761,8 @@ static int add_output(conv *c, const char *node_ref, const char *name, json_t *s
         rank = (int)json_array_size(shape_dims);
         json_array_foreach(shape_dims, k, d) dv[k] = json_int_any(json_object_get(d, "size"));
     }
-    Onnx__ValueInfoProto *v = value_info(c, name, rank, dv);
-    push(c, (void ***)&c->outputs, &c->noutputs, &c->capoutputs, v);
+    Onnx__ValueInfoProto *v = onnxb_value(&c->g, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, rank, dv);
+    onnxb_output(&c->g, v);
     return ERR_OK;
 }
 
@@ -949,9 +784,9 @@ static int build(conv *c, const t2o_options *o)
     for (int k = 0; o && k < o->nextra; k++)
         if ((rc = add_output(c, o->extra[k].node, o->extra[k].name, NULL)))
             return rc;
-    if (c->noutputs == 0)
+    if (c->g.noutputs == 0)
         return err_set(c->e, ERR_INVAL, "model has no signature outputs; name them with --output");
-    if (c->ninputs == 0)
+    if (c->g.ninputs == 0)
         return err_set(c->e, ERR_FORMAT, "no Placeholder feeds the outputs");
     return ERR_OK;
 }
@@ -964,6 +799,7 @@ int t2o_convert(const t2o_model *m, const t2o_options *o, uint8_t **out, size_t 
         e = &local;
     err_clear(e);
     conv c = {.m = m, .e = e};
+    onnxb_init(&c.g, "N");
     c.nn = json_array_size(m->nodes);
     c.tf = xcalloc(c.nn + 1, sizeof *c.tf);
     c.tfname = xcalloc(c.nn + 1, sizeof *c.tfname);
@@ -981,50 +817,14 @@ int t2o_convert(const t2o_model *m, const t2o_options *o, uint8_t **out, size_t 
     if ((rc = build(&c, o)))
         goto out;
 
-    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    g.name = "tfjs";
-    g.n_node = c.nnodes;
-    g.node = c.nodes;
-    g.n_initializer = c.ninits;
-    g.initializer = c.inits;
-    g.n_input = c.ninputs;
-    g.input = c.inputs;
-    g.n_output = c.noutputs;
-    g.output = c.outputs;
-    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-    ops.domain = "";
-    ops.has_version = 1;
-    ops.version = T2O_OPSET;
-    Onnx__OperatorSetIdProto *opsp = &ops;
-    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
-    mp.has_ir_version = 1;
-    mp.ir_version = T2O_IR_VERSION;
-    mp.n_opset_import = 1;
-    mp.opset_import = &opsp;
-    mp.producer_name = T2O_PRODUCER;
-    mp.producer_version = T2O_PRODUCER_VERSION;
-    mp.graph = &g;
-    size_t n = onnx__model_proto__get_packed_size(&mp);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        rc = err_set(e, ERR_NOMEM, "cannot allocate %zu bytes for the ONNX model", n);
-        goto out;
-    }
-    if (onnx__model_proto__pack(&mp, buf) != n) {
-        free(buf);
-        rc = err_set(e, ERR_INTERNAL, "protobuf-c packed an unexpected size");
-        goto out;
-    }
-    *out = buf;
-    *outlen = n;
+    onnxb_model_info info = {.graph_name = "tfjs",
+                             .producer = T2O_PRODUCER,
+                             .producer_version = T2O_PRODUCER_VERSION,
+                             .ir_version = T2O_IR_VERSION,
+                             .opset = T2O_OPSET};
+    rc = onnxb_pack(&c.g, &info, out, outlen, e);
 out:
-    for (size_t i = 0; i < c.nallocs; i++)
-        free(c.allocs[i]);
-    free(c.allocs);
-    free(c.nodes);
-    free(c.inits);
-    free(c.inputs);
-    free(c.outputs);
+    onnxb_free(&c.g);
     free(c.tf);
     free(c.tfname);
     free(c.state);
