@@ -3,6 +3,7 @@
 # linking inferd_core) so that the converter builds on its own.
 set(T2O_DIR "${CMAKE_SOURCE_DIR}/tools/tfjs2onnx")
 set(T2O_LIB_SRC "${T2O_DIR}/jslit.c" "${T2O_DIR}/tfjs.c" "${T2O_DIR}/convert.c"
+  "${T2O_DIR}/dlibnet.c"
   "${CMAKE_SOURCE_DIR}/tools/onnxb/onnxb.c"
   "${CMAKE_SOURCE_DIR}/src/util/err.c" "${CMAKE_SOURCE_DIR}/src/util/log.c"
   "${CMAKE_SOURCE_DIR}/src/util/xalloc.c")

@@ -1,8 +1,11 @@
 /*
  * tests/models/parity.c — conversion parity: each provisioned ONNX model,
- * run by ONNX Runtime through infer/, against the original TF.js graph model
- * it was converted from, run by @tensorflow/tfjs (pure-JS CPU backend) in
- * node through tests/ref/tfjs_ref.js.
+ * run by ONNX Runtime through infer/, against the original TF.js model it
+ * was converted from, run by @tensorflow/tfjs (pure-JS CPU backend) in node:
+ * graph models through tests/ref/tfjs_ref.js, face-api's face recognition
+ * net (weights only, its graph built by tools/tfjs2onnx/dlibnet.c) by
+ * face-api itself through tests/ref/faceapi_ref.js, which normalises the
+ * pixels its own way (so the manifest's mean/std are checked too).
  *
  * For every model it prepares real, varied images (whole photos centre-cropped
  * to the input size for the image embedder; face regions of the group photos
@@ -71,10 +74,17 @@ typedef struct {
     const char *ref_node; /* TF.js node; '*' prefix: the node whose name ends so */
 } parity_out;
 
+/* Who runs the reference. */
+typedef enum {
+    REF_TFJS_GRAPH, /* tfjs_ref.js: the TF.js graph, fed the normalised NHWC tensor */
+    REF_FACEAPI,    /* faceapi_ref.js: face-api's net, fed RGB 0..255, normalising itself */
+} parity_ref;
+
 typedef struct {
     const char *name; /* model directory under the models dir */
     const char *package, *version;
-    const char *ref_input; /* TF.js input placeholder */
+    parity_ref ref;
+    const char *ref_input; /* TF.js input placeholder (REF_TFJS_GRAPH) */
     int nouts;
     parity_out outs[PARITY_MAX_OUTS];
     int nimages;
@@ -89,6 +99,32 @@ static const parity_model parity_models[] = {
         .ref_input = "data:0",
         .nouts = 1,
         .outs = {{"embedding", "batchnorm0/add_1:0"}},
+        .nimages = 13,
+        .images =
+            {
+                {"faceapi/sample1.jpg", 0.273f, 0.360f, 0.125f},
+                {"faceapi/sample1.jpg", 0.474f, 0.420f, 0.125f},
+                {"faceapi/sample1.jpg", 0.817f, 0.245f, 0.130f},
+                {"faceapi/sample2.jpg", 0.234f, 0.205f, 0.120f},
+                {"faceapi/sample2.jpg", 0.510f, 0.256f, 0.115f},
+                {"faceapi/sample2.jpg", 0.807f, 0.205f, 0.115f},
+                {"faceapi/sample3.jpg", 0.354f, 0.356f, 0.125f},
+                {"faceapi/sample3.jpg", 0.625f, 0.274f, 0.125f},
+                {"faceapi/sample3.jpg", 0.833f, 0.319f, 0.120f},
+                {"faceapi/sample4.jpg", 0.177f, 0.221f, 0.110f},
+                {"faceapi/sample4.jpg", 0.391f, 0.131f, 0.110f},
+                {"faceapi/sample4.jpg", 0.568f, 0.207f, 0.105f},
+                {"faceapi/sample4.jpg", 0.719f, 0.173f, 0.105f},
+            },
+    },
+    {
+        /* The same 13 face regions as mobileface. */
+        .name = "dlib-resnet",
+        .package = "@vladmandic/face-api",
+        .version = "1.7.15",
+        .ref = REF_FACEAPI,
+        .nouts = 1,
+        .outs = {{"embedding", "computeFaceDescriptor"}},
         .nimages = 13,
         .images =
             {
@@ -379,6 +415,7 @@ typedef struct {
     int n;                       /* images */
     size_t per;                  /* floats of one image's input */
     float *nhwc;                 /* n * per normalised inputs, NHWC as the TF.js graph takes them */
+    float *raw;                  /* the same pixels before normalisation, 0..255 */
     float *ort[PARITY_MAX_OUTS]; /* n * PARITY_MAX_FLOATS each: ORT outputs, image i at i*MAX */
     float *ref[PARITY_MAX_OUTS]; /* the same for TF.js */
     size_t dims[PARITY_MAX_OUTS]; /* floats per image of each output */
@@ -392,6 +429,7 @@ static void run_free(parity_run *r)
         free(r->ref[o]);
     }
     free(r->nhwc);
+    free(r->raw);
     infer_model_free(r->m);
 }
 
@@ -431,7 +469,8 @@ static int run_open(const parity_ctx *ctx, infer_env *env, parity_run *r)
     r->n = pm->nimages;
     r->per = infer_input_size(r->m);
     r->nhwc = malloc((size_t)r->n * r->per * sizeof(float));
-    int oom = !r->nhwc;
+    r->raw = malloc((size_t)r->n * r->per * sizeof(float));
+    int oom = !r->nhwc || !r->raw;
     for (int o = 0; o < pm->nouts; o++) {
         r->ort[o] = malloc((size_t)r->n * PARITY_MAX_FLOATS * sizeof(float));
         r->ref[o] = malloc((size_t)r->n * PARITY_MAX_FLOATS * sizeof(float));
@@ -453,11 +492,13 @@ static int run_inputs(parity_run *r)
     int rc = rgb ? 0 : -1;
 
     for (int i = 0; i < r->n && rc == 0; i++) {
-        float *x = r->nhwc + (size_t)i * r->per;
+        float *x = r->nhwc + (size_t)i * r->per, *raw = r->raw + (size_t)i * r->per;
         rc = load_rgb(&r->pm->images[i], w, h, rgb);
         for (size_t p = 0; rc == 0 && p < (size_t)w * h; p++)
-            for (int c = 0; c < 3; c++)
+            for (int c = 0; c < 3; c++) {
+                raw[p * 3 + c] = (float)rgb[p * 3 + c];
                 x[p * 3 + c] = ((float)rgb[p * 3 + c] - man->mean[c]) / man->std[c];
+            }
     }
     free(rgb);
     return rc;
@@ -525,15 +566,22 @@ static int run_reference(const parity_ctx *ctx, parity_run *r)
     int a = 0, rc = -1, nfiles = 0;
     float *tmp = NULL;
 
+    int faceapi = pm->ref == REF_FACEAPI;
     snprintf(in_file, sizeof in_file, "%s/%s.input.f32", ctx->tmpdir, pm->name);
-    if (write_f32(in_file, r->nhwc, (size_t)r->n * r->per) != 0)
+    if (write_f32(in_file, faceapi ? r->raw : r->nhwc, (size_t)r->n * r->per) != 0)
         goto out;
-    snprintf(script, sizeof script, "%s/tests/ref/tfjs_ref.js", INFERD_SRCDIR);
+    snprintf(script, sizeof script, "%s/tests/ref/%s", INFERD_SRCDIR,
+             faceapi ? "faceapi_ref.js" : "tfjs_ref.js");
     snprintf(shape, sizeof shape, "%dx%dx%dx3", r->n, r->man->height, r->man->width);
-    snprintf(in_arg, sizeof in_arg, "%s=%s@%s", pm->ref_input, in_file, shape);
+    if (faceapi)
+        snprintf(in_arg, sizeof in_arg, "%s@%s", in_file, shape);
+    else
+        snprintf(in_arg, sizeof in_arg, "%s=%s@%s", pm->ref_input, in_file, shape);
     const char *node = getenv("INFERD_NODE");
     argv[a++] = (char *)(node && *node ? node : "node");
     argv[a++] = script;
+    if (faceapi)
+        argv[a++] = "descriptors";
     argv[a++] = "--tarball";
     argv[a++] = r->tgz;
     if (r->sha[0]) {
@@ -542,28 +590,35 @@ static int run_reference(const parity_ctx *ctx, parity_run *r)
     } else {
         printf("   warning: the manifest has no source.sha256; the tarball is not checked\n");
     }
-    argv[a++] = "--model";
-    argv[a++] = r->srcpath;
+    if (!faceapi) {
+        argv[a++] = "--model";
+        argv[a++] = r->srcpath;
+    }
     argv[a++] = "--input";
     argv[a++] = in_arg;
     for (int o = 0; o < pm->nouts; o++) {
         snprintf(out_files[o], sizeof out_files[o], "%s/%s.ref%d.f32", ctx->tmpdir, pm->name, o);
-        snprintf(out_args[o], sizeof out_args[o], "%s=%s", pm->outs[o].ref_node, out_files[o]);
+        if (faceapi)
+            snprintf(out_args[o], sizeof out_args[o], "%s", out_files[o]);
+        else
+            snprintf(out_args[o], sizeof out_args[o], "%s=%s", pm->outs[o].ref_node,
+                     out_files[o]);
         argv[a++] = "--output";
         argv[a++] = out_args[o];
         nfiles++;
     }
     argv[a] = NULL;
-    printf("   reference: %s@%s %s (tfjs CPU backend)\n", pm->package, pm->version, r->srcpath);
+    printf("   reference: %s@%s %s (%s, tfjs CPU backend)\n", pm->package, pm->version,
+           r->srcpath, faceapi ? "face-api's computeFaceDescriptor" : "the TF.js graph");
 
     double t0 = now_s();
     int st = ts_run_wait("parity", argv);
     r->t_ref = now_s() - t0;
     if (st != 0) {
         fprintf(stderr,
-                "parity: %s: tfjs_ref.js failed (exit %d); is tests/ref/node_modules "
+                "parity: %s: %s failed (exit %d); is tests/ref/node_modules "
                 "installed (scripts/setup.sh testref)?\n",
-                pm->name, st);
+                pm->name, faceapi ? "faceapi_ref.js" : "tfjs_ref.js", st);
         goto out;
     }
     for (int o = 0; o < pm->nouts; o++) {

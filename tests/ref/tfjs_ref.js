@@ -34,15 +34,10 @@
  */
 'use strict';
 
-const fs = require('fs');
 const path = require('path');
-const zlib = require('zlib');
-const crypto = require('crypto');
 
-function die(msg) {
-    process.stderr.write(`tfjs_ref: ${msg}\n`);
-    process.exit(1);
-}
+process.env.REF_NAME = 'tfjs_ref';
+const { die, readTarball, fileSystem, readF32, writeF32, loadTf } = require('./reflib');
 
 function parseArgs(argv) {
     const a = { inputs: [], outputs: [], chunk: 8, list: false };
@@ -89,79 +84,6 @@ function parseArgs(argv) {
     if (!a.list && (a.inputs.length === 0 || a.outputs.length === 0))
         die('need at least one --input and one --output');
     return a;
-}
-
-/* ---- file sources: the file system, or one npm tarball in memory ---------- */
-
-/*
- * Reads every regular file of a gzipped (ustar/pax) tarball into a Map from
- * its path (without the leading "package/" npm puts in front) to a Buffer.
- */
-function readTarball(file, wantSha) {
-    const gz = fs.readFileSync(file);
-    if (wantSha) {
-        const got = crypto.createHash('sha256').update(gz).digest('hex');
-        if (got !== wantSha)
-            die(`${file}: sha256 ${got}, the manifest says ${wantSha}`);
-    }
-    const tar = zlib.gunzipSync(gz);
-    const files = new Map();
-    let off = 0;
-    let paxPath = null;
-    const str = (b, s, n) => {
-        const z = b.indexOf(0, s);
-        return b.toString('utf8', s, z >= 0 && z < s + n ? z : s + n);
-    };
-    while (off + 512 <= tar.length) {
-        const h = tar.subarray(off, off + 512);
-        if (h.every((x) => x === 0))
-            break;
-        const size = parseInt(str(h, 124, 12).trim() || '0', 8);
-        const type = String.fromCharCode(h[156] || 48);
-        const prefix = str(h, 345, 155);
-        let name = str(h, 0, 100);
-        if (prefix)
-            name = `${prefix}/${name}`;
-        const body = tar.subarray(off + 512, off + 512 + size);
-        if (type === 'x') {
-            /* pax extended header: "LEN key=value\n" records; only path matters. */
-            const m = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(body.toString('utf8'));
-            paxPath = m ? m[1] : null;
-        } else {
-            if (paxPath)
-                name = paxPath;
-            paxPath = null;
-            if (type === '0' || type === '\0')
-                files.set(name.replace(/^package\//, ''), body);
-        }
-        off += 512 + Math.ceil(size / 512) * 512;
-    }
-    return {
-        what: file,
-        exists: (p) => files.has(p),
-        isDir: (p) => [...files.keys()].some((k) => k.startsWith(`${p.replace(/\/$/, '')}/`)),
-        read: (p) => {
-            const b = files.get(p);
-            if (!b)
-                die(`${file}: no file '${p}' in the package`);
-            return b;
-        },
-    };
-}
-
-function fileSystem() {
-    return {
-        what: 'file system',
-        exists: (p) => fs.existsSync(p) && fs.statSync(p).isFile(),
-        isDir: (p) => fs.existsSync(p) && fs.statSync(p).isDirectory(),
-        read: (p) => {
-            try {
-                return fs.readFileSync(p);
-            } catch (err) {
-                return die(`${p}: ${err.message}`);
-            }
-        },
-    };
 }
 
 /*
@@ -226,33 +148,6 @@ function loadArtifacts(src, p) {
     };
 }
 
-/* ---- raw float32 files --------------------------------------------------- */
-
-function readF32(file, count) {
-    let b;
-    try {
-        b = fs.readFileSync(file);
-    } catch (err) {
-        return die(`${file}: ${err.message}`);
-    }
-    if (b.length !== count * 4)
-        die(`${file}: ${b.length} bytes, want ${count * 4} (${count} float32)`);
-    const out = new Float32Array(count);
-    for (let i = 0; i < count; i++)
-        out[i] = b.readFloatLE(i * 4);
-    return out;
-}
-
-function writeF32(file, arrays) {
-    const n = arrays.reduce((s, a) => s + a.length, 0);
-    const b = Buffer.alloc(n * 4);
-    let o = 0;
-    for (const a of arrays)
-        for (let i = 0; i < a.length; i++, o += 4)
-            b.writeFloatLE(a[i], o);
-    fs.writeFileSync(file, b);
-}
-
 /* Resolves "*suffix" output names against the graph's node names. */
 function resolveNode(names, want) {
     if (!want.startsWith('*'))
@@ -275,14 +170,7 @@ async function main() {
         return;
     }
 
-    /* The tfjs bundle greets node users on stderr; keep the test log clean. */
-    const warn = console.warn;
-    console.warn = () => {};
-    const tf = require('@tensorflow/tfjs');
-    await tf.setBackend('cpu');
-    await tf.ready();
-    console.warn = warn;
-    tf.enableProdMode();
+    const tf = await loadTf();
 
     const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
     const names = nodes.map((n) => n.name);

@@ -798,6 +798,8 @@ int t2o_convert(const t2o_model *m, const t2o_options *o, uint8_t **out, size_t 
     if (!e)
         e = &local;
     err_clear(e);
+    if (m->nodes == NULL)
+        return err_set(e, ERR_INVAL, "the model holds weights only: there is no graph to convert");
     conv c = {.m = m, .e = e};
     onnxb_init(&c.g, "N");
     c.nn = json_array_size(m->nodes);

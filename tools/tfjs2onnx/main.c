@@ -2,11 +2,16 @@
  * tools/tfjs2onnx/main.c — the `tfjs2onnx` command.
  *
  *   tfjs2onnx [--output NODE[=NAME]]... MODEL OUT.onnx
+ *   tfjs2onnx --arch dlib-resnet [--input-size N] WEIGHTS_MANIFEST OUT.onnx
  *   tfjs2onnx --list-ops MODEL
  *
  * MODEL is a TF.js model.json or a JavaScript file wrapping one (nsfwjs's
  * model.min.js). --output exposes another node's tensor as a graph output,
  * named NAME (default "NODE:0"); NODE may be a unique "/suffix" of the name.
+ * A package that ships only weights (a *-weights_manifest.json and its
+ * shards) names the architecture that holds them with --arch: dlib-resnet is
+ * dlib's face recognition ResNet as face-api ships it (input size 150 unless
+ * --input-size says otherwise; see dlibnet.c).
  * OUT is written to OUT.tmp and renamed, so a failed run leaves no partial
  * file. Exit status 0 on success, 1 on a conversion error, 2 on bad usage.
  */
@@ -20,6 +25,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tfjs2onnx [--output NODE[=NAME]]... MODEL OUT.onnx\n"
+               "       tfjs2onnx --arch dlib-resnet [--input-size N] WEIGHTS_MANIFEST OUT.onnx\n"
                "       tfjs2onnx --list-ops MODEL\n");
 }
 
@@ -48,12 +54,27 @@ out:
 int main(int argc, char **argv)
 {
     t2o_options o = {0};
-    int list = 0;
+    int list = 0, input_size = 150;
+    const char *arch = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--list-ops")) {
             list = 1;
+        } else if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
+            arch = argv[++i];
+            if (strcmp(arch, "dlib-resnet") != 0) {
+                fprintf(stderr, "tfjs2onnx: unknown --arch '%s' (known: dlib-resnet)\n", arch);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--input-size") && i + 1 < argc) {
+            char *end = NULL;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end != '\0' || v < 32 || v > 1024) {
+                fprintf(stderr, "tfjs2onnx: --input-size wants 32..1024, got '%s'\n", argv[i]);
+                return 2;
+            }
+            input_size = (int)v;
         } else if (!strcmp(argv[i], "--output") && i + 1 < argc) {
             if (o.nextra == T2O_MAX_EXTRA) {
                 fprintf(stderr, "tfjs2onnx: at most %d --output\n", T2O_MAX_EXTRA);
@@ -86,6 +107,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "tfjs2onnx: %s\n", e.msg);
         return 1;
     }
+    if (list && m.nodes == NULL) {
+        fprintf(stderr, "tfjs2onnx: %s holds weights only, no graph\n", pos[0]);
+        t2o_model_free(&m);
+        return 1;
+    }
     if (list) {
         t2o_print_histogram(&m, stdout);
         t2o_model_free(&m);
@@ -93,7 +119,19 @@ int main(int argc, char **argv)
     }
     uint8_t *buf = NULL;
     size_t n = 0;
-    int rc = t2o_convert(&m, &o, &buf, &n, &e);
+    int rc;
+    if (arch != NULL && o.nextra > 0) {
+        fprintf(stderr, "tfjs2onnx: --output applies to graph models, not to --arch\n");
+        t2o_model_free(&m);
+        return 2;
+    }
+    if (arch != NULL)
+        rc = t2o_build_dlib_resnet(&m, input_size, &buf, &n, &e);
+    else if (m.nodes == NULL)
+        rc = err_set(&e, ERR_INVAL, "%s holds weights only: name the architecture with --arch",
+                     pos[0]);
+    else
+        rc = t2o_convert(&m, &o, &buf, &n, &e);
     if (!rc)
         rc = write_atomic(pos[1], buf, n, &e);
     if (rc)

@@ -6,8 +6,11 @@
  * in back into JSON and bytes (without running JavaScript); tfjs.c loads a
  * model.json and its weight shards into a t2o_model with every weight
  * decoded to float32 or int32; convert.c maps the TF graph onto ONNX opset 13
- * nodes and serialises a ModelProto with protobuf-c. Names here carry the
- * `t2o_` prefix so that nothing collides with the daemon's modules.
+ * nodes and serialises a ModelProto with protobuf-c. Packages that ship
+ * weights without a graph (face-api) need the architecture written down:
+ * dlibnet.c builds dlib's face recognition ResNet from its weight names.
+ * ONNX protos are built with tools/onnxb. Names here carry the `t2o_` prefix
+ * so that nothing collides with the daemon's modules.
  */
 #ifndef INFERD_TOOLS_T2O_H
 #define INFERD_TOOLS_T2O_H
@@ -69,15 +72,17 @@ typedef struct {
 
 typedef struct {
     json_t *root;      /* owned reference to the parsed model.json */
-    json_t *nodes;     /* borrowed: modelTopology.node */
+    json_t *nodes;     /* borrowed: modelTopology.node; NULL for weights only */
     json_t *signature; /* borrowed, may be NULL */
     size_t nweights;
     t2o_weight *weights;
 } t2o_model;
 
 /*
- * Loads `path` (a model.json, or a .js wrapping the model literal) and every
- * shard named by its weightsManifest, relative to the file's directory. A
+ * Loads `path` (a model.json, a .js wrapping the model literal, or a bare
+ * weights manifest: the JSON array of {paths, weights} groups that
+ * model.json holds as weightsManifest, which leaves m->nodes NULL) and every
+ * shard named by its weight groups, relative to the file's directory. A
  * shard path that does not exist is retried with ".min.js" and ".js"
  * appended; a shard ending in ".js" is unwrapped from its base64 string.
  * Release with t2o_model_free().
@@ -132,5 +137,21 @@ int t2o_convert(const t2o_model *m, const t2o_options *o, uint8_t **out, size_t 
 
 /* Prints "count op" lines for the graph's ops, most frequent first. */
 void t2o_print_histogram(const t2o_model *m, FILE *f);
+
+/* ---- dlibnet.c --------------------------------------------------------- */
+
+/*
+ * Builds dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1
+ * as face-api ships it: weights only) from the weights of `m` and serialises
+ * it as ONNX (ir 8, opset 13): input "input" float [N, 3, S, S] with
+ * S = `input_size` (face-api: 150), pixels already normalised as
+ * (rgb - mean) / 255; output "embedding" [N, D], the raw descriptor. The
+ * structure is read from the weight names (see dlibnet.c); a manifest that
+ * does not follow them fails with ERR_FORMAT naming the weight or block.
+ * ERR_INVAL for an input size outside 32..1024 or too small for the
+ * network. `*out` is malloc'd (caller frees). Deterministic, as t2o_convert.
+ */
+int t2o_build_dlib_resnet(const t2o_model *m, int input_size, uint8_t **out, size_t *outlen,
+                          err_t *e);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * tools/tfjs2onnx/tfjs.c — loading a TF.js graph model: model.json (or its
- * JavaScript wrapper), the weight shards, and the decoding of every weight
+ * JavaScript wrapper) or a bare weights manifest (the `*-weights_manifest.json`
+ * of TF.js layers-less packages such as face-api), the weight shards, and the
+ * decoding of every weight
  * into float32 or int32 the way tfjs-core does it (quantized values become
  * q*scale+min computed in double and rounded to float, as tfjs stores them in
  * a Float32Array).
@@ -80,7 +82,7 @@ static int parse_model_text(const char *path, const char *text, size_t len, json
 {
     const char *p = skip_space(text, text + len);
     json_error_t je;
-    if (p < text + len && *p == '{') {
+    if (p < text + len && (*p == '{' || *p == '[')) {
         *root = json_loadb(text, len, 0, &je);
         if (*root)
             return ERR_OK;
@@ -298,11 +300,18 @@ int t2o_model_load(const char *path, t2o_model *m, err_t *e)
         goto out;
     if ((rc = parse_model_text(path, text, len, &root, e)))
         goto out;
-    if ((rc = t2o_model_init(m, root, e)))
-        goto out;
+    json_t *manifest, *g;
+    if (json_is_array(root)) {
+        /* A bare weights manifest: weights without a graph (see t2o.h). */
+        m->root = json_incref(root);
+        manifest = root;
+    } else {
+        if ((rc = t2o_model_init(m, root, e)))
+            goto out;
+        manifest = json_object_get(root, "weightsManifest");
+    }
     pathcopy = xstrdup(path);
     const char *dir = dirname(pathcopy);
-    json_t *manifest = json_object_get(root, "weightsManifest"), *g;
     size_t gi;
     json_array_foreach(manifest, gi, g)
     {
