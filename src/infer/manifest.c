@@ -6,6 +6,7 @@
 #include "infer/manifest.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,87 @@ static int get_vec(json_t *obj, const char *key, int n, float def, float *out, c
     return ERR_OK;
 }
 
+static int get_float(json_t *obj, const char *key, float lo, float hi, float def, float *out,
+                     const char *path, err_t *e)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        *out = def;
+        return ERR_OK;
+    }
+    double x = json_is_number(v) ? json_number_value(v) : (double)NAN;
+    if (!(x >= lo && x <= hi))
+        return err_set(e, ERR_MANIFEST, "%s: \"%s\" must be a number in %g..%g", path, key,
+                       (double)lo, (double)hi);
+    *out = (float)x;
+    return ERR_OK;
+}
+
+/* "crop" of a face embedder (see manifest.h); other tasks must not have one. */
+static int load_crop(json_t *root, model_manifest *m, const char *path, err_t *e)
+{
+    json_t *c = json_object_get(root, "crop");
+    m->crop_method = CROP_ALIGN;
+    m->crop_scale = 1.0f;
+    if (c == NULL)
+        return ERR_OK;
+    if (m->task != TASK_FACE_EMBEDDING || !json_is_object(c))
+        return err_set(e, ERR_MANIFEST, "%s: \"crop\" must be an object, and only for "
+                                        "face_embedding", path);
+    char method[16];
+    int rc = get_str(c, "method", 1, method, sizeof method, path, e);
+    if (rc != ERR_OK)
+        return rc;
+    if (strcmp(method, "box") == 0) {
+        m->crop_method = CROP_BOX;
+        if ((rc = get_float(c, "scale", 0.25f, 4.0f, 1.0f, &m->crop_scale, path, e)) ||
+            (rc = get_float(c, "shift_y", -1.0f, 1.0f, 0.0f, &m->crop_shift_y, path, e)))
+            return rc;
+        return ERR_OK;
+    }
+    if (strcmp(method, "align") != 0)
+        return err_set(e, ERR_MANIFEST, "%s: crop.method = \"%s\" (expected align or box)", path,
+                       method);
+    json_t *t = json_object_get(c, "template");
+    if (t == NULL)
+        return ERR_OK;
+    if (!json_is_array(t) || json_array_size(t) != 4)
+        return err_set(e, ERR_MANIFEST, "%s: crop.template must be 4 [x, y] points (eyes, nose, "
+                                        "mouth)", path);
+    for (int i = 0; i < 4; i++) {
+        json_t *pt = json_array_get(t, (size_t)i);
+        json_t *x = json_array_get(pt, 0), *y = json_array_get(pt, 1);
+        if (!json_is_array(pt) || json_array_size(pt) != 2 || !json_is_number(x) ||
+            !json_is_number(y))
+            return err_set(e, ERR_MANIFEST, "%s: crop.template[%d] must be [x, y]", path, i);
+        m->crop_template[i][0] = (float)json_number_value(x);
+        m->crop_template[i][1] = (float)json_number_value(y);
+    }
+    m->crop_has_template = 1;
+    return ERR_OK;
+}
+
+/* "embedding_center": embedding_dim finite numbers. */
+static int load_center(json_t *root, model_manifest *m, const char *path, err_t *e)
+{
+    json_t *c = json_object_get(root, "embedding_center");
+    if (c == NULL)
+        return ERR_OK;
+    if (!json_is_array(c) || m->embedding_dim <= 0 || m->embedding_dim > MANIFEST_MAX_CENTER ||
+        json_array_size(c) != (size_t)m->embedding_dim)
+        return err_set(e, ERR_MANIFEST, "%s: \"embedding_center\" must be an array of "
+                                        "embedding_dim (%d, at most %d) numbers", path,
+                       m->embedding_dim, MANIFEST_MAX_CENTER);
+    for (int i = 0; i < m->embedding_dim; i++) {
+        json_t *x = json_array_get(c, (size_t)i);
+        if (!json_is_number(x) || !isfinite(json_number_value(x)))
+            return err_set(e, ERR_MANIFEST, "%s: embedding_center[%d] must be a number", path, i);
+        m->center[i] = (float)json_number_value(x);
+    }
+    m->ncenter = m->embedding_dim;
+    return ERR_OK;
+}
+
 int manifest_load(const char *dir, model_manifest *m, err_t *e)
 {
     memset(m, 0, sizeof *m);
@@ -155,6 +237,19 @@ int manifest_load(const char *dir, model_manifest *m, err_t *e)
     } else {
         rc = err_set(e, ERR_MANIFEST, "%s: input.layout = \"%s\" (expected NHWC or NCHW)", path,
                      layout);
+        goto out;
+    }
+    char resize[32];
+    if ((rc = get_str(in, "resize", 0, resize, sizeof resize, path, e)))
+        goto out;
+    if (resize[0] == '\0' || strcmp(resize, "area") == 0) {
+        m->resize = RESIZE_AREA;
+    } else if (strcmp(resize, "bilinear_align_corners") == 0) {
+        m->resize = RESIZE_BILINEAR_ALIGN_CORNERS;
+    } else {
+        rc = err_set(e, ERR_MANIFEST,
+                     "%s: input.resize = \"%s\" (expected area or bilinear_align_corners)", path,
+                     resize);
         goto out;
     }
     if ((rc = get_vec(in, "mean", m->channels, 0.0f, m->mean, path, e)) ||
@@ -226,6 +321,8 @@ int manifest_load(const char *dir, model_manifest *m, err_t *e)
             goto out;
         }
     }
+    if ((rc = load_crop(root, m, path, e)) != ERR_OK || (rc = load_center(root, m, path, e)))
+        goto out;
     json_t *src = json_object_get(root, "source");
     if (json_is_object(src)) {
         if ((rc = get_str(src, "package", 0, m->source_package, sizeof m->source_package, path,

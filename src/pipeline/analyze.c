@@ -187,10 +187,24 @@ out:
     return rc;
 }
 
+/*
+ * Raw embedder output to the stored vector: unit length; with a manifest
+ * centre, minus the centre and unit length again (see infer/manifest.h).
+ */
+static void face_vector(const model_manifest *m, float *v)
+{
+    infer_l2_normalize(v, (size_t)m->embedding_dim);
+    if (m->ncenter == 0)
+        return;
+    for (int k = 0; k < m->ncenter; k++)
+        v[k] -= m->center[k];
+    infer_l2_normalize(v, (size_t)m->embedding_dim);
+}
+
 static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t *e)
 {
     const model_manifest *m = infer_model_manifest(p->face_embedder);
-    int size = m->width, dim = m->embedding_dim;
+    int dim = m->embedding_dim;
     size_t in_sz = infer_input_size(p->face_embedder);
     /* A model with a fixed batch dimension takes that many faces per run. */
     int batch_cap = infer_fixed_batch(p->face_embedder);
@@ -198,7 +212,6 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
         batch_cap = FACE_BATCH;
     float *in = xmalloc((size_t)batch_cap * in_sz * sizeof(float));
     float *out = xmalloc((size_t)batch_cap * (size_t)dim * sizeof(float));
-    uint8_t *crop = xmalloc((size_t)size * (size_t)size * 3);
     int rc = ERR_OK;
     double t_align = 0, t_embed = 0;
     a->face_model = m->name;
@@ -209,15 +222,13 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
         int n = a->nfaces - start < batch_cap ? a->nfaces - start : batch_cap;
         double t0 = clock_mono_msf();
         for (int i = 0; i < n; i++) {
-            /* Detections are in original pixels; alignment samples the decoded
+            /* Detections are in original pixels; the crop samples the decoded
              * image, which shrink-on-load may have made smaller. */
-            float kps[VISION_FACE_KPS][2];
-            for (int k = 0; k < VISION_FACE_KPS; k++) {
-                kps[k][0] = a->faces[start + i].det.kps[k][0] * sx;
-                kps[k][1] = a->faces[start + i].det.kps[k][1] * sy;
-            }
-            if ((rc = vision_align_face(img, (const float(*)[2])kps, size, crop, e)) ||
-                (rc = vision_face_tensor(crop, size, m, in + (size_t)i * in_sz, e)))
+            vision_face f = a->faces[start + i].det;
+            vision_face_scale(&f, sx, sy);
+            float M[2][3];
+            if ((rc = vision_face_map(m, &f, M, e)) ||
+                (rc = vision_warp_tensor(img, (const float(*)[3])M, m, in + (size_t)i * in_sz, e)))
                 goto out;
         }
         double t1 = clock_mono_msf();
@@ -228,7 +239,7 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
         for (int i = 0; i < n; i++) {
             float *v = xmalloc((size_t)dim * sizeof(float));
             memcpy(v, out + (size_t)i * (size_t)dim, (size_t)dim * sizeof(float));
-            infer_l2_normalize(v, (size_t)dim);
+            face_vector(m, v);
             a->faces[start + i].embedding = v;
         }
         t_embed += clock_mono_msf() - t1;
@@ -238,7 +249,6 @@ out:
     a->timings_ms[STAGE_FACE_EMBEDDING] = t_embed;
     free(in);
     free(out);
-    free(crop);
     return rc;
 }
 

@@ -1,11 +1,15 @@
 /*
- * vision/align.c — face alignment onto the embedder's canonical crop (pure).
+ * vision/align.c — cutting a face out for the embedder (pure).
  *
- * A least-squares similarity transform maps four BlazeFace keypoints (eyes,
+ * The embedder's manifest says how ("crop", infer/manifest.h): either a
+ * least-squares similarity transform maps four BlazeFace keypoints (eyes,
  * nose tip, mouth centre; the ear tragions are too unstable under head turn
- * to help) onto ArcFace's 112x112 template, and the crop is sampled through
- * its inverse. We fit with complex numbers: in 2-D a rotation plus uniform
- * scale is multiplication by z = c + i d, whose least-squares value over
+ * to help) onto a template (ArcFace's 112x112 one by default), or the square
+ * around the detector's box is taken upright. Both are one 2x3 map from
+ * image to crop (vision_face_map), and the crop is sampled through its
+ * inverse (vision_warp_rgb, vision_warp_tensor). We fit with complex
+ * numbers: in 2-D a rotation plus uniform scale is multiplication by
+ * z = c + i d, whose least-squares value over
  * centred points is sum(conj(a) b) / sum(|a|^2) — Umeyama's solution with
  * the reflection case excluded by construction. When the face is larger
  * than the crop, the crop is sampled from the image pyramid's level that
@@ -344,21 +348,14 @@ static inline __attribute__((always_inline)) void align__row(const align__job *j
     }
 }
 
-/* Sets up j->lv and the inverse map for the face with keypoints `kps`. */
-static int align__prepare(const vision_image *img, const float kps[VISION_FACE_KPS][2],
-                          int out_size, align__job *j, err_t *e)
+/* Sets up j->lv and the inverse of M (output = M * image) for an out_size crop. */
+static int align__prepare(const vision_image *img, const float M[2][3], int out_size,
+                          align__job *j, err_t *e)
 {
-    float dst[4][2], M[2][3];
     double det, k;
     const vision_level *lv;
     int nlevels, l;
 
-    for (int i = 0; i < 4; i++) {
-        dst[i][0] = vision_align_template[i][0] * (float)out_size / 112.0f;
-        dst[i][1] = vision_align_template[i][1] * (float)out_size / 112.0f;
-    }
-    if (vision_similarity(kps, (const float(*)[2])dst, 4, M))
-        return err_set(e, ERR_INVAL, "align: degenerate keypoints");
     /* Invert dst = A src + t:  src = A^-1 (dst - t). */
     det = (double)M[0][0] * M[1][1] - (double)M[0][1] * M[1][0];
     if (!(det > 1e-12))
@@ -395,19 +392,73 @@ static int align__prepare(const vision_image *img, const float kps[VISION_FACE_K
     return ERR_OK;
 }
 
-int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][2], int out_size,
-                      uint8_t *out_rgb, err_t *e)
+/* The similarity putting the eyes, nose and mouth of `kps` on template `t` (output px). */
+static int align__fit(const float kps[VISION_FACE_KPS][2], const float (*t)[2], float M[2][3],
+                      err_t *e)
+{
+    if (vision_similarity(kps, t, 4, M))
+        return err_set(e, ERR_INVAL, "align: degenerate keypoints");
+    return ERR_OK;
+}
+
+int vision_face_map(const model_manifest *m, const vision_face *f, float M[2][3], err_t *e)
+{
+    if (!m || !f || m->width < 8 || m->width != m->height)
+        return err_set(e, ERR_INVAL, "face map: the embedder's input must be square, >= 8");
+    float size = (float)m->width;
+    if (m->crop_method == CROP_BOX) {
+        float bw = f->box.x2 - f->box.x1, bh = f->box.y2 - f->box.y1;
+        float side = (bw > bh ? bw : bh) * m->crop_scale;
+        if (!(side > 1e-3f))
+            return err_set(e, ERR_INVAL, "face map: empty box");
+        float cx = (f->box.x1 + f->box.x2) * 0.5f;
+        float cy = (f->box.y1 + f->box.y2) * 0.5f + m->crop_shift_y * side;
+        float s = size / side;
+        M[0][0] = s;
+        M[0][1] = 0;
+        M[0][2] = (side * 0.5f - cx) * s;
+        M[1][0] = 0;
+        M[1][1] = s;
+        M[1][2] = (side * 0.5f - cy) * s;
+        return ERR_OK;
+    }
+    float t[4][2];
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 2; c++)
+            t[i][c] = m->crop_has_template ? m->crop_template[i][c]
+                                           : vision_align_template[i][c] * size / 112.0f;
+    return align__fit((const float(*)[2])f->kps, (const float(*)[2])t, M, e);
+}
+
+int vision_warp_rgb(const vision_image *img, const float M[2][3], int out_size, uint8_t *out_rgb,
+                    err_t *e)
 {
     align__job j = {.mode = ALIGN__BYTES, .bytes = out_rgb};
     int rc;
 
-    if (!img || !img->rgb || !kps || !out_rgb || out_size < 8)
+    if (!img || !img->rgb || !M || !out_rgb || out_size < 8)
         return err_set(e, ERR_INVAL, "align: bad arguments (out_size %d)", out_size);
-    if ((rc = align__prepare(img, kps, out_size, &j, e)) != ERR_OK)
+    if ((rc = align__prepare(img, M, out_size, &j, e)) != ERR_OK)
         return rc;
     for (int v = 0; v < out_size; v++)
         align__row(&j, v, ALIGN__BYTES);
     return ERR_OK;
+}
+
+int vision_align_face(const vision_image *img, const float kps[VISION_FACE_KPS][2], int out_size,
+                      uint8_t *out_rgb, err_t *e)
+{
+    float t[4][2], M[2][3];
+    int rc;
+
+    if (!img || !img->rgb || !kps || !out_rgb || out_size < 8)
+        return err_set(e, ERR_INVAL, "align: bad arguments (out_size %d)", out_size);
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 2; c++)
+            t[i][c] = vision_align_template[i][c] * (float)out_size / 112.0f;
+    if ((rc = align__fit(kps, (const float(*)[2])t, M, e)) != ERR_OK)
+        return rc;
+    return vision_warp_rgb(img, (const float(*)[3])M, out_size, out_rgb, e);
 }
 
 #if defined(__GNUC__)
@@ -485,18 +536,18 @@ int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, f
 }
 
 /*
- * vision_align_face() then vision_face_tensor() without the crop between
- * them: each output pixel's three values go straight from the blend to the
+ * vision_warp_rgb() then vision_face_tensor() without the crop between them:
+ * each output pixel's three values go straight from the blend to the
  * tensor, so the bytes are never stored and read back (a third of the two
  * calls' time).
  */
-int vision_align_face_tensor(const vision_image *img, const float kps[VISION_FACE_KPS][2],
-                             const model_manifest *m, float *tensor, err_t *e)
+int vision_warp_tensor(const vision_image *img, const float M[2][3], const model_manifest *m,
+                       float *tensor, err_t *e)
 {
     align__job j = {.t = tensor};
     int rc;
 
-    if (!img || !img->rgb || !kps || !tensor || !m)
+    if (!img || !img->rgb || !M || !tensor || !m)
         return err_set(e, ERR_INVAL, "align: bad arguments");
     if (m->width < 8)
         return err_set(e, ERR_INVAL, "align: bad arguments (out_size %d)", m->width);
@@ -505,7 +556,7 @@ int vision_align_face_tensor(const vision_image *img, const float kps[VISION_FAC
     for (int c = 0; c < 3; c++)
         j.mean[c] = m->mean[c];
     j.mode = m->layout == LAYOUT_NCHW ? ALIGN__NCHW : ALIGN__NHWC;
-    if ((rc = align__prepare(img, kps, m->width, &j, e)) != ERR_OK)
+    if ((rc = align__prepare(img, M, m->width, &j, e)) != ERR_OK)
         return rc;
     for (int v = 0; v < j.n; v++) {
         if (j.mode == ALIGN__NCHW)

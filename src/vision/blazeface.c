@@ -16,6 +16,18 @@
 
 #include "vision/vision.h"
 
+void vision_face_scale(vision_face *f, float sx, float sy)
+{
+    f->box.x1 *= sx;
+    f->box.x2 *= sx;
+    f->box.y1 *= sy;
+    f->box.y2 *= sy;
+    for (int k = 0; k < VISION_FACE_KPS; k++) {
+        f->kps[k][0] *= sx;
+        f->kps[k][1] *= sy;
+    }
+}
+
 float vision_box_iou(const vision_box *a, const vision_box *b)
 {
     float aw = a->x2 - a->x1, ah = a->y2 - a->y1;

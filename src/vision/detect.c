@@ -372,16 +372,8 @@ int vision_detect_finish(vision_detect_task *t, vision_face **faces, int *nfaces
     sx = (float)t->img->orig_width / (float)t->img->width;
     sy = (float)t->img->orig_height / (float)t->img->height;
     for (int i = 0; i < nall; i++) {
-        vision_face f = all[i];
-        f.box.x1 *= sx;
-        f.box.x2 *= sx;
-        f.box.y1 *= sy;
-        f.box.y2 *= sy;
-        for (int k = 0; k < VISION_FACE_KPS; k++) {
-            f.kps[k][0] *= sx;
-            f.kps[k][1] *= sy;
-        }
-        got[i] = f;
+        got[i] = all[i];
+        vision_face_scale(&got[i], sx, sy);
     }
     *faces = got;
     *nfaces = nall;

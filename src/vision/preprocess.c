@@ -402,6 +402,44 @@ int vision_preprocess_region(const vision_image *img, const model_manifest *m, f
     return ERR_OK;
 }
 
+/*
+ * The whole image stretched to the input as TensorFlow's resizeBilinear with
+ * alignCorners does it: input pixel (u, v) is the bilinear tap at
+ * (u (W-1)/(w-1), v (H-1)/(h-1)) of the image (corner pixels map onto corner
+ * pixels), on level 0 whatever the shrink. No averaging: a large photo is
+ * sampled, not filtered, exactly as the TF.js model's own code feeds it.
+ */
+static void preprocess__corners(const vision_image *img, const model_manifest *m, float *tensor)
+{
+    int w = m->width, h = m->height, W = img->width, H = img->height;
+    double ry = h > 1 ? (double)(H - 1) / (h - 1) : 0, rx = w > 1 ? (double)(W - 1) / (w - 1) : 0;
+    size_t plane = (size_t)w * h, stride = (size_t)W * 3;
+    float inv[3];
+    for (int c = 0; c < 3; c++)
+        inv[c] = 1.0f / m->std[c];
+    for (int v = 0; v < h; v++) {
+        double sy = v * ry;
+        int y0 = (int)sy, y1 = y0 + 1 < H ? y0 + 1 : H - 1;
+        float fy = (float)(sy - y0);
+        for (int u = 0; u < w; u++) {
+            double sx = u * rx;
+            int x0 = (int)sx, x1 = x0 + 1 < W ? x0 + 1 : W - 1;
+            float fx = (float)(sx - x0);
+            const uint8_t *a = img->rgb + (size_t)y0 * stride, *b = img->rgb + (size_t)y1 * stride;
+            size_t px = (size_t)v * w + u;
+            for (int c = 0; c < 3; c++) {
+                float top = a[x0 * 3 + c] + (a[x1 * 3 + c] - a[x0 * 3 + c]) * fx;
+                float bot = b[x0 * 3 + c] + (b[x1 * 3 + c] - b[x0 * 3 + c]) * fx;
+                float x = ((top + (bot - top) * fy) - m->mean[c]) * inv[c];
+                if (m->layout == LAYOUT_NCHW)
+                    tensor[c * plane + px] = x;
+                else
+                    tensor[px * 3 + c] = x;
+            }
+        }
+    }
+}
+
 int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
                       float *tensor, vision_xform *xf, err_t *e)
 {
@@ -420,6 +458,17 @@ int vision_preprocess(const vision_image *img, const model_manifest *m, int lett
         ry = -(nh - rh) / 2;
         rw = nw;
         rh = nh;
+    } else if (m->resize == RESIZE_BILINEAR_ALIGN_CORNERS) {
+        for (int c = 0; c < 3; c++)
+            if (m->std[c] == 0)
+                return err_set(e, ERR_INVAL, "model %s: zero std", m->name);
+        preprocess__corners(img, m, tensor);
+        if (xf) {
+            xf->x0 = 0;
+            xf->y0 = 0;
+            xf->scale = rw / (float)m->width;
+        }
+        return ERR_OK;
     }
     rc = vision_preprocess_region(img, m, rx, ry, rw, rh, black, tensor, e);
     if (rc)

@@ -9,8 +9,9 @@
  * photo's), decodes and merges
  * BlazeFace outputs (blazeface.c, pure), runs the detector over the whole
  * image and over overlapping tiles so that small faces in group photos are
- * found (detect.c), and warps a detected face onto the canonical 112x112
- * embedder crop (align.c, pure). Only detect.c and the tensor helpers know
+ * found (detect.c), and cuts a detected face out for the embedder as its
+ * manifest says: aligned onto a keypoint template or the box's square
+ * (align.c, pure). Only detect.c and the tensor helpers know
  * about infer/; nothing here knows about the daemon.
  *
  * Coordinates: pixel (x, y) covers [x, x+1) x [y, y+1); a pixel's centre is
@@ -207,10 +208,13 @@ int vision_preprocess_region(const vision_image *img, const model_manifest *m, f
  * Fills `tensor` from the whole image. With `letterbox` the image keeps its
  * aspect ratio, centred on a black square/rectangle of the input's aspect
  * (detection); without, it is stretched to the input size (classification
- * and embedding). `xf` (may be NULL) receives the input->image mapping
- * (with letterbox one scale applies to both axes; without, the x scale).
- * Samples through vision_preprocess_region(), so builds the pyramid on
- * first use. Errors as vision_preprocess_region().
+ * and embedding), as the manifest's input.resize says: averaged
+ * ("area", through vision_preprocess_region(), which builds the pyramid on
+ * first use) or sampled as TF's resizeBilinear(alignCorners) does
+ * ("bilinear_align_corners", one tap per input pixel on level 0). `xf` (may
+ * be NULL) receives the input->image mapping (with letterbox one scale
+ * applies to both axes; without, the x scale). Errors as
+ * vision_preprocess_region().
  */
 int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
                       float *tensor, vision_xform *xf, err_t *e);
@@ -240,6 +244,12 @@ typedef struct {
     float score;                   /* 0..1 */
     float kps[VISION_FACE_KPS][2]; /* (x, y) image pixels */
 } vision_face;
+
+/*
+ * Scales a face's box and keypoints by (sx, sy): between original and
+ * decoded pixels (sx = width / orig_width the one way, its inverse the other).
+ */
+void vision_face_scale(vision_face *f, float sx, float sy);
 
 /* Intersection over union of two boxes; 0 when either is empty. */
 float vision_box_iou(const vision_box *a, const vision_box *b);
@@ -405,7 +415,8 @@ extern const float vision_align_template[4][2];
  * pixels and must be scaled by width / orig_width first) onto an
  * out_size x out_size RGB crop (packed, out_size*out_size*3 bytes at
  * `out_rgb`) where the eyes, nose and mouth land on vision_align_template
- * scaled by out_size/112. One bilinear tap per output pixel, taken on the
+ * scaled by out_size/112 (vision_face_map of a default "align" manifest,
+ * then vision_warp_rgb). One bilinear tap per output pixel, taken on the
  * pyramid level that leaves a shrink in [1, 2) (vision_level_for), so a
  * large face is averaged, not aliased; outside the image is black. Taps
  * inside the image use 8-bit fixed-point weights (within a grey level of
@@ -426,16 +437,39 @@ int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, f
                        err_t *e);
 
 /*
- * vision_align_face() at m->width followed by vision_face_tensor(), fused:
- * writes the embedder's input tensor (m->width*m->height*3 floats, the
- * manifest's mean/std and layout) for the face with keypoints `kps`
- * directly, without the intermediate crop and without allocating. The
- * values equal those of the two calls. Builds the pyramid on first use.
- * ERR_INVAL for degenerate keypoints, a non-square input narrower than 8, a
- * manifest that is not 3-channel or has a zero std; ERR_NOMEM when the
- * pyramid cannot be built.
+ * The map from pixels of the decoded image to the face embedder's input
+ * (out = M * (x, y, 1)) for face `f`, whose box and keypoints are in pixels
+ * of the decoded image (detections come in original pixels: scale them by
+ * width / orig_width first), as the embedder's manifest says faces are cut
+ * out ("crop", see infer/manifest.h): the similarity that puts the eyes,
+ * nose and mouth on the template (method "align"), or the upright square of
+ * side crop_scale * max(box width, height) around the box centre moved down
+ * by crop_shift_y sides (method "box"). ERR_INVAL for an input that is not
+ * square or narrower than 8, degenerate keypoints or an empty box.
  */
-int vision_align_face_tensor(const vision_image *img, const float kps[VISION_FACE_KPS][2],
-                             const model_manifest *m, float *tensor, err_t *e);
+int vision_face_map(const model_manifest *m, const vision_face *f, float M[2][3], err_t *e);
+
+/*
+ * Samples the out_size x out_size crop of `img` whose pixel (u, v) is image
+ * pixel M^-1 (u, v) into packed RGB at `out_rgb` (out_size*out_size*3
+ * bytes): one bilinear tap per output pixel on the pyramid level that leaves
+ * a shrink in [1, 2), outside the image black, as vision_align_face().
+ * Builds the pyramid on first use. ERR_INVAL for out_size < 8 or a singular
+ * map, ERR_NOMEM when the pyramid cannot be built.
+ */
+int vision_warp_rgb(const vision_image *img, const float M[2][3], int out_size, uint8_t *out_rgb,
+                    err_t *e);
+
+/*
+ * vision_warp_rgb() at m->width followed by vision_face_tensor(), fused:
+ * writes the embedder's input tensor (m->width*m->height*3 floats, the
+ * manifest's mean/std and layout) directly, without the intermediate crop
+ * and without allocating. The values equal those of the two calls. Builds
+ * the pyramid on first use. ERR_INVAL for a singular map, a non-square input
+ * narrower than 8, a manifest that is not 3-channel or has a zero std;
+ * ERR_NOMEM when the pyramid cannot be built.
+ */
+int vision_warp_tensor(const vision_image *img, const float M[2][3], const model_manifest *m,
+                       float *tensor, err_t *e);
 
 #endif

@@ -151,6 +151,100 @@ static void test_manifest_errors(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Writes `json` as `dir`/manifest.json and parses it with manifest_load(). */
+static int load_json(const char *dir, const char *json, model_manifest *m, err_t *e)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    return manifest_load(dir, m, e);
+}
+
+#define FACE_HEAD                                                                                  \
+    "{\"name\":\"f\",\"family\":\"x\",\"task\":\"face_embedding\",\"embedding_dim\":4,"            \
+    "\"outputs\":{\"embedding\":\"e\"},\"input\":{\"name\":\"i\",\"layout\":\"NCHW\","            \
+    "\"width\":150,\"height\":150,\"channels\":3%s}"
+
+/*
+ * The face embedder's "crop" and "embedding_center" and the image embedder's
+ * input.resize: defaults, values, and errors that name the key.
+ */
+static void test_manifest_crop_center_resize(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/inferd-test-manifest-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    model_manifest m;
+    err_t e;
+    char json[1024];
+
+    snprintf(json, sizeof json, FACE_HEAD "}", "");
+    assert_int_equal(load_json(dir, json, &m, &e), ERR_OK);
+    assert_int_equal(m.crop_method, CROP_ALIGN);
+    assert_int_equal(m.crop_has_template, 0);
+    assert_int_equal(m.ncenter, 0);
+    assert_int_equal(m.resize, RESIZE_AREA);
+    manifest_clear(&m);
+
+    snprintf(json, sizeof json,
+             FACE_HEAD ",\"crop\":{\"method\":\"box\",\"scale\":1.25,\"shift_y\":0.1},"
+                       "\"embedding_center\":[0.5,-0.25,0,1]}",
+             ",\"resize\":\"bilinear_align_corners\"");
+    assert_int_equal(load_json(dir, json, &m, &e), ERR_OK);
+    assert_int_equal(m.crop_method, CROP_BOX);
+    assert_true(m.crop_scale == 1.25f && m.crop_shift_y == 0.1f);
+    assert_int_equal(m.ncenter, 4);
+    assert_true(m.center[0] == 0.5f && m.center[1] == -0.25f && m.center[3] == 1.0f);
+    assert_int_equal(m.resize, RESIZE_BILINEAR_ALIGN_CORNERS);
+    manifest_clear(&m);
+
+    snprintf(json, sizeof json,
+             FACE_HEAD ",\"crop\":{\"method\":\"align\",\"template\":[[1,2],[3,4],[5,6],[7,8]]}}",
+             "");
+    assert_int_equal(load_json(dir, json, &m, &e), ERR_OK);
+    assert_int_equal(m.crop_has_template, 1);
+    assert_true(m.crop_template[3][0] == 7.0f && m.crop_template[3][1] == 8.0f);
+    manifest_clear(&m);
+
+    static const struct {
+        const char *input_extra, *extra, *names;
+    } bad[] = {
+        {"", ",\"crop\":{\"method\":\"spin\"}", "spin"},
+        {"", ",\"crop\":{\"method\":\"box\",\"scale\":9}", "scale"},
+        {"", ",\"crop\":{\"method\":\"align\",\"template\":[[1,2],[3,4],[5,6]]}", "template"},
+        {"", ",\"crop\":{\"method\":\"align\",\"template\":[[1,2],[3,4],[5,6],[7]]}",
+         "template[3]"},
+        {"", ",\"crop\":\"box\"", "crop"},
+        {"", ",\"embedding_center\":[1,2,3]", "embedding_center"},
+        {"", ",\"embedding_center\":[1,2,3,\"x\"]", "embedding_center[3]"},
+        {",\"resize\":\"nearest\"", "", "nearest"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char tail[300];
+        snprintf(tail, sizeof tail, "%s}", bad[i].extra);
+        snprintf(json, sizeof json, FACE_HEAD "%s", bad[i].input_extra, tail);
+        assert_int_equal(load_json(dir, json, &m, &e), ERR_MANIFEST);
+        if (strstr(e.msg, bad[i].names) == NULL)
+            fail_msg("case %zu: '%s' does not name %s", i, e.msg, bad[i].names);
+    }
+    /* A crop is for face embedders only. */
+    assert_int_equal(load_json(dir,
+                               "{\"name\":\"d\",\"family\":\"blazeface\",\"task\":"
+                               "\"face_detection\",\"outputs\":{\"s\":\"t\"},\"input\":{\"name\":"
+                               "\"i\",\"layout\":\"NHWC\",\"width\":8,\"height\":8,\"channels\":3},"
+                               "\"crop\":{\"method\":\"box\"}}",
+                               &m, &e),
+                     ERR_MANIFEST);
+    assert_non_null(strstr(e.msg, "crop"));
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_l2(void **state)
 {
     float v[4] = {3, 4, 0, 0};
@@ -170,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_load_and_run),
         cmocka_unit_test(test_manifest_errors),
+        cmocka_unit_test(test_manifest_crop_center_resize),
         cmocka_unit_test(test_l2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

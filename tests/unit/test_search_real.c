@@ -315,9 +315,16 @@ static int embed_faces(models *m, const vision_image *img, float (*kps)[VISION_F
     double t0 = now_ms();
     for (int s = 0; s < n && rc == ERR_OK; s += m->face_batch) {
         int nb = n - s < m->face_batch ? n - s : m->face_batch;
-        for (int i = 0; i < nb && rc == ERR_OK; i++)
-            rc = vision_align_face_tensor(img, (const float(*)[2])kps[s + i], m->fm,
-                                          in + (size_t)i * in_sz, e);
+        for (int i = 0; i < nb && rc == ERR_OK; i++) {
+            /* mobileface aligns on keypoints: the box plays no part. */
+            vision_face f = {.score = 1};
+            float M[2][3];
+            memcpy(f.kps, kps[s + i], sizeof f.kps);
+            rc = vision_face_map(m->fm, &f, M, e);
+            if (rc == ERR_OK)
+                rc = vision_warp_tensor(img, (const float(*)[3])M, m->fm, in + (size_t)i * in_sz,
+                                        e);
+        }
         if (rc != ERR_OK)
             break;
         infer_output o = {.role = "embedding",

@@ -839,8 +839,8 @@ static void test_face_tensor(void **state)
 }
 
 /*
- * vision_align_face_tensor() equals vision_align_face() + vision_face_tensor()
- * (both layouts), and the crop is within two grey levels of exact bilinear
+ * vision_warp_tensor() through vision_face_map() equals vision_align_face() +
+ * vision_face_tensor() (both layouts), and the crop is within two grey levels of exact bilinear
  * sampling in double (8-bit weights are truncated: under 1/256 of the
  * neighbours' difference per axis, plus rounding), on noise (every neighbour differs, so a wrong tap or
  * weight in the vector path shows), for a rotated face inside the image and
@@ -887,7 +887,11 @@ static void test_align_fused_matches_and_is_bilinear(void **state)
         for (int layout = 0; layout < 2; layout++) {
             m.layout = layout ? LAYOUT_NCHW : LAYOUT_NHWC;
             assert_int_equal(vision_face_tensor(crop, 112, &m, t1, &e), 0);
-            assert_int_equal(vision_align_face_tensor(img, (const float(*)[2])kps, &m, t2, &e), 0);
+            vision_face f = {.score = 1};
+            float FM[2][3];
+            memcpy(f.kps, kps, sizeof f.kps);
+            assert_int_equal(vision_face_map(&m, &f, FM, &e), 0);
+            assert_int_equal(vision_warp_tensor(img, (const float(*)[3])FM, &m, t2, &e), 0);
             assert_memory_equal(t1, t2, sizeof(float) * 112 * 112 * 3);
         }
         /* Reference: exact bilinear on level 0 (the shrink is below 2). */
@@ -915,10 +919,106 @@ static void test_align_fused_matches_and_is_bilinear(void **state)
             }
     }
     m.std[0] = 0;
-    assert_int_equal(vision_align_face_tensor(img, (const float(*)[2])kps, &m, t2, &e), ERR_INVAL);
+    float FM[2][3] = {{1, 0, 0}, {0, 1, 0}};
+    assert_int_equal(vision_warp_tensor(img, (const float(*)[3])FM, &m, t2, &e), ERR_INVAL);
     vision_image_free(img);
     free(t1);
     free(t2);
+}
+
+/*
+ * vision_face_map(): the "box" crop maps the square of side scale * the
+ * box's longer side, centred on the box moved down by shift_y sides, onto
+ * the input; the "align" crop with a template puts the keypoints on it.
+ */
+static void test_face_map_box_and_template(void **state)
+{
+    (void)state;
+    model_manifest m;
+    memset(&m, 0, sizeof m);
+    m.width = m.height = 150;
+    m.channels = 3;
+    m.crop_method = CROP_BOX;
+    m.crop_scale = 1.5f;
+    m.crop_shift_y = 0.1f;
+    vision_face f = {.box = {100, 200, 180, 300}, .score = 1}; /* 80 x 100, centre (140, 250) */
+    float M[2][3];
+    err_t e;
+    assert_int_equal(vision_face_map(&m, &f, M, &e), ERR_OK);
+    /* side 150, centre (140, 265): corners (65, 190) -> (0, 0), (215, 340) -> (150, 150). */
+    assert_true(M[0][1] == 0 && M[1][0] == 0);
+    assert_true(fabsf(M[0][0] * 65 + M[0][2]) < 1e-4f && fabsf(M[1][1] * 190 + M[1][2]) < 1e-4f);
+    assert_true(fabsf(M[0][0] * 215 + M[0][2] - 150) < 1e-3f);
+    assert_true(fabsf(M[1][1] * 340 + M[1][2] - 150) < 1e-3f);
+    vision_face empty = {.box = {5, 5, 5, 5}};
+    assert_int_equal(vision_face_map(&m, &empty, M, &e), ERR_INVAL);
+
+    m.crop_method = CROP_ALIGN;
+    m.crop_has_template = 1;
+    const float t[4][2] = {{48, 46}, {102, 46}, {75, 80}, {75, 107}};
+    memcpy(m.crop_template, t, sizeof t);
+    /* The template turned by 0.2 rad, scaled by 2, moved to (300, 100). */
+    for (int i = 0; i < 4; i++) {
+        double c = cos(0.2), sn = sin(0.2);
+        f.kps[i][0] = (float)(2 * (c * t[i][0] - sn * t[i][1]) + 300);
+        f.kps[i][1] = (float)(2 * (sn * t[i][0] + c * t[i][1]) + 100);
+    }
+    assert_int_equal(vision_face_map(&m, &f, M, &e), ERR_OK);
+    for (int i = 0; i < 4; i++) {
+        float u = M[0][0] * f.kps[i][0] + M[0][1] * f.kps[i][1] + M[0][2];
+        float v = M[1][0] * f.kps[i][0] + M[1][1] * f.kps[i][1] + M[1][2];
+        assert_true(fabsf(u - t[i][0]) < 1e-3f && fabsf(v - t[i][1]) < 1e-3f);
+    }
+    m.width = 150;
+    m.height = 112;
+    assert_int_equal(vision_face_map(&m, &f, M, &e), ERR_INVAL); /* not square */
+}
+
+/*
+ * input.resize "bilinear_align_corners": the corner pixels of the image are
+ * the corner pixels of the input, and between them one bilinear tap
+ * (TensorFlow's resizeBilinear with alignCorners), in either layout.
+ */
+static void test_preprocess_align_corners(void **state)
+{
+    (void)state;
+    vision_image *img;
+    err_t e;
+    assert_int_equal(vision_image_new(9, 5, &img, &e), ERR_OK);
+    for (int y = 0; y < 5; y++)
+        for (int x = 0; x < 9; x++)
+            for (int c = 0; c < 3; c++)
+                img->rgb[(y * 9 + x) * 3 + c] = (uint8_t)(x * 20 + y * 3 + c);
+    model_manifest m;
+    memset(&m, 0, sizeof m);
+    m.width = 5;
+    m.height = 3;
+    m.channels = 3;
+    m.resize = RESIZE_BILINEAR_ALIGN_CORNERS;
+    for (int c = 0; c < 3; c++) {
+        m.mean[c] = 1;
+        m.std[c] = 2;
+    }
+    float t[5 * 3 * 3];
+    for (int layout = 0; layout < 2; layout++) {
+        m.layout = layout ? LAYOUT_NCHW : LAYOUT_NHWC;
+        assert_int_equal(vision_preprocess(img, &m, 0, t, NULL, &e), ERR_OK);
+        for (int v = 0; v < 3; v++)
+            for (int u = 0; u < 5; u++)
+                for (int c = 0; c < 3; c++) {
+                    /* x = u * 8/4 = 2u, y = v * 4/2 = 2v: whole pixels, exact. */
+                    float want = ((float)(2 * u * 20 + 2 * v * 3 + c) - 1) / 2;
+                    float got = layout ? t[c * 15 + v * 5 + u] : t[(v * 5 + u) * 3 + c];
+                    assert_true(fabsf(got - want) < 1e-5f);
+                }
+    }
+    /* Between pixels: 9 wide to 4 wide puts u = 1 at x = 8/3. */
+    m.width = 4;
+    m.layout = LAYOUT_NHWC;
+    assert_int_equal(vision_preprocess(img, &m, 0, t, NULL, &e), ERR_OK);
+    float x = 8.0f / 3.0f, want = ((x * 20 + 0) - 1) / 2;
+    assert_true(fabsf(t[1 * 3] - want) < 1e-4f);
+    vision_image_free(img);
 }
 
 int main(void)
@@ -945,6 +1045,8 @@ int main(void)
         cmocka_unit_test(test_align_face_past_border),
         cmocka_unit_test(test_face_tensor),
         cmocka_unit_test(test_align_fused_matches_and_is_bilinear),
+        cmocka_unit_test(test_face_map_box_and_template),
+        cmocka_unit_test(test_preprocess_align_corners),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
