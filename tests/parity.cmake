@@ -9,3 +9,11 @@ target_compile_definitions(models_parity PRIVATE INFERD_TESTDATA="${INFERD_TESTD
   INFERD_MODELS="${INFERD_MODELS}" INFERD_SRCDIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME models.parity COMMAND models_parity)
 set_tests_properties(models.parity PROPERTIES LABELS models TIMEOUT 900)
+
+# models.pipeline_parity — the whole path, photo file to result, against the
+# reference libraries' own pipelines run in node: face descriptors against
+# face-api's computeFaceDescriptor on the same boxes, NSFW scores against
+# nsfwjs's classify() (tests/models/pipeline_parity.py).
+add_test(NAME models.pipeline_parity COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/models/pipeline_parity.py)
+set_tests_properties(models.pipeline_parity PROPERTIES LABELS models TIMEOUT 600
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;INFERD_BIN=${CMAKE_BINARY_DIR}/inferd;INFERD_MODELS_DIR=${INFERD_MODELS};INFERD_TESTDATA=${INFERD_TESTDATA}")
