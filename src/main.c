@@ -449,12 +449,14 @@ static int cmd_run(config_role role, int argc, char **argv)
                 },
             .people = {.min_faces = cfg.people_min_faces, .max_distance = cfg.people_max_distance},
         };
+        char people_dist[32] = "per-model";
+        if (cfg.people_max_distance > 0)
+            snprintf(people_dist, sizeof people_dist, "%g", (double)cfg.people_max_distance);
         log_info("main",
                  "search hnsw_threshold=%d hnsw_m=%d hnsw_ef_construction=%d hnsw_ef=%d "
-                 "people_min_faces=%d people_max_distance=%g duplicates_threshold=%g",
+                 "people_min_faces=%d people_max_distance=%s duplicates_threshold=%g",
                  cfg.hnsw_threshold, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef,
-                 cfg.people_min_faces, (double)cfg.people_max_distance,
-                 (double)cfg.duplicates_threshold);
+                 cfg.people_min_faces, people_dist, (double)cfg.duplicates_threshold);
         if (search_new(&so, &srch, &e) != ERR_OK || search_start(srch, &e) != ERR_OK) {
             log_error("main", "search: %s", e.msg);
             goto out;
@@ -474,6 +476,10 @@ static int cmd_run(config_role role, int argc, char **argv)
     po.models_dir = cfg.models_dir;
     if (cfg.image_embedder[0] != '\0')
         po.image_embedder = cfg.image_embedder;
+    if (cfg.face_embedder[0] != '\0')
+        po.face_embedder = cfg.face_embedder;
+    if (cfg.detector[0] != '\0')
+        po.detector = cfg.detector;
     po.intra_op_threads = cfg.intra_op_threads;
     po.decode.max_side = cfg.max_side;
     po.decode.max_pixels = cfg.max_pixels;

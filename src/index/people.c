@@ -25,10 +25,27 @@
 /* Neighbours fetched per face: enough to count min_faces and find a person. */
 #define PEOPLE_K 64
 
+static const struct {
+    const char *model;
+    float max_distance;
+} people_model_defaults[] = {
+    {"dlib-resnet", 0.40f},
+    {"mobileface", 0.375f},
+};
+
+float people_default_max_distance(const char *model)
+{
+    for (size_t i = 0; model != NULL && i < sizeof people_model_defaults /
+                                                sizeof people_model_defaults[0]; i++)
+        if (strcmp(model, people_model_defaults[i].model) == 0)
+            return people_model_defaults[i].max_distance;
+    return PEOPLE_FALLBACK_MAX_DISTANCE;
+}
+
 static void resolve(const people_opts *o, int *min_faces, float *min_score)
 {
     *min_faces = o != NULL && o->min_faces > 0 ? o->min_faces : PEOPLE_DEFAULT_MIN_FACES;
-    float d = o != NULL && o->max_distance > 0 ? o->max_distance : PEOPLE_DEFAULT_MAX_DISTANCE;
+    float d = o != NULL && o->max_distance > 0 ? o->max_distance : PEOPLE_FALLBACK_MAX_DISTANCE;
     *min_score = 1.0f - d;
 }
 
@@ -210,7 +227,11 @@ int people_run(store *s, const char *model, const people_opts *o, int full, peop
         int64_t *before = xmalloc(g->n * sizeof *before);
         memcpy(before, g->person, g->n * sizeof *before);
         int nnew = 0;
-        rc = people_assign(g->vecs, g->n, g->dim, o, g->person, &nnew);
+        people_opts go = {.min_faces = o != NULL ? o->min_faces : 0,
+                          .max_distance = o != NULL && o->max_distance > 0
+                                              ? o->max_distance
+                                              : people_default_max_distance(g->model)};
+        rc = people_assign(g->vecs, g->n, g->dim, &go, g->person, &nnew);
         if (rc)
             err_set(e, rc, "people: clustering %zu faces of %s failed", g->n, g->model);
         else

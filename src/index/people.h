@@ -29,21 +29,40 @@
 
 typedef struct {
     int min_faces;      /* [3] faces within max_distance (itself included) to found a person */
-    float max_distance; /* [0.375] cosine distance (1 - dot) */
+    float max_distance; /* cosine distance (1 - dot); <= 0: the face model's own default */
 } people_opts;
 
 #define PEOPLE_DEFAULT_MIN_FACES 3
+
 /*
- * Tuned on the face-api group photos with the default face embedder
- * (mobileface, 256-D) in tests/unit/test_people.c: 22 people, 108 faces in
- * original, mirrored, cropped, JPEG-60 and pasted copies. Every max_distance
- * from 0.30 to 0.45 (min_faces 2 or 3) gives exactly 22 clean clusters; 0.25
- * splits people, 0.50 merges two pairs (the nearest faces of two different
- * people are 0.473 apart). 0.375 sits in the middle of that window. Immich's
- * 0.5 suits ArcFace-class embedders, not this smaller model. min_faces 3 as
- * Immich; 4 leaves a person with three faces unassigned.
+ * The cosine distance within which two faces of `model` are one person when
+ * the operator sets none (--people-max-distance), measured per model because
+ * every embedder spreads faces differently:
+ *
+ *  dlib-resnet (the default)  0.40   derived on real same-person photos:
+ *      ../shared/data/faces-dev (4 people x 5 scenes) with the 22 faces of
+ *      the face-api group photos (21 women: one is in two photos) as other
+ *      people. Same-person pairs are at most 0.389 apart (that woman's two
+ *      photos, edited copies included), different people at least 0.481.
+ *      Clustering gives 4 clean people on faces-dev for every max_distance
+ *      from 0.23 to 0.51 (min_faces 2..4), and 21 clean people on the group
+ *      photos' originals and edited copies from 0.40 to 0.55. 0.40 is the
+ *      low end of where both agree, on purpose: a bigger library chains more
+ *      (more photos of one person bridge wider gaps, more strangers bring
+ *      more near pairs), so splits heal and merges spread. See
+ *      docs/internals/faces.md and bench/faces.
+ *  mobileface                 0.375  tuned on the face-api group photos in
+ *      original, mirrored, cropped, re-encoded and pasted copies
+ *      (tests/unit/test_people.c: 0.30..0.45 separates all 22 people); on
+ *      real photos of one person in different scenes it splits them.
+ *  any other model            0.5    Immich's default, for ArcFace-class
+ *      embedders trained for cosine distance.
+ *
+ * NULL counts as any other model.
  */
-#define PEOPLE_DEFAULT_MAX_DISTANCE 0.375f
+float people_default_max_distance(const char *model);
+
+#define PEOPLE_FALLBACK_MAX_DISTANCE 0.5f
 
 /*
  * Clusters `n` unit vectors of `dim` floats (row-major in `vecs`).
@@ -57,6 +76,8 @@ typedef struct {
 int people_assign(const float *vecs, size_t n, size_t dim, const people_opts *o, int64_t *person,
                   int *new_people);
 
+/* (people_assign with max_distance <= 0 uses PEOPLE_FALLBACK_MAX_DISTANCE: it knows no model.) */
+
 typedef struct {
     int faces;      /* faces with vectors of the model */
     int assigned;   /* faces newly assigned by this pass */
@@ -66,7 +87,8 @@ typedef struct {
 
 /*
  * One pass over the faces of `model` (NULL: every model, each clustered
- * apart) in the store: with `full`, store_people_reset() first. Creates the
+ * apart, each at its own people_default_max_distance() unless o->max_distance
+ * is set) in the store: with `full`, store_people_reset() first. Creates the
  * new people and writes the assignments (store_faces_assign, which never
  * overrides a face that got a person meanwhile). `st` (may be NULL) receives
  * counts. Store errors as they come.

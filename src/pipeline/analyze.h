@@ -26,7 +26,7 @@
 typedef struct pipeline pipeline;
 
 #define PIPELINE_DEFAULT_DETECTOR "blazeface-back-256"
-#define PIPELINE_DEFAULT_FACE_EMBEDDER "mobileface"
+#define PIPELINE_DEFAULT_FACE_EMBEDDER "dlib-resnet"
 #define PIPELINE_DEFAULT_IMAGE_EMBEDDER "mobilenet-v2-mid"
 
 typedef struct {

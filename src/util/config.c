@@ -77,6 +77,14 @@ static const opt_def opts[] = {
      "directory, whose text encoder then serves {\"text\"} searches) (default "
      "mobilenet-v2-mid)",
      R_JOBS},
+    {"face-embedder", "INFERD_FACE_EMBEDDER", OPT_STR, F(face_embedder), 0, 0, 0, 0, "NAME",
+     "face embedding model (a folder under the models dir); faces are stored under their "
+     "model's name, and changing it means re-submitting the photos, then `inferd people "
+     "recluster` (default dlib-resnet)",
+     R_JOBS},
+    {"detector", "INFERD_DETECTOR", OPT_STR, F(detector), 0, 0, 0, 0, "NAME",
+     "face detection model (a folder under the models dir) (default blazeface-back-256)",
+     R_JOBS},
     {"clip-model", "INFERD_CLIP_MODEL", OPT_STR, F(clip_model), 0, 0, 0, 0, "DIR",
      "CLIP model directory whose text encoder serves {\"text\"} image searches when the image "
      "embedder is not a CLIP model, or in the api role (default: the image embedder's, if CLIP)",
@@ -132,7 +140,8 @@ static const opt_def opts[] = {
      "F", "face detection score threshold 0.01..1 (default 0.75)", R_JOBS},
     /*
      * Search. The defaults repeat index.h's INDEX_DEFAULT_* and people.h's
-     * PEOPLE_DEFAULT_* (tests/unit/test_config.c checks that they agree);
+     * PEOPLE_DEFAULT_* (tests/unit/test_config.c checks that they agree;
+     * people-max-distance defaults to 0, each face model's own distance);
      * ranges: an index holds at most 2^31-2 vectors, index_new takes M in
      * 4..64, and "ef" in a search request is capped at 10000.
      */
@@ -163,7 +172,8 @@ static const opt_def opts[] = {
     {"people-max-distance", "INFERD_PEOPLE_MAX_DISTANCE", OPT_FLOAT, F(people_max_distance), 0, 0,
      0.01f, 2.0f, "F",
      "cosine distance (1 - similarity) within which two faces count as the same person, "
-     "0.01..2 (default 0.375)",
+     "0.01..2 (default: the face model's own, 0.40 for dlib-resnet, 0.375 for mobileface, "
+     "0.5 for others)",
      R_PEOPLE},
     {"duplicates-threshold", "INFERD_DUPLICATES_THRESHOLD", OPT_FLOAT, F(duplicates_threshold), 0,
      0, -1.0f, 1.0f, "F",
@@ -358,7 +368,7 @@ static void set_defaults(config *c, config_role role)
     c->hnsw_ef_construction = 200;
     c->hnsw_ef = 64;
     c->people_min_faces = 3;
-    c->people_max_distance = 0.375f;
+    c->people_max_distance = 0; /* each face model's own (people_default_max_distance) */
     c->duplicates_threshold = 0.95f;
 }
 

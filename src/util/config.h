@@ -28,6 +28,8 @@ typedef struct {
     char models_dir[1024]; /* --models-dir, default var/models */
     char media_root[1024]; /* --media-root, "" = path sources refused */
     char image_embedder[256]; /* --image-embedder, "" = the pipeline's default */
+    char face_embedder[256];  /* --face-embedder, "" = the pipeline's default */
+    char detector[256];       /* --detector, "" = the pipeline's default */
     char clip_model[1024];    /* --clip-model DIR: text encoder for {text} searches, "" = none */
     char db_url[1100];     /* --db, default sqlite:<data-dir>/inferd.db */
     char mqtt_url[512];    /* --mqtt-url, "" = no MQTT publisher */
@@ -52,7 +54,7 @@ typedef struct {
     int hnsw_ef_construction;   /* --hnsw-ef-construction, default 200 */
     int hnsw_ef;                /* --hnsw-ef: search beam when a query gives no ef, default 64 */
     int people_min_faces;       /* --people-min-faces, default 3 (also recluster) */
-    float people_max_distance;  /* --people-max-distance, default 0.375 (also recluster) */
+    float people_max_distance;  /* --people-max-distance, 0 = per model (also recluster) */
     float duplicates_threshold; /* --duplicates-threshold: GET .../duplicates default, 0.95 */
     int verbose;
 } config;

@@ -54,11 +54,14 @@ def main(ctx):
         check(len(faces) == len(ref[name]["faces"]),
               "asset %s: %d faces stored, inferd analyze finds %d" %
               (asset_id, len(faces), len(ref[name]["faces"])))
-        for f in faces:
+        for f, rf in zip(faces, ref[name]["faces"]):
             check(len(f.get("box", [])) == 4, "face box %r" % f.get("box"))
             check(len(f.get("keypoints", [])) == 6, "face keypoints %r" % f.get("keypoints"))
-            check(f.get("dim") == 256 or (f.get("embedding") or {}).get("dim") == 256,
-                  "face embedding dim: %r" % f)
+            # The same face model and dimension as `inferd analyze` on the same defaults.
+            check(f.get("model") == rf["embedding"]["model"] and
+                  f.get("dim") == rf["embedding"]["dim"],
+                  "face embedding %s/%s, inferd analyze: %r" % (f.get("model"), f.get("dim"),
+                                                                rf["embedding"]))
         check(a.get("payload") == {"file": name}, "asset payload %r" % a.get("payload"))
         av = d.asset(asset_id, "?vectors=1")
         vec = (av.get("image_embeddings") or [{}])[0].get("vector")

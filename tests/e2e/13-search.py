@@ -150,13 +150,13 @@ def main(ctx):
     # The feed logs each index's switch once its background build is in.
     for coll in ("images", "faces"):
         line = "index=%s model=%s backend=hnsw" % (
-            coll, "mobilenet-v2-mid" if coll == "images" else "mobileface")
+            coll, "mobilenet-v2-mid" if coll == "images" else "dlib-resnet")
         wait_until(lambda: line in d.log_text(), 20, what="%s index on HNSW" % coll)
     log("both indexes on HNSW (threshold %d)" % HNSW_THRESHOLD)
     # /metrics says the same, per (collection, model), with the vector counts.
     st, text = d.get("/metrics")
     check(st == 200, "GET /metrics -> %s" % st)
-    for coll, model in (("images", "mobilenet-v2-mid"), ("faces", "mobileface")):
+    for coll, model in (("images", "mobilenet-v2-mid"), ("faces", "dlib-resnet")):
         lab = '{collection="%s",model="%s"}' % (coll, model)
         check("inferd_index_hnsw%s 1\n" % lab in text, "metrics: %s not on HNSW:\n%s" % (lab, text))
         check("inferd_index_building%s 0\n" % lab in text, "metrics: %s still building" % lab)

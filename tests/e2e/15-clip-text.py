@@ -13,7 +13,7 @@ def main(ctx):
     check(os.access(mkclip, os.X_OK), "mkclip not found at %s (build the mkclip target)" % mkclip)
     models = ctx.path("models")
     os.makedirs(models)
-    for m in ("blazeface-back-256", "mobileface"):
+    for m in ("blazeface-back-256", "dlib-resnet"):
         os.symlink(os.path.abspath(os.path.join(models_dir(), m)), os.path.join(models, m))
     merges = os.path.join(SRCDIR, "tests", "fixtures", "clip", "merges.txt")
     out = subprocess.run([mkclip, "--merges", merges, os.path.join(models, "tinyclip")],

@@ -88,8 +88,41 @@ typedef struct {
     int nouts;
     parity_out outs[PARITY_MAX_OUTS];
     int nimages;
-    parity_image images[PARITY_MAX_IMAGES];
+    const parity_image *images; /* nimages of them, at most PARITY_MAX_IMAGES */
 } parity_model;
+
+/* Whole photos, centre-cropped to the input, for the image embedder. */
+static const parity_image whole_photos[] = {
+    {"faceapi/sample1.jpg", 0, 0, 0},
+    {"faceapi/sample2.jpg", 0, 0, 0},
+    {"faceapi/sample3.jpg", 0, 0, 0},
+    {"faceapi/sample4.jpg", 0, 0, 0},
+    {"faceapi/sample5.jpg", 0, 0, 0},
+    {"faceapi/sample6.jpg", 0, 0, 0},
+    {"skimage/astronaut.png", 0, 0, 0},
+    {"skimage/chelsea.png", 0, 0, 0},
+    {"skimage/coffee.png", 0, 0, 0},
+    {"skimage/rocket.jpg", 0, 0, 0},
+    {"skimage/camera.png", 0, 0, 0}, /* greyscale: one band in the file */
+    {"skimage/hubble_deep_field.jpg", 0, 0, 0},
+};
+
+/* Face regions of the group photos, for the face embedders. */
+static const parity_image group_faces[] = {
+    {"faceapi/sample1.jpg", 0.273f, 0.360f, 0.125f},
+    {"faceapi/sample1.jpg", 0.474f, 0.420f, 0.125f},
+    {"faceapi/sample1.jpg", 0.817f, 0.245f, 0.130f},
+    {"faceapi/sample2.jpg", 0.234f, 0.205f, 0.120f},
+    {"faceapi/sample2.jpg", 0.510f, 0.256f, 0.115f},
+    {"faceapi/sample2.jpg", 0.807f, 0.205f, 0.115f},
+    {"faceapi/sample3.jpg", 0.354f, 0.356f, 0.125f},
+    {"faceapi/sample3.jpg", 0.625f, 0.274f, 0.125f},
+    {"faceapi/sample3.jpg", 0.833f, 0.319f, 0.120f},
+    {"faceapi/sample4.jpg", 0.177f, 0.221f, 0.110f},
+    {"faceapi/sample4.jpg", 0.391f, 0.131f, 0.110f},
+    {"faceapi/sample4.jpg", 0.568f, 0.207f, 0.105f},
+    {"faceapi/sample4.jpg", 0.719f, 0.173f, 0.105f},
+};
 
 static const parity_model parity_models[] = {
     {
@@ -99,49 +132,18 @@ static const parity_model parity_models[] = {
         .ref_input = "data:0",
         .nouts = 1,
         .outs = {{"embedding", "batchnorm0/add_1:0"}},
-        .nimages = 13,
-        .images =
-            {
-                {"faceapi/sample1.jpg", 0.273f, 0.360f, 0.125f},
-                {"faceapi/sample1.jpg", 0.474f, 0.420f, 0.125f},
-                {"faceapi/sample1.jpg", 0.817f, 0.245f, 0.130f},
-                {"faceapi/sample2.jpg", 0.234f, 0.205f, 0.120f},
-                {"faceapi/sample2.jpg", 0.510f, 0.256f, 0.115f},
-                {"faceapi/sample2.jpg", 0.807f, 0.205f, 0.115f},
-                {"faceapi/sample3.jpg", 0.354f, 0.356f, 0.125f},
-                {"faceapi/sample3.jpg", 0.625f, 0.274f, 0.125f},
-                {"faceapi/sample3.jpg", 0.833f, 0.319f, 0.120f},
-                {"faceapi/sample4.jpg", 0.177f, 0.221f, 0.110f},
-                {"faceapi/sample4.jpg", 0.391f, 0.131f, 0.110f},
-                {"faceapi/sample4.jpg", 0.568f, 0.207f, 0.105f},
-                {"faceapi/sample4.jpg", 0.719f, 0.173f, 0.105f},
-            },
+        .nimages = (int)(sizeof group_faces / sizeof group_faces[0]),
+        .images = group_faces,
     },
     {
-        /* The same 13 face regions as mobileface. */
         .name = "dlib-resnet",
         .package = "@vladmandic/face-api",
         .version = "1.7.15",
         .ref = REF_FACEAPI,
         .nouts = 1,
         .outs = {{"embedding", "computeFaceDescriptor"}},
-        .nimages = 13,
-        .images =
-            {
-                {"faceapi/sample1.jpg", 0.273f, 0.360f, 0.125f},
-                {"faceapi/sample1.jpg", 0.474f, 0.420f, 0.125f},
-                {"faceapi/sample1.jpg", 0.817f, 0.245f, 0.130f},
-                {"faceapi/sample2.jpg", 0.234f, 0.205f, 0.120f},
-                {"faceapi/sample2.jpg", 0.510f, 0.256f, 0.115f},
-                {"faceapi/sample2.jpg", 0.807f, 0.205f, 0.115f},
-                {"faceapi/sample3.jpg", 0.354f, 0.356f, 0.125f},
-                {"faceapi/sample3.jpg", 0.625f, 0.274f, 0.125f},
-                {"faceapi/sample3.jpg", 0.833f, 0.319f, 0.120f},
-                {"faceapi/sample4.jpg", 0.177f, 0.221f, 0.110f},
-                {"faceapi/sample4.jpg", 0.391f, 0.131f, 0.110f},
-                {"faceapi/sample4.jpg", 0.568f, 0.207f, 0.105f},
-                {"faceapi/sample4.jpg", 0.719f, 0.173f, 0.105f},
-            },
+        .nimages = (int)(sizeof group_faces / sizeof group_faces[0]),
+        .images = group_faces,
     },
     {
         .name = "mobilenet-v2-mid",
@@ -150,22 +152,8 @@ static const parity_model parity_models[] = {
         .ref_input = "input:0",
         .nouts = 2,
         .outs = {{"embedding", "*feature_vector/SpatialSqueeze"}, {"nsfw", "Identity:0"}},
-        .nimages = 12,
-        .images =
-            {
-                {"faceapi/sample1.jpg", 0, 0, 0},
-                {"faceapi/sample2.jpg", 0, 0, 0},
-                {"faceapi/sample3.jpg", 0, 0, 0},
-                {"faceapi/sample4.jpg", 0, 0, 0},
-                {"faceapi/sample5.jpg", 0, 0, 0},
-                {"faceapi/sample6.jpg", 0, 0, 0},
-                {"skimage/astronaut.png", 0, 0, 0},
-                {"skimage/chelsea.png", 0, 0, 0},
-                {"skimage/coffee.png", 0, 0, 0},
-                {"skimage/rocket.jpg", 0, 0, 0},
-                {"skimage/camera.png", 0, 0, 0}, /* greyscale: one band in the file */
-                {"skimage/hubble_deep_field.jpg", 0, 0, 0},
-            },
+        .nimages = (int)(sizeof whole_photos / sizeof whole_photos[0]),
+        .images = whole_photos,
     },
 };
 

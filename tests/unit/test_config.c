@@ -278,7 +278,11 @@ static void test_config_search(void **state)
     assert_int_equal(c.hnsw_ef_construction, INDEX_DEFAULT_EF_CONSTRUCTION);
     assert_int_equal(c.hnsw_ef, INDEX_DEFAULT_EF_SEARCH);
     assert_int_equal(c.people_min_faces, PEOPLE_DEFAULT_MIN_FACES);
-    assert_true(c.people_max_distance == PEOPLE_DEFAULT_MAX_DISTANCE);
+    assert_true(c.people_max_distance == 0); /* each model's own */
+    assert_true(people_default_max_distance("dlib-resnet") == 0.40f);
+    assert_true(people_default_max_distance("mobileface") == 0.375f);
+    assert_true(people_default_max_distance("my-arcface") == PEOPLE_FALLBACK_MAX_DISTANCE);
+    assert_true(people_default_max_distance(NULL) == PEOPLE_FALLBACK_MAX_DISTANCE);
     assert_true(c.duplicates_threshold == 0.95f);
 
     setenv("INFERD_HNSW_THRESHOLD", "300", 1);

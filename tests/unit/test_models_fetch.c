@@ -684,11 +684,42 @@ static void test_catalogue_by_url(void **state)
     check_installed(dir);
 }
 
-/* The default catalogue in the repository parses and every entry is a template. */
+/*
+ * The default catalogue in the repository parses, every entry is a template,
+ * and it offers every default model exactly as models/provision.sh installs
+ * it: the pinned ONNX sha256 and the spec's manifest (so a spec change that
+ * forgets the catalogue fails here).
+ */
 static void test_repo_catalogue(void **state)
 {
     char dir[300];
     (void)state;
+
+    static const char *const specs[] = {"blazeface-back-256", "dlib-resnet", "mobileface",
+                                        "mobilenet-v2-mid"};
+    json_error_t je;
+    json_t *cat = json_load_file(INFERD_SRCDIR "/models/catalog.json", 0, &je);
+    assert_non_null(cat);
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, INFERD_SRCDIR "/models/%s.json", specs[i]);
+        json_t *spec = json_load_file(path, 0, &je);
+        assert_non_null(spec);
+        json_t *entry = json_object_get(json_object_get(cat, "models"), specs[i]);
+        if (entry == NULL)
+            fail_msg("models/catalog.json has no entry for %s", specs[i]);
+        json_t *want = json_deep_copy(json_object_get(spec, "manifest"));
+        json_object_set(want, "sha256", json_object_get(spec, "onnx_sha256"));
+        if (!json_equal(want, json_object_get(entry, "manifest")))
+            fail_msg("models/catalog.json: the manifest of %s differs from models/%s.json",
+                     specs[i], specs[i]);
+        json_t *file0 = json_array_get(json_object_get(entry, "files"), 0);
+        assert_true(json_equal(json_object_get(file0, "sha256"),
+                               json_object_get(spec, "onnx_sha256")));
+        json_decref(want);
+        json_decref(spec);
+    }
+    json_decref(cat);
 
     new_models_dir(dir, sizeof dir);
     expect_rc(run("fetch", "mobileface", "--models-dir", dir, "--catalog",

@@ -6,6 +6,13 @@
  * sample1..6 with mirrored, re-cropped, re-encoded (JPEG 60) and pasted
  * copies, where every person's faces must form one cluster and no cluster may
  * mix two people. Prints the distance margins that justify the defaults.
+ *
+ * One woman is in two of the photos (the blonde on the right of sample1, in
+ * the middle of sample3: dlib-resnet puts her two faces 0.36 apart, every
+ * other pair of photos' faces at least 0.57, and side by side the crops agree).
+ * She is one identity here, and whether her two photos end up in one person
+ * or two is not judged (the default distance joins them, a stricter one may
+ * not).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -190,6 +197,7 @@ typedef struct {
 static face_row rows[MAXF];
 static int nrows;
 static int dimf;
+static char face_model[64];
 
 static analysis *run_buf(pipeline *pl, VipsImage *img, int q)
 {
@@ -205,6 +213,17 @@ static analysis *run_buf(pipeline *pl, VipsImage *img, int q)
         fail_msg("analyze: %s", e.msg);
     g_free(buf);
     return a;
+}
+
+/* The identity of the woman in sample1 and sample3 (see the file comment). */
+#define SAME_WOMAN 900
+
+/* Is the original face with box `b` of sample`photo` that woman? */
+static int one_woman(int photo, const vision_box *b)
+{
+    /* A point inside her face in each photo (original pixels). */
+    float px = photo == 1 ? 1567 : 1184, py = photo == 1 ? 342 : 381;
+    return (photo == 1 || photo == 3) && b->x1 <= px && px <= b->x2 && b->y1 <= py && py <= b->y2;
 }
 
 /* Adds the faces of variant `a`, labelled by the original face their box maps onto. */
@@ -235,6 +254,8 @@ static void add_variant(const analysis *orig, int photo, const analysis *a, cons
             continue;
         memcpy(rows[nrows].v, a->faces[i].embedding, (size_t)a->face_dim * sizeof(float));
         rows[nrows].who = photo * 100 + best;
+        if (one_woman(photo, &orig->faces[best].det.box))
+            rows[nrows].who = SAME_WOMAN;
         rows[nrows].variant = variant;
         nrows++;
     }
@@ -295,6 +316,7 @@ static void test_real_faces(void **state)
         g_object_unref(rgb);
         g_object_unref(pasted);
         dimf = orig->face_dim;
+        snprintf(face_model, sizeof face_model, "%s", orig->face_model);
         analysis_free(orig);
         g_object_unref(img);
     }
@@ -344,29 +366,36 @@ static void test_real_faces(void **state)
                    mf, (double)so.max_distance, nn, split, mix, un);
         }
     memset(p, 0, (size_t)nrows * sizeof *p);
-    people_opts o = {0};
+    /* The pass's own default for this model, as people_run() would use it. */
+    people_opts o = {.max_distance = people_default_max_distance(face_model)};
     int nnew = 0;
     assert_int_equal(people_assign(v, (size_t)nrows, (size_t)dimf, &o, p, &nnew), ERR_OK);
-    int bad_split = 0, bad_mix = 0, unassigned = 0;
+    int bad_split = 0, bad_mix = 0, unassigned = 0, her_people = 0;
+    int64_t her[2] = {0, 0};
     for (int i = 0; i < nrows; i++) {
         if (p[i] == 0) {
             unassigned++;
             printf("  unassigned: person %d (%s)\n", rows[i].who, rows[i].variant);
         }
+        if (rows[i].who == SAME_WOMAN && p[i] != her[0] && p[i] != her[1] && her_people < 2)
+            her[her_people++] = p[i];
         for (int j = 0; j < nrows; j++) {
-            if (rows[i].who == rows[j].who && p[i] != p[j])
+            /* Her two photos may be one person or two (not judged). */
+            if (rows[i].who == rows[j].who && p[i] != p[j] && rows[i].who != SAME_WOMAN)
                 bad_split++;
             if (rows[i].who != rows[j].who && p[i] != 0 && p[i] == p[j])
                 bad_mix++;
         }
     }
-    printf("  clusters %d (min_faces %d, max_distance %.2f): split pairs %d, mixed pairs %d, "
+    printf("  clusters %d (%s, min_faces %d, max_distance %.3f): split pairs %d, mixed pairs %d, "
            "unassigned %d\n",
-           nnew, PEOPLE_DEFAULT_MIN_FACES, (double)PEOPLE_DEFAULT_MAX_DISTANCE, bad_split / 2,
+           nnew, face_model, PEOPLE_DEFAULT_MIN_FACES, (double)o.max_distance, bad_split / 2,
            bad_mix / 2, unassigned);
     assert_int_equal(bad_mix, 0);
     assert_int_equal(bad_split, 0);
-    assert_int_equal(nnew, people);
+    /* 22 faces, 21 women: one person each, and her (twice in `people`) one or two. */
+    printf("  the woman in sample1 and sample3: %d person(s)\n", her_people);
+    assert_int_equal(nnew, people - 2 + her_people);
     free(v);
     free(p);
     vision_shutdown();
