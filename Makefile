@@ -5,6 +5,7 @@
 #   make test   install what is missing, build, provision models, run every test
 #               (normal build, then the same suite under ASan + UBSan)
 #   make build  build/inferd          make bench   run the benchmarks in bench/
+#   make bench-faces ARGS="--dir DIR"  face recognition quality on real photos
 SHELL := /bin/bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -12,7 +13,7 @@ JOBS ?= $(shell nproc)
 MODELS_DIR ?= var/models
 ARGS ?=
 
-.PHONY: all setup build build-asan models testref run analyze test test-asan bench clean
+.PHONY: all setup build build-asan models testref run analyze test test-asan bench bench-faces clean
 
 all: build
 
@@ -52,6 +53,9 @@ test-asan:
 
 bench: models
 	bench/models --build $(BUILD) --models-dir $(MODELS_DIR)
+
+bench-faces: models
+	bench/faces --build $(BUILD) --models-dir $(MODELS_DIR) $(ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
