@@ -314,6 +314,180 @@ static void test_unknown_op(void **state)
     t2o_model_free(&m);
 }
 
+/*
+ * A weights-only model shaped like dlib's face recognition ResNet, small:
+ * stem "c4_down" (3x3, 3->4), residual "c4_1", "_down" residual "c8_down"
+ * (4->8), fc [8, 5]. Weights listed in `skip` are left out; `fc_rows` sets
+ * fc's first dimension. Every weight holds 0.01 * its index within its
+ * tensor, the scale weights 1 + that.
+ */
+static int build_dlib(t2o_model *m, const char *skip, int fc_rows, err_t *e)
+{
+    static const struct {
+        const char *name;
+        int rank, dims[4];
+    } ws[] = {
+        {"c4_down/conv/filters", 4, {3, 3, 3, 4}}, {"c4_down/conv/bias", 1, {4}},
+        {"c4_down/scale/weights", 1, {4}},         {"c4_down/scale/biases", 1, {4}},
+        {"c4_1/conv1/conv/filters", 4, {3, 3, 4, 4}}, {"c4_1/conv1/conv/bias", 1, {4}},
+        {"c4_1/conv1/scale/weights", 1, {4}},      {"c4_1/conv1/scale/biases", 1, {4}},
+        {"c4_1/conv2/conv/filters", 4, {3, 3, 4, 4}}, {"c4_1/conv2/conv/bias", 1, {4}},
+        {"c4_1/conv2/scale/weights", 1, {4}},      {"c4_1/conv2/scale/biases", 1, {4}},
+        {"c8_down/conv1/conv/filters", 4, {3, 3, 4, 8}}, {"c8_down/conv1/conv/bias", 1, {8}},
+        {"c8_down/conv1/scale/weights", 1, {8}},   {"c8_down/conv1/scale/biases", 1, {8}},
+        {"c8_down/conv2/conv/filters", 4, {3, 3, 8, 8}}, {"c8_down/conv2/conv/bias", 1, {8}},
+        {"c8_down/conv2/scale/weights", 1, {8}},   {"c8_down/conv2/scale/biases", 1, {8}},
+        {"fc", 2, {8, 5}},
+    };
+    memset(m, 0, sizeof *m);
+    json_t *ents = json_array();
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        if (skip != NULL && strcmp(ws[i].name, skip) == 0)
+            continue;
+        json_t *shape = json_array();
+        size_t count = 1;
+        for (int d = 0; d < ws[i].rank; d++) {
+            int v = !strcmp(ws[i].name, "fc") && d == 0 ? fc_rows : ws[i].dims[d];
+            json_array_append_new(shape, json_integer(v));
+            count *= (size_t)v;
+        }
+        json_array_append_new(ents, json_pack("{s:s, s:o, s:s}", "name", ws[i].name, "shape",
+                                              shape, "dtype", "float32"));
+        total += count;
+    }
+    float *buf = malloc(total * sizeof(float));
+    size_t off = 0;
+    for (size_t i = 0; i < json_array_size(ents); i++) {
+        json_t *ent = json_array_get(ents, i);
+        size_t count = 1;
+        json_t *d;
+        size_t k;
+        json_array_foreach(json_object_get(ent, "shape"), k, d)
+        {
+            count *= (size_t)json_integer_value(d);
+        }
+        const char *name = json_string_value(json_object_get(ent, "name"));
+        int scale = strstr(name, "scale/weights") != NULL;
+        for (size_t j = 0; j < count; j++)
+            buf[off + j] = (scale ? 1.0f : 0.0f) + 0.01f * (float)j;
+        off += count;
+    }
+    m->root = json_array();
+    int rc = t2o_weights_decode(m, ents, (const uint8_t *)buf, total * sizeof(float), e);
+    json_decref(ents);
+    free(buf);
+    return rc;
+}
+
+static int count_op(const Onnx__GraphProto *g, const char *op)
+{
+    int n = 0;
+    for (size_t i = 0; i < g->n_node; i++)
+        n += !strcmp(g->node[i]->op_type, op);
+    return n;
+}
+
+static const Onnx__NodeProto *node_named(const Onnx__GraphProto *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_node; i++)
+        if (!strcmp(g->node[i]->name, name))
+            return g->node[i];
+    return NULL;
+}
+
+/*
+ * dlibnet: the structure read from the weight names (input 36: the stem's
+ * valid 3x3/2 gives 17, max pool 8; "c8_down" gives 3 beside an average pool
+ * of 4, so its branch is padded by one row and column, and its shortcut by
+ * 4 channels), the scale folded into the convolution, NCHW in and out, and
+ * the errors that name what does not fit.
+ */
+static void test_dlib_resnet(void **state)
+{
+    (void)state;
+    t2o_model m;
+    err_t e = {0};
+    assert_int_equal(build_dlib(&m, NULL, 8, &e), ERR_OK);
+    assert_null(m.nodes);
+    uint8_t *buf = NULL, *buf2 = NULL;
+    size_t n = 0, n2 = 0;
+    assert_int_equal(t2o_build_dlib_resnet(&m, 36, &buf, &n, &e), ERR_OK);
+    assert_int_equal(t2o_build_dlib_resnet(&m, 36, &buf2, &n2, &e), ERR_OK);
+    assert_int_equal(n, n2);
+    assert_memory_equal(buf, buf2, n); /* deterministic */
+    free(buf2);
+    /* A graph converter refuses weights alone. */
+    assert_int_equal(t2o_convert(&m, NULL, &buf2, &n2, &e), ERR_INVAL);
+
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, n, buf);
+    assert_non_null(mp);
+    const Onnx__GraphProto *g = mp->graph;
+    assert_string_equal(g->input[0]->name, "input");
+    const Onnx__TensorShapeProto *sh = g->input[0]->type->tensor_type->shape;
+    assert_int_equal(sh->dim[1]->dim_value, 3); /* NCHW */
+    assert_int_equal(sh->dim[3]->dim_value, 36);
+    assert_string_equal(g->output[0]->name, "embedding");
+    assert_int_equal(g->output[0]->type->tensor_type->shape->dim[1]->dim_value, 5);
+    assert_int_equal(count_op(g, "Conv"), 5);
+    assert_int_equal(count_op(g, "MaxPool"), 1);
+    assert_int_equal(count_op(g, "AveragePool"), 1);
+    assert_int_equal(count_op(g, "Add"), 2);
+    assert_int_equal(count_op(g, "Pad"), 2);
+    assert_int_equal(count_op(g, "GlobalAveragePool"), 1);
+
+    const Onnx__NodeProto *stem = node_named(g, "c4_down/conv");
+    assert_non_null(stem);
+    assert_int_equal(find_attr(stem, "strides")->ints[0], 2);
+    assert_int_equal(find_attr(stem, "pads")->ints[0], 0);
+    const Onnx__NodeProto *same = node_named(g, "c4_1/conv1/conv");
+    assert_int_equal(find_attr(same, "strides")->ints[0], 1);
+    assert_int_equal(find_attr(same, "pads")->ints[0], 1);
+    /* Folded: W'[o][i][h][w] = W_hwio * s[o], B'[o] = b[o] s[o] + t[o]. */
+    const Onnx__TensorProto *w = find_init(g, stem->input[1]), *b = find_init(g, stem->input[2]);
+    const float *wd = (const float *)w->raw_data.data, *bd = (const float *)b->raw_data.data;
+    int o = 3, i = 2, h = 1, x = 2;
+    float so = 1.0f + 0.01f * (float)o;
+    assert_true(fabsf(wd[((o * 3 + i) * 3 + h) * 3 + x] -
+                      0.01f * (float)(((h * 3 + x) * 3 + i) * 4 + o) * so) < 1e-6f);
+    assert_true(fabsf(bd[o] - (0.01f * (float)o * so + 0.01f * (float)o)) < 1e-6f);
+    /* The "_down" block: branch padded at the end of H and W, shortcut by 4 channels. */
+    const Onnx__NodeProto *fit = node_named(g, "c8_down/fit");
+    const Onnx__NodeProto *widen = node_named(g, "c8_down/widen");
+    assert_non_null(fit);
+    assert_non_null(widen);
+    int64_t pads[8];
+    memcpy(pads, find_init(g, fit->input[1])->raw_data.data, sizeof pads);
+    assert_true(pads[5] == 0 && pads[6] == 1 && pads[7] == 1 && pads[1] == 0);
+    memcpy(pads, find_init(g, widen->input[1])->raw_data.data, sizeof pads);
+    assert_true(pads[5] == 4 && pads[6] == 0 && pads[7] == 0);
+    onnx__model_proto__free_unpacked(mp, NULL);
+    free(buf);
+    t2o_model_free(&m);
+
+    /* Errors name the weight or block. */
+    static const struct {
+        const char *skip;
+        int fc_rows, size, rc;
+        const char *msg;
+    } bad[] = {
+        {"c4_1/conv2/scale/biases", 8, 36, ERR_FORMAT, "c4_1/conv2/scale/biases"},
+        {"c4_down/conv/filters", 8, 36, ERR_FORMAT, "c4_down"},
+        {NULL, 7, 36, ERR_FORMAT, "fc"},
+        {NULL, 8, 16, ERR_INVAL, "input size"},
+        {"fc", 8, 36, ERR_FORMAT, "fc"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        assert_int_equal(build_dlib(&m, bad[k].skip, bad[k].fc_rows, &e), ERR_OK);
+        buf = NULL;
+        assert_int_equal(t2o_build_dlib_resnet(&m, bad[k].size, &buf, &n, &e), bad[k].rc);
+        assert_null(buf);
+        if (strstr(e.msg, bad[k].msg) == NULL)
+            fail_msg("case %zu: \"%s\" does not name %s", k, e.msg, bad[k].msg);
+        t2o_model_free(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_base64),     cmocka_unit_test(test_f16),
         cmocka_unit_test(test_dequantise), cmocka_unit_test(test_tiny_graph),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_unknown_op),
+        cmocka_unit_test(test_dlib_resnet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

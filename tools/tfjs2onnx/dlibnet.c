@@ -98,9 +98,10 @@ static const char *conv_layer(dn *d, const char *layer, const char *x, int down,
     int64_t kh = f->dims[0], kw = f->dims[1], ci = f->dims[2], co = f->dims[3];
     if (ci != d->c || kh != kw || kh < 1 || (int64_t)bias->count != co ||
         (int64_t)sw->count != co || (int64_t)sb->count != co) {
-        err_set(d->e, ERR_FORMAT, "%s: filters [%lld,%lld,%lld,%lld] do not fit %d input channels "
-                                  "or the bias/scale sizes", layer, (long long)kh, (long long)kw,
-                (long long)ci, (long long)co, d->c);
+        err_set(d->e, ERR_FORMAT,
+                "%s: filters [%lld,%lld,%lld,%lld] do not fit %d input channels "
+                "or the bias/scale sizes",
+                layer, (long long)kh, (long long)kw, (long long)ci, (long long)co, d->c);
         return NULL;
     }
     const float *src = f->data, *bv = bias->data, *sv = sw->data, *tv = sb->data;
@@ -183,8 +184,10 @@ static const char *residual(dn *d, const char *block, const char *x, int down)
         w0 /= 2;
     }
     if (d->c < c0 || d->h > h0 || d->w > w0 || (!down && (d->c != c0 || d->h != h0))) {
-        err_set(d->e, ERR_FORMAT, "%s: the block maps %dx%dx%d to %dx%dx%d, which its shortcut "
-                                  "cannot match", block, c0, h0, w0, d->c, d->h, d->w);
+        err_set(d->e, ERR_FORMAT,
+                "%s: the block maps %dx%dx%d to %dx%dx%d, which its shortcut "
+                "cannot match",
+                block, c0, h0, w0, d->c, d->h, d->w);
         return NULL;
     }
     if (d->h < h0 || d->w < w0) {
