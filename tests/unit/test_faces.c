@@ -234,10 +234,12 @@ static void test_people_on_real_photos(void **state)
         snprintf(path, sizeof path, FACES_DEV "/%s", names[i]);
         VipsImage *crop = vips_image_new_from_file(path, NULL), *pad = NULL;
         double grey[1] = {128};
-        if (crop == NULL ||
-            vips_gravity(crop, &pad, VIPS_COMPASS_DIRECTION_CENTRE, 300, 300, "extend",
-                         VIPS_EXTEND_BACKGROUND, "background", vips_array_double_new(grey, 1),
-                         NULL))
+        VipsArrayDouble *bg = vips_array_double_new(grey, 1);
+        int bad = crop == NULL || vips_gravity(crop, &pad, VIPS_COMPASS_DIRECTION_CENTRE, 300, 300,
+                                               "extend", VIPS_EXTEND_BACKGROUND, "background", bg,
+                                               NULL);
+        vips_area_unref(VIPS_AREA(bg));
+        if (bad)
             fail_msg("pad %s: %s", path, vips_error_buffer());
         analysis *a = run_vips(pl, pad);
         if (a->nfaces == 0) {
