@@ -237,6 +237,55 @@ static void test_addr_table(void **state)
         {"64:ff9b::8.8.8.8", 0},
         {"2002:c0a8:0101::1", 1}, /* 6to4 of 192.168.1.1 */
         {"2002:0808:0808::1", 0},
+        /* IANA IPv4 special-purpose blocks, each with its edges and a neighbour */
+        {"191.255.255.255", 0},
+        {"192.0.0.0", 1}, /* 192.0.0.0/24 IETF protocol assignments */
+        {"192.0.0.9", 1},
+        {"192.0.0.255", 1},
+        {"192.0.1.0", 0},
+        {"192.0.2.0", 1}, /* TEST-NET-1 */
+        {"192.0.2.255", 1},
+        {"192.0.3.0", 0},
+        {"192.88.98.255", 0},
+        {"192.88.99.1", 1}, /* ex-6to4 relay anycast */
+        {"192.88.100.0", 0},
+        {"198.17.255.255", 0},
+        {"198.18.0.0", 1}, /* 198.18.0.0/15 benchmarking */
+        {"198.19.255.255", 1},
+        {"198.20.0.0", 0},
+        {"198.51.99.255", 0},
+        {"198.51.100.0", 1}, /* TEST-NET-2 */
+        {"198.51.100.255", 1},
+        {"198.51.101.0", 0},
+        {"203.0.112.255", 0},
+        {"203.0.113.0", 1}, /* TEST-NET-3 */
+        {"203.0.113.255", 1},
+        {"203.0.114.0", 0},
+        {"192.31.196.1", 0},  /* AS112: globally reachable */
+        {"192.175.48.1", 0},  /* AS112 direct delegation: globally reachable */
+        /* IANA IPv6 special-purpose blocks */
+        {"64:ff9b:1::1", 1}, /* local-use NAT64 */
+        {"64:ff9b:1:ffff:ffff:ffff:ffff:ffff", 1},
+        {"64:ff9b:2::1", 0},
+        {"100::1", 1}, /* discard-only */
+        {"100::ffff:ffff:ffff:ffff", 1},
+        {"100:0:0:1::1", 1}, /* dummy prefix */
+        {"100:0:0:2::1", 0},
+        {"2001::1", 1}, /* Teredo */
+        {"2001:0:4136:e378:8000:63bf:3fff:fdd2", 1},
+        {"2001:2::1", 1},  /* benchmarking */
+        {"2001:1ff:ffff::1", 1},
+        {"2001:200::1", 0}, /* the first ordinary 2001: space */
+        {"2001:db8::1", 1}, /* documentation */
+        {"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 1},
+        {"2001:db9::1", 0},
+        {"3fff::1", 1}, /* documentation (2024) */
+        {"3fff:fff:ffff::1", 1},
+        {"3fff:1000::1", 0},
+        {"5f00::1", 1}, /* SRv6 SIDs */
+        {"5f00:ffff::1", 1},
+        {"5f01::1", 0},
+        {"2620:4f:8000::1", 0}, /* AS112: globally reachable */
         /* not numeric addresses */
         {"", -1},
         {"localhost", -1},
