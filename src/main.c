@@ -54,6 +54,7 @@
 #include "store/store.h"
 #include "util/config.h"
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 static const char usage_top[] =
@@ -354,14 +355,17 @@ static int cmd_run(config_role role, int argc, char **argv)
     api_deps deps;
     memset(&deps, 0, sizeof deps);
 
+    char *db_shown = redact_url(cfg.db_url), *mqtt_shown = redact_url(cfg.mqtt_url);
     log_info("main",
              "inferd %s %s worker_id=%s listen=%s:%d db=%s data_dir=%s slots=%d "
              "intra_op_threads=%d models=%s media_root=%s mqtt=%s auth=%s",
              INFERD_VERSION, config_role_name(role), cfg.worker_id, cfg.listen_host,
-             cfg.listen_port, cfg.db_url, cfg.data_dir, runs_jobs ? cfg.slots : 0,
+             cfg.listen_port, db_shown, cfg.data_dir, runs_jobs ? cfg.slots : 0,
              cfg.intra_op_threads, runs_jobs ? cfg.models_dir : "(none)",
              cfg.media_root[0] ? cfg.media_root : "(none)",
-             cfg.mqtt_url[0] ? cfg.mqtt_url : "(none)", cfg.token[0] ? "token" : "none");
+             cfg.mqtt_url[0] ? mqtt_shown : "(none)", cfg.token[0] ? "token" : "none");
+    free(db_shown);
+    free(mqtt_shown);
 
     if (mkdir_p(cfg.data_dir) != 0) {
         log_error("main", "cannot create data dir %s: %s", cfg.data_dir, strerror(errno));

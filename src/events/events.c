@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 #include "util/clock.h"
 
@@ -130,12 +131,12 @@ static void events__lib_init(void)
  * Parses "mqtt://[user[:pass]@]host[:port]" (port 1883 by default; an IPv6
  * host in brackets). ERR_INVAL on anything else, ERR_UNSUPPORTED for mqtts.
  */
-static int parse_url(events *ev, const char *url, err_t *e)
+static int parse_url__do(events *ev, const char *url, const char *shown, err_t *e)
 {
     if (strncmp(url, "mqtts://", 8) == 0)
-        return err_set(e, ERR_UNSUPPORTED, "mqtt url %s: TLS is not supported", url);
+        return err_set(e, ERR_UNSUPPORTED, "mqtt url %s: TLS is not supported", shown);
     if (strncmp(url, "mqtt://", 7) != 0)
-        return err_set(e, ERR_INVAL, "mqtt url %s: expected mqtt://host[:port]", url);
+        return err_set(e, ERR_INVAL, "mqtt url %s: expected mqtt://host[:port]", shown);
     const char *p = url + 7;
     const char *at = strrchr(p, '@');
     if (at != NULL) {
@@ -153,12 +154,12 @@ static int parse_url(events *ev, const char *url, err_t *e)
     if (*p == '[') {
         const char *rb = memchr(p, ']', (size_t)(end - p));
         if (rb == NULL)
-            return err_set(e, ERR_INVAL, "mqtt url %s: unclosed '['", url);
+            return err_set(e, ERR_INVAL, "mqtt url %s: unclosed '['", shown);
         ev->host = strndup(p + 1, (size_t)(rb - p - 1));
         if (rb + 1 < end && rb[1] == ':')
             portp = rb + 2;
         else if (rb + 1 != end)
-            return err_set(e, ERR_INVAL, "mqtt url %s: bad host", url);
+            return err_set(e, ERR_INVAL, "mqtt url %s: bad host", shown);
     } else {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         ev->host = strndup(p, (size_t)((colon ? colon : end) - p));
@@ -166,18 +167,27 @@ static int parse_url(events *ev, const char *url, err_t *e)
             portp = colon + 1;
     }
     if (ev->host == NULL || ev->host[0] == '\0')
-        return err_set(e, ERR_INVAL, "mqtt url %s: missing host", url);
+        return err_set(e, ERR_INVAL, "mqtt url %s: missing host", shown);
     ev->port = 1883;
     if (portp != NULL) {
         char *q = NULL;
         long port = strtol(portp, &q, 10);
         if (q == portp || q != end || port < 1 || port > 65535)
-            return err_set(e, ERR_INVAL, "mqtt url %s: bad port", url);
+            return err_set(e, ERR_INVAL, "mqtt url %s: bad port", shown);
         ev->port = (int)port;
     }
     if (*end != '\0' && strcmp(end, "/") != 0)
-        return err_set(e, ERR_INVAL, "mqtt url %s: unexpected path or query", url);
+        return err_set(e, ERR_INVAL, "mqtt url %s: unexpected path or query", shown);
     return ERR_OK;
+}
+
+/* Parses `url` into ev's broker fields; errors show the URL without its password. */
+static int parse_url(events *ev, const char *url, err_t *e)
+{
+    char *shown = redact_url(url);
+    int rc = parse_url__do(ev, url, shown, e);
+    free(shown);
+    return rc;
 }
 
 int events_new(store *st, const events_opts *opts, events **out, err_t *e)

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 /* Default of store_opts.commit_retry_ms. */
@@ -306,7 +307,7 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
     if (opts != NULL)
         o = *opts;
     if (o.busy_timeout_ms < 0)
-        return err_set(e, ERR_INVAL, "store %s: negative busy timeout", url);
+        return err_set(e, ERR_INVAL, "store: negative busy timeout");
     if (o.busy_timeout_ms == 0)
         o.busy_timeout_ms = 5000;
 
@@ -322,8 +323,12 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
             path = url + 9;
         else if (strncmp(url, "sqlite:", 7) == 0)
             path = url + 7;
-        else if (strstr(url, "://") != NULL)
-            return err_set(e, ERR_UNSUPPORTED, "store %s: unknown URL scheme", url);
+        else if (strstr(url, "://") != NULL) {
+            char *shown = redact_url(url);
+            rc = err_set(e, ERR_UNSUPPORTED, "store %s: unknown URL scheme", shown);
+            free(shown);
+            return rc;
+        }
         if (path[0] == '\0')
             return err_set(e, ERR_INVAL, "store %s: no file path", url);
         rc = store__sqlite_open(path, &o, out, e);

@@ -72,6 +72,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 #include "util/clock.h"
 
@@ -642,24 +643,6 @@ static void pg_close(store *base)
     free(s);
 }
 
-/* `url` with the password of its user info, if any, replaced by "***". */
-static char *mask_password(const char *url)
-{
-    const char *auth = strstr(url, "://");
-    if (auth == NULL)
-        return xstrdup(url);
-    auth += 3;
-    size_t alen = strcspn(auth, "/?");
-    const char *at = memchr(auth, '@', alen);
-    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon == NULL)
-        return xstrdup(url);
-    size_t size = strlen(url) + 8;
-    char *out = xmalloc(size);
-    snprintf(out, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
-    return out;
-}
-
 /*
  * Splits our "schema" parameter off `url`: `*conninfo` receives the rest
  * (new string), `schema` (PG_SCHEMA_MAX + 1 bytes) the name or "".
@@ -718,7 +701,7 @@ int store__pg_open(const char *target, const store_opts *opts, store **out, err_
 {
     pg_store *s = xcalloc(1, sizeof *s);
     s->base.ops = &pg_ops;
-    s->shown = mask_password(target);
+    s->shown = redact_url(target);
     pthread_mutex_init(&s->plock, NULL);
     pthread_cond_init(&s->pcond, NULL);
     for (int i = 0; i < 2; i++)

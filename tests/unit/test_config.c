@@ -16,6 +16,7 @@
 
 #include "index/index.h"
 #include "index/people.h"
+#include "util/redact.h"
 #include "util/config.h"
 
 static const char *const env_names[] = {
@@ -389,6 +390,34 @@ static void test_config_recluster(void **state)
     assert_string_equal(config_role_name(CONFIG_ROLE_RECLUSTER), "people recluster");
 }
 
+/* redact_url: the user info's password and secret query values become "***". */
+static void test_redact_url(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"postgres://u:pw@db:5432/x", "postgres://u:***@db:5432/x"},
+        {"postgres://u:p@ss:w@db/x?sslmode=require", "postgres://u:***@db/x?sslmode=require"},
+        {"postgres://u@db/x?password=pw&application_name=a",
+         "postgres://u@db/x?password=***&application_name=a"},
+        {"postgresql://db/x?PassWord=a&sslpassword=b&x=1#frag",
+         "postgresql://db/x?PassWord=***&sslpassword=***&x=1#frag"},
+        {"mqtt://bob:pw@[::1]:1883", "mqtt://bob:***@[::1]:1883"},
+        {"mqtt://bob@host", "mqtt://bob@host"},
+        {"https://h/p?token=t&api_key=k&key=/etc/k.pem",
+         "https://h/p?token=***&api_key=***&key=/etc/k.pem"},
+        {"sqlite:/var/lib/inferd.db", "sqlite:/var/lib/inferd.db"},
+        {"", ""},
+        {"?password=", "?password=***"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = redact_url(cases[i][0]);
+        if (strcmp(got, cases[i][1]) != 0)
+            fail_msg("redact_url(\"%s\") = \"%s\", want \"%s\"", cases[i][0], got, cases[i][1]);
+        free(got);
+    }
+    assert_null(redact_url(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +429,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_search, clear_env),
         cmocka_unit_test_setup(test_config_search_errors, clear_env),
         cmocka_unit_test_setup(test_config_recluster, clear_env),
+        cmocka_unit_test(test_redact_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
