@@ -40,7 +40,7 @@ APT_PACKAGES=(
     libvips-dev libjansson-dev libsqlite3-dev libpq-dev postgresql libcurl4-openssl-dev
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-    libcmocka-dev zlib1g-dev python3 python3-skimage imagemagick opencv-doc libhnswlib-dev
+    libcmocka-dev zlib1g-dev python3 python3-skimage imagemagick opencv-doc libhnswlib-dev strace
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

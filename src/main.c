@@ -276,7 +276,7 @@ static int cmd_analyze(int argc, char **argv)
     return failed;
 }
 
-/* mkdir -p `path` (mode 0755). 0 or -1 with errno. */
+/* mkdir -p `path` (mode 0755 minus the umask). 0 or -1 with errno. */
 static int mkdir_p(const char *path)
 {
     char buf[1024];
@@ -367,9 +367,24 @@ static int cmd_run(config_role role, int argc, char **argv)
     free(db_shown);
     free(mqtt_shown);
 
+    /*
+     * The data dir holds face embeddings (biometric data) and uploaded photos:
+     * everything the daemon creates is private to its user, and a data dir
+     * that others can read or enter is closed.
+     */
+    umask(077);
     if (mkdir_p(cfg.data_dir) != 0) {
         log_error("main", "cannot create data dir %s: %s", cfg.data_dir, strerror(errno));
         goto out;
+    }
+    struct stat dst;
+    if (stat(cfg.data_dir, &dst) == 0 && (dst.st_mode & 077) != 0) {
+        if (chmod(cfg.data_dir, dst.st_mode & 0700) == 0)
+            log_info("main", "made data dir %s private (was %03o)", cfg.data_dir,
+                     (unsigned)(dst.st_mode & 0777));
+        else
+            log_warn("main", "data dir %s is readable by others and cannot be made private: %s",
+                     cfg.data_dir, strerror(errno));
     }
     if (store_open(cfg.db_url, NULL, &st, &e) != ERR_OK) {
         log_error("main", "store: %s", e.msg);

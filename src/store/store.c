@@ -331,7 +331,21 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
         }
         if (path[0] == '\0')
             return err_set(e, ERR_INVAL, "store %s: no file path", url);
-        rc = store__sqlite_open(path, &o, out, e);
+        static const char normal[] = "?synchronous=normal", full[] = "?synchronous=full";
+        size_t pl = strlen(path);
+        char *plain = NULL;
+        if (pl > sizeof normal - 1 && strcmp(path + pl - (sizeof normal - 1), normal) == 0) {
+            o.sqlite_normal = 1;
+            plain = xstrdup(path);
+            plain[pl - (sizeof normal - 1)] = '\0';
+        } else if (pl > sizeof full - 1 && strcmp(path + pl - (sizeof full - 1), full) == 0) {
+            plain = xstrdup(path);
+            plain[pl - (sizeof full - 1)] = '\0';
+        } else if (strstr(path, "?synchronous=") != NULL) {
+            return err_set(e, ERR_INVAL, "store %s: synchronous must be full or normal", url);
+        }
+        rc = store__sqlite_open(plain != NULL ? plain : path, &o, out, e);
+        free(plain);
     }
     if (rc == ERR_OK)
         (*out)->commit_retry_ms = o.commit_retry_ms;

@@ -165,6 +165,7 @@ void outbox_event_array_free(outbox_event *ev, int n);
 
 typedef struct {
     int busy_timeout_ms; /* SQLite: wait this long for a lock; 0 = 5000 */
+    int sqlite_normal;   /* SQLite: synchronous=NORMAL (store_open sets it from the URL) */
     /*
      * How long store_job_complete, store_job_fail and store_job_retry keep
      * retrying a write that failed with ERR_UNAVAILABLE (the database
@@ -180,7 +181,11 @@ int64_t store_now_ms(void);
 
 /*
  * Opens (creating and migrating when needed) the store at `url`:
- * "sqlite:PATH", "sqlite://PATH" or a plain file path for SQLite;
+ * "sqlite:PATH", "sqlite://PATH" or a plain file path for SQLite, which
+ * fsyncs every commit (synchronous=FULL: an acknowledged write survives
+ * power loss) unless PATH ends in "?synchronous=normal" (a commit survives a
+ * crash of the process, not of the machine: faster, see store_sqlite.c);
+ * the database file and its WAL are made private (0600) when they are not;
  * "postgres://..." / "postgresql://..." (a libpq connection URI) for
  * PostgreSQL, where the extra query parameter "schema=NAME" (NAME matching
  * [a-z_][a-z0-9_]*, at most 48 bytes) keeps every table in that schema,

@@ -17,6 +17,7 @@
  */
 #include "util/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -100,9 +101,17 @@ static const opt_def opts[] = {
      "one database, one publisher at a time holds the publisher lease (default empty)",
      R_DAEMON},
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
-     "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer the "
-     "variable, flags show in ps (default empty: no auth)",
+     "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer "
+     "--token-file, flags show in ps (default empty: no auth)",
      R_DAEMON},
+    {"token-file", "INFERD_TOKEN_FILE", OPT_STR, F(token_file), 0, 0, 0, 0, "FILE",
+     "read the token from the first line of FILE (keep it 0600), instead of --token (default "
+     "empty)",
+     R_DAEMON},
+    {"allow-no-auth", "INFERD_ALLOW_NO_AUTH", OPT_BOOL, F(allow_no_auth), 0, 0, 0, 0, NULL,
+     "serve the API on an address other than loopback without a token; without it, "
+     "serve and api refuse to start that way (default off)",
+     R_HTTP_API},
     {"worker-id", "INFERD_WORKER_ID", OPT_STR, F(worker_id), 0, 0, 0, 0, "ID",
      "name of this process, unique among the processes sharing a database: the lease owner "
      "of the jobs it runs (recorded as their worker_id) and of the MQTT publisher lease "
@@ -372,6 +381,47 @@ static void set_defaults(config *c, config_role role)
     c->duplicates_threshold = 0.95f;
 }
 
+/* Loopback listen addresses: 127.0.0.0/8, ::1 and "localhost". */
+static int is_loopback(const char *host)
+{
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        return memcmp(a, one, 16) == 0;
+    }
+    return strcmp(host, "localhost") == 0;
+}
+
+/*
+ * The token from the first line of `path` (a trailing CR/LF and spaces
+ * dropped): not empty, shorter than `cap`, printable ASCII.
+ */
+static int read_token_file(const char *path, char *token, size_t cap, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return failf(err, errlen, "--token-file: %s: %s", path, strerror(errno));
+    char line[1024];
+    int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(line, "\r\n") : 0;
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return failf(err, errlen, "--token-file: %s: the first line is empty", path);
+    if (n >= cap)
+        return failf(err, errlen, "--token-file: %s: token longer than %zu bytes", path, cap - 1);
+    for (size_t i = 0; i < n; i++)
+        if (line[i] < 0x21 || line[i] > 0x7e)
+            return failf(err, errlen, "--token-file: %s: the token must be printable ASCII "
+                                      "without spaces", path);
+    memcpy(token, line, n);
+    token[n] = '\0';
+    return 0;
+}
+
 static const opt_def *find_flag(const char *name, size_t len)
 {
     for (size_t i = 0; i < NOPTS; i++)
@@ -497,6 +547,20 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
         host[sizeof host - 1] = '\0';
         snprintf(c->worker_id, sizeof c->worker_id, "%s-%ld", host, (long)getpid());
     }
+    if (c->token_file[0] != '\0') {
+        if (c->token[0] != '\0')
+            return failf(err, errlen, "--token-file: give either --token or --token-file, not both");
+        if (read_token_file(c->token_file, c->token, sizeof c->token, err, errlen) != 0)
+            return -1;
+    }
+    if ((role == CONFIG_ROLE_SERVE || role == CONFIG_ROLE_API) && c->token[0] == '\0' &&
+        !c->allow_no_auth && !is_loopback(c->listen_host))
+        return failf(err, errlen,
+                     "--listen: refusing to serve the API on %s without a token: anyone who "
+                     "can reach the port could read face embeddings, delete assets and make "
+                     "inferd fetch URLs; set --token-file (or INFERD_TOKEN), or --allow-no-auth "
+                     "to accept that",
+                     c->listen_host);
     if (c->slots == 0)
         c->slots = online_cores();
     if (c->intra_op_threads == 0)

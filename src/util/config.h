@@ -34,6 +34,8 @@ typedef struct {
     char db_url[1100];     /* --db, default sqlite:<data-dir>/inferd.db */
     char mqtt_url[512];    /* --mqtt-url, "" = no MQTT publisher */
     char token[256];       /* --token: bearer token required on every endpoint but /health */
+    char token_file[1024]; /* --token-file: read the token from this file's first line */
+    int allow_no_auth;     /* --allow-no-auth: serve the API off loopback without a token */
     char worker_id[64];    /* --worker-id, default <hostname>-<pid> */
     int slots;             /* --slots, default: cores */
     int intra_op_threads;  /* --intra-op-threads, default 1 when slots > 1, else cores */

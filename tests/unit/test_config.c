@@ -27,6 +27,8 @@ static const char *const env_names[] = {
     "INFERD_DB",
     "INFERD_MQTT_URL",
     "INFERD_TOKEN",
+    "INFERD_TOKEN_FILE",
+    "INFERD_ALLOW_NO_AUTH",
     "INFERD_WORKER_ID",
     "INFERD_SLOTS",
     "INFERD_INTRA_OP_THREADS",
@@ -129,7 +131,7 @@ static void test_config_flags(void **state)
     assert_string_equal(c.worker_id, "w1");
 
     assert_int_equal(parse(&c, err, sizeof err, "--slots", "4", "--listen", "0.0.0.0:9000", "--db",
-                           "sqlite:/x.db", NULL),
+                           "sqlite:/x.db", "--token", "t", NULL),
                      0);
     assert_int_equal(c.intra_op_threads, 1);
     assert_string_equal(c.listen_host, "0.0.0.0");
@@ -390,6 +392,76 @@ static void test_config_recluster(void **state)
     assert_string_equal(config_role_name(CONFIG_ROLE_RECLUSTER), "people recluster");
 }
 
+/*
+ * The token from --token-file (first line, trailing newline and spaces
+ * dropped), its errors, and the refusal to serve the API off loopback
+ * without a token unless --allow-no-auth says so (a worker serves no API).
+ */
+static void test_config_token_and_open_api(void **state)
+{
+    (void)state;
+    config c;
+    char err[512];
+    char dir[] = "/tmp/inferd-test-token-XXXXXX", good[300], empty[300], spaced[300];
+    assert_non_null(mkdtemp(dir));
+    snprintf(good, sizeof good, "%s/good", dir);
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    snprintf(spaced, sizeof spaced, "%s/spaced", dir);
+    FILE *f = fopen(good, "w");
+    fputs("s3cr3t-t0ken \r\nsecond line\n", f);
+    fclose(f);
+    f = fopen(empty, "w");
+    fputs("\n", f);
+    fclose(f);
+    f = fopen(spaced, "w");
+    fputs("two words\n", f);
+    fclose(f);
+
+    assert_int_equal(parse(&c, err, sizeof err, "--token-file", good, NULL), 0);
+    assert_string_equal(c.token, "s3cr3t-t0ken");
+    setenv("INFERD_TOKEN_FILE", good, 1);
+    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
+    assert_string_equal(c.token, "s3cr3t-t0ken");
+    assert_int_equal(parse(&c, err, sizeof err, "--token", "x", NULL), -1);
+    assert_non_null(strstr(err, "not both"));
+    unsetenv("INFERD_TOKEN_FILE");
+    assert_int_equal(parse(&c, err, sizeof err, "--token-file", empty, NULL), -1);
+    assert_non_null(strstr(err, "empty"));
+    assert_int_equal(parse(&c, err, sizeof err, "--token-file", spaced, NULL), -1);
+    assert_non_null(strstr(err, "printable"));
+    assert_int_equal(parse(&c, err, sizeof err, "--token-file", "/nonexistent/t", NULL), -1);
+    assert_non_null(strstr(err, "--token-file: /nonexistent/t"));
+
+    /* Off loopback without a token: serve and api refuse, naming the way out. */
+    static const char *const open_addrs[] = {"0.0.0.0:8002", "[::]:8002", "192.168.1.5:80",
+                                             "example.org:8002"};
+    for (size_t i = 0; i < sizeof open_addrs / sizeof open_addrs[0]; i++) {
+        assert_int_equal(parse(&c, err, sizeof err, "--listen", open_addrs[i], NULL), -1);
+        assert_non_null(strstr(err, "without a token"));
+        assert_non_null(strstr(err, "--token-file"));
+        const char *args[] = {"--listen", open_addrs[i], NULL};
+        assert_int_equal(parse_role(&c, CONFIG_ROLE_API, err, sizeof err, args), -1);
+        assert_int_equal(parse(&c, err, sizeof err, "--listen", open_addrs[i], "--token-file",
+                               good, NULL),
+                         0);
+        assert_int_equal(parse(&c, err, sizeof err, "--listen", open_addrs[i], "--allow-no-auth",
+                               NULL),
+                         0);
+        assert_int_equal(parse_role(&c, CONFIG_ROLE_WORKER, err, sizeof err, args), 0);
+    }
+    static const char *const loop_addrs[] = {"127.0.0.1:8002", "127.1.2.3:1", "[::1]:8002",
+                                             "localhost:8002"};
+    for (size_t i = 0; i < sizeof loop_addrs / sizeof loop_addrs[0]; i++)
+        assert_int_equal(parse(&c, err, sizeof err, "--listen", loop_addrs[i], NULL), 0);
+    setenv("INFERD_ALLOW_NO_AUTH", "1", 1);
+    assert_int_equal(parse(&c, err, sizeof err, "--listen", "0.0.0.0:1", NULL), 0);
+    unsetenv("INFERD_ALLOW_NO_AUTH");
+
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* redact_url: the user info's password and secret query values become "***". */
 static void test_redact_url(void **state)
 {
@@ -430,6 +502,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_search_errors, clear_env),
         cmocka_unit_test_setup(test_config_recluster, clear_env),
         cmocka_unit_test(test_redact_url),
+        cmocka_unit_test_setup(test_config_token_and_open_api, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
