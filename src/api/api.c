@@ -1,7 +1,8 @@
 /*
  * api/api.c — the libmicrohttpd daemon behind inferd's HTTP API: binding,
  * the access handler (routing, bearer token, body limits), JSON responses and
- * the counts ticker that keeps /health off the store.
+ * the counts ticker that keeps /health off the store (and sweeps the upload
+ * spool once a minute).
  *
  * Request flow. libmicrohttpd calls the access handler several times per
  * request. The first call (no request state yet) decides everything that can
@@ -9,9 +10,14 @@
  * method (with Allow), 401 missing or wrong token, 400 malformed id, and 413
  * when Content-Length already exceeds the limit, so an oversized upload is
  * refused before a byte of it is read. Otherwise it allocates an `api_req`.
- * Later calls append the body until the limit (1 MiB for JSON, cfg->max_body
- * for image uploads); past it the rest is drained and dropped, and the final
- * call answers 413. The final call (no more upload data) runs the handler.
+ * What a body may be follows the route, never the Content-Type alone: only
+ * POST /v1/jobs and POST /v1/predict take an image (image/... or
+ * application/octet-stream), which is written to a spool file as it arrives
+ * (fetch_upload: never held in memory, up to cfg->max_body); every other
+ * body is JSON, capped at 1 MiB in memory, and an image Content-Type there
+ * is refused with 415 before the body is read. Past its limit the rest of a
+ * body is drained and dropped, and the final call answers 413. The final
+ * call (no more upload data) runs the handler.
  *
  * /health. Guarantee 1 says /health answers in milliseconds while every slot
  * runs inference. Reading job counts from the store on each request was
@@ -49,11 +55,13 @@
 /* Per-request state, from the first access-handler call to the completion callback. */
 typedef struct {
     api_route route;
-    int raw;      /* image body */
+    int raw;      /* image body, spooled to `upload` as it arrives */
     size_t limit; /* body cap */
-    char *body;
+    char *body;   /* JSON body (never an image) */
     size_t len, cap;
+    fetch_upload *upload; /* raw: the spool file; the handler may take it (sets it NULL) */
     int too_large; /* body went past `limit`: drained, answered 413 at the end */
+    err_t upload_err; /* raw: a write failed (ERR_IO): drained, answered at the end */
 } api_req;
 
 /* --- responses ------------------------------------------------------------- */
@@ -243,11 +251,60 @@ static void refresh_counts(api *a)
     pthread_mutex_unlock(&a->lock);
 }
 
+int api__spool(api *a, fetch_spool_stats *out)
+{
+    pthread_mutex_lock(&a->lock);
+    int valid = a->spool_valid;
+    *out = a->spool;
+    pthread_mutex_unlock(&a->lock);
+    return valid;
+}
+
+/*
+ * Removes spooled uploads that no queued or running job reads and that are
+ * old enough not to belong to a request between spooling and queueing
+ * (uploads normally go as their job ends; this catches what a crash or an
+ * older inferd left), and records what remains for /metrics.
+ */
+static void sweep_spool(api *a, int count_only)
+{
+    api_deps *d = a->deps;
+    char **keep = NULL;
+    int n = 0;
+    err_t e;
+    err_clear(&e);
+    if (!count_only && store_upload_shas(d->st, NULL, &keep, &n, &e) != ERR_OK) {
+        log_debug("api", "spool sweep skipped: %s", e.msg);
+        return;
+    }
+    fetch_spool_stats st;
+    int rc = fetch_spool_sweep(d->fetch, keep, n, count_only ? -1 : API_SPOOL_MIN_AGE_MS, &st, &e);
+    store_strings_free(keep, n);
+    if (rc != ERR_OK) {
+        log_warn("api", "spool sweep: %s", e.msg);
+        return;
+    }
+    if (st.removed > 0)
+        log_info("api", "spool sweep removed=%lld bytes=%lld kept=%lld", (long long)st.removed,
+                 (long long)st.removed_bytes, (long long)st.files);
+    pthread_mutex_lock(&a->lock);
+    a->spool = st;
+    a->spool_valid = 1;
+    pthread_mutex_unlock(&a->lock);
+}
+
 static void *ticker_main(void *arg)
 {
     api *a = arg;
     while (!atomic_load(&a->stopping)) {
         refresh_counts(a);
+        /* The spool: swept once a minute, counted for /metrics every few seconds. */
+        if (a->deps->fetch != NULL && !a->deps->health_only &&
+            clock_mono_ms() >= a->spool_next_ms) {
+            int sweep = a->spool_sweeps++ % (API_SPOOL_SWEEP_MS / API_SPOOL_COUNT_MS) == 0;
+            sweep_spool(a, !sweep);
+            a->spool_next_ms = clock_mono_ms() + API_SPOOL_COUNT_MS;
+        }
         struct timespec ts;
         clock_deadline(&ts, API_COUNTS_REFRESH_MS);
         pthread_mutex_lock(&a->lock);
@@ -285,6 +342,12 @@ static int content_is_raw(const char *ct)
            strncasecmp(ct, "application/octet-stream", 24) == 0;
 }
 
+/* Routes that take an image body: POST /v1/jobs (an upload job) and POST /v1/predict. */
+static int route_takes_image(api_route_id id, const char *method)
+{
+    return (id == API_R_JOBS || id == API_R_PREDICT) && strcmp(method, "POST") == 0;
+}
+
 static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *method, api_req *rq)
 {
     api_call q = {
@@ -293,8 +356,9 @@ static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *me
         .method = method,
         .route = &rq->route,
         .body = rq->body,
-        .len = rq->len,
+        .len = rq->raw ? fetch_upload_size(rq->upload) : rq->len,
         .raw = rq->raw,
+        .upload = &rq->upload,
     };
     switch (rq->route.id) {
     case API_R_HEALTH:
@@ -351,10 +415,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                    "missing or wrong bearer token");
         if (route.bad_id[0] != '\0')
             return api__send_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", route.bad_id);
+        int raw = content_is_raw(
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+        if (raw && !route_takes_image(route.id, method))
+            return api__send_error(c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                                   "%.20s %.200s takes a JSON body (Content-Type "
+                                   "application/json), not an image",
+                                   method, url);
+        fetch_upload *up = NULL;
+        if (raw) {
+            err_t ue;
+            err_clear(&ue);
+            if (a->deps->fetch == NULL)
+                return api__send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
+                                       "uploads are not available in this process");
+            if (fetch_upload_begin(a->deps->fetch, &up, &ue) != ERR_OK)
+                return api__send_err(c, &ue);
+        }
         rq = xcalloc(1, sizeof *rq);
         rq->route = route;
-        rq->raw = content_is_raw(
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+        rq->raw = raw;
+        rq->upload = up;
         rq->limit = rq->raw ? a->deps->cfg->max_body : API_JSON_BODY_MAX;
         *con_cls = rq;
         const char *cl =
@@ -367,7 +448,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 return api__send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                                        "body of %s bytes exceeds the limit of %zu bytes for %s", cl,
                                        rq->limit, rq->raw ? "image uploads" : "JSON bodies");
-            if (n > 0) {
+            if (n > 0 && !rq->raw) {
                 rq->body = malloc((size_t)n + 1);
                 if (rq->body == NULL)
                     return api__send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "nomem",
@@ -380,8 +461,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_large)
+        if (rq->too_large || rq->upload_err.code != ERR_OK)
             return MHD_YES;
+        if (rq->raw) {
+            err_t ue;
+            err_clear(&ue);
+            if (fetch_upload_write(rq->upload, upload_data, n, &ue) != ERR_OK) {
+                if (ue.code == ERR_TOOBIG)
+                    rq->too_large = 1;
+                else
+                    rq->upload_err = ue;
+                fetch_upload_abort(rq->upload);
+                rq->upload = NULL;
+            }
+            return MHD_YES;
+        }
         if (n > rq->limit - rq->len) {
             rq->too_large = 1;
             free(rq->body);
@@ -415,6 +509,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return api__send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                                "body exceeds the limit of %zu bytes for %s", rq->limit,
                                rq->raw ? "image uploads" : "JSON bodies");
+    if (rq->upload_err.code != ERR_OK)
+        return api__send_err(c, &rq->upload_err);
     (void)version;
     return dispatch(a, c, method, rq);
 }
@@ -424,6 +520,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     api_req *rq = *con_cls;
     if (rq != NULL) {
+        fetch_upload_abort(rq->upload); /* not taken by a handler: removed */
         free(rq->body);
         free(rq);
         *con_cls = NULL;

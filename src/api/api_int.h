@@ -29,6 +29,11 @@
 #define API_CONN_TIMEOUT_S 120
 /* /health and /metrics read job counts from a cache refreshed this often. */
 #define API_COUNTS_REFRESH_MS 500
+/* The spool sweep (fetch_spool_sweep): how often, and how old an unreferenced upload must be;
+ * in between the spool is only counted (for /metrics), every API_SPOOL_COUNT_MS. */
+#define API_SPOOL_SWEEP_MS 60000
+#define API_SPOOL_COUNT_MS 5000
+#define API_SPOOL_MIN_AGE_MS 600000
 /* SSE: comment line sent when nothing else was sent for this long. */
 #define API_SSE_HEARTBEAT_MS 15000
 
@@ -166,7 +171,14 @@ struct api {
     pthread_t ticker;
     int ticker_started;
     atomic_int predicts; /* /v1/predict calls running; capped at cfg->slots */
+    fetch_spool_stats spool; /* after the last sweep, under `lock` */
+    int spool_valid;
+    int64_t spool_next_ms; /* the ticker's next sweep or count (monotonic ms) */
+    int64_t spool_sweeps;  /* ticker passes over the spool: every 12th sweeps */
 };
+
+/* The spool as the last sweep left it; 0 when none ran yet. Never touches the disk. */
+int api__spool(api *a, fetch_spool_stats *out);
 
 /* Queues `body` (stolen; NULL = empty body) with `status`; adds Location when not NULL. */
 enum MHD_Result api__send_json(struct MHD_Connection *c, unsigned status, json_t *body,
@@ -193,9 +205,12 @@ typedef struct {
     struct MHD_Connection *conn;
     const char *method;
     const api_route *route;
-    const char *body;
-    size_t len;
+    const char *body; /* a JSON body (NULL for an image or no body) */
+    size_t len;       /* its length, or the image's */
     int raw; /* body is an image (Content-Type image/... or application/octet-stream) */
+    /* raw: the spooled image. A handler that keeps it (commits it) sets *upload to
+     * NULL; otherwise it is removed when the request completes. */
+    fetch_upload **upload;
 } api_call;
 
 enum MHD_Result api__handle_health(api_call *q);

@@ -89,6 +89,14 @@ enum MHD_Result api__handle_metrics(api_call *q)
         gauge(&b, "inferd_outbox_pending", "Outbox events not yet delivered to MQTT.",
               (double)c.outbox_pending);
     }
+    fetch_spool_stats sp;
+    if (api__spool(a, &sp)) {
+        gauge(&b, "inferd_spool_bytes",
+              "Bytes of spooled uploads on disk (jobs not yet ended), as of the last sweep.",
+              (double)sp.bytes);
+        gauge(&b, "inferd_spool_files", "Spooled upload files on disk, as of the last sweep.",
+              (double)sp.files);
+    }
 
     if (wk != NULL) {
         worker_stats ws;

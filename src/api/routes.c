@@ -166,7 +166,9 @@ static enum MHD_Result jobs_post(api_call *q)
             return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
                                    "uploads are not available in this process");
         char sha[65];
-        if (fetch_spool(d->fetch, q->body, q->len, sha, &e) != ERR_OK)
+        fetch_upload *up = *q->upload;
+        *q->upload = NULL; /* committed or removed by fetch_upload_commit */
+        if (fetch_upload_commit(up, sha, &e) != ERR_OK)
             return api__send_err(q->conn, &e);
         json_t *src = json_pack("{sssI}", "upload", sha, "size", (json_int_t)q->len);
         r.source = json_dumps(src, JSON_COMPACT);
@@ -240,6 +242,38 @@ enum MHD_Result api__handle_jobs(api_call *q)
     return jobs_list(q);
 }
 
+/*
+ * Removes spooled uploads nothing queued or running needs any more: those of
+ * every job of `asset_id` (its asset was deleted), or of job `j` (cancelled
+ * before it ran). Best effort: failures are logged, the spool sweep retries.
+ */
+static void release_uploads(api_call *q, const char *asset_id, const job *j)
+{
+    const api_deps *d = q->a->deps;
+    err_t e;
+    err_clear(&e);
+    if (d->fetch == NULL)
+        return;
+    char **shas = NULL, one[65];
+    int n = 0;
+    if (j != NULL) {
+        if (!fetch_upload_sha(j->source, one))
+            return;
+    } else if (store_upload_shas(d->st, asset_id, &shas, &n, &e) != ERR_OK) {
+        log_warn("api", "asset=%s uploads left to the sweep: %s", asset_id, e.msg);
+        return;
+    }
+    int64_t now = store_now_ms();
+    for (int i = 0; i < (j != NULL ? 1 : n); i++) {
+        const char *sha = j != NULL ? one : shas[i];
+        int used = 1;
+        if (store_upload_in_use(d->st, sha, &used, &e) == ERR_OK && !used &&
+            fetch_spool_release(d->fetch, sha, j != NULL ? j->created_ms : now, &e) < 0)
+            log_warn("api", "cannot remove upload %.12s: %s", sha, e.msg);
+    }
+    store_strings_free(shas, n);
+}
+
 enum MHD_Result api__handle_job(api_call *q)
 {
     const api_deps *d = q->a->deps;
@@ -255,6 +289,8 @@ enum MHD_Result api__handle_job(api_call *q)
                                (long long)id);
     if (rc != ERR_OK)
         return api__send_err(q->conn, &e);
+    if (strcmp(q->method, "DELETE") == 0 && j.state == JOB_CANCELLED)
+        release_uploads(q, NULL, &j);
     json_t *o = job_to_json(&j);
     job_clear(&j);
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
@@ -278,6 +314,7 @@ enum MHD_Result api__handle_asset(api_call *q)
                                    "asset \"%s\" not found", id);
         if (rc != ERR_OK)
             return api__send_err(q->conn, &e);
+        release_uploads(q, id, NULL); /* the original photo goes with its asset */
         return api__send_json(q->conn, MHD_HTTP_NO_CONTENT, NULL, NULL);
     }
     json_t *o = NULL;
@@ -311,7 +348,8 @@ static enum MHD_Result predict_run(api_call *q, pipeline *pl, unsigned tasks, in
     if (q->raw) {
         if (q->len == 0)
             return bad_request(q, "body: empty image upload");
-        if (pipeline_analyze_buffer(pl, q->body, q->len, tasks, &an, &e) != ERR_OK)
+        /* Decoded in place from the spool file, which the request's end removes. */
+        if (pipeline_analyze_file(pl, fetch_upload_path(*q->upload), tasks, &an, &e) != ERR_OK)
             return send_analyze_error(q, &e);
     } else {
         json_error_t je;

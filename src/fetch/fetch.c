@@ -32,6 +32,7 @@
 #include "fetch/fetch_int.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -333,70 +334,216 @@ static int is_sha_hex(const char *s, size_t n)
     return 1;
 }
 
-int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e)
-{
-    char final[PATH_MAX];
+/*
+ * An upload being spooled: a temp file ".upload.XXXXXX" in the spool dir,
+ * hashed as it is written, renamed to its content address at commit.
+ */
+struct fetch_upload {
+    fetcher *f;
+    int fd;
+    size_t size;
+    sha256_ctx sha;
     char tmp[PATH_MAX];
-    char hex[65];
-    struct stat st;
-    int fd, dfd, rc;
+};
 
-    sha_out[0] = '\0';
+int fetch_upload_begin(fetcher *f, fetch_upload **out, err_t *e)
+{
+    *out = NULL;
     if (f->spool_dir == NULL)
         return err_set(e, ERR_FORBIDDEN, "uploads are disabled: no spool directory");
-    if (len > f->max_bytes)
-        return err_set(e, ERR_TOOBIG, "upload of %zu bytes is more than the limit of %zu", len,
-                       f->max_bytes);
-    if (data == NULL && len > 0)
-        return err_set(e, ERR_INVAL, "fetch_spool: no data");
-
-    sha256_hex(data != NULL ? data : "", len, hex);
-    if (snprintf(final, sizeof final, "%s/%s", f->spool_dir, hex) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", f->spool_dir, hex) >= (int)sizeof tmp)
+    fetch_upload *u = xcalloc(1, sizeof *u);
+    u->f = f;
+    sha256_init(&u->sha);
+    if (snprintf(u->tmp, sizeof u->tmp, "%s/.upload.XXXXXX", f->spool_dir) >= (int)sizeof u->tmp) {
+        free(u);
         return err_set(e, ERR_INVAL, "spool dir %s: path too long", f->spool_dir);
+    }
+    u->fd = mkostemp(u->tmp, O_CLOEXEC);
+    if (u->fd < 0) {
+        int rc = err_set(e, ERR_IO, "spool: create temp file in %s: %s", f->spool_dir,
+                         strerror(errno));
+        free(u);
+        return rc;
+    }
+    *out = u;
+    return ERR_OK;
+}
 
-    /* Same name and size: the same bytes are there already (content addressed). */
-    if (stat(final, &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size == len) {
+int fetch_upload_write(fetch_upload *u, const void *data, size_t n, err_t *e)
+{
+    if (n > u->f->max_bytes - u->size)
+        return err_set(e, ERR_TOOBIG, "upload of more than %zu bytes is over the limit",
+                       u->f->max_bytes);
+    if (fileio_write_all(u->fd, data, n) != 0)
+        return err_set(e, ERR_IO, "spool: write %s: %s", u->tmp, strerror(errno));
+    sha256_update(&u->sha, data, n);
+    u->size += n;
+    return ERR_OK;
+}
+
+size_t fetch_upload_size(const fetch_upload *u)
+{
+    return u->size;
+}
+
+const char *fetch_upload_path(const fetch_upload *u)
+{
+    return u->tmp;
+}
+
+void fetch_upload_abort(fetch_upload *u)
+{
+    if (u == NULL)
+        return;
+    close(u->fd);
+    unlink(u->tmp);
+    free(u);
+}
+
+int fetch_upload_commit(fetch_upload *u, char sha_out[65], err_t *e)
+{
+    char final[PATH_MAX], hex[65];
+    uint8_t d[32];
+    struct stat st;
+    int rc = ERR_OK, dfd;
+    const char *dir = u->f->spool_dir;
+
+    sha_out[0] = '\0';
+    sha256_final(&u->sha, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    if (snprintf(final, sizeof final, "%s/%s", dir, hex) >= (int)sizeof final) {
+        rc = err_set(e, ERR_INVAL, "spool dir %s: path too long", dir);
+        goto fail;
+    }
+    /*
+     * Same name and size: the same bytes are there already (content addressed).
+     * Its mtime moves to now, so that a job which ends meanwhile and releases
+     * the file (fetch_spool_release) leaves it to the job about to be queued.
+     */
+    if (stat(final, &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size == u->size) {
+        utimensat(AT_FDCWD, final, NULL, 0);
+        fetch_upload_abort(u);
         memcpy(sha_out, hex, 65);
         return ERR_OK;
     }
-
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return err_set(e, ERR_IO, "spool: create temp file in %s: %s", f->spool_dir,
-                       strerror(errno));
-    if (fileio_write_all(fd, data, len) != 0) {
-        rc = err_set(e, ERR_IO, "spool: write %s: %s", tmp, strerror(errno));
-        close(fd);
+    if (fsync(u->fd) != 0) {
+        rc = err_set(e, ERR_IO, "spool: fsync %s: %s", u->tmp, strerror(errno));
         goto fail;
     }
-    if (fsync(fd) != 0) {
-        rc = err_set(e, ERR_IO, "spool: fsync %s: %s", tmp, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (close(fd) != 0) {
-        rc = err_set(e, ERR_IO, "spool: close %s: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, final) != 0) {
+    if (rename(u->tmp, final) != 0) {
         rc = err_set(e, ERR_IO, "spool: rename to %s: %s", final, strerror(errno));
         goto fail;
     }
+    close(u->fd);
+    free(u);
     /* Make the rename itself durable: the job row will point at this name. */
-    dfd = open(f->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         int ok = fsync(dfd) == 0;
         int err = errno;
         close(dfd);
         if (!ok)
-            return err_set(e, ERR_IO, "spool: fsync %s: %s", f->spool_dir, strerror(err));
+            return err_set(e, ERR_IO, "spool: fsync %s: %s", dir, strerror(err));
     }
     memcpy(sha_out, hex, 65);
     return ERR_OK;
 fail:
-    unlink(tmp);
+    fetch_upload_abort(u);
     return rc;
+}
+
+int fetch_upload_sha(const char *source_json, char sha[65])
+{
+    json_t *o = source_json != NULL ? json_loads(source_json, 0, NULL) : NULL;
+    const char *v = json_string_value(json_object_get(o, "upload"));
+    int ok = v != NULL && is_sha_hex(v, strlen(v));
+    if (ok)
+        memcpy(sha, v, 65);
+    json_decref(o);
+    return ok;
+}
+
+int fetch_spool_release(fetcher *f, const char *sha, int64_t not_after_ms, err_t *e)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (f->spool_dir == NULL)
+        return 0;
+    if (sha == NULL || !is_sha_hex(sha, strlen(sha)))
+        return err_set(e, ERR_INVAL, "spool: not an upload digest");
+    snprintf(path, sizeof path, "%s/%s", f->spool_dir, sha);
+    if (stat(path, &st) != 0)
+        return 0;
+    int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    if (mtime_ms > not_after_ms)
+        return 0; /* spooled again since: another job is about to use it */
+    if (unlink(path) != 0 && errno != ENOENT)
+        return err_set(e, ERR_IO, "spool: remove %s: %s", path, strerror(errno));
+    return 1;
+}
+
+static int cmp_sha(const void *a, const void *b)
+{
+    return strcmp((const char *)a, *(char *const *)b);
+}
+
+int fetch_spool_sweep(fetcher *f, char *const *keep, int nkeep, int64_t min_age_ms,
+                      fetch_spool_stats *st, err_t *e)
+{
+    memset(st, 0, sizeof *st);
+    if (f->spool_dir == NULL)
+        return ERR_OK;
+    DIR *d = opendir(f->spool_dir);
+    if (d == NULL)
+        return err_set(e, ERR_IO, "spool: open %s: %s", f->spool_dir, strerror(errno));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat fs;
+        size_t nl = strlen(de->d_name);
+        int upload = is_sha_hex(de->d_name, nl);
+        int temp = strncmp(de->d_name, ".upload.", 8) == 0 || de->d_name[0] == '.';
+        if ((!upload && !temp) || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", f->spool_dir, de->d_name);
+        if (lstat(path, &fs) != 0 || !S_ISREG(fs.st_mode))
+            continue;
+        int64_t age = now_ms - ((int64_t)fs.st_mtim.tv_sec * 1000 + fs.st_mtim.tv_nsec / 1000000);
+        /* A temp file is an upload in flight for as long as a request may take. */
+        int64_t need = upload ? min_age_ms : FETCH_SPOOL_TEMP_AGE_MS;
+        int kept = upload && nkeep > 0 &&
+                   bsearch(de->d_name, keep, (size_t)nkeep, sizeof *keep, cmp_sha) != NULL;
+        if (min_age_ms >= 0 && !kept && age >= need && unlink(path) == 0) {
+            st->removed++;
+            st->removed_bytes += (int64_t)fs.st_size;
+            continue;
+        }
+        st->files++;
+        st->bytes += (int64_t)fs.st_size;
+    }
+    closedir(d);
+    return ERR_OK;
+}
+
+int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e)
+{
+    fetch_upload *u = NULL;
+    sha_out[0] = '\0';
+    if (data == NULL && len > 0)
+        return err_set(e, ERR_INVAL, "fetch_spool: no data");
+    if (f->spool_dir != NULL && len > f->max_bytes)
+        return err_set(e, ERR_TOOBIG, "upload of %zu bytes is more than the limit of %zu", len,
+                       f->max_bytes);
+    int rc = fetch_upload_begin(f, &u, e);
+    if (rc == ERR_OK && len > 0 && (rc = fetch_upload_write(u, data, len, e)) != ERR_OK) {
+        fetch_upload_abort(u);
+        return rc;
+    }
+    return rc == ERR_OK ? fetch_upload_commit(u, sha_out, e) : rc;
 }
 
 /* ---------------------------------------------------------------- source JSON */

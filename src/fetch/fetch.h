@@ -111,9 +111,65 @@ int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *
  * file in the spool dir, fsync, rename, fsync of the dir; nothing when a file
  * of that name and size exists) and writes the hex digest to `sha_out`.
  * ERR_TOOBIG beyond max_bytes, ERR_FORBIDDEN without a spool dir, ERR_IO on
- * disk errors (no temp file is left behind).
+ * disk errors (no temp file is left behind). fetch_upload_* below do the
+ * same for a body that arrives in pieces.
  */
 int fetch_spool(fetcher *f, const void *data, size_t len, char sha_out[65], err_t *e);
+
+/*
+ * An upload spooled as it arrives, so that a request body is never held in
+ * memory: begin creates a temp file in the spool dir (ERR_FORBIDDEN without
+ * one, ERR_IO), write appends and hashes (ERR_TOOBIG once max_bytes would be
+ * passed, ERR_IO; either way the upload is useless and must be aborted),
+ * commit makes it <spool>/<sha256> as fetch_spool does and writes the digest
+ * into sha_out, abort removes the temp file. commit and abort free the
+ * upload whatever happens; abort(NULL) is a no-op. One thread at a time.
+ */
+typedef struct fetch_upload fetch_upload;
+int fetch_upload_begin(fetcher *f, fetch_upload **out, err_t *e);
+int fetch_upload_write(fetch_upload *u, const void *data, size_t n, err_t *e);
+size_t fetch_upload_size(const fetch_upload *u);
+/* The temp file holding the bytes so far, until commit or abort (for a decode in place). */
+const char *fetch_upload_path(const fetch_upload *u);
+int fetch_upload_commit(fetch_upload *u, char sha_out[65], err_t *e);
+void fetch_upload_abort(fetch_upload *u);
+
+/*
+ * Spooled uploads are deleted when nothing needs them any more: when the
+ * last queued or running job that reads one ends (the worker, after its
+ * final commit), with its asset (DELETE /v1/assets/{id}), and by a sweep for
+ * whatever a crash left behind.
+ */
+
+/* The upload digest of a job source {"upload": SHA, ...} into sha[65]; 0 for other sources. */
+int fetch_upload_sha(const char *source_json, char sha[65]);
+
+/*
+ * Removes <spool>/<sha> unless it was spooled again after `not_after_ms`
+ * (epoch ms; the end of the job that used it, or the creation of that job:
+ * an identical upload committed since belongs to a job about to be queued).
+ * Returns 1 removed, 0 kept or absent (or no spool dir), ERR_INVAL for a bad
+ * digest, ERR_IO.
+ */
+int fetch_spool_release(fetcher *f, const char *sha, int64_t not_after_ms, err_t *e);
+
+#define FETCH_SPOOL_TEMP_AGE_MS (6 * 3600 * 1000) /* an upload in flight for longer is dead */
+
+typedef struct {
+    int64_t files, bytes;           /* what the spool holds after the sweep */
+    int64_t removed, removed_bytes; /* what the sweep deleted */
+} fetch_spool_stats;
+
+/*
+ * Sweeps the spool dir: removes every upload whose digest is not in
+ * keep[0..nkeep) (sorted, as store_upload_shas gives them) and whose file is
+ * at least `min_age_ms` old (younger ones may belong to a request between
+ * spooling and queueing its job), and temp files older than
+ * FETCH_SPOOL_TEMP_AGE_MS. With min_age_ms < 0 nothing is removed: `st`
+ * only counts. Fills `st`. ERR_IO when the dir cannot be read.
+ */
+int fetch_spool_sweep(fetcher *f, char *const *keep, int nkeep, int64_t min_age_ms,
+                      fetch_spool_stats *st, err_t *e);
 
 /*
  * Makes every URL transfer in flight on `f` end at once with ERR_UNAVAILABLE

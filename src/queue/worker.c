@@ -271,6 +271,28 @@ static void redact_source_path(err_t *e, const char *server_path, const char *so
 }
 
 /*
+ * After job `j` ended for good (done, failed or cancelled): its spooled
+ * upload, if it had one, goes unless another queued or running job reads it
+ * (or it was spooled again since `j` was created, for a job about to be
+ * queued). Best effort: the API's spool sweep removes what is left.
+ */
+static void release_upload(worker *w, const job *j)
+{
+    char sha[65];
+    int used = 1;
+    err_t e = {0};
+    if (w->o.fetch == NULL || !fetch_upload_sha(j->source, sha))
+        return;
+    if (store_upload_in_use(w->o.st, sha, &used, &e) != ERR_OK) {
+        log_debug("worker", "job=%lld upload %.12s left to the sweep: %s", (long long)j->id, sha,
+                  e.msg);
+        return;
+    }
+    if (!used && fetch_spool_release(w->o.fetch, sha, j->created_ms, &e) < 0)
+        log_warn("worker", "job=%lld cannot remove its upload: %s", (long long)j->id, e.msg);
+}
+
+/*
  * Ends a failed run: retry with backoff for a transient error, fail at once
  * otherwise. `stage` prefixes the message ("fetch: ...").
  */
@@ -292,6 +314,7 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
                      j->attempts, msg);
             count(w, &w->st.failed);
             events_notify(w->o.ev);
+            release_upload(w, j);
         } else if (rc == ERR_OK) {
             log_info("worker", "job=%lld attempt=%d retry_in_ms=%lld: %s", (long long)j->id,
                      j->attempts, (long long)delay, msg);
@@ -306,6 +329,7 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
             log_warn("worker", "job=%lld failed: %s", (long long)j->id, msg);
             count(w, &w->st.failed);
             events_notify(w->o.ev);
+            release_upload(w, j);
         }
     }
     if (rc == ERR_LEASE)
@@ -501,6 +525,7 @@ static void run_job(worker *w, slot *s, const job *j)
         committed = 1;
         count(w, &w->st.completed);
         events_notify(w->o.ev);
+        release_upload(w, j);
         log_debug("worker", "job=%lld done faces=%d total_ms=%.1f", (long long)j->id, a->nfaces,
                   t[ST_TOTAL]);
     } else if (rc == ERR_LEASE) {
@@ -552,6 +577,7 @@ static void *slot_main(void *arg)
             if (store_job_complete(w->o.st, &j, w->owner, &r, &e) == ERR_OK) {
                 count(w, &w->st.cancelled);
                 events_notify(w->o.ev);
+                release_upload(w, &j);
             }
         } else {
             run_job(w, s, &j);

@@ -14,6 +14,7 @@
  */
 #include "store/store_int.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -913,4 +914,89 @@ int store_people_merge(store *s, int64_t into, const int64_t *from, int n, err_t
         if (from[i] <= 0 || from[i] == into)
             return err_set(e, ERR_INVAL, "people merge: bad source id %lld", (long long)from[i]);
     return s->ops->people_merge(s, into, from, n, e);
+}
+
+/* --- uploads referenced by jobs ----------------------------------------------- */
+
+/* The 64-hex "upload" of a source JSON text, into sha[65]; 0 when it has none. */
+static int upload_of(const char *source, char sha[65])
+{
+    json_t *o = json_loads(source, 0, NULL);
+    const char *v = json_string_value(json_object_get(o, "upload"));
+    int ok = v != NULL && strlen(v) == 64 && strspn(v, "0123456789abcdef") == 64;
+    if (ok)
+        memcpy(sha, v, 65);
+    json_decref(o);
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int store_upload_shas(store *s, const char *asset_id, char ***shas, int *n, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || shas == NULL || n == NULL)
+        return err_set(e, ERR_INVAL, "store_upload_shas: missing argument");
+    *shas = NULL;
+    *n = 0;
+    char **srcs = NULL;
+    int ns = 0;
+    int rc = s->ops->upload_sources(s, asset_id, "%\"upload\"%", &srcs, &ns, e);
+    if (rc)
+        return rc;
+    char **out = xcalloc((size_t)(ns > 0 ? ns : 1), sizeof *out);
+    int k = 0;
+    for (int i = 0; i < ns; i++) {
+        char sha[65];
+        if (upload_of(srcs[i], sha))
+            out[k++] = xstrdup(sha);
+        free(srcs[i]);
+    }
+    free(srcs);
+    qsort(out, (size_t)k, sizeof *out, cmp_str);
+    int u = 0;
+    for (int i = 0; i < k; i++) {
+        if (u > 0 && strcmp(out[u - 1], out[i]) == 0)
+            free(out[i]);
+        else
+            out[u++] = out[i];
+    }
+    *shas = out;
+    *n = u;
+    return ERR_OK;
+}
+
+int store_upload_in_use(store *s, const char *sha, int *used, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || used == NULL || sha == NULL || strlen(sha) != 64 ||
+        strspn(sha, "0123456789abcdef") != 64)
+        return err_set(e, ERR_INVAL, "store_upload_in_use: need a 64-hex digest");
+    *used = 0;
+    char like[70], **srcs = NULL;
+    int ns = 0;
+    snprintf(like, sizeof like, "%%%s%%", sha);
+    int rc = s->ops->upload_sources(s, NULL, like, &srcs, &ns, e);
+    if (rc)
+        return rc;
+    for (int i = 0; i < ns; i++) {
+        char got[65];
+        if (upload_of(srcs[i], got) && strcmp(got, sha) == 0)
+            *used = 1;
+        free(srcs[i]);
+    }
+    free(srcs);
+    return ERR_OK;
+}
+
+void store_strings_free(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }

@@ -507,4 +507,22 @@ int store_person_rename(store *s, int64_t id, const char *name, err_t *e);
  */
 int store_people_merge(store *s, int64_t into, const int64_t *from, int n, err_t *e);
 
+/*
+ * Spooled uploads referenced by jobs (sources {"upload": SHA, "size": N}):
+ * the digests of the jobs still queued or running (`asset_id` NULL), or of
+ * every job of `asset_id` whatever its state. `*shas` receives n sorted,
+ * unique 64-hex strings; release with store_strings_free(). Store errors as
+ * they come.
+ */
+int store_upload_shas(store *s, const char *asset_id, char ***shas, int *n, err_t *e);
+
+/*
+ * Whether a queued or running job's source is the upload `sha` (64 hex
+ * digits, else ERR_INVAL): *used 1 or 0. Scans the active jobs' sources.
+ */
+int store_upload_in_use(store *s, const char *sha, int *used, err_t *e);
+
+/* Frees n strings and their array; NULL is a no-op. */
+void store_strings_free(char **v, int n);
+
 #endif

@@ -68,6 +68,8 @@ typedef struct store_ops {
     int (*person_get)(store *s, int64_t id, json_t **out, err_t *e);
     int (*person_rename)(store *s, int64_t id, const char *name, err_t *e);
     int (*people_merge)(store *s, int64_t into, const int64_t *from, int n, err_t *e);
+    int (*upload_sources)(store *s, const char *asset_id, const char *like, char ***srcs, int *n,
+                          err_t *e);
 } store_ops;
 
 /* The common head of every backend's handle. */

@@ -1071,6 +1071,34 @@ static int pg_job_list(store *base, int state, int64_t before_id, int limit, job
     return ERR_OK;
 }
 
+/* See store_int.h's op: sources of active jobs, or of one asset's jobs, matching `like`. */
+static int pg_upload_sources(store *base, const char *asset_id, const char *like, char ***srcs,
+                             int *n, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    PGresult *r = NULL;
+    pg_params p = {0};
+    p_text(&p, like);
+    if (asset_id != NULL)
+        p_text(&p, asset_id);
+    int rc = pg_query(s, BEGIN_RO,
+                      asset_id != NULL ? "SELECT source FROM jobs WHERE source LIKE $1 AND "
+                                         "asset_id = $2"
+                                       : "SELECT source FROM jobs WHERE state IN "
+                                         "('queued','running') AND source LIKE $1",
+                      &p, "upload sources", &r, e);
+    if (rc)
+        return rc;
+    int cnt = PQntuples(r);
+    char **arr = xcalloc((size_t)(cnt > 0 ? cnt : 1), sizeof *arr);
+    for (int i = 0; i < cnt; i++)
+        arr[i] = xstrdup(v_str(r, i, 0) != NULL ? v_str(r, i, 0) : "");
+    PQclear(r);
+    *srcs = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
 /* Reads job `id` (JOB_COLS) into `out` on `c`, inside the caller's transaction. */
 static int read_job(pg_store *s, pg_conn *c, int64_t id, job *out, err_t *e)
 {
@@ -2192,6 +2220,7 @@ static const store_ops pg_ops = {
     .asset_delete = pg_asset_delete,
     .outbox_read = pg_outbox_read,
     .outbox_max_id = pg_outbox_max_id,
+    .upload_sources = pg_upload_sources,
     .outbox_mark_sent = pg_outbox_mark_sent,
     .leader_acquire = pg_leader_acquire,
     .leader_release = pg_leader_release,

@@ -863,6 +863,46 @@ static int sq_job_list(store *base, int state, int64_t before_id, int limit, job
     return rc;
 }
 
+/* See store_int.h's op: sources of active jobs, or of one asset's jobs, matching `like`. */
+static int sq_upload_sources(store *base, const char *asset_id, const char *like, char ***srcs,
+                             int *n, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db,
+                    asset_id != NULL ? "SELECT source FROM jobs WHERE asset_id = ?1 AND source LIKE ?2"
+                                     : "SELECT source FROM jobs WHERE state IN ('queued','running') "
+                                       "AND source LIKE ?2",
+                    &st, e);
+    char **arr = NULL;
+    int cnt = 0, cap = 0;
+    if (rc == ERR_OK) {
+        if (asset_id != NULL)
+            sqlite3_bind_text(st, 1, asset_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, like, -1, SQLITE_STATIC);
+        while ((rc = q_step(s, db, st, "upload sources", e)) == 1) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+            }
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            arr[cnt++] = xstrdup(t != NULL ? t : "");
+        }
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    if (rc < 0) {
+        for (int i = 0; i < cnt; i++)
+            free(arr[i]);
+        free(arr);
+        return rc;
+    }
+    *srcs = arr;
+    *n = cnt;
+    return ERR_OK;
+}
+
 static int sq_job_cancel(store *base, int64_t id, job *out, err_t *e)
 {
     sq_store *s = (sq_store *)base;
@@ -1963,6 +2003,7 @@ static const store_ops sq_ops = {
     .counts_get = sq_counts_get,
     .asset_get = sq_asset_get,
     .asset_delete = sq_asset_delete,
+    .upload_sources = sq_upload_sources,
     .outbox_read = sq_outbox_read,
     .outbox_max_id = sq_outbox_max_id,
     .outbox_mark_sent = sq_outbox_mark_sent,

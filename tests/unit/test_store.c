@@ -1897,6 +1897,56 @@ static void test_people_ops(void **state)
     store_vec_array_free(v, n);
 }
 
+/* The upload digests of queued/running jobs, of one asset's jobs, and one digest's use. */
+static void test_upload_shas(void **state)
+{
+    fixture *f = *state;
+    static const char a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    char src[160];
+    job j;
+    err_t e = {0};
+    int64_t ids[3];
+    const char *const shas[3] = {a, b, a};
+    const char *const assets[3] = {"u1", "u2", "u3"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(src, sizeof src, "{\"upload\":\"%s\",\"size\":%d}", shas[i], 10 + i);
+        job_spec sp = {.asset_id = assets[i], .tasks = JOB_TASK_ALL, .source = src};
+        assert_int_equal(store_job_enqueue(f->s, &sp, &j, NULL, &e), ERR_OK);
+        ids[i] = j.id;
+        job_clear(&j);
+    }
+    enqueue(f->s, "not-an-upload", 0); /* a path source */
+    char **v = NULL;
+    int n = 0, used = -1;
+    assert_int_equal(store_upload_shas(f->s, NULL, &v, &n, &e), ERR_OK);
+    assert_int_equal(n, 2); /* sorted, unique */
+    assert_string_equal(v[0], a);
+    assert_string_equal(v[1], b);
+    store_strings_free(v, n);
+    assert_int_equal(store_upload_in_use(f->s, a, &used, &e), ERR_OK);
+    assert_int_equal(used, 1);
+    /* Cancel both jobs of `a`: it is no longer in use, but asset u1 still names it. */
+    assert_int_equal(store_job_cancel(f->s, ids[0], NULL, &e), ERR_OK);
+    assert_int_equal(store_upload_in_use(f->s, a, &used, &e), ERR_OK);
+    assert_int_equal(used, 1);
+    assert_int_equal(store_job_cancel(f->s, ids[2], NULL, &e), ERR_OK);
+    assert_int_equal(store_upload_in_use(f->s, a, &used, &e), ERR_OK);
+    assert_int_equal(used, 0);
+    assert_int_equal(store_upload_shas(f->s, NULL, &v, &n, &e), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0], b);
+    store_strings_free(v, n);
+    assert_int_equal(store_upload_shas(f->s, "u1", &v, &n, &e), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0], a);
+    store_strings_free(v, n);
+    assert_int_equal(store_upload_shas(f->s, "nobody", &v, &n, &e), ERR_OK);
+    assert_int_equal(n, 0);
+    store_strings_free(v, n);
+    assert_int_equal(store_upload_in_use(f->s, "xyz", &used, &e), ERR_INVAL);
+}
+
 static int run_suite(const char *url_template)
 {
     g_template = url_template;
@@ -1920,6 +1970,7 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_asset_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_shas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),

@@ -1,0 +1,192 @@
+"""Hostile clients against the real daemon: bodies that lie about their type, huge uploads, and what they must not cost (memory, disk)."""
+import http.client
+import os
+import threading
+import time
+
+from inferdtest import check, face_images, log, run_test, wait_until
+
+MIB = 1 << 20
+
+
+def rss_kib(pid):
+    """Resident set size of `pid` in KiB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def post_stream(port, path, ctype, size, chunk=256 * 1024, timeout=60):
+    """POSTs `size` bytes (JPEG-looking junk) in chunks; returns (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest("POST", path)
+        conn.putheader("Content-Type", ctype)
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        block = (b"\xff\xd8\xff\xe0" + b"\x5a" * (chunk - 4))
+        sent = 0
+        try:
+            while sent < size:
+                n = min(chunk, size - sent)
+                conn.send(block[:n])
+                sent += n
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early and closed
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def body_type_follows_route(d):
+    """An image Content-Type on a JSON route is refused (415) before its body is read;
+    the JSON cap (1 MiB) holds whatever the Content-Type says."""
+    pid = d.proc.pid
+    before = rss_kib(pid)
+    for path, method in (("/v1/search/images", "POST"), ("/v1/people/1", "PATCH"),
+                         ("/v1/people/1/merge", "POST"), ("/v1/search/faces", "POST")):
+        for ctype in ("image/jpeg", "application/octet-stream"):
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            conn.putrequest(method, path)
+            conn.putheader("Content-Type", ctype)
+            conn.putheader("Content-Length", str(16 * MIB))
+            conn.endheaders()
+            try:
+                conn.send(b"{" * (64 * 1024))
+            except OSError:
+                pass
+            resp = conn.getresponse()
+            body = resp.read().decode()
+            conn.close()
+            check(resp.status == 415 and "unsupported_media_type" in body,
+                  "%s %s with %s -> %s %s" % (method, path, ctype, resp.status, body))
+    # A JSON route with a JSON type still stops at 1 MiB.
+    st, body = post_stream(d.port, "/v1/search/images", "application/json", 3 * MIB)
+    check(st == 413, "3 MiB of JSON -> %s %s" % (st, body))
+    grown = rss_kib(pid) - before
+    log("415 for images on JSON routes, 413 past 1 MiB of JSON; RSS grew %d KiB" % grown)
+    check(grown < 16 * 1024, "RSS grew by %d KiB answering refused bodies" % grown)
+
+
+def uploads_stream_to_disk(d):
+    """Eight 48 MiB uploads at once cost disk, not memory: the daemon's RSS grows by far
+    less than one body (they used to be buffered whole)."""
+    pid = d.proc.pid
+    before = rss_kib(pid)
+    peak = [before]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kib(pid))
+            time.sleep(0.02)
+    t = threading.Thread(target=sample)
+    t.start()
+    results = []
+
+    def one(k):
+        results.append(post_stream(d.port, "/v1/jobs?asset_id=big-%d&tasks=faces" % k,
+                                   "image/jpeg", 48 * MIB))
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    stop.set()
+    t.join()
+    for st, body in results:
+        check(st == 202, "48 MiB upload -> %s %s" % (st, body))
+    grown = peak[0] - before
+    log("8 concurrent 48 MiB uploads: 202 each; peak RSS grew %d KiB" % grown)
+    check(grown < 48 * 1024, "RSS grew by %d KiB for 8 x 48 MiB uploads" % grown)
+    # An upload over --max-body is cut off: 413, and no temp file stays behind.
+    st, body = post_stream(d.port, "/v1/jobs?asset_id=huge&tasks=faces", "image/jpeg",
+                           80 * MIB)
+    check(st == 413, "80 MiB upload (limit 64 MiB) -> %s %s" % (st, body))
+    spool = os.path.join(d.data_dir, "uploads")
+    wait_until(lambda: not [f for f in os.listdir(spool) if f.startswith(".")], 10,
+               what="temp upload files removed")
+
+
+def spool_files(d):
+    spool = os.path.join(d.data_dir, "uploads")
+    return sorted(f for f in os.listdir(spool) if not f.startswith(".")) if os.path.isdir(spool) \
+        else []
+
+
+def upload(d, asset, data):
+    st, js = d.request("POST", "/v1/jobs?asset_id=%s&tasks=faces" % asset, data,
+                       headers={"Content-Type": "image/jpeg"})
+    check(st in (200, 202), "upload %s -> %s %s" % (asset, st, js))
+    return js
+
+
+def spool_metric(d):
+    st, text = d.get("/metrics")
+    check(st == 200, "/metrics -> %s" % st)
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("inferd_spool_"):
+            k, v = line.split()
+            vals[k] = float(v)
+    return vals
+
+
+def spool_lifecycle(ctx):
+    """A spooled upload lives as long as a queued or running job needs it: it goes when its
+    last job ends (done here, cancelled in the api-only daemon), not while a second job of
+    the same bytes still waits; orphans a crash left are swept at start; /metrics counts it."""
+    photo = open(face_images()[0], "rb").read()
+    # Jobs that run: the file goes when the job is done.
+    d = ctx.daemon(slots=1, poll_ms=200)
+    js = upload(d, "life-1", photo)
+    d.wait_jobs([js["id"]], timeout=60)
+    wait_until(lambda: spool_files(d) == [], 10, what="upload removed after its job ended")
+    log("an upload is removed once its job is done")
+    d.kill()
+
+    # An api-only daemon never runs jobs: they stay queued until cancelled.
+    data = ctx.path("api-data")
+    spool = os.path.join(data, "uploads")
+    os.makedirs(spool, mode=0o700)
+    old = os.path.join(spool, "ab" * 32)
+    young = os.path.join(spool, "cd" * 32)
+    for f in (old, young):
+        with open(f, "wb") as fh:
+            fh.write(b"orphan")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    a = ctx.daemon(role="api", data_dir=data, poll_ms=200)
+    wait_until(lambda: not os.path.exists(old), 10, what="an hour-old orphan swept at start")
+    check(os.path.exists(young), "a young unreferenced upload was swept (it may be in flight)")
+    os.unlink(young)
+    j1 = upload(a, "twin-1", photo)
+    j2 = upload(a, "twin-2", photo)
+    files = spool_files(a)
+    check(len(files) == 1, "two uploads of the same bytes share one file: %s" % files)
+    wait_until(lambda: spool_metric(a) == {"inferd_spool_bytes": len(photo),
+                                           "inferd_spool_files": 1}, 15,
+               what="/metrics counting the one spooled upload (%d bytes)" % len(photo))
+    st, js = a.request("DELETE", "/v1/jobs/%d" % j1["id"])
+    check(st == 200 and js["state"] == "cancelled", "cancel -> %s %s" % (st, js))
+    check(spool_files(a) == files, "the upload went while another queued job needs it")
+    st, js = a.request("DELETE", "/v1/jobs/%d" % j2["id"])
+    check(st == 200 and js["state"] == "cancelled", "cancel -> %s %s" % (st, js))
+    check(spool_files(a) == [], "the upload stayed after its last job was cancelled")
+    wait_until(lambda: spool_metric(a) == {"inferd_spool_bytes": 0, "inferd_spool_files": 0}, 15,
+               what="/metrics showing an empty spool")
+    log("shared upload kept while a job needs it, removed with the last; orphans swept")
+
+
+def main(ctx):
+    d = ctx.daemon(slots=1, poll_ms=200)
+    body_type_follows_route(d)
+    uploads_stream_to_disk(d)
+    d.kill()
+    spool_lifecycle(ctx)
+
+
+if __name__ == "__main__":
+    run_test(main, timeout=300)
