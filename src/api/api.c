@@ -194,6 +194,9 @@ enum MHD_Result api__send_err(struct MHD_Connection *c, const err_t *e)
     case ERR_CHECKSUM:
         status = MHD_HTTP_UNPROCESSABLE_CONTENT;
         break;
+    case ERR_UNSUPPORTED_FORMAT:
+        status = MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+        break;
     case ERR_CONFLICT:
         status = MHD_HTTP_CONFLICT;
         break;

@@ -332,6 +332,9 @@ enum MHD_Result api__handle_asset(api_call *q)
 /* Pipeline failures: the image is the problem (422) unless the runtime failed (500). */
 static enum MHD_Result send_analyze_error(api_call *q, const err_t *e)
 {
+    if (e->code == ERR_UNSUPPORTED_FORMAT)
+        return api__send_error(q->conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, err_name(e->code), "%s",
+                               e->msg);
     if (e->code == ERR_DECODE || e->code == ERR_TOOBIG || e->code == ERR_FORMAT)
         return api__send_error(q->conn, MHD_HTTP_UNPROCESSABLE_CONTENT, err_name(e->code), "%s",
                                e->msg);

@@ -494,7 +494,9 @@ static void run_job(worker *w, slot *s, const job *j)
     fetch_result_clear(&fr);
     if (rc != ERR_OK) {
         t[ST_TOTAL] = clock_mono_msf() - t0;
-        const char *stage = rc == ERR_DECODE || rc == ERR_TOOBIG ? "decode" : "analyze";
+        const char *stage =
+            rc == ERR_DECODE || rc == ERR_TOOBIG || rc == ERR_UNSUPPORTED_FORMAT ? "decode"
+                                                                                 : "analyze";
         finish_error(w, s, j, stage, rc, &e, t);
         goto out;
     }

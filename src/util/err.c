@@ -64,6 +64,8 @@ const char *err_name(int code)
         return "forbidden";
     case ERR_FETCH:
         return "fetch";
+    case ERR_UNSUPPORTED_FORMAT:
+        return "unsupported_format";
     }
     return "unknown";
 }

@@ -36,7 +36,8 @@
     X(TIMEOUT, -17, "timed out")                                                                   \
     X(UNAVAILABLE, -18, "temporarily unavailable")                                                 \
     X(FORBIDDEN, -19, "forbidden")                                                                 \
-    X(FETCH, -20, "source could not be fetched")
+    X(FETCH, -20, "source could not be fetched")                                                   \
+    X(UNSUPPORTED_FORMAT, -21, "image format not accepted")
 
 typedef enum {
 #define ERR__ENUM(name, num, text) ERR_##name = (num),

@@ -10,6 +10,19 @@
  * rejected decoding at full size and resizing ourselves: a 24 MP JPEG costs
  * 72 MB and ~4x the time, and the models see at most 2048 pixels anyway.
  *
+ * Only photo formats reach a decoder. libvips can load thirty-odd formats
+ * through a dozen libraries (poppler for PDF, librsvg for SVG, ImageMagick
+ * for whatever else, OpenEXR, FITS, Matlab...), each one more parser of
+ * untrusted bytes. vision_init() blocks every loader, then unblocks JPEG,
+ * PNG, WebP, HEIF (HEIC and AVIF), TIFF and GIF (its first frame): what
+ * cameras, phones and the web produce. Not accepted, on purpose: SVG (a
+ * program more than a picture: its filters can take minutes, and it never
+ * holds a photo), PDF and PostScript (documents), JPEG XL (libvips 8.14 marks
+ * its loader untrusted; few cameras write it yet), RAW formats (demosaicing
+ * is an editor's job), and the scientific ones. A file in a format we know
+ * and refuse fails with ERR_UNSUPPORTED_FORMAT naming it; bytes no loader
+ * recognises are ERR_DECODE.
+ *
  * Errors: libvips' messages live in one process-wide buffer; we copy it into
  * the caller's err_t and clear it. Two threads failing at once may swap
  * messages (codes stay correct) — acceptable for logs, noted in vision.h.
@@ -28,6 +41,23 @@
 
 static int vision__inited;
 
+/* The loaders untrusted bytes may reach (libvips class names; subclasses follow). */
+static const char *const vision__loaders[] = {
+    "VipsForeignLoadJpeg", "VipsForeignLoadPng",  "VipsForeignLoadWebp",
+    "VipsForeignLoadHeif", "VipsForeignLoadTiff", "VipsForeignLoadNsgif",
+};
+
+const char *const vision_accepted_formats = "JPEG, PNG, WebP, HEIF/HEIC/AVIF, TIFF and GIF";
+
+static void decode__vips_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                                 gpointer data)
+{
+    (void)domain;
+    (void)level;
+    (void)data;
+    log_debug("vision", "libvips: %s", msg);
+}
+
 int vision_init(int concurrency, err_t *e)
 {
     if (vision__inited)
@@ -37,6 +67,13 @@ int vision_init(int concurrency, err_t *e)
         vips_error_clear();
         return rc;
     }
+    /* libvips' warnings (a HEIF's ignored colour profile, ...) go to our log, not stderr. */
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, decode__vips_warning,
+                      NULL);
+    vips_block_untrusted_set(TRUE);
+    vips_operation_block_set("VipsForeignLoad", TRUE);
+    for (size_t i = 0; i < sizeof vision__loaders / sizeof vision__loaders[0]; i++)
+        vips_operation_block_set(vision__loaders[i], FALSE);
     vips_concurrency_set(concurrency > 0 ? concurrency : 1);
     /* Every decode is of a new file: the operation cache would only pin memory. */
     vips_cache_set_max(0);
@@ -52,6 +89,68 @@ void vision_shutdown(void)
         return;
     vips_shutdown();
     vision__inited = 0;
+}
+
+/*
+ * Names a format we refuse from its first bytes, or NULL: for a clear
+ * "unsupported_format" instead of libvips' "not in a known format".
+ */
+static const char *decode__refused_format(const unsigned char *p, size_t n)
+{
+    static const struct {
+        const char *magic;
+        size_t len, off;
+        const char *name;
+    } sig[] = {
+        {"%PDF", 4, 0, "PDF"},
+        {"%!PS", 4, 0, "PostScript"},
+        {"BM", 2, 0, "BMP"},
+        {"\0\0\1\0", 4, 0, "ICO"},
+        {"8BPS", 4, 0, "Photoshop PSD"},
+        {"\xff\x0a", 2, 0, "JPEG XL"},
+        {"\0\0\0\x0cJXL ", 8, 0, "JPEG XL"},
+        {"\0\0\0\x0cjP  ", 8, 0, "JPEG 2000"},
+        {"\xff\x4f\xff\x51", 4, 0, "JPEG 2000"},
+        {"v/1\x01", 4, 0, "OpenEXR"},
+        {"#?RADIANCE", 10, 0, "Radiance HDR"},
+        {"#?RGBE", 6, 0, "Radiance HDR"},
+        {"SIMPLE  =", 9, 0, "FITS"},
+        {"MATLAB", 6, 0, "Matlab"},
+        {"\x08\xf2\xa6\xb6", 4, 0, "VIPS"},
+        {"\xb6\xa6\xf2\x08", 4, 0, "VIPS"},
+        {"gimp xcf", 8, 0, "GIMP XCF"},
+        {"FORM", 4, 0, "IFF"},
+        {"DDS ", 4, 0, "DirectDraw Surface"},
+    };
+    for (size_t i = 0; i < sizeof sig / sizeof sig[0]; i++)
+        if (n >= sig[i].off + sig[i].len && memcmp(p + sig[i].off, sig[i].magic, sig[i].len) == 0)
+            return sig[i].name;
+    if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '7')
+        return "PNM/PPM";
+    /* SVG: XML text that opens an <svg element within its first kilobyte. */
+    size_t k = 0;
+    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n' ||
+                     p[k] == 0xef || p[k] == 0xbb || p[k] == 0xbf))
+        k++;
+    if (k < n && p[k] == '<') {
+        size_t lim = n < 1024 ? n : 1024;
+        for (size_t i = k; i + 4 <= lim; i++)
+            if (memcmp(p + i, "<svg", 4) == 0)
+                return "SVG";
+    }
+    return NULL;
+}
+
+/* The same for a file: reads its first kilobyte. */
+static const char *decode__refused_file(const char *path)
+{
+    unsigned char buf[1024];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n > 0 ? decode__refused_format(buf, (size_t)n) : NULL;
 }
 
 /* Copies libvips' pending error text into `e` (trimmed) and clears it. */
@@ -177,8 +276,17 @@ static int decode__run(const char *path, const void *buf, size_t len,
         hdr = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     else
         hdr = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
-    if (!hdr)
+    if (!hdr) {
+        const char *fmt = path ? decode__refused_file(path) : decode__refused_format(buf, len);
+        if (fmt != NULL) {
+            vips_error_clear();
+            return err_set(e, ERR_UNSUPPORTED_FORMAT, "%s is not accepted: inferd reads %s", fmt,
+                           vision_accepted_formats);
+        }
+        if (strstr(vips_error_buffer(), "is blocked") != NULL) /* a loader we refuse */
+            return decode__vips_error(e, ERR_UNSUPPORTED_FORMAT, "not a format inferd reads");
         return decode__vips_error(e, ERR_DECODE, "header");
+    }
     ow = vips_image_get_width(hdr);
     oh = vips_image_get_height(hdr);
     if (vips_image_get_typeof(hdr, VIPS_META_ORIENTATION) &&

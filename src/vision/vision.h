@@ -40,11 +40,15 @@
 /*
  * Starts libvips once per process: `concurrency` worker threads per image
  * operation (0 = 1, since inferd parallelises across images, not within one),
- * and the operation cache off (every decode is of a different file, so the
- * cache only holds memory). Fails with ERR_INTERNAL and libvips' message.
+ * the operation cache off (every decode is of a different file, so the
+ * cache only holds memory), and every image loader blocked but those of
+ * vision_accepted_formats (process-wide: libvips has no per-call switch). Fails with ERR_INTERNAL and libvips' message.
  * Further calls after a success do nothing and return ERR_OK.
  */
 int vision_init(int concurrency, err_t *e);
+
+/* "JPEG, PNG, WebP, HEIF/HEIC/AVIF, TIFF and GIF": what vision_decode_* accept. */
+extern const char *const vision_accepted_formats;
 
 /* Shuts libvips down (frees its thread pool and caches). Call once at exit. */
 void vision_shutdown(void);
@@ -135,8 +139,10 @@ typedef struct {
  * EXIF orientation, converted to 8-bit sRGB, and any alpha is flattened onto
  * WHITE (transparent logos and stickers read as on paper, and black would
  * look like a dark scene to the models). Only the first page/frame of a
- * multi-page file is read. A missing file, a corrupt, truncated, empty or
- * non-image file fails with ERR_DECODE and libvips' message.
+ * multi-page file is read. A file in a format outside
+ * vision_accepted_formats (PDF, SVG, BMP, ...) fails with
+ * ERR_UNSUPPORTED_FORMAT naming it. A missing file, a corrupt, truncated,
+ * empty or non-image file fails with ERR_DECODE and libvips' message.
  * On success `*out` is owned by the caller: release with vision_image_free().
  */
 int vision_decode_file(const char *path, const vision_decode_opts *opts, vision_image **out,

@@ -180,8 +180,40 @@ def spool_lifecycle(ctx):
     log("shared upload kept while a job needs it, removed with the last; orphans swept")
 
 
+PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]"
+       b"/Count 1>>endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 64 64]>>endobj\n"
+       b"trailer<</Root 1 0 R>>\n")
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="2000" height="2000"><filter id="f">'
+       + b'<feTurbulence baseFrequency="0.9" numOctaves="10"/>' * 10
+       + b'</filter><rect width="2000" height="2000" filter="url(#f)"/></svg>')
+
+
+def formats_outside_the_allowlist(d):
+    """A PDF and an SVG (ten full-canvas feTurbulence filters: a minute of CPU if it were
+    rendered) end `failed` at once with unsupported_format; predict answers 415."""
+    ids = {}
+    for name, data, ctype in (("pdf", PDF, "application/octet-stream"),
+                              ("svg", SVG, "image/svg+xml")):
+        st, js = d.request("POST", "/v1/jobs?asset_id=fmt-%s" % name, data,
+                           headers={"Content-Type": ctype})
+        check(st == 202, "upload %s -> %s %s" % (name, st, js))
+        ids[name] = js["id"]
+        st, js = d.request("POST", "/v1/predict", data, headers={"Content-Type": ctype})
+        check(st == 415 and js["error"]["code"] == "unsupported_format",
+              "predict %s -> %s %s" % (name, st, js))
+    t0 = time.monotonic()
+    jobs = d.wait_jobs(list(ids.values()), states=("failed",), timeout=30)
+    for name, jid in ids.items():
+        err = jobs[jid].get("error") or {}
+        check(err.get("code") == "unsupported_format" and name.upper() in err.get("message", ""),
+              "job %s error %r" % (name, err))
+    log("PDF and SVG: jobs failed with unsupported_format in %.2f s, predict 415" %
+        (time.monotonic() - t0))
+
+
 def main(ctx):
     d = ctx.daemon(slots=1, poll_ms=200)
+    formats_outside_the_allowlist(d)
     body_type_follows_route(d)
     uploads_stream_to_disk(d)
     d.kill()

@@ -183,6 +183,72 @@ static void test_decode_bad_inputs(void **state)
     rmdir(dir);
 }
 
+/*
+ * The loader allowlist: JPEG, PNG, WebP, TIFF, GIF and HEIF (AVIF) written by
+ * libvips' own savers decode; PDF, SVG, BMP, PostScript, PPM and a format only
+ * ImageMagick reads (TGA) fail with ERR_UNSUPPORTED_FORMAT naming what they
+ * are, and junk is still ERR_DECODE.
+ */
+static void test_decode_format_allowlist(void **state)
+{
+    (void)state;
+    VipsImage *src = vips_image_new_from_file(SAMPLE1, NULL), *small = NULL;
+    assert_non_null(src);
+    assert_int_equal(vips_resize(src, &small, 0.1, NULL), 0);
+    static const char *const ok[] = {".jpg", ".png", ".webp", ".tif", ".gif", ".avif"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        void *buf = NULL;
+        size_t len = 0;
+        int rc = strcmp(ok[i], ".avif") == 0
+                     ? vips_heifsave_buffer(small, &buf, &len, "compression",
+                                            VIPS_FOREIGN_HEIF_COMPRESSION_AV1, NULL)
+                     : vips_image_write_to_buffer(small, ok[i], &buf, &len, NULL);
+        if (rc != 0)
+            fail_msg("save %s: %s", ok[i], vips_error_buffer());
+        vision_image *img = NULL;
+        err_t e = {0};
+        if (vision_decode_buffer(buf, len, NULL, &img, &e) != ERR_OK)
+            fail_msg("%s does not decode: %s", ok[i], e.msg);
+        assert_int_equal(img->width, vips_image_get_width(small));
+        vision_image_free(img);
+        g_free(buf);
+    }
+    g_object_unref(small);
+    g_object_unref(src);
+
+    static const struct {
+        const char *bytes, *name;
+    } refused[] = {
+        {"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n", "PDF"},
+        {"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"8\" "
+         "height=\"8\"><filter id=\"f\"><feTurbulence/></filter></svg>",
+         "SVG"},
+        {"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0\x01\0\0\0\x01\0\x18\0",
+         "BMP"},
+        {"%!PS-Adobe-3.0\n", "PostScript"},
+        {"P6\n1 1\n255\n\xff\0\0", "PNM"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        vision_image *img = NULL;
+        err_t e = {0};
+        size_t n = strlen(refused[i].bytes);
+        if (strcmp(refused[i].name, "BMP") == 0)
+            n = 38;
+        assert_int_equal(vision_decode_buffer(refused[i].bytes, n, NULL, &img, &e),
+                         ERR_UNSUPPORTED_FORMAT);
+        assert_null(img);
+        if (strstr(e.msg, refused[i].name) == NULL || strstr(e.msg, "JPEG, PNG") == NULL)
+            fail_msg("%s: \"%s\"", refused[i].name, e.msg);
+    }
+    /* TGA has no signature: only ImageMagick's loader (blocked) would take it. */
+    unsigned char tga[18 + 3] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 24, 0, 0, 0, 255};
+    vision_image *img = NULL;
+    err_t e = {0};
+    assert_int_equal(vision_decode_buffer(tga, sizeof tga, NULL, &img, &e),
+                     ERR_UNSUPPORTED_FORMAT);
+    assert_int_equal(vision_decode_buffer("no image here at all", 20, NULL, &img, &e), ERR_DECODE);
+}
+
 static void test_decode_refuses_bombs_from_header(void **state)
 {
     /* PNG signature + IHDR claiming 100000 x 100000 RGB, then IEND. */
@@ -1045,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_align_face_past_border),
         cmocka_unit_test(test_face_tensor),
         cmocka_unit_test(test_align_fused_matches_and_is_bilinear),
+        cmocka_unit_test(test_decode_format_allowlist),
         cmocka_unit_test(test_face_map_box_and_template),
         cmocka_unit_test(test_preprocess_align_corners),
     };
