@@ -529,6 +529,7 @@ static int cmd_run(config_role role, int argc, char **argv)
         .lease_ms = cfg.lease_ms,
         .poll_ms = cfg.poll_ms,
         .retry_base_ms = cfg.retry_base_ms,
+        .job_timeout_ms = cfg.job_timeout_ms,
     };
     /*
      * Jobs still running under this worker id belong to an earlier run of

@@ -22,6 +22,7 @@
 
 #include "api/api_int.h"
 #include "infer/clip.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define MSG_MAX 512
@@ -335,7 +336,9 @@ static enum MHD_Result send_analyze_error(api_call *q, const err_t *e)
     if (e->code == ERR_UNSUPPORTED_FORMAT)
         return api__send_error(q->conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, err_name(e->code), "%s",
                                e->msg);
-    if (e->code == ERR_DECODE || e->code == ERR_TOOBIG || e->code == ERR_FORMAT)
+    /* Past --job-timeout-ms: the image took too long, which retrying will not change. */
+    if (e->code == ERR_DECODE || e->code == ERR_TOOBIG || e->code == ERR_FORMAT ||
+        e->code == ERR_TIMEOUT)
         return api__send_error(q->conn, MHD_HTTP_UNPROCESSABLE_CONTENT, err_name(e->code), "%s",
                                e->msg);
     return api__send_err(q->conn, e);
@@ -344,6 +347,8 @@ static enum MHD_Result send_analyze_error(api_call *q, const err_t *e)
 static enum MHD_Result predict_run(api_call *q, pipeline *pl, unsigned tasks, int vectors)
 {
     const api_deps *d = q->a->deps;
+    /* The same deadline as a job: decode and models, not the upload or the fetch. */
+    pipeline_call call = {.deadline_ms = clock_mono_ms() + d->cfg->job_timeout_ms};
     err_t e;
     err_clear(&e);
     analysis *an = NULL;
@@ -352,7 +357,8 @@ static enum MHD_Result predict_run(api_call *q, pipeline *pl, unsigned tasks, in
         if (q->len == 0)
             return bad_request(q, "body: empty image upload");
         /* Decoded in place from the spool file, which the request's end removes. */
-        if (pipeline_analyze_file(pl, fetch_upload_path(*q->upload), tasks, &an, &e) != ERR_OK)
+        if (pipeline_analyze_file_ex(pl, fetch_upload_path(*q->upload), tasks, &call, &an,
+                                     &e) != ERR_OK)
             return send_analyze_error(q, &e);
     } else {
         json_error_t je;
@@ -383,9 +389,9 @@ static enum MHD_Result predict_run(api_call *q, pipeline *pl, unsigned tasks, in
         if (rc != ERR_OK)
             return send_source_error(q, &e);
         if (fr.path != NULL)
-            rc = pipeline_analyze_file(pl, fr.path, tasks, &an, &e);
+            rc = pipeline_analyze_file_ex(pl, fr.path, tasks, &call, &an, &e);
         else
-            rc = pipeline_analyze_buffer(pl, fr.data, fr.len, tasks, &an, &e);
+            rc = pipeline_analyze_buffer_ex(pl, fr.data, fr.len, tasks, &call, &an, &e);
         fetch_result_clear(&fr);
         if (rc != ERR_OK)
             return send_analyze_error(q, &e);

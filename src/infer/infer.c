@@ -11,25 +11,48 @@
  * is thread-safe on one session, so infer_run takes no lock. Inputs and
  * outputs with fully known shapes are bound to the caller's buffers
  * (CreateTensorWithDataAsOrtValue): a run allocates no tensor memory of its own.
+ *
+ * Deadlines. A run with a deadline (infer_run_until) gets its own
+ * OrtRunOptions and registers it with the env's watchdog, a thread started
+ * on the first such run that sleeps until the nearest registered deadline and
+ * then calls RunOptionsSetTerminate on every run past its own: ORT checks the
+ * flag between kernels and returns, and the run fails with ERR_TIMEOUT. The
+ * registry (`wd`) is guarded by `wd.lock`, held only for list edits and the
+ * terminate calls (which only set a flag); no run holds it while running.
  */
 #include "infer/infer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <onnxruntime_c_api.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/sha256.h"
 #include "util/xalloc.h"
 
 #define INFER_MAX_RANK 8
 
+#define INFER_MAX_TIMED 512 /* runs with a deadline at once, per env */
+
+/* The runs a deadline may stop, and the thread that stops them. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a run registered (a nearer deadline maybe), or stop */
+    pthread_t thread;
+    int started, stop;
+    OrtRunOptions *ro[INFER_MAX_TIMED];
+    int64_t until[INFER_MAX_TIMED]; /* monotonic ms; 0 = free slot */
+} infer_watchdog;
+
 struct infer_env {
     OrtEnv *env;
     OrtMemoryInfo *cpu;
+    infer_watchdog wd;
 };
 
 typedef struct {
@@ -92,6 +115,12 @@ int infer_env_new(const infer_env_opts *opts, infer_env **out, err_t *e)
         return err_set(e, ERR_RUNTIME, "ONNX Runtime %s does not provide C API version %d",
                        infer_runtime_version(), ORT_API_VERSION);
     infer_env *env = xcalloc(1, sizeof *env);
+    pthread_mutex_init(&env->wd.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&env->wd.cond, &ca);
+    pthread_condattr_destroy(&ca);
     OrtThreadingOptions *tp = NULL;
     ORT_TRY(api()->CreateThreadingOptions(&tp), ERR_RUNTIME, "threading options");
     if (o.intra_op_threads > 0)
@@ -121,6 +150,15 @@ void infer_env_free(infer_env *env)
 {
     if (env == NULL)
         return;
+    if (env->wd.started) {
+        pthread_mutex_lock(&env->wd.lock);
+        env->wd.stop = 1;
+        pthread_cond_signal(&env->wd.cond);
+        pthread_mutex_unlock(&env->wd.lock);
+        pthread_join(env->wd.thread, NULL);
+    }
+    pthread_cond_destroy(&env->wd.cond);
+    pthread_mutex_destroy(&env->wd.lock);
     if (env->cpu != NULL)
         api()->ReleaseMemoryInfo(env->cpu);
     if (env->env != NULL)
@@ -337,15 +375,84 @@ int infer_fixed_batch(const infer_model *m)
     return m->in_shape.dims[0] > 0 ? (int)m->in_shape.dims[0] : 0;
 }
 
+/* The watchdog thread: terminates registered runs as their deadlines pass. */
+static void *watchdog_main(void *arg)
+{
+    infer_watchdog *wd = arg;
+    pthread_mutex_lock(&wd->lock);
+    while (!wd->stop) {
+        int64_t now = clock_mono_ms(), next = 0;
+        for (int i = 0; i < INFER_MAX_TIMED; i++) {
+            if (wd->until[i] == 0)
+                continue;
+            if (wd->until[i] <= now) {
+                OrtStatus *st = api()->RunOptionsSetTerminate(wd->ro[i]);
+                if (st != NULL)
+                    api()->ReleaseStatus(st);
+                wd->until[i] = -1; /* terminated; the run unregisters itself */
+            } else if (wd->until[i] > 0 && (next == 0 || wd->until[i] < next)) {
+                next = wd->until[i];
+            }
+        }
+        if (next == 0) {
+            pthread_cond_wait(&wd->cond, &wd->lock);
+        } else {
+            struct timespec ts;
+            clock_deadline(&ts, next - now);
+            pthread_cond_timedwait(&wd->cond, &wd->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&wd->lock);
+    return NULL;
+}
+
+/*
+ * Registers `ro` to be terminated at `until` (monotonic ms); returns its slot
+ * or -1 when the registry is full (the run then goes unguarded: deadlines are
+ * a safety net, not a contract).
+ */
+static int watchdog_add(infer_env *env, OrtRunOptions *ro, int64_t until)
+{
+    infer_watchdog *wd = &env->wd;
+    int slot = -1;
+    pthread_mutex_lock(&wd->lock);
+    if (!wd->started && pthread_create(&wd->thread, NULL, watchdog_main, wd) == 0)
+        wd->started = 1;
+    for (int i = 0; wd->started && i < INFER_MAX_TIMED && slot < 0; i++)
+        if (wd->until[i] == 0) {
+            wd->ro[i] = ro;
+            wd->until[i] = until;
+            slot = i;
+        }
+    pthread_cond_signal(&wd->cond);
+    pthread_mutex_unlock(&wd->lock);
+    return slot;
+}
+
+/* Unregisters slot `i`; returns whether the watchdog terminated the run. */
+static int watchdog_remove(infer_env *env, int i)
+{
+    infer_watchdog *wd = &env->wd;
+    pthread_mutex_lock(&wd->lock);
+    int terminated = wd->until[i] == -1;
+    wd->until[i] = 0;
+    wd->ro[i] = NULL;
+    pthread_mutex_unlock(&wd->lock);
+    return terminated;
+}
+
 /*
  * Resolves the requested output roles, binds caller buffers where the output
  * shape is static, runs `in_val` as input `in_name` and copies dynamic
- * outputs out. `batch` replaces a dynamic first output dimension.
+ * outputs out. `batch` replaces a dynamic first output dimension. With a
+ * deadline (monotonic ms, > 0) the run is stopped there (ERR_TIMEOUT).
  */
 static int run_one(infer_model *m, const char *in_name, const OrtValue *in_val, int64_t batch,
-                   infer_output *outs, size_t nouts, err_t *e)
+                   infer_output *outs, size_t nouts, int64_t deadline_ms, err_t *e)
 {
     int rc = ERR_OK;
+    OrtRunOptions *ro = NULL;
+    int wslot = -1;
     const char *out_names[MANIFEST_MAX_OUTPUTS];
     OrtValue *out_vals[MANIFEST_MAX_OUTPUTS] = {0};
     int out_idx[MANIFEST_MAX_OUTPUTS];
@@ -391,8 +498,21 @@ static int run_one(infer_model *m, const char *in_name, const OrtValue *in_val, 
     }
     const char *in_names[1] = {in_name};
     const OrtValue *ins[1] = {in_val};
-    ORT_TRY(api()->Run(m->session, NULL, in_names, ins, 1, out_names, nouts, out_vals),
-            ERR_RUNTIME, m->man.name);
+    if (deadline_ms > 0) {
+        if (clock_mono_ms() >= deadline_ms) {
+            rc = err_set(e, ERR_TIMEOUT, "%s: the deadline passed before the run", m->man.name);
+            goto out;
+        }
+        ORT_TRY(api()->CreateRunOptions(&ro), ERR_RUNTIME, "run options");
+        wslot = watchdog_add(m->env, ro, deadline_ms);
+    }
+    OrtStatus *rst = api()->Run(m->session, ro, in_names, ins, 1, out_names, nouts, out_vals);
+    int terminated = wslot >= 0 && watchdog_remove(m->env, wslot);
+    if (rst != NULL) {
+        rc = status_err(rst, terminated ? ERR_TIMEOUT : ERR_RUNTIME, e,
+                        terminated ? "deadline passed; run terminated" : m->man.name);
+        goto out;
+    }
 
     for (size_t i = 0; i < nouts; i++) {
         OrtTensorTypeAndShapeInfo *tsi = NULL;
@@ -431,11 +551,19 @@ out:
     for (size_t i = 0; i < nouts; i++)
         if (out_vals[i] != NULL)
             api()->ReleaseValue(out_vals[i]);
+    if (ro != NULL)
+        api()->ReleaseRunOptions(ro);
     return rc;
 }
 
 int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
               err_t *e)
+{
+    return infer_run_until(m, input, batch, outs, nouts, 0, e);
+}
+
+int infer_run_until(infer_model *m, const float *input, int batch, infer_output *outs,
+                    size_t nouts, int64_t deadline_ms, err_t *e)
 {
     int rc = ERR_OK;
     if (batch < 1 || nouts == 0 || nouts > MANIFEST_MAX_OUTPUTS)
@@ -461,7 +589,7 @@ int infer_run(infer_model *m, const float *input, int batch, infer_output *outs,
                                                   in_count * sizeof(float), in_dims, 4,
                                                   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in_val),
             ERR_RUNTIME, "input tensor");
-    rc = run_one(m, m->man.input_name, in_val, batch, outs, nouts, e);
+    rc = run_one(m, m->man.input_name, in_val, batch, outs, nouts, deadline_ms, e);
 out:
     if (in_val != NULL)
         api()->ReleaseValue(in_val);
@@ -491,7 +619,8 @@ int infer_run_tensor(infer_model *m, const char *input_name, infer_elem_type ele
                                                   (size_t)rank,
                                                   (ONNXTensorElementDataType)elem_type, &in_val),
             ERR_RUNTIME, "input tensor");
-    rc = run_one(m, input_name ? input_name : m->man.input_name, in_val, shape[0], outs, nouts, e);
+    rc = run_one(m, input_name ? input_name : m->man.input_name, in_val, shape[0], outs, nouts, 0,
+                 e);
 out:
     if (in_val != NULL)
         api()->ReleaseValue(in_val);

@@ -9,7 +9,8 @@
  *
  * Threading: infer_env_new/infer_model_load/free run on the main thread
  * before/after workers; infer_run may be called concurrently from any number
- * of threads on the same model. Nothing here holds a lock during a run.
+ * of threads on the same model. Nothing here holds a lock during a run; an
+ * env runs one watchdog thread once a run with a deadline has been made.
  */
 #ifndef INFERD_INFER_INFER_H
 #define INFERD_INFER_INFER_H
@@ -94,6 +95,15 @@ typedef struct {
  */
 int infer_run(infer_model *m, const float *input, int batch, infer_output *outs, size_t nouts,
               err_t *e);
+
+/*
+ * infer_run() that gives up at `deadline_ms` (CLOCK_MONOTONIC ms, as
+ * clock_mono_ms(); 0 = none): a run still going then is terminated by the
+ * env's watchdog thread (ORT's RunOptionsSetTerminate) and fails with
+ * ERR_TIMEOUT, as does a call made after the deadline. Thread-safe.
+ */
+int infer_run_until(infer_model *m, const float *input, int batch, infer_output *outs,
+                    size_t nouts, int64_t deadline_ms, err_t *e);
 
 /*
  * Generic tensor entry points, for models that are not fed one normalised

@@ -155,7 +155,8 @@ void analysis_free(analysis *a)
     free(a);
 }
 
-static int embed_image(pipeline *p, const vision_image *img, analysis *a, err_t *e)
+static int embed_image(pipeline *p, const vision_image *img, int64_t deadline, analysis *a,
+                       err_t *e)
 {
     const model_manifest *m = infer_model_manifest(p->image_embedder);
     float *in = xmalloc(infer_input_size(p->image_embedder) * sizeof(float));
@@ -170,7 +171,8 @@ static int embed_image(pipeline *p, const vision_image *img, analysis *a, err_t 
         {.role = "embedding", .data = a->image_embedding, .cap = (size_t)m->embedding_dim},
         {.role = "nsfw", .data = a->nsfw, .cap = MANIFEST_MAX_LABELS},
     };
-    if ((rc = infer_run(p->image_embedder, in, 1, outs, nsfw ? 2 : 1, e)) != ERR_OK)
+    if ((rc = infer_run_until(p->image_embedder, in, 1, outs, nsfw ? 2 : 1, deadline, e)) !=
+        ERR_OK)
         goto out;
     if (outs[0].count != (size_t)m->embedding_dim) {
         rc = err_set(e, ERR_MODEL, "%s: embedding has %zu values, manifest says %d", m->name,
@@ -201,7 +203,8 @@ static void face_vector(const model_manifest *m, float *v)
     infer_l2_normalize(v, (size_t)m->embedding_dim);
 }
 
-static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t *e)
+static int embed_faces(pipeline *p, const vision_image *img, int64_t deadline, analysis *a,
+                       err_t *e)
 {
     const model_manifest *m = infer_model_manifest(p->face_embedder);
     int dim = m->embedding_dim;
@@ -234,7 +237,7 @@ static int embed_faces(pipeline *p, const vision_image *img, analysis *a, err_t 
         double t1 = clock_mono_msf();
         t_align += t1 - t0;
         infer_output o = {.role = "embedding", .data = out, .cap = (size_t)n * (size_t)dim};
-        if ((rc = infer_run(p->face_embedder, in, n, &o, 1, e)) != ERR_OK)
+        if ((rc = infer_run_until(p->face_embedder, in, n, &o, 1, deadline, e)) != ERR_OK)
             goto out;
         for (int i = 0; i < n; i++) {
             float *v = xmalloc((size_t)dim * sizeof(float));
@@ -254,10 +257,12 @@ out:
 
 /* Face detection, its views offered to other threads through `share` while this one runs. */
 static int detect(pipeline *p, const vision_image *img, const pipeline_share *share,
-                  vision_face **faces, int *nfaces, err_t *e)
+                  int64_t deadline, vision_face **faces, int *nfaces, err_t *e)
 {
     vision_detect_task *t = NULL;
-    int rc = vision_detect_begin(p->detector, img, &p->detect, &t, e);
+    vision_detect_opts o = p->detect;
+    o.deadline_ms = deadline;
+    int rc = vision_detect_begin(p->detector, img, &o, &t, e);
     if (rc != ERR_OK)
         return rc;
     int shared = share != NULL && share->offer != NULL && vision_detect_pending(t) > 1;
@@ -269,9 +274,19 @@ static int detect(pipeline *p, const vision_image *img, const pipeline_share *sh
     return vision_detect_finish(t, faces, nfaces, e);
 }
 
-static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipeline_share *share,
+/* ERR_TIMEOUT once `deadline` (monotonic ms, 0 = none) has passed, before stage `what`. */
+static int check_deadline(int64_t deadline, const char *what, err_t *e)
+{
+    if (deadline > 0 && clock_mono_ms() >= deadline)
+        return err_set(e, ERR_TIMEOUT, "the job's deadline passed before %s", what);
+    return ERR_OK;
+}
+
+static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipeline_call *call,
                    double t_start, double t_decoded, analysis **out, err_t *e)
 {
+    const pipeline_share *share = call != NULL ? call->share : NULL;
+    int64_t deadline = call != NULL ? call->deadline_ms : 0;
     analysis *a = xcalloc(1, sizeof *a);
     int rc = ERR_OK;
     a->width = img->orig_width;
@@ -280,7 +295,8 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
 
     double t = clock_mono_msf();
     if (p->image_embedder != NULL && (tasks & PIPELINE_IMAGE_EMBEDDING) &&
-        (rc = embed_image(p, img, a, e)) != ERR_OK)
+        ((rc = check_deadline(deadline, "the image embedding", e)) != ERR_OK ||
+         (rc = embed_image(p, img, deadline, a, e)) != ERR_OK))
         goto out;
     a->timings_ms[STAGE_IMAGE_EMBEDDING] = clock_mono_msf() - t;
 
@@ -288,7 +304,8 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     vision_face *faces = NULL;
     int nfaces = 0;
     if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
-        (rc = detect(p, img, share, &faces, &nfaces, e)) != ERR_OK)
+        ((rc = check_deadline(deadline, "face detection", e)) != ERR_OK ||
+         (rc = detect(p, img, share, deadline, &faces, &nfaces, e)) != ERR_OK))
         goto out;
     a->timings_ms[STAGE_FACE_DETECTION] = clock_mono_msf() - t;
     a->nfaces = nfaces;
@@ -296,7 +313,9 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     for (int i = 0; i < nfaces; i++)
         a->faces[i].det = faces[i];
     free(faces);
-    if (p->face_embedder != NULL && nfaces > 0 && (rc = embed_faces(p, img, a, e)) != ERR_OK)
+    if (p->face_embedder != NULL && nfaces > 0 &&
+        ((rc = check_deadline(deadline, "face embedding", e)) != ERR_OK ||
+         (rc = embed_faces(p, img, deadline, a, e)) != ERR_OK))
         goto out;
     a->total_ms = clock_mono_msf() - t_start;
 out:
@@ -308,30 +327,40 @@ out:
     return rc;
 }
 
-int pipeline_analyze_file_shared(pipeline *p, const char *path, unsigned tasks,
-                                 const pipeline_share *share, analysis **out, err_t *e)
+/* The decode options of one call: the pipeline's, with the call's deadline. */
+static vision_decode_opts decode_opts(const pipeline *p, const pipeline_call *call)
+{
+    vision_decode_opts o = p->decode;
+    o.deadline_ms = call != NULL ? call->deadline_ms : 0;
+    return o;
+}
+
+int pipeline_analyze_file_ex(pipeline *p, const char *path, unsigned tasks,
+                             const pipeline_call *call, analysis **out, err_t *e)
 {
     *out = NULL;
     double t0 = clock_mono_msf();
     vision_image *img = NULL;
-    int rc = vision_decode_file(path, &p->decode, &img, e);
+    vision_decode_opts o = decode_opts(p, call);
+    int rc = vision_decode_file(path, &o, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, share, t0, clock_mono_msf(), out, e);
+    rc = analyze(p, img, tasks, call, t0, clock_mono_msf(), out, e);
     vision_image_free(img);
     return rc;
 }
 
-int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, unsigned tasks,
-                                   const pipeline_share *share, analysis **out, err_t *e)
+int pipeline_analyze_buffer_ex(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                               const pipeline_call *call, analysis **out, err_t *e)
 {
     *out = NULL;
     double t0 = clock_mono_msf();
     vision_image *img = NULL;
-    int rc = vision_decode_buffer(buf, len, &p->decode, &img, e);
+    vision_decode_opts o = decode_opts(p, call);
+    int rc = vision_decode_buffer(buf, len, &o, &img, e);
     if (rc != ERR_OK)
         return rc;
-    rc = analyze(p, img, tasks, share, t0, clock_mono_msf(), out, e);
+    rc = analyze(p, img, tasks, call, t0, clock_mono_msf(), out, e);
     vision_image_free(img);
     return rc;
 }
@@ -339,13 +368,13 @@ int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, uns
 int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
                           err_t *e)
 {
-    return pipeline_analyze_file_shared(p, path, tasks, NULL, out, e);
+    return pipeline_analyze_file_ex(p, path, tasks, NULL, out, e);
 }
 
 int pipeline_analyze_buffer(pipeline *p, const void *buf, size_t len, unsigned tasks,
                             analysis **out, err_t *e)
 {
-    return pipeline_analyze_buffer_shared(p, buf, len, tasks, NULL, out, e);
+    return pipeline_analyze_buffer_ex(p, buf, len, tasks, NULL, out, e);
 }
 
 static json_t *vec_json(const float *v, int n)

@@ -109,7 +109,8 @@ const model_manifest *pipeline_model(const pipeline *p, model_task task);
  * Runs the stages in `tasks` (PIPELINE_*; stages whose model is disabled are
  * skipped) on the image file at `path` (or on `len` bytes at `buf`).
  * On success `*out` is owned by the caller: release with analysis_free().
- * Fails with ERR_DECODE / ERR_TOOBIG for bad images, infer errors otherwise.
+ * Fails with ERR_DECODE / ERR_TOOBIG / ERR_UNSUPPORTED_FORMAT for bad
+ * images, infer errors otherwise.
  */
 int pipeline_analyze_file(pipeline *p, const char *path, unsigned tasks, analysis **out,
                           err_t *e);
@@ -134,11 +135,22 @@ typedef struct {
     void (*withdraw)(void *ctx, vision_detect_task *t);
 } pipeline_share;
 
-/* As pipeline_analyze_file/_buffer, publishing the detection through `share` (NULL: none). */
-int pipeline_analyze_file_shared(pipeline *p, const char *path, unsigned tasks,
-                                 const pipeline_share *share, analysis **out, err_t *e);
-int pipeline_analyze_buffer_shared(pipeline *p, const void *buf, size_t len, unsigned tasks,
-                                   const pipeline_share *share, analysis **out, err_t *e);
+/* How one call runs, beyond what the pipeline was made with. */
+typedef struct {
+    const pipeline_share *share; /* publish the face detection through it; NULL: none */
+    /*
+     * clock_mono_ms() at which the call gives up with ERR_TIMEOUT (0: never):
+     * a decode in progress is killed (libvips), a model run terminated (ORT),
+     * and no further stage, view or batch starts. A job's deadline.
+     */
+    int64_t deadline_ms;
+} pipeline_call;
+
+/* As pipeline_analyze_file/_buffer, as `call` says (NULL: as those). */
+int pipeline_analyze_file_ex(pipeline *p, const char *path, unsigned tasks,
+                             const pipeline_call *call, analysis **out, err_t *e);
+int pipeline_analyze_buffer_ex(pipeline *p, const void *buf, size_t len, unsigned tasks,
+                               const pipeline_call *call, analysis **out, err_t *e);
 
 /* Frees a result. NULL is a no-op. */
 void analysis_free(analysis *a);

@@ -296,8 +296,8 @@ static void release_upload(worker *w, const job *j)
  * Ends a failed run: retry with backoff for a transient error, fail at once
  * otherwise. `stage` prefixes the message ("fetch: ...").
  */
-static void finish_error(worker *w, slot *s, const job *j, const char *stage, int code,
-                         const err_t *e, const double t[ST_COUNT])
+static void finish_error_as(worker *w, slot *s, const job *j, const char *stage, int code,
+                            const err_t *e, const double t[ST_COUNT], int transient)
 {
     char msg[sizeof e->msg + 64];
     snprintf(msg, sizeof msg, "%s: %s", stage, e->msg[0] ? e->msg : err_strerror(code));
@@ -305,7 +305,7 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
         return;
     err_t se = {0};
     int rc;
-    if (err_is_transient(code)) {
+    if (transient) {
         int64_t delay =
             worker_backoff_ms(j->attempts, w->o.retry_base_ms, w->o.retry_max_ms, rand01(&s->rng));
         rc = store_job_retry(w->o.st, j, w->owner, delay, code, msg, &se);
@@ -338,6 +338,19 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
     else if (rc != ERR_OK)
         log_error("worker", "job=%lld recording failure: %s (lease will expire)", (long long)j->id,
                   se.msg);
+}
+
+static void finish_error(worker *w, slot *s, const job *j, const char *stage, int code,
+                         const err_t *e, const double t[ST_COUNT])
+{
+    finish_error_as(w, s, j, stage, code, e, t, err_is_transient(code));
+}
+
+/* Ends a run that must not be retried whatever its code says. */
+static void finish_error_permanent(worker *w, const job *j, const char *stage, int code,
+                                   const err_t *e, const double t[ST_COUNT])
+{
+    finish_error_as(w, NULL, j, stage, code, e, t, 0);
 }
 
 /* Builds the store's view of an analysis. `faces` (a->nfaces entries) and `*nsfw` are the
@@ -472,6 +485,7 @@ static void run_job(worker *w, slot *s, const job *j)
     analysis *a = NULL;
     int ran = 0, committed = 0;
 
+    int64_t deadline = w->o.job_timeout_ms > 0 ? clock_mono_ms() + w->o.job_timeout_ms : 0;
     int rc = fetch_source(w->o.fetch, j->source ? j->source : "{}", &fr, &e);
     t[ST_FETCH] = clock_mono_msf() - t0;
     if (rc != ERR_OK) {
@@ -484,11 +498,12 @@ static void run_job(worker *w, slot *s, const job *j)
 
     unsigned tasks = j->tasks & PIPELINE_ALL;
     pipeline_share share = {.ctx = s, .offer = slot_offer, .withdraw = slot_withdraw};
-    const pipeline_share *sh = w->o.slots > 1 && !w->o.no_help ? &share : NULL;
+    pipeline_call call = {.share = w->o.slots > 1 && !w->o.no_help ? &share : NULL,
+                          .deadline_ms = deadline};
     if (fr.path != NULL)
-        rc = pipeline_analyze_file_shared(w->o.pl, fr.path, tasks, sh, &a, &e);
+        rc = pipeline_analyze_file_ex(w->o.pl, fr.path, tasks, &call, &a, &e);
     else
-        rc = pipeline_analyze_buffer_shared(w->o.pl, fr.data, fr.len, tasks, sh, &a, &e);
+        rc = pipeline_analyze_buffer_ex(w->o.pl, fr.data, fr.len, tasks, &call, &a, &e);
     if (rc != ERR_OK && fr.path != NULL)
         redact_source_path(&e, fr.path, j->source);
     fetch_result_clear(&fr);
@@ -497,7 +512,16 @@ static void run_job(worker *w, slot *s, const job *j)
         const char *stage =
             rc == ERR_DECODE || rc == ERR_TOOBIG || rc == ERR_UNSUPPORTED_FORMAT ? "decode"
                                                                                  : "analyze";
-        finish_error(w, s, j, stage, rc, &e, t);
+        if (rc == ERR_TIMEOUT) {
+            /* Past the job's deadline: permanent, the same image would take as long again. */
+            char msg[sizeof e.msg];
+            snprintf(msg, sizeof msg, "stopped after --job-timeout-ms %lld ms: %.400s",
+                     (long long)w->o.job_timeout_ms, e.msg);
+            snprintf(e.msg, sizeof e.msg, "%s", msg);
+            finish_error_permanent(w, j, "deadline", rc, &e, t);
+        } else {
+            finish_error(w, s, j, stage, rc, &e, t);
+        }
         goto out;
     }
     ran = 1;

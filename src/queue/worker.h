@@ -62,6 +62,13 @@ typedef struct {
     int64_t retry_max_ms;  /* cap; 0 = 60000 */
     int slot_nice;         /* nice increment of slot threads; 0 = 10 */
     int no_help;           /* 1: idle slots never run views of a busy slot's face detection */
+    /*
+     * A job's decode and models stop this long after it starts (its fetch
+     * has its own timeout): the job ends failed with code "timeout", not
+     * retried (the same image would take as long again), and frees its
+     * slot. 0 = no deadline.
+     */
+    int64_t job_timeout_ms;
 } worker_opts;
 
 /* Starts the dispatcher and `slots` slot threads. `*out`: worker_free() after worker_stop(). */

@@ -141,6 +141,12 @@ static const opt_def opts[] = {
      "on SIGTERM, wait this long for running jobs before requeueing them (default 30000)", R_JOBS},
     {"fetch-timeout-ms", "INFERD_FETCH_TIMEOUT_MS", OPT_INT, F(fetch_timeout_ms), 100, 3600000, 0,
      0, "MS", "whole-transfer timeout of URL sources (default 30000)", R_DAEMON},
+    {"job-timeout-ms", "INFERD_JOB_TIMEOUT_MS", OPT_I64, F(job_timeout_ms), 1000, 86400000, 0, 0,
+     "MS",
+     "a job's (or a /v1/predict call's) decode and model runs are stopped this long after it "
+     "starts: the job ends failed with code timeout, not retried, and its slot is free "
+     "(default 120000)",
+     R_JOBS},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
      "shrink images on load to this longest side (default 2048)", R_JOBS},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
@@ -369,6 +375,7 @@ static void set_defaults(config *c, config_role role)
     c->retry_base_ms = 1000;
     c->grace_ms = 30000;
     c->fetch_timeout_ms = 30000;
+    c->job_timeout_ms = 120000;
     c->max_side = 2048;
     c->max_pixels = 100000000LL;
     c->face_threshold = 0.75f;

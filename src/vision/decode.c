@@ -36,6 +36,7 @@
 
 #include <vips/vips.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "vision/vision.h"
 
@@ -248,6 +249,14 @@ static int decode__jpeg_file_truncated(const char *path)
     return cut;
 }
 
+/* libvips' "eval" progress signal: kills the evaluation once the deadline has passed. */
+static void decode__on_eval(VipsImage *image, VipsProgress *progress, void *deadline)
+{
+    (void)progress;
+    if (clock_mono_ms() >= *(const int64_t *)deadline)
+        vips_image_set_kill(image, TRUE);
+}
+
 /* Exactly one of `path` and `buf` is set. */
 static int decode__run(const char *path, const void *buf, size_t len,
                        const vision_decode_opts *opts, vision_image **out, err_t *e)
@@ -382,8 +391,29 @@ static int decode__run(const char *path, const void *buf, size_t len,
         }
     }
 
-    /* 4. Run the pipeline into memory. Truncation errors surface here. */
+    /*
+     * 4. Run the pipeline into memory. Truncation errors surface here. With a
+     * deadline, libvips reports progress on `cur` as it computes and the
+     * handler kills the evaluation once the deadline has passed.
+     */
+    gulong sig = 0;
+    int64_t deadline = opts ? opts->deadline_ms : 0;
+    if (deadline > 0) {
+        if (clock_mono_ms() >= deadline) {
+            rc = err_set(e, ERR_TIMEOUT, "decode: the deadline passed before decoding");
+            goto out;
+        }
+        vips_image_set_progress(cur, TRUE);
+        sig = g_signal_connect(cur, "eval", G_CALLBACK(decode__on_eval), &deadline);
+    }
     pix = vips_image_write_to_memory(cur, &pixlen);
+    if (sig != 0)
+        g_signal_handler_disconnect(cur, sig);
+    if (!pix && deadline > 0 && clock_mono_ms() >= deadline) {
+        vips_error_clear();
+        rc = err_set(e, ERR_TIMEOUT, "decode: stopped at the job's deadline");
+        goto out;
+    }
     if (!pix) {
         rc = decode__vips_error(e, ERR_DECODE, "decode");
         goto out;

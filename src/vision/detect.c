@@ -148,6 +148,7 @@ struct vision_detect_task {
     const model_manifest *m;
     float thr, iou;
     int max_faces;
+    int64_t deadline_ms; /* monotonic ms; 0 = none */
     int nviews;
     vision_view views[DETECT_MAX_VIEWS];
 
@@ -204,6 +205,7 @@ int vision_detect_begin(infer_model *det, const vision_image *img, const vision_
     t->thr = opts && opts->score_threshold > 0 ? opts->score_threshold : 0.75f;
     t->iou = opts && opts->iou_threshold > 0 ? opts->iou_threshold : 0.3f;
     t->max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
+    t->deadline_ms = opts ? opts->deadline_ms : 0;
     t->nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), t->views,
                                    DETECT_MAX_VIEWS);
     t->res = malloc(sizeof(*t->res) * (size_t)(t->nviews > 0 ? t->nviews : 1) * DETECT_PER_VIEW);
@@ -242,7 +244,7 @@ static int detect__view(vision_detect_task *t, int vi, float *tensor, float *out
         outs[r].cap = detect__sizes[r];
         p += detect__sizes[r];
     }
-    rc = infer_run(t->det, tensor, 1, outs, 4, e);
+    rc = infer_run_until(t->det, tensor, 1, outs, 4, t->deadline_ms, e);
     if (rc)
         return rc;
     for (int r = 0; r < 4; r++)

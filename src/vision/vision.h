@@ -129,6 +129,7 @@ int vision_level_for(int nlevels, double factor);
 typedef struct {
     int max_side;         /* longest side after shrink-on-load; 0 = 2048 */
     long long max_pixels; /* header width*height cap; 0 = 100 MP */
+    int64_t deadline_ms;  /* clock_mono_ms() at which decoding is killed (ERR_TIMEOUT); 0 = none */
 } vision_decode_opts;
 
 /*
@@ -303,6 +304,7 @@ typedef struct {
     float iou_threshold;   /* weighted-NMS overlap; 0 = 0.3 */
     int no_tiles;          /* 1: only the whole image (fast, misses small faces) */
     int max_faces;         /* 0 = 256; extra faces (lowest scores) are dropped */
+    int64_t deadline_ms;   /* clock_mono_ms() after which views fail ERR_TIMEOUT; 0 = none */
 } vision_detect_opts;
 
 /* One square view the detector runs on, in image pixels. */

@@ -211,6 +211,48 @@ def formats_outside_the_allowlist(d):
         (time.monotonic() - t0))
 
 
+def flat_png(w, h):
+    """A w x h grey PNG: a few hundred KB that take libvips seconds to decode."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    z = zlib.compressobj(1)
+    row = b"\x00" + b"\x80" * (w * 3)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def deadline_frees_the_slot(ctx):
+    """With --job-timeout-ms 1000, a photo that takes seconds to decode ends failed
+    (timeout) after about a second, not retried, and the one slot runs the next job."""
+    big = flat_png(10000, 10000)
+    d = ctx.daemon(slots=1, poll_ms=200, extra=["--job-timeout-ms", "1000"])
+    t0 = time.monotonic()
+    st, js = d.request("POST", "/v1/jobs?asset_id=slow", big, headers={"Content-Type": "image/png"})
+    check(st == 202, "upload slow -> %s %s" % (st, js))
+    slow = js["id"]
+    photo = open(face_images()[0], "rb").read()
+    st, js = d.request("POST", "/v1/jobs?asset_id=after-slow", photo,
+                       headers={"Content-Type": "image/jpeg"})
+    check(st == 202, "upload -> %s %s" % (st, js))
+    jobs = d.wait_jobs([slow], states=("failed",), timeout=30)
+    took = time.monotonic() - t0
+    err = jobs[slow].get("error") or {}
+    check(err.get("code") == "timeout" and jobs[slow]["attempts"] == 1,
+          "slow job: %r attempts %s" % (err, jobs[slow]["attempts"]))
+    check(took < 8, "the slow job took %.1f s to fail" % took)
+    d.wait_jobs([js["id"]], timeout=60)
+    st, js = d.request("POST", "/v1/predict", big, headers={"Content-Type": "image/png"},
+                       timeout=30)
+    check(st == 422 and js["error"]["code"] == "timeout", "predict slow -> %s %s" % (st, js))
+    log("a 10000x10000 PNG stopped at the 1 s deadline (job failed 'timeout' in %.1f s, "
+        "predict 422); the next job ran" % took)
+    d.kill()
+
+
 def main(ctx):
     d = ctx.daemon(slots=1, poll_ms=200)
     formats_outside_the_allowlist(d)
@@ -218,6 +260,7 @@ def main(ctx):
     uploads_stream_to_disk(d)
     d.kill()
     spool_lifecycle(ctx)
+    deadline_frees_the_slot(ctx)
 
 
 if __name__ == "__main__":

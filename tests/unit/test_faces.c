@@ -38,6 +38,7 @@
 
 #include "index/people.h"
 #include "pipeline/analyze.h"
+#include "util/clock.h"
 
 #define FACEAPI INFERD_TESTDATA "/faceapi/"
 #define FACES_DEV INFERD_SRCDIR "/../shared/data/faces-dev"
@@ -334,6 +335,46 @@ static void test_people_on_real_photos(void **state)
     free(p);
 }
 
+/*
+ * A model run past its deadline is terminated (ORT's RunOptionsSetTerminate
+ * from the env's watchdog): a batch of 64 faces that takes T ms without a
+ * deadline fails with ERR_TIMEOUT well before T with a 5 ms one.
+ */
+static void test_run_deadline(void **state)
+{
+    (void)state;
+    infer_env *env = NULL;
+    infer_model *m = NULL;
+    err_t e = {0};
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", models_dir(), MODEL);
+    infer_env_opts eo = {.intra_op_threads = 1};
+    assert_int_equal(infer_env_new(&eo, &env, &e), ERR_OK);
+    if (infer_model_load(env, dir, 0, &m, &e) != ERR_OK)
+        fail_msg("%s: %s", dir, e.msg);
+    enum { N = 64 };
+    size_t per = infer_input_size(m);
+    float *in = calloc((size_t)N * per, sizeof *in), *out = calloc((size_t)N * DIM, sizeof *out);
+    infer_output o = {.role = "embedding", .data = out, .cap = (size_t)N * DIM};
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(infer_run_until(m, in, N, &o, 1, 0, &e), ERR_OK);
+    int64_t full = clock_mono_ms() - t0;
+    t0 = clock_mono_ms();
+    int rc = infer_run_until(m, in, N, &o, 1, clock_mono_ms() + 5, &e);
+    int64_t cut = clock_mono_ms() - t0;
+    printf("  %d faces: %lld ms to the end; with a 5 ms deadline %s after %lld ms (%s)\n", N,
+           (long long)full, err_name(rc), (long long)cut, e.msg);
+    assert_int_equal(rc, ERR_TIMEOUT);
+    assert_true(cut < full);
+    /* After the deadline: refused at once; and the model still runs without one. */
+    assert_int_equal(infer_run_until(m, in, 1, &o, 1, clock_mono_ms() - 1, &e), ERR_TIMEOUT);
+    assert_int_equal(infer_run_until(m, in, 1, &o, 1, 0, &e), ERR_OK);
+    free(in);
+    free(out);
+    infer_model_free(m);
+    infer_env_free(env);
+}
+
 int main(void)
 {
     if (VIPS_INIT("test_faces"))
@@ -342,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_center_is_reproducible),
         cmocka_unit_test(test_greyscale),
         cmocka_unit_test(test_people_on_real_photos),
+        cmocka_unit_test(test_run_deadline),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     vision_shutdown(); /* once: libvips cannot start again after it */

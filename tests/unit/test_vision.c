@@ -16,7 +16,9 @@
 
 #include <cmocka.h>
 #include <vips/vips.h>
+#include <zlib.h>
 
+#include "util/clock.h"
 #include "vision/vision.h"
 
 #define SAMPLE1 INFERD_TESTDATA "/faceapi/sample1.jpg"
@@ -247,6 +249,82 @@ static void test_decode_format_allowlist(void **state)
     assert_int_equal(vision_decode_buffer(tga, sizeof tga, NULL, &img, &e),
                      ERR_UNSUPPORTED_FORMAT);
     assert_int_equal(vision_decode_buffer("no image here at all", 20, NULL, &img, &e), ERR_DECODE);
+}
+
+/*
+ * A 10000x10000 PNG of one grey (312 KB; libvips spends ~1.6 s decoding it)
+ * is killed at its deadline: ERR_TIMEOUT, long before a full decode.
+ */
+static void test_decode_deadline(void **state)
+{
+    (void)state;
+    enum { W = 10000, H = 10000 };
+    unsigned char *row = malloc(W * 3 + 1);
+    size_t cap = 4 << 20, len = 0;
+    unsigned char *png = malloc(cap);
+    assert_non_null(row);
+    assert_non_null(png);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(png, sig, 8);
+    len = 8;
+    unsigned char ihdr[25] = {0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    put32(ihdr + 8, W);
+    put32(ihdr + 12, H);
+    ihdr[16] = 8; /* depth */
+    ihdr[17] = 2; /* RGB */
+    put32(ihdr + 21, crc32_png(ihdr + 4, 17));
+    memcpy(png + len, ihdr, 25);
+    len += 25;
+    size_t idat_at = len;
+    len += 8; /* length + "IDAT", filled in below */
+    row[0] = 0;
+    memset(row + 1, 0x80, W * 3);
+    z_stream z = {0};
+    assert_int_equal(deflateInit(&z, 1), Z_OK);
+    for (int y = 0; y < H; y++) {
+        z.next_in = row;
+        z.avail_in = W * 3 + 1;
+        do {
+            z.next_out = png + len;
+            z.avail_out = (uInt)(cap - len - 12);
+            assert_true(deflate(&z, y == H - 1 ? Z_FINISH : Z_NO_FLUSH) != Z_STREAM_ERROR);
+            len = cap - 12 - z.avail_out;
+        } while (z.avail_in > 0);
+    }
+    while (deflate(&z, Z_FINISH) == Z_OK) {
+        z.next_out = png + len;
+        z.avail_out = (uInt)(cap - len - 12);
+        len = cap - 12 - z.avail_out;
+    }
+    deflateEnd(&z);
+    size_t idat_len = len - idat_at - 8;
+    put32(png + idat_at, (uint32_t)idat_len);
+    memcpy(png + idat_at + 4, "IDAT", 4);
+    put32(png + len, crc32_png(png + idat_at + 4, idat_len + 4));
+    len += 4;
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    memcpy(png + len, iend, 12);
+    len += 12;
+
+    vision_decode_opts o = {.max_pixels = (long long)W * H};
+    vision_image *img = NULL;
+    err_t e = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    o.deadline_ms = clock_mono_ms() + 150;
+    int rc = vision_decode_buffer(png, len, &o, &img, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("  10000x10000 PNG (%zu bytes) with a 150 ms deadline: %s after %.0f ms (%s)\n", len,
+           err_name(rc), ms, e.msg);
+    assert_int_equal(rc, ERR_TIMEOUT);
+    assert_null(img);
+    assert_true(ms < 1000);
+    /* A deadline already past refuses at once. */
+    o.deadline_ms = clock_mono_ms() - 1;
+    assert_int_equal(vision_decode_buffer(png, len, &o, &img, &e), ERR_TIMEOUT);
+    free(png);
+    free(row);
 }
 
 static void test_decode_refuses_bombs_from_header(void **state)
@@ -1112,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_face_tensor),
         cmocka_unit_test(test_align_fused_matches_and_is_bilinear),
         cmocka_unit_test(test_decode_format_allowlist),
+        cmocka_unit_test(test_decode_deadline),
         cmocka_unit_test(test_face_map_box_and_template),
         cmocka_unit_test(test_preprocess_align_corners),
     };
