@@ -490,6 +490,16 @@ static int cmd_run(config_role role, int argc, char **argv)
         goto wait;
     }
 
+    /* Decodes in flight share one memory budget (an interlaced PNG is decoded whole). */
+    size_t budget = cfg.decode_memory;
+    if (budget == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        budget = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : (size_t)1 << 30;
+        if (budget > (size_t)1 << 30)
+            budget = (size_t)1 << 30;
+    }
+    vision_set_decode_budget((int64_t)budget);
+    log_info("main", "decode memory budget %zu MiB", budget >> 20);
     pipeline_opts po;
     memset(&po, 0, sizeof po);
     po.models_dir = cfg.models_dir;

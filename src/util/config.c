@@ -147,6 +147,12 @@ static const opt_def opts[] = {
      "starts: the job ends failed with code timeout, not retried, and its slot is free "
      "(default 120000)",
      R_JOBS},
+    {"decode-memory", "INFERD_DECODE_MEMORY", OPT_SIZE, F(decode_memory), 16LL << 20,
+     1LL << 40, 0, 0, "BYTES",
+     "memory that image decodes in flight may hold together, suffix K/M/G: a decode waits "
+     "for room, and an image that alone needs more (an interlaced PNG or a HEIF is decoded "
+     "whole) fails too_big (default: a quarter of RAM, at most 1G)",
+     R_JOBS},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
      "shrink images on load to this longest side (default 2048)", R_JOBS},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",

@@ -48,6 +48,8 @@ typedef struct {
     int64_t grace_ms;      /* --grace-ms, default 30000 */
     int fetch_timeout_ms;  /* --fetch-timeout-ms, default 30000 */
     int64_t job_timeout_ms; /* --job-timeout-ms: decode + models of one job or predict, 120000 */
+    size_t decode_memory;   /* --decode-memory bytes for decodes in flight; 0 = a quarter of RAM,
+                               at most 1 GiB */
     int max_side;          /* --max-side, default 2048 */
     long long max_pixels;  /* --max-pixels, default 100000000 */
     float face_threshold;  /* --face-threshold, default 0.75 */

@@ -29,6 +29,7 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -41,6 +42,115 @@
 #include "vision/vision.h"
 
 static int vision__inited;
+
+/*
+ * The decode memory budget (vision_set_decode_budget): bytes that decodes in
+ * flight may claim together. `budget` 0 means none. Guarded by budget_lock;
+ * decodes waiting for room sleep on budget_cond.
+ */
+static pthread_mutex_t budget_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cond;
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+static int64_t budget, budget_used;
+
+static void budget_init(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&budget_cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void vision_set_decode_budget(int64_t bytes)
+{
+    pthread_once(&budget_once, budget_init);
+    pthread_mutex_lock(&budget_lock);
+    budget = bytes > 0 ? bytes : 0;
+    pthread_cond_broadcast(&budget_cond);
+    pthread_mutex_unlock(&budget_lock);
+}
+
+/*
+ * Claims `need` bytes of the budget, waiting while other decodes hold it,
+ * until `deadline` (monotonic ms, 0 = none). ERR_TOOBIG when `need` alone is
+ * over the budget, ERR_TIMEOUT when the deadline passes while waiting.
+ * *claimed receives what to give back (0 without a budget).
+ */
+static int budget_acquire(int64_t need, int64_t deadline, int64_t *claimed, err_t *e)
+{
+    *claimed = 0;
+    pthread_once(&budget_once, budget_init);
+    pthread_mutex_lock(&budget_lock);
+    int rc = ERR_OK;
+    if (budget > 0 && need > budget) {
+        rc = err_set(e, ERR_TOOBIG,
+                     "decoding it would take %lld MiB, more than the decode budget of %lld MiB "
+                     "(--decode-memory)",
+                     (long long)(need >> 20), (long long)(budget >> 20));
+    } else if (budget > 0) {
+        while (budget_used + need > budget && rc == ERR_OK) {
+            if (deadline > 0 && clock_mono_ms() >= deadline) {
+                rc = err_set(e, ERR_TIMEOUT, "decode: the deadline passed waiting for memory");
+                break;
+            }
+            struct timespec ts;
+            clock_deadline(&ts, deadline > 0 ? deadline - clock_mono_ms() : 1000);
+            pthread_cond_timedwait(&budget_cond, &budget_lock, &ts);
+        }
+        if (rc == ERR_OK) {
+            budget_used += need;
+            *claimed = need;
+        }
+    }
+    pthread_mutex_unlock(&budget_lock);
+    return rc;
+}
+
+static void budget_release(int64_t claimed)
+{
+    if (claimed == 0)
+        return;
+    pthread_mutex_lock(&budget_lock);
+    budget_used -= claimed;
+    pthread_cond_broadcast(&budget_cond);
+    pthread_mutex_unlock(&budget_lock);
+}
+
+/*
+ * What decoding the image with this header will hold in memory at its peak,
+ * from the header alone. Most loaders stream (a baseline JPEG, a plain PNG,
+ * a TIFF: a band of rows at a time, shrunk as it goes), but some need the
+ * whole frame at full size before a pixel comes out: an interlaced PNG,
+ * HEIF, WebP and GIF decode whole, and a progressive JPEG keeps all its
+ * coefficients (two bytes a sample). On top comes the result (at most
+ * max_side on its longer side) twice over, for the copy and the pyramid.
+ */
+static int64_t decode__need(VipsImage *hdr, int max_side)
+{
+    int64_t w = vips_image_get_width(hdr), h = vips_image_get_height(hdr);
+    int64_t bands = vips_image_get_bands(hdr);
+    int64_t sample = (int64_t)vips_format_sizeof(vips_image_get_format(hdr));
+    const char *loader = "";
+    int interlaced = 0;
+    if (vips_image_get_typeof(hdr, "vips-loader"))
+        vips_image_get_string(hdr, "vips-loader", &loader);
+    if (vips_image_get_typeof(hdr, "interlaced"))
+        vips_image_get_int(hdr, "interlaced", &interlaced);
+    int jpeg = strncmp(loader, "jpegload", 8) == 0;
+    int whole = strncmp(loader, "heifload", 8) == 0 || strncmp(loader, "webpload", 8) == 0 ||
+                strncmp(loader, "gifload", 7) == 0 || (interlaced && !jpeg);
+    int64_t held;
+    if (whole)
+        held = w * h * bands * sample;
+    else if (jpeg && interlaced)
+        held = w * h * bands * 2;
+    else
+        held = w * bands * sample * 64;
+    double k = (double)max_side / (double)(w > h ? w : h);
+    int64_t ow = k < 1 ? (int64_t)(w * k) + 1 : w, oh = k < 1 ? (int64_t)(h * k) + 1 : h;
+    return held + 2 * ow * oh * 3 + (1 << 20);
+}
 
 /* The loaders untrusted bytes may reach (libvips class names; subclasses follow). */
 static const char *const vision__loaders[] = {
@@ -269,6 +379,7 @@ static int decode__run(const char *path, const void *buf, size_t len,
     vision_image *img = NULL;
     int rc = ERR_OK;
     int orient = 1, ow, oh, ti = 0;
+    int64_t need = 0, claimed = 0;
     void *pix = NULL;
     size_t pixlen = 0;
 
@@ -301,6 +412,7 @@ static int decode__run(const char *path, const void *buf, size_t len,
     if (vips_image_get_typeof(hdr, VIPS_META_ORIENTATION) &&
         vips_image_get_int(hdr, VIPS_META_ORIENTATION, &orient))
         orient = 1;
+    need = decode__need(hdr, max_side);
     g_object_unref(hdr);
     vips_error_clear();
     if (ow <= 0 || oh <= 0)
@@ -310,6 +422,9 @@ static int decode__run(const char *path, const void *buf, size_t len,
                        (long long)ow * oh, max_pixels);
     if (path ? decode__jpeg_file_truncated(path) : decode__jpeg_truncated(buf, len))
         return err_set(e, ERR_DECODE, "JPEG is truncated (no end-of-image marker)");
+    /* The memory the decode will hold: within the budget, shared with other decodes. */
+    if ((rc = budget_acquire(need, opts ? opts->deadline_ms : 0, &claimed, e)) != ERR_OK)
+        return rc;
     if (orient >= 5 && orient <= 8) {
         int s = ow;
         ow = oh;
@@ -454,6 +569,7 @@ out:
     for (int i = 5; i >= 0; i--)
         if (t[i])
             g_object_unref(t[i]);
+    budget_release(claimed);
     return rc;
 }
 

@@ -50,6 +50,17 @@ int vision_init(int concurrency, err_t *e);
 /* "JPEG, PNG, WebP, HEIF/HEIC/AVIF, TIFF and GIF": what vision_decode_* accept. */
 extern const char *const vision_accepted_formats;
 
+/*
+ * Bounds the memory that decodes in flight may hold together to `bytes`
+ * (0: no bound, the default). Each decode claims, from its header, what it
+ * will hold at its peak (an interlaced PNG, HEIF, WebP or GIF is decoded
+ * whole at full size, a progressive JPEG keeps every coefficient; other
+ * formats stream a band of rows) and waits while others hold the budget. An
+ * image that alone needs more fails with ERR_TOOBIG. Thread-safe; may be
+ * called before vision_init().
+ */
+void vision_set_decode_budget(int64_t bytes);
+
 /* Shuts libvips down (frees its thread pool and caches). Call once at exit. */
 void vision_shutdown(void);
 

@@ -211,18 +211,51 @@ def formats_outside_the_allowlist(d):
         (time.monotonic() - t0))
 
 
-def flat_png(w, h):
-    """A w x h grey PNG: a few hundred KB that take libvips seconds to decode."""
+def flat_png(w, h, depth=8, rgba=False, interlace=False):
+    """A w x h PNG of one colour: a few hundred KB that take libvips seconds to decode
+    (and, interlaced, w * h * 8 bytes of memory at 16-bit RGBA)."""
     import struct
     import zlib
 
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    bpp = (4 if rgba else 3) * depth // 8
+    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+               (0, 1, 1, 2)] if interlace else [(0, 0, 1, 1)])
     z = zlib.compressobj(1)
-    row = b"\x00" + b"\x80" * (w * 3)
-    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
-            chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    out = []
+    for x0, y0, dx, dy in passes:
+        pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+        if pw > 0 and ph > 0:
+            row = b"\x00" + b"\x40" * (pw * bpp)
+            out.extend(z.compress(row) for _ in range(ph))
+    idat = b"".join(out) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 6 if rgba else 2, 0, 0, 1 if interlace else 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) +
+            chunk(b"IEND", b""))
+
+
+def decode_memory_is_bounded(ctx):
+    """An interlaced 16-bit RGBA PNG of 6000x6000 (a few hundred KB; 288 MB once decoded
+    whole) is refused from its header under --decode-memory 64M: the job fails too_big at
+    once, predict answers 422, and the daemon's RSS does not move."""
+    bomb = flat_png(6000, 6000, depth=16, rgba=True, interlace=True)
+    d = ctx.daemon(slots=1, poll_ms=200, extra=["--decode-memory", "64M"])
+    before = rss_kib(d.proc.pid)
+    t0 = time.monotonic()
+    st, js = d.request("POST", "/v1/jobs?asset_id=bomb", bomb, headers={"Content-Type": "image/png"})
+    check(st == 202, "upload bomb -> %s %s" % (st, js))
+    jobs = d.wait_jobs([js["id"]], states=("failed",), timeout=30)
+    err = jobs[js["id"]].get("error") or {}
+    check(err.get("code") == "too_big" and "decode budget" in err.get("message", ""),
+          "bomb job error %r" % err)
+    st, js = d.request("POST", "/v1/predict", bomb, headers={"Content-Type": "image/png"})
+    check(st == 422 and js["error"]["code"] == "too_big", "predict bomb -> %s %s" % (st, js))
+    grown = rss_kib(d.proc.pid) - before
+    check(grown < 64 * 1024, "RSS grew by %d KiB" % grown)
+    log("interlaced 6000x6000 16-bit RGBA PNG (%d bytes): too_big in %.2f s under a 64 MiB "
+        "budget, RSS +%d KiB" % (len(bomb), time.monotonic() - t0, grown))
+    d.kill()
 
 
 def deadline_frees_the_slot(ctx):
@@ -261,6 +294,7 @@ def main(ctx):
     d.kill()
     spool_lifecycle(ctx)
     deadline_frees_the_slot(ctx)
+    decode_memory_is_bounded(ctx)
 
 
 if __name__ == "__main__":

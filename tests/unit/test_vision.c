@@ -5,6 +5,7 @@
  * decoding, weighted NMS, similarity fitting and face alignment.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -252,50 +253,62 @@ static void test_decode_format_allowlist(void **state)
 }
 
 /*
- * A 10000x10000 PNG of one grey (312 KB; libvips spends ~1.6 s decoding it)
- * is killed at its deadline: ERR_TIMEOUT, long before a full decode.
+ * A w x h PNG whose every sample is `fill` (zlib level 1, row by row):
+ * `depth` 8 or 16, `ctype` 2 (RGB) or 6 (RGBA), Adam7-interlaced or not.
+ * A few hundred KB that make libvips work for seconds. Caller frees.
  */
-static void test_decode_deadline(void **state)
+static unsigned char *make_png(int w, int h, int depth, int ctype, int interlace,
+                               unsigned char fill, size_t *outlen)
 {
-    (void)state;
-    enum { W = 10000, H = 10000 };
-    unsigned char *row = malloc(W * 3 + 1);
-    size_t cap = 4 << 20, len = 0;
-    unsigned char *png = malloc(cap);
-    assert_non_null(row);
+    static const int passes[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                     {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    int bpp = (ctype == 6 ? 4 : 3) * depth / 8;
+    size_t cap = 8 << 20, len = 0;
+    unsigned char *png = malloc(cap), *row = malloc((size_t)w * bpp + 1);
     assert_non_null(png);
+    assert_non_null(row);
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     memcpy(png, sig, 8);
     len = 8;
     unsigned char ihdr[25] = {0, 0, 0, 13, 'I', 'H', 'D', 'R'};
-    put32(ihdr + 8, W);
-    put32(ihdr + 12, H);
-    ihdr[16] = 8; /* depth */
-    ihdr[17] = 2; /* RGB */
+    put32(ihdr + 8, (uint32_t)w);
+    put32(ihdr + 12, (uint32_t)h);
+    ihdr[16] = (unsigned char)depth;
+    ihdr[17] = (unsigned char)ctype;
+    ihdr[20] = (unsigned char)interlace;
     put32(ihdr + 21, crc32_png(ihdr + 4, 17));
     memcpy(png + len, ihdr, 25);
     len += 25;
     size_t idat_at = len;
     len += 8; /* length + "IDAT", filled in below */
-    row[0] = 0;
-    memset(row + 1, 0x80, W * 3);
     z_stream z = {0};
     assert_int_equal(deflateInit(&z, 1), Z_OK);
-    for (int y = 0; y < H; y++) {
-        z.next_in = row;
-        z.avail_in = W * 3 + 1;
-        do {
-            z.next_out = png + len;
-            z.avail_out = (uInt)(cap - len - 12);
-            assert_true(deflate(&z, y == H - 1 ? Z_FINISH : Z_NO_FLUSH) != Z_STREAM_ERROR);
-            len = cap - 12 - z.avail_out;
-        } while (z.avail_in > 0);
+    for (int p = 0; p < (interlace ? 7 : 1); p++) {
+        int x0 = interlace ? passes[p][0] : 0, y0 = interlace ? passes[p][1] : 0;
+        int dx = interlace ? passes[p][2] : 1, dy = interlace ? passes[p][3] : 1;
+        int pw = (w - x0 + dx - 1) / dx, ph = (h - y0 + dy - 1) / dy;
+        if (pw <= 0 || ph <= 0)
+            continue;
+        row[0] = 0;
+        memset(row + 1, fill, (size_t)pw * bpp);
+        for (int y = 0; y < ph; y++) {
+            z.next_in = row;
+            z.avail_in = (uInt)((size_t)pw * bpp + 1);
+            while (z.avail_in > 0) {
+                z.next_out = png + len;
+                z.avail_out = (uInt)(cap - len - 12);
+                assert_true(deflate(&z, Z_NO_FLUSH) != Z_STREAM_ERROR);
+                len = cap - 12 - z.avail_out;
+            }
+        }
     }
-    while (deflate(&z, Z_FINISH) == Z_OK) {
+    int zr;
+    do {
         z.next_out = png + len;
         z.avail_out = (uInt)(cap - len - 12);
+        zr = deflate(&z, Z_FINISH);
         len = cap - 12 - z.avail_out;
-    }
+    } while (zr == Z_OK);
     deflateEnd(&z);
     size_t idat_len = len - idat_at - 8;
     put32(png + idat_at, (uint32_t)idat_len);
@@ -305,16 +318,35 @@ static void test_decode_deadline(void **state)
     static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
     memcpy(png + len, iend, 12);
     len += 12;
+    free(row);
+    *outlen = len;
+    return png;
+}
 
-    vision_decode_opts o = {.max_pixels = (long long)W * H};
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1e3 + (t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/*
+ * A 10000x10000 PNG of one grey (libvips spends ~1.6 s decoding it) is
+ * killed at its deadline: ERR_TIMEOUT, long before a full decode.
+ */
+static void test_decode_deadline(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *png = make_png(10000, 10000, 8, 2, 0, 0x80, &len);
+    vision_decode_opts o = {.max_pixels = 100000000LL};
     vision_image *img = NULL;
     err_t e = {0};
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     o.deadline_ms = clock_mono_ms() + 150;
     int rc = vision_decode_buffer(png, len, &o, &img, &e);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double ms = ms_since(&t0);
     printf("  10000x10000 PNG (%zu bytes) with a 150 ms deadline: %s after %.0f ms (%s)\n", len,
            err_name(rc), ms, e.msg);
     assert_int_equal(rc, ERR_TIMEOUT);
@@ -324,7 +356,69 @@ static void test_decode_deadline(void **state)
     o.deadline_ms = clock_mono_ms() - 1;
     assert_int_equal(vision_decode_buffer(png, len, &o, &img, &e), ERR_TIMEOUT);
     free(png);
-    free(row);
+}
+
+typedef struct {
+    const unsigned char *png;
+    size_t len;
+    int rc;
+} decode_arg;
+
+static void *decode_thread(void *arg)
+{
+    decode_arg *d = arg;
+    vision_image *img = NULL;
+    err_t e = {0};
+    d->rc = vision_decode_buffer(d->png, d->len, NULL, &img, &e);
+    vision_image_free(img);
+    return NULL;
+}
+
+/*
+ * The decode memory budget: an interlaced 16-bit RGBA PNG of 4000x4000 (a
+ * few hundred KB, 128 MB once decoded whole) is refused at once (ERR_TOOBIG)
+ * by a 64 MB budget, while the same picture not interlaced streams through;
+ * with room for one such image only, a second waits for the first and gives
+ * up at its deadline (ERR_TIMEOUT).
+ */
+static void test_decode_memory_budget(void **state)
+{
+    (void)state;
+    size_t il_len, flat_len;
+    unsigned char *il = make_png(4000, 4000, 16, 6, 1, 0x40, &il_len);
+    unsigned char *flat = make_png(4000, 4000, 16, 6, 0, 0x40, &flat_len);
+    vision_image *img = NULL;
+    err_t e = {0};
+    struct timespec t0;
+    vision_set_decode_budget(64 << 20);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = vision_decode_buffer(il, il_len, NULL, &img, &e);
+    printf("  interlaced 4000x4000x16-bit RGBA PNG (%zu bytes), budget 64 MiB: %s after %.0f ms "
+           "(%s)\n",
+           il_len, err_name(rc), ms_since(&t0), e.msg);
+    assert_int_equal(rc, ERR_TOOBIG);
+    assert_true(ms_since(&t0) < 200);
+    assert_int_equal(vision_decode_buffer(flat, flat_len, NULL, &img, &e), ERR_OK);
+    vision_image_free(img);
+
+    /* Room for one: a second decode waits while the first holds the budget. */
+    vision_set_decode_budget(200 << 20);
+    decode_arg first = {il, il_len, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, decode_thread, &first), 0);
+    usleep(50000); /* the first claims its 128 MB */
+    vision_decode_opts o = {.deadline_ms = clock_mono_ms() + 200};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = vision_decode_buffer(il, il_len, &o, &img, &e);
+    printf("  a second one while the first decodes (budget 200 MiB): %s after %.0f ms (%s)\n",
+           err_name(rc), ms_since(&t0), e.msg);
+    assert_int_equal(rc, ERR_TIMEOUT);
+    assert_non_null(strstr(e.msg, "waiting for memory"));
+    pthread_join(th, NULL);
+    assert_int_equal(first.rc, ERR_OK);
+    vision_set_decode_budget(0);
+    free(il);
+    free(flat);
 }
 
 static void test_decode_refuses_bombs_from_header(void **state)
@@ -1191,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_align_fused_matches_and_is_bilinear),
         cmocka_unit_test(test_decode_format_allowlist),
         cmocka_unit_test(test_decode_deadline),
+        cmocka_unit_test(test_decode_memory_budget),
         cmocka_unit_test(test_face_map_box_and_template),
         cmocka_unit_test(test_preprocess_align_corners),
     };
