@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vips/vips.h>
@@ -443,6 +444,22 @@ static int cmd_run(config_role role, int argc, char **argv)
         atomic_store(&deps.clip_missing,
                      "this inferd api process loads no models; start it with --clip-model DIR "
                      "(a CLIP model directory)");
+    }
+    /* One descriptor per connection, plus the store's, models' and uploads': use the hard
+     * limit, and hold no more connections than it allows. */
+    struct rlimit nof;
+    if (getrlimit(RLIMIT_NOFILE, &nof) == 0) {
+        if (nof.rlim_cur < nof.rlim_max) {
+            nof.rlim_cur = nof.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &nof);
+            getrlimit(RLIMIT_NOFILE, &nof);
+        }
+        if (nof.rlim_cur != RLIM_INFINITY && (rlim_t)cfg.max_connections + 128 > nof.rlim_cur) {
+            int fit = nof.rlim_cur > 160 ? (int)nof.rlim_cur - 128 : 32;
+            log_warn("main", "--max-connections %d lowered to %d: the open-files limit is %llu",
+                     cfg.max_connections, fit, (unsigned long long)nof.rlim_cur);
+            cfg.max_connections = fit;
+        }
     }
     if (api_start(&deps, &ap, &e) != ERR_OK) {
         log_error("main", "api: %s", e.msg);

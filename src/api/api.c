@@ -301,6 +301,8 @@ static void *ticker_main(void *arg)
     api *a = arg;
     while (!atomic_load(&a->stopping)) {
         refresh_counts(a);
+        if (a->conns != NULL)
+            api_conns_reap(a->conns);
         /* The spool: swept once a minute, counted for /metrics every few seconds. */
         if (a->deps->fetch != NULL && !a->deps->health_only &&
             clock_mono_ms() >= a->spool_next_ms) {
@@ -400,6 +402,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     api *a = cls;
     api_req *rq = *con_cls;
     if (rq == NULL) {
+        api_conns_request(a->conns, c, 1); /* headers are in: no longer subject to the reaper */
         api_route route;
         api__route_match(url, &route);
         int health_only = a->deps->health_only;
@@ -521,6 +524,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    api *a = cls;
+    if (a->conns != NULL)
+        api_conns_request(a->conns, c, 0); /* waiting for the next request's headers */
     api_req *rq = *con_cls;
     if (rq != NULL) {
         fetch_upload_abort(rq->upload); /* not taken by a handler: removed */
@@ -622,13 +628,21 @@ int api_start(api_deps *deps, api **out, err_t *e)
     }
     a->ticker_started = 1;
 
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
-    a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
-                              mhd_log, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_END);
+    api_conns_opts co = {.max_connections = cfg->max_connections,
+                         .max_per_ip = cfg->max_connections_per_ip,
+                         .header_timeout_ms = cfg->header_timeout_ms};
+    a->conns = api_conns_new(&co);
+    /* poll(), not select(): past FD_SETSIZE (1024) descriptors select() cannot watch a
+     * socket, and --max-connections may go above it. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    a->mhd = MHD_start_daemon(
+        flags, 0, api_conns_accept, a->conns, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)API_CONN_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
+        MHD_OPTION_NOTIFY_CONNECTION, api_conns_notify, a->conns, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, MHD_OPTION_END);
     if (a->mhd == NULL) {
         close(fd);
         api_stop(a);
@@ -670,6 +684,7 @@ void api_free(api *a)
     if (a == NULL)
         return;
     api_stop(a);
+    api_conns_free(a->conns);
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->lock);
     free(a);

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <stdint.h>
 
 #include "api/api.h"
@@ -25,8 +26,9 @@
 /* JSON request bodies are capped at this; raw image uploads at cfg->max_body. */
 #define API_JSON_BODY_MAX ((size_t)1 << 20)
 /* Connections served at once (one thread each) and their idle timeout. */
-#define API_MAX_CONNECTIONS 256
-#define API_CONN_TIMEOUT_S 120
+#define API_CONN_TIMEOUT_S 120 /* libmicrohttpd's inactivity timeout (a body, an idle stream) */
+#define API_CONNS_RESERVED 16  /* connections of --max-connections kept for loopback */
+#define API_THREAD_STACK (512 * 1024) /* per connection thread */
 /* /health and /metrics read job counts from a cache refreshed this often. */
 #define API_COUNTS_REFRESH_MS 500
 /* The spool sweep (fetch_spool_sweep): how often, and how old an unreferenced upload must be;
@@ -149,6 +151,36 @@ int api__parse_list_query(const char *state, const char *limit, const char *curs
 /* Whether a query flag such as ?vectors= is on: "1", "true", "yes" (NULL: off). */
 int api__flag_on(const char *v);
 
+/* --- conns.c: the connection guard ------------------------------------------ */
+
+typedef struct {
+    int max_connections;       /* all clients; the last API_CONNS_RESERVED for loopback */
+    int max_per_ip;            /* one non-loopback address; 0 = no limit */
+    int64_t header_timeout_ms; /* to deliver a request's headers; 0 = no limit */
+} api_conns_opts;
+
+typedef struct api_conns api_conns;
+
+/* A guard with these limits; free with api_conns_free(). */
+api_conns *api_conns_new(const api_conns_opts *o);
+void api_conns_free(api_conns *g);
+
+/* libmicrohttpd's accept policy callback (cls = the guard). */
+enum MHD_Result api_conns_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls = the guard). */
+void api_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe);
+
+/* Marks the request of `c` as having its headers (begin 1) or as finished (begin 0). */
+void api_conns_request(api_conns *g, struct MHD_Connection *c, int begin);
+
+/* Shuts down connections past the header deadline; returns how many. Ticker thread. */
+int api_conns_reap(api_conns *g);
+
+/* Open connections, connections refused (per-address limit, reserve) and reaped so far. */
+void api_conns_stats(api_conns *g, int *open, int64_t *refused, int64_t *reaped);
+
 /* --- api.c: the server object and response helpers ------------------------ */
 
 typedef struct {
@@ -171,6 +203,8 @@ struct api {
     pthread_t ticker;
     int ticker_started;
     atomic_int predicts; /* /v1/predict calls running; capped at cfg->slots */
+    atomic_int streams;  /* /v1/events streams open; capped at cfg->max_event_streams */
+    api_conns *conns;
     fetch_spool_stats spool; /* after the last sweep, under `lock` */
     int spool_valid;
     int64_t spool_next_ms; /* the ticker's next sweep or count (monotonic ms) */

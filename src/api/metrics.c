@@ -89,6 +89,20 @@ enum MHD_Result api__handle_metrics(api_call *q)
         gauge(&b, "inferd_outbox_pending", "Outbox events not yet delivered to MQTT.",
               (double)c.outbox_pending);
     }
+    if (a->conns != NULL) {
+        int open = 0;
+        int64_t refused = 0, reaped = 0;
+        api_conns_stats(a->conns, &open, &refused, &reaped);
+        gauge(&b, "inferd_http_connections", "HTTP connections open.", open);
+        counter(&b, "inferd_http_connections_refused_total",
+                "Connections refused: past the per-address limit or into the loopback reserve.",
+                (double)refused);
+        counter(&b, "inferd_http_connections_reaped_total",
+                "Connections closed for not sending their request headers in time.",
+                (double)reaped);
+        gauge(&b, "inferd_event_streams", "GET /v1/events streams open.",
+              atomic_load(&a->streams));
+    }
     fetch_spool_stats sp;
     if (api__spool(a, &sp)) {
         gauge(&b, "inferd_spool_bytes",

@@ -130,6 +130,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 static void sse_free(void *cls)
 {
     sse_stream *s = cls;
+    atomic_fetch_sub(&s->a->streams, 1);
     free(s->buf);
     free(s);
 }
@@ -154,6 +155,14 @@ enum MHD_Result api__handle_events(api_call *q)
         if (store_outbox_max_id(a->deps->st, &tail, &e) != ERR_OK)
             return api__send_err(q->conn, &e);
         after = tail;
+    }
+    /* Each stream holds a connection thread: a separate cap keeps them from crowding out the
+     * rest of the API. */
+    if (atomic_fetch_add(&a->streams, 1) >= a->deps->cfg->max_event_streams) {
+        atomic_fetch_sub(&a->streams, 1);
+        return api__send_error(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+                               "%d event streams are open already (--max-event-streams)",
+                               a->deps->cfg->max_event_streams);
     }
     sse_stream *s = xcalloc(1, sizeof *s);
     s->a = a;

@@ -127,6 +127,26 @@ static const opt_def opts[] = {
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
      "(default 64M)",
      R_HTTP_API},
+    {"max-connections", "INFERD_MAX_CONNECTIONS", OPT_INT, F(max_connections), 32, 65536, 0, 0,
+     "N",
+     "HTTP connections at once, one thread each; the last 16 are kept for loopback, so that "
+     "a local health probe gets in whatever remote clients do (default 1024, lowered to fit "
+     "the open-files limit)",
+     R_DAEMON},
+    {"max-connections-per-ip", "INFERD_MAX_CONNECTIONS_PER_IP", OPT_INT,
+     F(max_connections_per_ip), 0, 65536, 0, 0, "N",
+     "connections from one client address, 0 = no limit; loopback is exempt (behind a "
+     "reverse proxy every client is the proxy: raise it or rely on the proxy) (default 64)",
+     R_DAEMON},
+    {"header-timeout-ms", "INFERD_HEADER_TIMEOUT_MS", OPT_I64, F(header_timeout_ms), 0,
+     3600000, 0, 0, "MS",
+     "a connection that has not sent a request's headers this long after connecting (or "
+     "after its last response) is closed, however it trickles bytes; 0 = never (default "
+     "10000)",
+     R_DAEMON},
+    {"max-event-streams", "INFERD_MAX_EVENT_STREAMS", OPT_INT, F(max_event_streams), 1, 65536,
+     0, 0, "N", "GET /v1/events streams open at once; more are refused with 503 (default 64)",
+     R_HTTP_API},
     {"lease-ms", "INFERD_LEASE_MS", OPT_I64, F(lease_ms), 1000, 3600000, 0, 0, "MS",
      "job lease; a job whose worker is silent this long is requeued (default 30000)", R_JOBS},
     {"poll-ms", "INFERD_POLL_MS", OPT_I64, F(poll_ms), 10, 600000, 0, 0, "MS",
@@ -382,6 +402,10 @@ static void set_defaults(config *c, config_role role)
     c->grace_ms = 30000;
     c->fetch_timeout_ms = 30000;
     c->job_timeout_ms = 120000;
+    c->max_connections = 1024;
+    c->max_connections_per_ip = 64;
+    c->header_timeout_ms = 10000;
+    c->max_event_streams = 64;
     c->max_side = 2048;
     c->max_pixels = 100000000LL;
     c->face_threshold = 0.75f;

@@ -41,6 +41,10 @@ typedef struct {
     int intra_op_threads;  /* --intra-op-threads, default 1 when slots > 1, else cores */
     int allow_private_urls;
     size_t max_body;       /* --max-body bytes for uploads, default 64 MiB; JSON bodies 1 MiB */
+    int max_connections;        /* --max-connections, default 1024 (capped by RLIMIT_NOFILE) */
+    int max_connections_per_ip; /* --max-connections-per-ip, default 64; loopback exempt */
+    int64_t header_timeout_ms;  /* --header-timeout-ms to deliver request headers, 10000 */
+    int max_event_streams;      /* --max-event-streams open /v1/events streams, default 64 */
     int64_t lease_ms;      /* --lease-ms, default 30000 */
     int64_t poll_ms;       /* --poll-ms, default 1000 */
     int max_attempts;      /* --max-attempts, default 3 */
