@@ -41,6 +41,7 @@ APT_PACKAGES=(
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev zlib1g-dev python3 python3-skimage imagemagick opencv-doc libhnswlib-dev strace
+    openssl clang-14 libclang-rt-14-dev
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

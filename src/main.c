@@ -411,6 +411,9 @@ static int cmd_run(config_role role, int argc, char **argv)
     }
     events_opts eo = {
         .mqtt_url = cfg.mqtt_url,
+        .tls_ca_file = cfg.mqtt_ca_file,
+        .tls_cert_file = cfg.mqtt_cert_file,
+        .tls_key_file = cfg.mqtt_key_file,
         .client_id = cfg.worker_id,
         .poll_ms = (int)cfg.poll_ms,
         .lease_owner = cfg.worker_id,

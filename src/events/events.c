@@ -44,6 +44,13 @@
  * calls events_notify() on each hint, so that SSE readers and the
  * publisher of this process wake on commits made by other processes.
  *
+ * TLS. An mqtts:// URL connects with TLS: the broker's certificate must chain
+ * to the CA file given (else the system's CAs) and name the host of the URL
+ * (libmosquitto checks both; nothing here turns either check off). What
+ * OpenSSL said about a failed handshake comes through libmosquitto's log
+ * callback and is logged as a warning once per distinct failure, so that a
+ * wrong CA or host name is visible rather than a silent reconnect loop.
+ *
  * Threading: events_notify, events_wait and events_get_stats may be called
  * from any thread. `lock` protects the generation counter, the stop flag and
  * the stats; `cond` is broadcast on each notify and at stop. The publisher
@@ -87,6 +94,8 @@ struct events {
     char *host;
     int port;
     char *user, *pass;
+    int tls;                               /* mqtts:// */
+    char *ca_file, *cert_file, *key_file;  /* NULL = unset */
     char *client_id;
     char *prefix;
     int poll_ms;
@@ -118,6 +127,8 @@ struct events {
     int64_t backoff_ms;
     int leader;      /* the last read got rows or renewed the lease */
     int store_down;  /* the last read failed: logged once per outage */
+    char lib_err[256];    /* libmosquitto's last error message on this client */
+    char logged_err[256]; /* the last one logged as a warning; cleared on connect */
 };
 
 static pthread_once_t events__once = PTHREAD_ONCE_INIT;
@@ -129,15 +140,21 @@ static void events__lib_init(void)
 
 /*
  * Parses "mqtt://[user[:pass]@]host[:port]" (port 1883 by default; an IPv6
- * host in brackets). ERR_INVAL on anything else, ERR_UNSUPPORTED for mqtts.
+ * host in brackets), or the same with mqtts:// (TLS, port 8883 by default).
+ * ERR_INVAL on anything else.
  */
 static int parse_url__do(events *ev, const char *url, const char *shown, err_t *e)
 {
-    if (strncmp(url, "mqtts://", 8) == 0)
-        return err_set(e, ERR_UNSUPPORTED, "mqtt url %s: TLS is not supported", shown);
-    if (strncmp(url, "mqtt://", 7) != 0)
-        return err_set(e, ERR_INVAL, "mqtt url %s: expected mqtt://host[:port]", shown);
-    const char *p = url + 7;
+    const char *p;
+    if (strncmp(url, "mqtts://", 8) == 0) {
+        ev->tls = 1;
+        p = url + 8;
+    } else if (strncmp(url, "mqtt://", 7) == 0) {
+        p = url + 7;
+    } else {
+        return err_set(e, ERR_INVAL, "mqtt url %s: expected mqtt://host[:port] or mqtts://",
+                       shown);
+    }
     const char *at = strrchr(p, '@');
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -168,7 +185,7 @@ static int parse_url__do(events *ev, const char *url, const char *shown, err_t *
     }
     if (ev->host == NULL || ev->host[0] == '\0')
         return err_set(e, ERR_INVAL, "mqtt url %s: missing host", shown);
-    ev->port = 1883;
+    ev->port = ev->tls ? 8883 : 1883;
     if (portp != NULL) {
         char *q = NULL;
         long port = strtol(portp, &q, 10);
@@ -188,6 +205,28 @@ static int parse_url(events *ev, const char *url, err_t *e)
     int rc = parse_url__do(ev, url, shown, e);
     free(shown);
     return rc;
+}
+
+/* Checks and keeps the TLS files: a missing or unreadable one is an error now, not a
+ * reconnect loop later. */
+static int tls_files(events *ev, const events_opts *o, err_t *e)
+{
+    const char *files[3] = {o->tls_ca_file, o->tls_cert_file, o->tls_key_file};
+    char **dst[3] = {&ev->ca_file, &ev->cert_file, &ev->key_file};
+    static const char *what[3] = {"CA file", "client certificate", "client key"};
+    for (int i = 0; i < 3; i++) {
+        if (files[i] == NULL || files[i][0] == '\0')
+            continue;
+        FILE *f = fopen(files[i], "r");
+        if (f == NULL)
+            return err_set(e, ERR_INVAL, "mqtt %s %s: %s", what[i], files[i], strerror(errno));
+        fclose(f);
+        *dst[i] = xstrdup(files[i]);
+    }
+    if ((ev->cert_file == NULL) != (ev->key_file == NULL))
+        return err_set(e, ERR_INVAL, "mqtt: a client certificate needs its key, and a key its "
+                                     "certificate");
+    return ERR_OK;
 }
 
 int events_new(store *st, const events_opts *opts, events **out, err_t *e)
@@ -221,6 +260,8 @@ int events_new(store *st, const events_opts *opts, events **out, err_t *e)
         ev->has_mqtt = 1;
         if ((rc = parse_url(ev, opts->mqtt_url, e)) != ERR_OK)
             goto out;
+        if (ev->tls && (rc = tls_files(ev, opts, e)) != ERR_OK)
+            goto out;
         ev->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (ev->efd < 0) {
             rc = err_set(e, ERR_IO, "eventfd: %s", strerror(errno));
@@ -246,7 +287,8 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
     if (rc == 0) {
         ev->connected = 1;
         ev->backoff_ms = EVENTS__BACKOFF_MIN_MS;
-        log_info("events", "connected broker=%s:%d", ev->host, ev->port);
+        ev->logged_err[0] = '\0';
+        log_info("events", "connected broker=%s:%d%s", ev->host, ev->port, ev->tls ? " tls" : "");
     } else {
         log_warn("events", "broker=%s:%d refused connection: %s", ev->host, ev->port,
                  mosquitto_connack_string(rc));
@@ -298,6 +340,46 @@ static void drop_client(events *ev)
     set_connected(ev, 0);
 }
 
+/* libmosquitto's log: errors (a TLS handshake's among them) are kept for
+ * report_lib_err; the rest is debug output. */
+static void on_log(struct mosquitto *m, void *obj, int level, const char *msg)
+{
+    events *ev = obj;
+    (void)m;
+    if (level == MOSQ_LOG_ERR) {
+        snprintf(ev->lib_err, sizeof ev->lib_err, "%s", msg);
+        return;
+    }
+    log_debug("events", "libmosquitto: %s", msg);
+}
+
+/* The client failed: say why once per distinct reason (a broker that is down is
+ * routine and stays at debug level; a certificate that does not verify is not). */
+static void report_lib_err(events *ev)
+{
+    if (ev->lib_err[0] == '\0' || strcmp(ev->lib_err, ev->logged_err) == 0)
+        return;
+    log_warn("events", "broker=%s:%d: %s", ev->host, ev->port, ev->lib_err);
+    memcpy(ev->logged_err, ev->lib_err, sizeof ev->logged_err);
+}
+
+/* Sets up TLS on a new client. Returns 0, or -1 with the reason in lib_err. */
+static int setup_tls(events *ev)
+{
+    const char *capath = ev->ca_file == NULL ? "/etc/ssl/certs" : NULL;
+    int rc = mosquitto_tls_set(ev->mosq, ev->ca_file, capath, ev->cert_file, ev->key_file, NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_tls_opts_set(ev->mosq, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_tls_insecure_set(ev->mosq, false);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(ev->lib_err, sizeof ev->lib_err, "TLS setup: %s",
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static void start_connect(events *ev)
 {
     ev->mosq = mosquitto_new(ev->client_id, true, ev);
@@ -305,6 +387,8 @@ static void start_connect(events *ev)
         log_error("events", "mosquitto_new failed: %s", strerror(errno));
         return;
     }
+    ev->lib_err[0] = '\0';
+    mosquitto_log_callback_set(ev->mosq, on_log);
     mosquitto_connect_callback_set(ev->mosq, on_connect);
     mosquitto_disconnect_callback_set(ev->mosq, on_disconnect);
     mosquitto_publish_callback_set(ev->mosq, on_publish);
@@ -312,6 +396,11 @@ static void start_connect(events *ev)
     mosquitto_max_inflight_messages_set(ev->mosq, 2 * EVENTS__WINDOW);
     if (ev->user != NULL)
         mosquitto_username_pw_set(ev->mosq, ev->user, ev->pass);
+    if (ev->tls && setup_tls(ev) != 0) {
+        report_lib_err(ev);
+        ev->conn_lost = 1;
+        return;
+    }
     int rc = mosquitto_connect_async(ev->mosq, ev->host, ev->port, EVENTS__KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
         log_debug("events", "connect broker=%s:%d failed: %s", ev->host, ev->port,
@@ -486,6 +575,7 @@ static void *publisher_main(void *arg)
             break;
 
         if (ev->conn_lost) {
+            report_lib_err(ev);
             drop_client(ev);
             ev->next_connect = now + ev->backoff_ms;
             ev->backoff_ms = ev->backoff_ms * 2 > EVENTS__BACKOFF_MAX_MS ? EVENTS__BACKOFF_MAX_MS
@@ -671,6 +761,9 @@ void events_free(events *ev)
     free(ev->host);
     free(ev->user);
     free(ev->pass);
+    free(ev->ca_file);
+    free(ev->cert_file);
+    free(ev->key_file);
     free(ev->client_id);
     free(ev->owner);
     free(ev->prefix);

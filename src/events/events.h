@@ -42,7 +42,13 @@
 typedef struct events events;
 
 typedef struct {
-    const char *mqtt_url;     /* mqtt://host:port (NULL or "": no publisher) */
+    const char *mqtt_url;     /* mqtt://host:port or mqtts:// (NULL or "": no publisher) */
+    /* For mqtts:// only (NULL or "" = unset): the PEM file of CAs that sign the broker's
+     * certificate (unset: the system's, /etc/ssl/certs), and a client certificate and its
+     * key for brokers that ask for one. The broker's certificate must name its host. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
     const char *client_id;    /* MQTT client id; NULL = "inferd-<pid>" */
     const char *topic_prefix; /* NULL = "inferd" */
     int poll_ms;              /* fallback re-read of the outbox; 0 = 1000 */

@@ -97,8 +97,20 @@ static const opt_def opts[] = {
      "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)",
      R_DAEMON | R_RECLUSTER},
     {"mqtt-url", "INFERD_MQTT_URL", OPT_STR, F(mqtt_url), 0, 0, 0, 0, "URL",
-     "publish job events to mqtt://HOST:PORT; empty disables MQTT; with several processes on "
-     "one database, one publisher at a time holds the publisher lease (default empty)",
+     "publish job events to mqtt://[USER[:PASS]@]HOST[:PORT] (1883), or over TLS to "
+     "mqtts://... (8883); empty disables MQTT; with several processes on one database, one "
+     "publisher at a time holds the publisher lease (default empty)",
+     R_DAEMON},
+    {"mqtt-ca-file", "INFERD_MQTT_CA_FILE", OPT_STR, F(mqtt_ca_file), 0, 0, 0, 0, "FILE",
+     "PEM file of the CAs that sign an mqtts:// broker's certificate; the broker's name must "
+     "match it (default empty: the system's CAs in /etc/ssl/certs)",
+     R_DAEMON},
+    {"mqtt-cert-file", "INFERD_MQTT_CERT_FILE", OPT_STR, F(mqtt_cert_file), 0, 0, 0, 0, "FILE",
+     "PEM client certificate for an mqtts:// broker that asks for one; needs --mqtt-key-file "
+     "(default empty)",
+     R_DAEMON},
+    {"mqtt-key-file", "INFERD_MQTT_KEY_FILE", OPT_STR, F(mqtt_key_file), 0, 0, 0, 0, "FILE",
+     "the unencrypted PEM private key of --mqtt-cert-file (keep it 0600) (default empty)",
      R_DAEMON},
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
      "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer "
@@ -590,6 +602,12 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
         if (read_token_file(c->token_file, c->token, sizeof c->token, err, errlen) != 0)
             return -1;
     }
+    int mqtts = strncmp(c->mqtt_url, "mqtts://", 8) == 0;
+    if (!mqtts && (c->mqtt_ca_file[0] || c->mqtt_cert_file[0] || c->mqtt_key_file[0]))
+        return failf(err, errlen, "--mqtt-ca-file, --mqtt-cert-file and --mqtt-key-file need an "
+                                  "mqtts:// --mqtt-url: events would go in clear");
+    if (!c->mqtt_cert_file[0] != !c->mqtt_key_file[0])
+        return failf(err, errlen, "--mqtt-cert-file and --mqtt-key-file go together");
     if ((role == CONFIG_ROLE_SERVE || role == CONFIG_ROLE_API) && c->token[0] == '\0' &&
         !c->allow_no_auth && !is_loopback(c->listen_host))
         return failf(err, errlen,

@@ -33,6 +33,9 @@ typedef struct {
     char clip_model[1024];    /* --clip-model DIR: text encoder for {text} searches, "" = none */
     char db_url[1100];     /* --db, default sqlite:<data-dir>/inferd.db */
     char mqtt_url[512];    /* --mqtt-url, "" = no MQTT publisher */
+    char mqtt_ca_file[1024];   /* --mqtt-ca-file: CAs that sign an mqtts:// broker, "" = system's */
+    char mqtt_cert_file[1024]; /* --mqtt-cert-file: client certificate for mqtts://, "" = none */
+    char mqtt_key_file[1024];  /* --mqtt-key-file: its private key */
     char token[256];       /* --token: bearer token required on every endpoint but /health */
     char token_file[1024]; /* --token-file: read the token from this file's first line */
     int allow_no_auth;     /* --allow-no-auth: serve the API off loopback without a token */

@@ -278,7 +278,8 @@ class Broker:
     does not miss what is published while it reconnects after a restart.
     """
 
-    def __init__(self, ctx, port=None, persistent=False):
+    def __init__(self, ctx, port=None, persistent=False, extra_conf=""):
+        """`extra_conf`: more mosquitto.conf lines (further listeners, say)."""
         self.ctx = ctx
         self.port = port or free_port()
         self.dir = ctx.path("broker-%d" % self.port)
@@ -301,6 +302,7 @@ class Broker:
             f.write("log_dest stderr\n")
             f.write("log_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
             f.write("connection_messages true\n")
+            f.write(extra_conf)
         self.proc = None
         self.start()
 

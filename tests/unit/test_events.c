@@ -440,7 +440,7 @@ static void test_bad_url(void **state)
 {
     fixture *f = *state;
     const char *bad[] = {"http://x:1",  "mqtt://",     "mqtt://h:0", "mqtt://h:99999",
-                         "mqtt://h:1x", "mqtt://[::1", "mqtts://h"};
+                         "mqtt://h:1x", "mqtt://[::1", "mqtts://",   "mqtts://h:0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         events *ev = NULL;
         err_t e = {0};
@@ -449,13 +449,25 @@ static void test_bad_url(void **state)
         assert_null(ev);
         assert_non_null(strstr(e.msg, bad[i]));
     }
-    const char *good[] = {"mqtt://h", "mqtt://h:1883", "mqtt://u:p@h:1", "mqtt://[::1]:1883/"};
+    const char *good[] = {"mqtt://h",           "mqtt://h:1883", "mqtt://u:p@h:1",
+                          "mqtt://[::1]:1883/", "mqtts://h",     "mqtts://u:p@[::1]:8883"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         events *ev = NULL;
         err_t e = {0};
         events_opts o = {.mqtt_url = good[i]};
         assert_int_equal(events_new(f->st, &o, &ev, &e), ERR_OK);
         events_free(ev);
+    }
+    /* TLS files are checked at once, named in the error. */
+    {
+        events *ev = NULL;
+        err_t e = {0};
+        events_opts o = {.mqtt_url = "mqtts://h", .tls_ca_file = "/nonexistent/ca.pem"};
+        assert_int_not_equal(events_new(f->st, &o, &ev, &e), ERR_OK);
+        assert_non_null(strstr(e.msg, "/nonexistent/ca.pem"));
+        o = (events_opts){.mqtt_url = "mqtts://h", .tls_cert_file = "/dev/null"};
+        assert_int_not_equal(events_new(f->st, &o, &ev, &e), ERR_OK);
+        assert_non_null(strstr(e.msg, "key"));
     }
     /* No URL: a hub without a publisher. */
     events *ev = NULL;
