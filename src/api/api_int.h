@@ -151,6 +151,32 @@ int api__parse_list_query(const char *state, const char *limit, const char *curs
 /* Whether a query flag such as ?vectors= is on: "1", "true", "yes" (NULL: off). */
 int api__flag_on(const char *v);
 
+/* A JSON body that must be an object: a new reference (json_decref), or NULL with the
+ * reason ("body: invalid JSON at line ...") in msg. */
+json_t *api__parse_body_object(const char *body, size_t len, char *msg, size_t msglen);
+
+/*
+ * POST /v1/search/images {asset_id | vector | text, limit, min_score, model, filter, ef}.
+ * On success the strings and the filter in `*sq`, and `*text` (NULL unless a text
+ * query), point into `root`; `*vec` (sq->vector, NULL unless a vector query) is a new
+ * array the caller frees. -1 with a message naming the field.
+ */
+int api__parse_search_images(const json_t *root, search_image_query *sq, float **vec,
+                             const char **text, char *msg, size_t msglen);
+
+/* POST /v1/search/faces {face_id | vector, limit, min_score, model, ef}; as above. */
+int api__parse_search_faces(const json_t *root, search_face_query *fq, float **vec, char *msg,
+                            size_t msglen);
+
+/* PATCH /v1/people/{id} {"name": S | null}: `*name` points into root (NULL = clear). */
+int api__parse_person_patch(const json_t *root, const char **name, char *msg, size_t msglen);
+
+/* POST /v1/people/{target}/merge {"from": [ids]}: 1..API_MERGE_MAX positive ids, none the
+ * target, into `from`; their count in `*n`. */
+#define API_MERGE_MAX 100
+int api__parse_person_merge(const json_t *root, int64_t target, int64_t from[API_MERGE_MAX],
+                            int *n, char *msg, size_t msglen);
+
 /* --- conns.c: the connection guard ------------------------------------------ */
 
 typedef struct {

@@ -1,6 +1,7 @@
 /*
  * api/parse.c — request parsing and validation for the HTTP API: route
- * matching, query parameters and the POST /v1/jobs body.
+ * matching, query parameters, and the JSON bodies of POST /v1/jobs, the
+ * searches and the people edits.
  *
  * Everything here is pure (no libmicrohttpd, no I/O) so that it can be unit
  * tested and fuzzed alone; the only store function used is job_state_parse
@@ -9,6 +10,7 @@
  * client sees in the 400 body.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,5 +450,175 @@ int api__parse_list_query(const char *state, const char *limit, const char *curs
             return -1;
         out->cursor = (int64_t)x;
     }
+    return 0;
+}
+
+/* --- JSON bodies of the search and people routes -------------------------- */
+
+json_t *api__parse_body_object(const char *body, size_t len, char *msg, size_t msglen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body != NULL ? body : "", len, 0, &je);
+    if (root == NULL) {
+        failf(msg, msglen, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
+              je.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        failf(msg, msglen, "body: expected a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* Reads "vector" (array of finite numbers, 1..65536) into a new array. */
+static int parse_vector(const json_t *v, float **out, int *dim, char *msg, size_t msglen)
+{
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0 || n > 65536)
+        return failf(msg, msglen, "vector: expected an array of 1..65536 numbers");
+    float *f = malloc(n * sizeof *f);
+    if (f == NULL)
+        return failf(msg, msglen, "vector: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(v, i);
+        double d = json_number_value(x);
+        if (!json_is_number(x) || !isfinite(d)) {
+            free(f);
+            return failf(msg, msglen, "vector[%zu]: expected a finite number", i);
+        }
+        f[i] = (float)d;
+    }
+    *out = f;
+    *dim = (int)n;
+    return 0;
+}
+
+/* Common fields: limit (1..1000, default 20), min_score (-1..1), ef (0..10000). */
+static int parse_common(const json_t *root, int *limit, float *min_score, uint32_t *ef, char *msg,
+                        size_t msglen)
+{
+    *limit = 20;
+    *min_score = -2.0f;
+    *ef = 0;
+    json_t *v = json_object_get(root, "limit");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+            return failf(msg, msglen, "limit: expected an integer 1..1000");
+        *limit = (int)json_integer_value(v);
+    }
+    v = json_object_get(root, "min_score");
+    if (v != NULL) {
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !(d >= -1.0 && d <= 1.0))
+            return failf(msg, msglen, "min_score: expected a number -1..1");
+        *min_score = (float)d;
+    }
+    v = json_object_get(root, "ef");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000)
+            return failf(msg, msglen, "ef: expected an integer 0..10000");
+        *ef = (uint32_t)json_integer_value(v);
+    }
+    return 0;
+}
+
+/* "model": absent, or a non-empty string. */
+static int parse_model(const json_t *root, const char **model, char *msg, size_t msglen)
+{
+    json_t *mj = json_object_get(root, "model");
+    if (mj != NULL && (!json_is_string(mj) || json_string_length(mj) == 0))
+        return failf(msg, msglen, "model: expected a model name");
+    *model = mj != NULL ? json_string_value(mj) : NULL;
+    return 0;
+}
+
+int api__parse_search_images(const json_t *root, search_image_query *sq, float **vec,
+                             const char **text, char *msg, size_t msglen)
+{
+    memset(sq, 0, sizeof *sq);
+    *vec = NULL;
+    *text = NULL;
+    if (parse_common(root, &sq->limit, &sq->min_score, &sq->ef, msg, msglen) != 0)
+        return -1;
+    json_t *aid = json_object_get(root, "asset_id");
+    json_t *vj = json_object_get(root, "vector");
+    json_t *tj = json_object_get(root, "text");
+    json_t *fj = json_object_get(root, "filter");
+    if ((aid != NULL) + (vj != NULL) + (tj != NULL) != 1)
+        return failf(msg, msglen, "body: expected exactly one of asset_id, vector, text");
+    if (parse_model(root, &sq->model, msg, msglen) != 0)
+        return -1;
+    if (fj != NULL && !json_is_object(fj))
+        return failf(msg, msglen, "filter: expected an object {payload key: value}");
+    if (aid != NULL && (!json_is_string(aid) || !api__asset_id_valid(json_string_value(aid))))
+        return failf(msg, msglen, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
+                     STORE_ASSET_ID_MAX);
+    if (tj != NULL &&
+        (!json_is_string(tj) || json_string_length(tj) == 0 || json_string_length(tj) > 1000))
+        return failf(msg, msglen, "text: expected a string of 1..1000 bytes");
+    if (vj != NULL && parse_vector(vj, vec, &sq->dim, msg, msglen) != 0)
+        return -1;
+    sq->asset_id = aid != NULL ? json_string_value(aid) : NULL;
+    sq->vector = *vec;
+    sq->filter = fj;
+    *text = tj != NULL ? json_string_value(tj) : NULL;
+    return 0;
+}
+
+int api__parse_search_faces(const json_t *root, search_face_query *fq, float **vec, char *msg,
+                            size_t msglen)
+{
+    memset(fq, 0, sizeof *fq);
+    *vec = NULL;
+    if (parse_common(root, &fq->limit, &fq->min_score, &fq->ef, msg, msglen) != 0)
+        return -1;
+    json_t *fid = json_object_get(root, "face_id");
+    json_t *vj = json_object_get(root, "vector");
+    if ((fid != NULL) + (vj != NULL) != 1)
+        return failf(msg, msglen, "body: expected exactly one of face_id, vector");
+    if (fid != NULL && (!json_is_integer(fid) || json_integer_value(fid) <= 0))
+        return failf(msg, msglen, "face_id: expected a positive integer");
+    if (parse_model(root, &fq->model, msg, msglen) != 0)
+        return -1;
+    if (vj != NULL && parse_vector(vj, vec, &fq->dim, msg, msglen) != 0)
+        return -1;
+    fq->face_id = fid != NULL ? (int64_t)json_integer_value(fid) : 0;
+    fq->vector = *vec;
+    return 0;
+}
+
+int api__parse_person_patch(const json_t *root, const char **name, char *msg, size_t msglen)
+{
+    json_t *nj = json_object_get(root, "name");
+    *name = NULL;
+    if (nj == NULL || !(json_is_string(nj) || json_is_null(nj)) ||
+        (json_is_string(nj) && json_string_length(nj) > STORE_PERSON_NAME_MAX))
+        return failf(msg, msglen, "name: expected a string of at most %d bytes, or null",
+                     STORE_PERSON_NAME_MAX);
+    *name = json_is_string(nj) ? json_string_value(nj) : NULL;
+    return 0;
+}
+
+int api__parse_person_merge(const json_t *root, int64_t target, int64_t from[API_MERGE_MAX],
+                            int *n, char *msg, size_t msglen)
+{
+    json_t *fj = json_object_get(root, "from");
+    size_t k = json_array_size(fj);
+    *n = 0;
+    int bad = !json_is_array(fj) || k < 1 || k > API_MERGE_MAX;
+    for (size_t i = 0; !bad && i < k; i++) {
+        json_t *x = json_array_get(fj, i);
+        bad = !json_is_integer(x) || json_integer_value(x) <= 0 ||
+              json_integer_value(x) == target;
+        if (!bad)
+            from[i] = (int64_t)json_integer_value(x);
+    }
+    if (bad)
+        return failf(msg, msglen, "from: expected an array of 1..%d person ids other than the "
+                                  "target",
+                     API_MERGE_MAX);
+    *n = (int)k;
     return 0;
 }

@@ -453,84 +453,11 @@ static enum MHD_Result send_search_err(api_call *q, const err_t *e)
 /* Parses the JSON object body; NULL after sending 400. */
 static json_t *body_object(api_call *q, enum MHD_Result *ret)
 {
-    json_error_t je;
-    json_t *root = json_loadb(q->body != NULL ? q->body : "", q->len, 0, &je);
     char msg[MSG_MAX];
-    if (root == NULL) {
-        snprintf(msg, sizeof msg, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
-                 je.text);
+    json_t *root = api__parse_body_object(q->body, q->len, msg, sizeof msg);
+    if (root == NULL)
         *ret = bad_request(q, msg);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        *ret = bad_request(q, "body: expected a JSON object");
-        return NULL;
-    }
     return root;
-}
-
-/* Reads "vector" (array of finite numbers, 1..65536) into a new array. */
-static int parse_vector(const json_t *v, float **out, int *dim, char *msg, size_t msglen)
-{
-    size_t n = json_array_size(v);
-    if (!json_is_array(v) || n == 0 || n > 65536) {
-        snprintf(msg, msglen, "vector: expected an array of 1..65536 numbers");
-        return -1;
-    }
-    float *f = malloc(n * sizeof *f);
-    if (f == NULL) {
-        snprintf(msg, msglen, "vector: out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_array_get(v, i);
-        double d = json_number_value(x);
-        if (!json_is_number(x) || !isfinite(d)) {
-            free(f);
-            snprintf(msg, msglen, "vector[%zu]: expected a finite number", i);
-            return -1;
-        }
-        f[i] = (float)d;
-    }
-    *out = f;
-    *dim = (int)n;
-    return 0;
-}
-
-/* Common fields: limit (1..1000, default 20), min_score (-1..1), ef (0..10000). */
-static int parse_common(const json_t *root, int *limit, float *min_score, uint32_t *ef, char *msg,
-                        size_t msglen)
-{
-    *limit = 20;
-    *min_score = -2.0f;
-    *ef = 0;
-    json_t *v = json_object_get(root, "limit");
-    if (v != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000) {
-            snprintf(msg, msglen, "limit: expected an integer 1..1000");
-            return -1;
-        }
-        *limit = (int)json_integer_value(v);
-    }
-    v = json_object_get(root, "min_score");
-    if (v != NULL) {
-        double d = json_number_value(v);
-        if (!json_is_number(v) || d < -1.0 || d > 1.0) {
-            snprintf(msg, msglen, "min_score: expected a number -1..1");
-            return -1;
-        }
-        *min_score = (float)d;
-    }
-    v = json_object_get(root, "ef");
-    if (v != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000) {
-            snprintf(msg, msglen, "ef: expected an integer 0..10000");
-            return -1;
-        }
-        *ef = (uint32_t)json_integer_value(v);
-    }
-    return 0;
 }
 
 static search *ready_search(api_call *q, enum MHD_Result *ret)
@@ -561,41 +488,15 @@ static enum MHD_Result search_images_post(api_call *q)
     if (root == NULL)
         return ret;
     search_image_query sq;
-    memset(&sq, 0, sizeof sq);
     float *vec = NULL;
-    int bad = parse_common(root, &sq.limit, &sq.min_score, &sq.ef, msg, sizeof msg);
-    json_t *aid = json_object_get(root, "asset_id");
-    json_t *vj = json_object_get(root, "vector");
-    json_t *tj = json_object_get(root, "text");
-    json_t *mj = json_object_get(root, "model");
-    json_t *fj = json_object_get(root, "filter");
-    int nq = (aid != NULL) + (vj != NULL) + (tj != NULL);
-    if (!bad && nq != 1)
-        bad =
-            (snprintf(msg, sizeof msg, "body: expected exactly one of asset_id, vector, text"), 1);
-    if (!bad && mj != NULL && (!json_is_string(mj) || json_string_length(mj) == 0))
-        bad = (snprintf(msg, sizeof msg, "model: expected a model name"), 1);
-    if (!bad && fj != NULL && !json_is_object(fj))
-        bad = (snprintf(msg, sizeof msg, "filter: expected an object {payload key: value}"), 1);
-    if (!bad && aid != NULL &&
-        (!json_is_string(aid) || !api__asset_id_valid(json_string_value(aid))))
-        bad = (snprintf(msg, sizeof msg, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
-                        STORE_ASSET_ID_MAX),
-               1);
-    if (!bad && vj != NULL)
-        bad = parse_vector(vj, &vec, &sq.dim, msg, sizeof msg) != 0;
-    if (!bad && tj != NULL) {
-        if (!json_is_string(tj) || json_string_length(tj) == 0 || json_string_length(tj) > 1000)
-            bad = (snprintf(msg, sizeof msg, "text: expected a string of 1..1000 bytes"), 1);
-    }
-    if (bad) {
+    const char *text = NULL;
+    if (api__parse_search_images(root, &sq, &vec, &text, msg, sizeof msg) != 0) {
         json_decref(root);
-        free(vec);
         return bad_request(q, msg);
     }
     err_t e;
     err_clear(&e);
-    if (tj != NULL) {
+    if (text != NULL) {
         clip_model *cm = atomic_load(&d->clip);
         if (cm == NULL) {
             const char *why = atomic_load(&d->clip_missing);
@@ -606,7 +507,7 @@ static enum MHD_Result search_images_post(api_call *q)
         }
         int dim = clip_embedding_dim(cm);
         vec = malloc((size_t)(dim > 0 ? dim : 1) * sizeof *vec);
-        if (vec == NULL || clip_encode_text(cm, json_string_value(tj), vec, &e) != ERR_OK) {
+        if (vec == NULL || clip_encode_text(cm, text, vec, &e) != ERR_OK) {
             json_decref(root);
             free(vec);
             if (vec == NULL)
@@ -621,10 +522,7 @@ static enum MHD_Result search_images_post(api_call *q)
                 vec[i] = (float)(vec[i] / sqrt(n2));
         sq.dim = dim;
     }
-    sq.asset_id = aid != NULL ? json_string_value(aid) : NULL;
     sq.vector = vec;
-    sq.model = mj != NULL ? json_string_value(mj) : NULL;
-    sq.filter = fj;
     json_t *res = NULL;
     int rc = search_images(sv, &sq, &res, &e);
     json_decref(root);
@@ -645,28 +543,11 @@ static enum MHD_Result search_faces_post(api_call *q)
     if (root == NULL)
         return ret;
     search_face_query fq;
-    memset(&fq, 0, sizeof fq);
     float *vec = NULL;
-    int bad = parse_common(root, &fq.limit, &fq.min_score, &fq.ef, msg, sizeof msg);
-    json_t *fid = json_object_get(root, "face_id");
-    json_t *vj = json_object_get(root, "vector");
-    json_t *mj = json_object_get(root, "model");
-    if (!bad && (fid != NULL) + (vj != NULL) != 1)
-        bad = (snprintf(msg, sizeof msg, "body: expected exactly one of face_id, vector"), 1);
-    if (!bad && fid != NULL && (!json_is_integer(fid) || json_integer_value(fid) <= 0))
-        bad = (snprintf(msg, sizeof msg, "face_id: expected a positive integer"), 1);
-    if (!bad && mj != NULL && (!json_is_string(mj) || json_string_length(mj) == 0))
-        bad = (snprintf(msg, sizeof msg, "model: expected a model name"), 1);
-    if (!bad && vj != NULL)
-        bad = parse_vector(vj, &vec, &fq.dim, msg, sizeof msg) != 0;
-    if (bad) {
+    if (api__parse_search_faces(root, &fq, &vec, msg, sizeof msg) != 0) {
         json_decref(root);
-        free(vec);
         return bad_request(q, msg);
     }
-    fq.face_id = fid != NULL ? (int64_t)json_integer_value(fid) : 0;
-    fq.vector = vec;
-    fq.model = mj != NULL ? json_string_value(mj) : NULL;
     err_t e;
     err_clear(&e);
     json_t *res = NULL;
@@ -723,16 +604,15 @@ static enum MHD_Result person_patch(api_call *q)
     json_t *root = body_object(q, &ret);
     if (root == NULL)
         return ret;
-    json_t *nj = json_object_get(root, "name");
-    if (nj == NULL || !(json_is_string(nj) || json_is_null(nj)) ||
-        (json_is_string(nj) && json_string_length(nj) > STORE_PERSON_NAME_MAX)) {
+    const char *name = NULL;
+    char msg[MSG_MAX];
+    if (api__parse_person_patch(root, &name, msg, sizeof msg) != 0) {
         json_decref(root);
-        return bad_request(q, "name: expected a string of at most 200 bytes, or null");
+        return bad_request(q, msg);
     }
     err_t e;
     err_clear(&e);
-    int rc = store_person_rename(d->st, q->route->person_id,
-                                 json_is_string(nj) ? json_string_value(nj) : NULL, &e);
+    int rc = store_person_rename(d->st, q->route->person_id, name, &e);
     json_decref(root);
     json_t *o = NULL;
     if (rc == ERR_OK)
@@ -749,24 +629,16 @@ static enum MHD_Result person_merge(api_call *q)
     json_t *root = body_object(q, &ret);
     if (root == NULL)
         return ret;
-    json_t *fj = json_object_get(root, "from");
-    size_t n = json_array_size(fj);
-    int64_t from[100];
-    int bad = !json_is_array(fj) || n < 1 || n > 100;
-    for (size_t i = 0; !bad && i < n; i++) {
-        json_t *x = json_array_get(fj, i);
-        bad = !json_is_integer(x) || json_integer_value(x) <= 0 ||
-              json_integer_value(x) == q->route->person_id;
-        if (!bad)
-            from[i] = (int64_t)json_integer_value(x);
-    }
+    int64_t from[API_MERGE_MAX];
+    int n = 0;
+    char msg[MSG_MAX];
+    int bad = api__parse_person_merge(root, q->route->person_id, from, &n, msg, sizeof msg);
     json_decref(root);
     if (bad)
-        return bad_request(q, "from: expected an array of 1..100 person ids other than the "
-                              "target");
+        return bad_request(q, msg);
     err_t e;
     err_clear(&e);
-    int rc = store_people_merge(d->st, q->route->person_id, from, (int)n, &e);
+    int rc = store_people_merge(d->st, q->route->person_id, from, n, &e);
     json_t *o = NULL;
     if (rc == ERR_OK)
         rc = store_person_get(d->st, q->route->person_id, &o, &e);

@@ -5,12 +5,14 @@
  */
 #include "infer/manifest.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/fileio.h"
 #include "util/xalloc.h"
 
 static const struct {
@@ -177,15 +179,25 @@ int manifest_load(const char *dir, model_manifest *m, err_t *e)
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/manifest.json", dir) >= sizeof path)
         return err_set(e, ERR_INVAL, "model directory path too long");
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (root == NULL) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
+    size_t len = 0;
+    char *text = NULL;
+    if (fileio_read_all(path, MANIFEST_MAX_BYTES, &text, &len) != 0) {
+        if (errno == ENOENT)
             return err_set(e, ERR_NOENT, "%s: no manifest (is the model provisioned?)", path);
-        fclose(f);
-        return err_set(e, ERR_MANIFEST, "%s:%d: %s", path, jerr.line, jerr.text);
+        return err_set(e, ERR_MANIFEST, "%s: %s", path, strerror(errno));
     }
+    int rc = manifest_parse(text, len, path, m, e);
+    free(text);
+    return rc;
+}
+
+int manifest_parse(const char *text, size_t len, const char *path, model_manifest *m, err_t *e)
+{
+    memset(m, 0, sizeof *m);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    if (root == NULL)
+        return err_set(e, ERR_MANIFEST, "%s:%d: %s", path, jerr.line, jerr.text);
     int rc = ERR_OK;
     if (!json_is_object(root)) {
         rc = err_set(e, ERR_MANIFEST, "%s: top level must be an object", path);

@@ -110,6 +110,16 @@ typedef struct {
  */
 int manifest_load(const char *dir, model_manifest *m, err_t *e);
 
+/* A manifest is at most this long (a CLIP vocabulary is not in it). */
+#define MANIFEST_MAX_BYTES (4u << 20)
+
+/*
+ * As manifest_load() for the `len` bytes of JSON at `text`; `path` names them in
+ * errors. On success `*m` owns label strings: manifest_clear().
+ */
+int manifest_parse(const char *text, size_t len, const char *path, model_manifest *m,
+                   err_t *e);
+
 /* Frees what manifest_load allocated inside `m`; safe on a zeroed struct. */
 void manifest_clear(model_manifest *m);
 

@@ -1,6 +1,6 @@
 /*
- * util/fileio.h — small POSIX file helpers shared by the modules that write
- * files (upload spool, model downloads).
+ * util/fileio.h — small POSIX file helpers shared by the modules that read
+ * and write whole files (upload spool, model downloads, manifests).
  */
 #ifndef INFERD_UTIL_FILEIO_H
 #define INFERD_UTIL_FILEIO_H
@@ -12,5 +12,12 @@
  * Returns 0, or -1 with errno set by the failing write().
  */
 int fileio_write_all(int fd, const void *p, size_t n);
+
+/*
+ * Reads the whole file at `path`, at most `max` bytes, into `*out` (owned by the
+ * caller: free(); NUL-terminated, `*len` excludes the NUL). Returns 0, or -1
+ * with errno set (EFBIG when the file is longer than `max`).
+ */
+int fileio_read_all(const char *path, size_t max, char **out, size_t *len);
 
 #endif

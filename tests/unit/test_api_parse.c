@@ -272,6 +272,92 @@ static void test_asset_id(void **state)
     assert_false(api__asset_id_valid("a%2F"));
 }
 
+/* Search and people bodies: accepted forms, and the field each refusal names. */
+static void test_search_people_bodies(void **state)
+{
+    (void)state;
+    static const char *const bad_body[] = {"", "[1]", "{", "\"x\""};
+    for (size_t i = 0; i < sizeof bad_body / sizeof bad_body[0]; i++) {
+        assert_null(api__parse_body_object(bad_body[i], strlen(bad_body[i]), msg, sizeof msg));
+        assert_true(strncmp(msg, "body: ", 6) == 0);
+    }
+    const char *vbody = "{\"vector\":[1,2.5],\"limit\":3}";
+    json_t *r = api__parse_body_object(vbody, strlen(vbody), msg, sizeof msg);
+    assert_non_null(r);
+    search_image_query sq;
+    float *vec = NULL;
+    const char *text = NULL;
+    assert_int_equal(api__parse_search_images(r, &sq, &vec, &text, msg, sizeof msg), 0);
+    assert_int_equal(sq.dim, 2);
+    assert_true(sq.vector == vec && vec[1] == 2.5f);
+    assert_int_equal(sq.limit, 3);
+    assert_null(text);
+    free(vec);
+    json_decref(r);
+
+    static const struct {
+        const char *body, *field;
+    } bad_img[] = {
+        {"{}", "body"},
+        {"{\"text\":\"a\",\"vector\":[1]}", "body"},
+        {"{\"text\":\"\"}", "text"},
+        {"{\"vector\":[]}", "vector"},
+        {"{\"vector\":[1,\"x\"]}", "vector[1]"},
+        {"{\"asset_id\":\"a b\"}", "asset_id"},
+        {"{\"asset_id\":\"a\",\"limit\":0}", "limit"},
+        {"{\"asset_id\":\"a\",\"min_score\":2}", "min_score"},
+        {"{\"asset_id\":\"a\",\"ef\":-1}", "ef"},
+        {"{\"asset_id\":\"a\",\"model\":\"\"}", "model"},
+        {"{\"asset_id\":\"a\",\"filter\":[]}", "filter"},
+    };
+    for (size_t i = 0; i < sizeof bad_img / sizeof bad_img[0]; i++) {
+        r = api__parse_body_object(bad_img[i].body, strlen(bad_img[i].body), msg, sizeof msg);
+        assert_non_null(r);
+        assert_int_equal(api__parse_search_images(r, &sq, &vec, &text, msg, sizeof msg), -1);
+        assert_null(vec);
+        assert_true(strncmp(msg, bad_img[i].field, strlen(bad_img[i].field)) == 0);
+        assert_int_equal(msg[strlen(bad_img[i].field)], ':');
+        json_decref(r);
+    }
+    r = json_pack("{s:s, s:s}", "text", "a red car", "model", "clip");
+    assert_int_equal(api__parse_search_images(r, &sq, &vec, &text, msg, sizeof msg), 0);
+    assert_string_equal(text, "a red car");
+    assert_string_equal(sq.model, "clip");
+    json_decref(r);
+
+    search_face_query fq;
+    r = json_pack("{s:i}", "face_id", 7);
+    assert_int_equal(api__parse_search_faces(r, &fq, &vec, msg, sizeof msg), 0);
+    assert_int_equal(fq.face_id, 7);
+    json_decref(r);
+    r = json_pack("{s:i}", "face_id", 0);
+    assert_int_equal(api__parse_search_faces(r, &fq, &vec, msg, sizeof msg), -1);
+    assert_true(strncmp(msg, "face_id:", 8) == 0);
+    json_decref(r);
+
+    const char *name = "x";
+    r = json_pack("{s:n}", "name");
+    assert_int_equal(api__parse_person_patch(r, &name, msg, sizeof msg), 0);
+    assert_null(name);
+    json_decref(r);
+    char longname[202];
+    memset(longname, 'a', 201);
+    longname[201] = '\0';
+    r = json_pack("{s:s}", "name", longname);
+    assert_int_equal(api__parse_person_patch(r, &name, msg, sizeof msg), -1);
+    json_decref(r);
+
+    int64_t from[API_MERGE_MAX];
+    int n = 0;
+    r = json_pack("{s:[i,i]}", "from", 2, 3);
+    assert_int_equal(api__parse_person_merge(r, 1, from, &n, msg, sizeof msg), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(from[1], 3);
+    assert_int_equal(api__parse_person_merge(r, 3, from, &n, msg, sizeof msg), -1);
+    assert_true(strncmp(msg, "from:", 5) == 0);
+    json_decref(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_list_query),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_asset_id),
+        cmocka_unit_test(test_search_people_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
