@@ -620,6 +620,11 @@ int api_start(api_deps *deps, api **out, err_t *e)
     pthread_cond_init(&a->cond, &ca);
     pthread_condattr_destroy(&ca);
 
+    /* Before the ticker starts: it reaps through a->conns. */
+    api_conns_opts co = {.max_connections = cfg->max_connections,
+                         .max_per_ip = cfg->max_connections_per_ip,
+                         .header_timeout_ms = cfg->header_timeout_ms};
+    a->conns = api_conns_new(&co);
     refresh_counts(a); /* so the first /health already has numbers */
     if (pthread_create(&a->ticker, NULL, ticker_main, a) != 0) {
         close(fd);
@@ -628,10 +633,6 @@ int api_start(api_deps *deps, api **out, err_t *e)
     }
     a->ticker_started = 1;
 
-    api_conns_opts co = {.max_connections = cfg->max_connections,
-                         .max_per_ip = cfg->max_connections_per_ip,
-                         .header_timeout_ms = cfg->header_timeout_ms};
-    a->conns = api_conns_new(&co);
     /* poll(), not select(): past FD_SETSIZE (1024) descriptors select() cannot watch a
      * socket, and --max-connections may go above it. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
