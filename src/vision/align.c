@@ -213,6 +213,13 @@ static void align__row_span(const vision_level *lv, int32_t x0, int32_t y0, int3
 typedef int32_t align__i32x4 __attribute__((vector_size(16)));
 typedef uint32_t align__u32x4 __attribute__((vector_size(16)));
 typedef float align__f32x4 __attribute__((vector_size(16)));
+/* Lanes i0..i3 of the 8 lanes of a then b: GCC's and clang's spellings. */
+#if defined(__clang__)
+#define ALIGN__SHUFFLE(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+#define ALIGN__SHUFFLE(a, b, i0, i1, i2, i3) \
+    __builtin_shuffle(a, b, (align__i32x4){i0, i1, i2, i3})
+#endif
 
 static inline uint32_t align__ld32(const uint8_t *p)
 {
@@ -297,12 +304,12 @@ align__run4(const align__job *j, int v, int u, int ub, int32_t x, int32_t y, int
             continue;
         }
         /* Interleave to r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3. */
-        align__f32x4 rg = __builtin_shuffle(fr, fg, (align__i32x4){0, 4, 1, 5});
-        align__f32x4 hi = __builtin_shuffle(fr, fg, (align__i32x4){2, 6, 3, 7});
-        align__f32x4 gb = __builtin_shuffle(fg, fb, (align__i32x4){1, 5, 1, 5});
-        align__f32x4 o0 = __builtin_shuffle(rg, fb, (align__i32x4){0, 1, 4, 2});
-        align__f32x4 o1 = __builtin_shuffle(gb, hi, (align__i32x4){0, 1, 4, 5});
-        align__f32x4 o2 = __builtin_shuffle(fb, hi, (align__i32x4){2, 6, 7, 3});
+        align__f32x4 rg = ALIGN__SHUFFLE(fr, fg, 0, 4, 1, 5);
+        align__f32x4 hi = ALIGN__SHUFFLE(fr, fg, 2, 6, 3, 7);
+        align__f32x4 gb = ALIGN__SHUFFLE(fg, fb, 1, 5, 1, 5);
+        align__f32x4 o0 = ALIGN__SHUFFLE(rg, fb, 0, 1, 4, 2);
+        align__f32x4 o1 = ALIGN__SHUFFLE(gb, hi, 0, 1, 4, 5);
+        align__f32x4 o2 = ALIGN__SHUFFLE(fb, hi, 2, 6, 7, 3);
         memcpy(j->t + px * 3, &o0, sizeof o0);
         memcpy(j->t + px * 3 + 4, &o1, sizeof o1);
         memcpy(j->t + px * 3 + 8, &o2, sizeof o2);

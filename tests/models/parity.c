@@ -549,7 +549,7 @@ static int run_reference(const parity_ctx *ctx, parity_run *r)
 {
     const parity_model *pm = r->pm;
     char script[512], in_file[400], in_arg[600], shape[64];
-    char out_files[PARITY_MAX_OUTS][400], out_args[PARITY_MAX_OUTS][600];
+    char out_files[PARITY_MAX_OUTS][400], out_args[PARITY_MAX_OUTS][1024];
     char *argv[16];
     int a = 0, rc = -1, nfiles = 0;
     float *tmp = NULL;
