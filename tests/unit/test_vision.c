@@ -226,7 +226,9 @@ static void test_decode_format_allowlist(void **state)
         {"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"8\" "
          "height=\"8\"><filter id=\"f\"><feTurbulence/></filter></svg>",
          "SVG"},
-        {"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0\x01\0\0\0\x01\0\x18\0",
+        /* 38 bytes: the file and info headers up to the bit count, then zeros. */
+        {"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0\x01\0\0\0\x01\0\x18\0"
+         "\0\0\0\0\0\0\0\0",
          "BMP"},
         {"%!PS-Adobe-3.0\n", "PostScript"},
         {"P6\n1 1\n255\n\xff\0\0", "PNM"},
