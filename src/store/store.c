@@ -197,6 +197,15 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
     return text;
 }
 
+char *store__event_payload(int64_t id, const store_event *ev, int64_t now)
+{
+    if (ev->deleted)
+        return store__deleted_event_json(id, ev->job_id, ev->asset_id, now);
+    return store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
+                             ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg,
+                             now);
+}
+
 json_t *job_to_json(const job *j)
 {
     json_t *o = json_object();
@@ -353,33 +362,210 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
     return rc;
 }
 
-/* --- retrying lease-conditional writes (store.h: "Connection loss") --------- */
+/* --- the queue policy (store_int.h) ------------------------------------------ */
 
-typedef enum { STORE__W_COMPLETE, STORE__W_FAIL, STORE__W_RETRY } store__write_kind;
+typedef enum {
+    STORE__W_COMPLETE,
+    STORE__W_FAIL,
+    STORE__W_RETRY,
+    STORE__W_RESCUE,
+    STORE__W_RELEASE,
+    STORE__W_CANCEL,
+} store__write_kind;
 
+/* One transition a caller asks for, with what it brings. */
 typedef struct {
     store__write_kind kind;
-    const job *j;
-    const char *owner;
+    const job *j;          /* complete, fail, retry: the leased job */
+    const char *owner;     /* complete, fail, retry, release */
     const store_result *r; /* complete */
     int code;              /* fail, retry */
     const char *error;     /* fail, retry */
-    const char *timings;   /* fail */
+    const char *timings;   /* fail, complete */
     int64_t delay_ms;      /* retry */
+    int64_t id;            /* cancel */
 } store__write;
+
+void store__rows_free(store_row *rows, int n)
+{
+    for (int i = 0; rows != NULL && i < n; i++) {
+        free(rows[i].timings);
+        free(rows[i].payload);
+    }
+    free(rows);
+}
+
+/*
+ * The queue's rules, in one place: what becomes of row `r` under `w` at
+ * `now`. Fills `o` and returns 1, or returns 0 to leave the row as it is (a
+ * cancel of a job that already ended or was already asked to cancel).
+ * `msg` (of `size` bytes) holds text that `o` may point into.
+ *
+ *  - A job asked to cancel that leaves running for any reason ends
+ *    cancelled; what a failing worker said about it is kept.
+ *  - Retry and lease rescue put the job back while attempts are left
+ *    (retry after its backoff, rescue at once), and fail it after the last.
+ *  - Release (a worker shutting down) puts the job back and gives the
+ *    attempt back: the job was not at fault.
+ *  - Complete ends done with the error of earlier attempts cleared.
+ */
+static int decide(const store_row *r, const store__write *w, int64_t now, store_outcome *o,
+                  char *msg, size_t size)
+{
+    memset(o, 0, sizeof *o);
+    const char *code = NULL, *error = NULL;
+    switch (w->kind) {
+    case STORE__W_CANCEL:
+        if (r->state == JOB_QUEUED)
+            o->to = JOB_CANCELLED;
+        else if (r->state == JOB_RUNNING && !r->cancel_requested)
+            o->to = JOB_RUNNING; /* the worker sees the flag and stops */
+        else
+            return 0;
+        return 1;
+    case STORE__W_RESCUE:
+        snprintf(msg, size, "lease expired at attempt %d", r->attempts);
+        code = STORE_LEASE_EXPIRED_CODE;
+        error = msg;
+        break;
+    case STORE__W_RETRY:
+    case STORE__W_FAIL:
+        code = err_name(w->code);
+        error = w->error;
+        break;
+    case STORE__W_COMPLETE:
+    case STORE__W_RELEASE:
+        break;
+    }
+    if (r->cancel_requested) {
+        o->to = JOB_CANCELLED;
+        if (w->kind == STORE__W_RETRY || w->kind == STORE__W_FAIL) {
+            o->code = code;
+            o->error = error;
+        }
+        o->timings = w->timings;
+        return 1;
+    }
+    switch (w->kind) {
+    case STORE__W_RESCUE:
+    case STORE__W_RETRY:
+        o->code = code;
+        o->error = error;
+        if (r->attempts >= r->max_attempts) {
+            o->to = JOB_FAILED;
+        } else {
+            o->to = JOB_QUEUED;
+            o->run_after_ms = now + (w->kind == STORE__W_RETRY ? w->delay_ms : 0);
+        }
+        break;
+    case STORE__W_FAIL:
+        o->to = JOB_FAILED;
+        o->code = code;
+        o->error = error;
+        o->timings = w->timings;
+        break;
+    case STORE__W_COMPLETE:
+        o->to = JOB_DONE;
+        o->timings = w->timings;
+        o->clear_error = 1;
+        break;
+    case STORE__W_RELEASE:
+        o->to = JOB_QUEUED;
+        o->run_after_ms = now;
+        o->uncount = 1;
+        break;
+    case STORE__W_CANCEL:
+        break;
+    }
+    return 1;
+}
+
+/* Applies the decision for one locked row: results, the row itself, and the event of an end. */
+static int apply_row(store *s, store_tx *tx, const store_row *r, const store__write *w, int64_t now,
+                     err_t *e)
+{
+    store_outcome o;
+    char msg[128];
+    if (!decide(r, w, now, &o, msg, sizeof msg))
+        return ERR_OK;
+    int rc = ERR_OK;
+    int nfaces = 0, nimage = 0;
+    if (o.to == JOB_DONE) {
+        rc = s->ops->results_put(s, tx, r, w->r, now, e);
+        nfaces = (w->r->face_model != NULL || w->r->detector_model != NULL) ? w->r->nfaces : 0;
+        nimage = w->r->image_model != NULL ? 1 : 0;
+    }
+    if (rc == ERR_OK)
+        rc = s->ops->row_apply(s, tx, r, &o, now, e);
+    if (rc || o.to == JOB_QUEUED || o.to == JOB_RUNNING)
+        return rc;
+    store_event ev = {
+        .job_id = r->id,
+        .asset_id = r->asset_id,
+        .state = o.to,
+        .tasks = r->tasks,
+        .attempts = r->attempts,
+        .nfaces = nfaces,
+        .nimage = nimage,
+        .timings = o.timings != NULL ? o.timings : r->timings,
+        .error_code = o.to == JOB_FAILED ? o.code : NULL,
+        .error_msg = o.to == JOB_FAILED ? o.error : NULL,
+    };
+    return s->ops->event_put(s, tx, &ev, now, e);
+}
+
+/* Runs `w` over the rows it names in one transaction; `*count` gets how many were locked. */
+static int write_once_n(store *s, const store__write *w, int *count, err_t *e)
+{
+    store_sel sel = {.owner = w->owner};
+    switch (w->kind) {
+    case STORE__W_COMPLETE:
+    case STORE__W_FAIL:
+    case STORE__W_RETRY:
+        sel.kind = STORE_SEL_LEASED;
+        sel.id = w->j->id;
+        sel.attempts = w->j->attempts;
+        break;
+    case STORE__W_RESCUE:
+        sel.kind = STORE_SEL_EXPIRED;
+        break;
+    case STORE__W_RELEASE:
+        sel.kind = STORE_SEL_OWNED;
+        break;
+    case STORE__W_CANCEL:
+        sel.kind = STORE_SEL_ID;
+        sel.id = w->id;
+        break;
+    }
+    store_tx *tx = NULL;
+    int rc = s->ops->tx_begin(s, &tx, e);
+    if (rc)
+        return rc;
+    int64_t now = store_now_ms();
+    sel.now = now;
+    store_row *rows = NULL;
+    int n = 0;
+    rc = s->ops->rows_lock(s, tx, &sel, &rows, &n, e);
+    if (rc == ERR_OK && n == 0 && sel.kind == STORE_SEL_LEASED)
+        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d",
+                     (long long)sel.id, w->owner, sel.attempts);
+    else if (rc == ERR_OK && n == 0 && sel.kind == STORE_SEL_ID)
+        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)sel.id);
+    for (int i = 0; rc == ERR_OK && i < n; i++)
+        rc = apply_row(s, tx, &rows[i], w, now, e);
+    store__rows_free(rows, n);
+    rc = s->ops->tx_end(s, tx, rc, e);
+    if (rc == ERR_OK && count != NULL)
+        *count = n;
+    return rc;
+}
 
 static int write_once(store *s, const store__write *w, err_t *e)
 {
-    switch (w->kind) {
-    case STORE__W_COMPLETE:
-        return s->ops->job_complete(s, w->j, w->owner, w->r, e);
-    case STORE__W_FAIL:
-        return s->ops->job_fail(s, w->j, w->owner, w->code, w->error, w->timings, e);
-    case STORE__W_RETRY:
-        return s->ops->job_retry(s, w->j, w->owner, w->delay_ms, w->code, w->error, e);
-    }
-    return err_set(e, ERR_INTERNAL, "store: unknown write");
+    return write_once_n(s, w, NULL, e);
 }
+
+/* --- retrying lease-conditional writes (store.h: "Connection loss") --------- */
 
 /*
  * Whether an earlier try of `w` committed although its caller saw the
@@ -517,7 +703,11 @@ int store_job_cancel(store *s, int64_t id, job *out, err_t *e)
         memset(out, 0, sizeof *out);
     if (id <= 0)
         return err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
-    return s->ops->job_cancel(s, id, out, e);
+    store__write w = {.kind = STORE__W_CANCEL, .id = id};
+    int rc = write_once(s, &w, e);
+    if (rc == ERR_OK && out != NULL)
+        rc = s->ops->job_get(s, id, out, e);
+    return rc;
 }
 
 int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
@@ -562,7 +752,8 @@ int store_job_rescue(store *s, int *n, err_t *e)
     *n = 0;
     if (s == NULL)
         return err_set(e, ERR_INVAL, "store_job_rescue: no store");
-    return s->ops->job_rescue(s, n, e);
+    store__write w = {.kind = STORE__W_RESCUE};
+    return write_once_n(s, &w, n, e);
 }
 
 int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms, int code,
@@ -616,7 +807,8 @@ int store_job_complete(store *s, const job *j, const char *owner, const store_re
         rc = check_result(r, e);
     if (rc)
         return rc;
-    store__write w = {.kind = STORE__W_COMPLETE, .j = j, .owner = owner, .r = r};
+    store__write w = {
+        .kind = STORE__W_COMPLETE, .j = j, .owner = owner, .r = r, .timings = r->timings};
     return write_retrying(s, &w, e);
 }
 
@@ -633,7 +825,8 @@ int store_job_release(store *s, const char *owner, int *n, err_t *e)
     int rc = check_owner(owner, e);
     if (rc)
         return rc;
-    return s->ops->job_release(s, owner, n, e);
+    store__write w = {.kind = STORE__W_RELEASE, .owner = owner};
+    return write_once_n(s, &w, n, e);
 }
 
 int store_counts_get(store *s, store_counts *c, err_t *e)
@@ -646,6 +839,191 @@ int store_counts_get(store *s, store_counts *c, err_t *e)
     return s->ops->counts_get(s, c, e);
 }
 
+/* --- asset and person JSON: built here, read by the backends ---------------- */
+
+void store__asset_clear(store_asset *a)
+{
+    free(a->payload);
+    for (int i = 0; i < a->nembs; i++) {
+        free(a->embs[i].model);
+        free(a->embs[i].nsfw);
+        free(a->embs[i].vector);
+    }
+    free(a->embs);
+    for (int i = 0; i < a->nfaces; i++) {
+        free(a->faces[i].keypoints);
+        free(a->faces[i].detector);
+        free(a->faces[i].model);
+        free(a->faces[i].vector);
+    }
+    free(a->faces);
+    memset(a, 0, sizeof *a);
+}
+
+void store__person_clear(store_person *p)
+{
+    free(p->name);
+    for (int i = 0; i < p->nfaces; i++)
+        free(p->faces[i].asset_id);
+    free(p->faces);
+    store_strings_free(p->assets, p->nassets);
+    memset(p, 0, sizeof *p);
+}
+
+void store__person_rows_free(store_person_row *rows, int n)
+{
+    for (int i = 0; rows != NULL && i < n; i++) {
+        free(rows[i].name);
+        free(rows[i].cover_asset);
+    }
+    free(rows);
+}
+
+float *store__vec_dup(const void *blob, size_t bytes, int dim, int *n)
+{
+    *n = 0;
+    if (blob == NULL || dim <= 0 || bytes < 4)
+        return NULL;
+    int cnt = bytes / 4 < (size_t)dim ? (int)(bytes / 4) : dim;
+    float *v = xmalloc((size_t)cnt * sizeof *v);
+    store__vec_from_le(blob, cnt, v);
+    *n = cnt;
+    return v;
+}
+
+static json_t *floats_json(const float *v, int n)
+{
+    if (v == NULL)
+        return json_null();
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+/* Stored keypoints text [[x,y] x6] as JSON rounded to 0.1 px. */
+static json_t *keypoints_json(const char *text)
+{
+    json_t *in = store__json_or_null(text);
+    json_t *out = json_array();
+    size_t i;
+    json_t *pt;
+    json_array_foreach(in, i, pt)
+    {
+        json_t *p = json_array();
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 0)), 10));
+        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 1)), 10));
+        json_array_append_new(out, p);
+    }
+    json_decref(in);
+    return out;
+}
+
+static json_t *box_json(const double box[4])
+{
+    json_t *a = json_array();
+    for (int b = 0; b < 4; b++)
+        json_array_append_new(a, store__num(box[b], 10));
+    return a;
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *asset_json(const char *asset_id, const store_asset *a, int with_vectors)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "asset_id", json_string(asset_id));
+    json_object_set_new(o, "payload", store__json_or_null(a->payload));
+    json_object_set_new(o, "width", json_integer(a->width));
+    json_object_set_new(o, "height", json_integer(a->height));
+    json_object_set_new(o, "updated_at", time_json(a->updated_ms));
+    json_t *embs = json_array();
+    for (int i = 0; i < a->nembs; i++) {
+        const store_asset_emb *m = &a->embs[i];
+        json_t *ie = json_object();
+        json_object_set_new(ie, "model", json_string(m->model != NULL ? m->model : ""));
+        json_object_set_new(ie, "dim", json_integer(m->dim));
+        json_object_set_new(ie, "norm", store__num(m->norm, 1e4));
+        json_object_set_new(ie, "nsfw", store__json_or_null(m->nsfw));
+        if (with_vectors)
+            json_object_set_new(ie, "vector", floats_json(m->vector, m->nvec));
+        json_array_append_new(embs, ie);
+    }
+    json_object_set_new(o, "image_embeddings", embs);
+    json_t *faces = json_array();
+    for (int i = 0; i < a->nfaces; i++) {
+        const store_asset_face *f = &a->faces[i];
+        json_t *fo = json_object();
+        json_object_set_new(fo, "id", json_integer(f->id));
+        json_object_set_new(fo, "box", box_json(f->box));
+        json_object_set_new(fo, "score", store__num(f->score, 1e4));
+        json_object_set_new(fo, "keypoints", keypoints_json(f->keypoints));
+        json_object_set_new(fo, "detector", json_string(f->detector != NULL ? f->detector : ""));
+        json_object_set_new(fo, "model", json_string(f->model != NULL ? f->model : ""));
+        json_object_set_new(fo, "dim", json_integer(f->dim));
+        if (with_vectors)
+            json_object_set_new(fo, "vector", floats_json(f->vector, f->nvec));
+        json_object_set_new(fo, "person_id",
+                            f->person_id > 0 ? json_integer(f->person_id) : json_null());
+        json_array_append_new(faces, fo);
+    }
+    json_object_set_new(o, "faces", faces);
+    return o;
+}
+
+static json_t *cover_json(int64_t face_id, const char *asset_id)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "face_id", json_integer(face_id));
+    json_object_set_new(c, "asset_id", json_string(asset_id != NULL ? asset_id : ""));
+    return c;
+}
+
+/* A person's summary: {id, name, face_count, cover}. */
+static json_t *person_row_json(const store_person_row *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(p->id));
+    json_object_set_new(o, "name", string_or_null(p->name));
+    json_object_set_new(o, "face_count", json_integer(p->face_count));
+    json_object_set_new(o, "cover", cover_json(p->cover_face, p->cover_asset));
+    return o;
+}
+
+/* A person in full: faces, assets, face_count and the first best-scoring face as cover. */
+static json_t *person_json(int64_t id, const store_person *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(id));
+    json_object_set_new(o, "name", string_or_null(p->name));
+    json_t *faces = json_array();
+    int best = -1;
+    for (int i = 0; i < p->nfaces; i++) {
+        const store_person_face *f = &p->faces[i];
+        json_t *fo = json_object();
+        json_object_set_new(fo, "id", json_integer(f->id));
+        json_object_set_new(fo, "asset_id", json_string(f->asset_id != NULL ? f->asset_id : ""));
+        json_object_set_new(fo, "box", box_json(f->box));
+        json_object_set_new(fo, "score", store__num(f->score, 1e4));
+        json_array_append_new(faces, fo);
+        if (best < 0 || f->score > p->faces[best].score)
+            best = i;
+    }
+    json_object_set_new(o, "faces", faces);
+    json_t *assets = json_array();
+    for (int i = 0; i < p->nassets; i++)
+        json_array_append_new(assets, json_string(p->assets[i]));
+    json_object_set_new(o, "assets", assets);
+    json_object_set_new(o, "face_count", json_integer(p->nfaces));
+    json_object_set_new(o, "cover",
+                        best >= 0 ? cover_json(p->faces[best].id, p->faces[best].asset_id)
+                                  : json_null());
+    return o;
+}
+
 int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e)
 {
     err_t local;
@@ -656,7 +1034,12 @@ int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **o
     int rc = check_asset_id(asset_id, e);
     if (rc)
         return rc;
-    return s->ops->asset_get(s, asset_id, with_vectors, out, e);
+    store_asset a = {0};
+    rc = s->ops->asset_read(s, asset_id, with_vectors, &a, e);
+    if (rc == ERR_OK)
+        *out = asset_json(asset_id, &a, with_vectors);
+    store__asset_clear(&a);
+    return rc;
 }
 
 int store_asset_delete(store *s, const char *asset_id, err_t *e)
@@ -879,7 +1262,16 @@ int store_people_list(store *s, json_t **out, err_t *e)
     if (s == NULL || out == NULL)
         return err_set(e, ERR_INVAL, "store_people_list: missing argument");
     *out = NULL;
-    return s->ops->people_list(s, out, e);
+    store_person_row *rows = NULL;
+    int n = 0;
+    int rc = s->ops->people_read(s, &rows, &n, e);
+    if (rc == ERR_OK) {
+        *out = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(*out, person_row_json(&rows[i]));
+    }
+    store__person_rows_free(rows, n);
+    return rc;
 }
 
 int store_person_get(store *s, int64_t id, json_t **out, err_t *e)
@@ -889,7 +1281,12 @@ int store_person_get(store *s, int64_t id, json_t **out, err_t *e)
     if (s == NULL || out == NULL || id <= 0)
         return err_set(e, ERR_INVAL, "store_person_get: missing argument or id <= 0");
     *out = NULL;
-    return s->ops->person_get(s, id, out, e);
+    store_person p = {0};
+    int rc = s->ops->person_read(s, id, &p, e);
+    if (rc == ERR_OK)
+        *out = person_json(id, &p);
+    store__person_clear(&p);
+    return rc;
 }
 
 int store_person_rename(store *s, int64_t id, const char *name, err_t *e)

@@ -10,6 +10,15 @@
  * reach the table from any handle, the way SQLite's sqlite3_vfs subclasses
  * work.
  *
+ * The queue policy lives in store.c alone: what becomes of a job on rescue,
+ * retry, fail, complete, release and cancel (cancel requested, attempts
+ * left, backoff, terminal state, its event) is decided there from plain
+ * `store_row`s. A backend only opens a transaction (tx_begin/tx_end), locks
+ * and reads the rows a transition names (rows_lock), and applies the
+ * outcome store.c hands back (row_apply, results_put, event_put) inside
+ * that transaction. How it locks (SQLite's single writer, PostgreSQL's
+ * FOR UPDATE / SKIP LOCKED) and orders its outbox stays its own business.
+ *
  * What every backend must do identically (the conformance suite in
  * tests/unit/test_store.c checks it):
  *  - lease-conditional transitions match `id, state = running, lease_owner,
@@ -30,25 +39,153 @@
 
 #include "store/store.h"
 
+/* A backend's open write transaction (opaque to store.c). */
+typedef struct store_tx store_tx;
+
+/* The columns of a job that the queue policy reads (backends fill it). */
+typedef struct store_row {
+    int64_t id;
+    char asset_id[STORE_ASSET_ID_MAX + 1];
+    job_state state;
+    unsigned tasks;
+    int attempts, max_attempts, cancel_requested;
+    char *timings; /* JSON text or NULL; owned by the row (store__rows_free) */
+    char *payload; /* JSON text or NULL; owned by the row */
+} store_row;
+
+/* Which rows a transition locks. */
+typedef enum {
+    STORE_SEL_LEASED,  /* id, running under owner at attempts: 0 or 1 row */
+    STORE_SEL_EXPIRED, /* running with lease_until_ms < now; rows locked elsewhere skipped */
+    STORE_SEL_OWNED,   /* running under owner */
+    STORE_SEL_ID,      /* id, whatever its state: 0 or 1 row */
+} store_sel_kind;
+
+typedef struct {
+    store_sel_kind kind;
+    int64_t id;        /* LEASED, ID */
+    int attempts;      /* LEASED */
+    const char *owner; /* LEASED, OWNED */
+    int64_t now;       /* EXPIRED */
+} store_sel;
+
+/*
+ * What store.c decided for one row, for the backend to write:
+ *  - to == JOB_QUEUED: back to the queue, lease cleared, run_after_ms set,
+ *    attempts minus `uncount`; a due job (run_after_ms <= now) wakes
+ *    claimers;
+ *  - to == JOB_RUNNING: the row stays running with cancel_requested set;
+ *  - otherwise a terminal state: lease cleared, finished_ms = now.
+ * NULL code, error or timings keep the stored value; clear_error clears
+ * the error instead (a job done after a retry has no error).
+ */
+typedef struct {
+    job_state to;
+    int64_t run_after_ms;
+    int uncount;
+    const char *code, *error, *timings;
+    int clear_error;
+} store_outcome;
+
+/* An outbox row to insert; the backend picks its id and calls store__event_payload(). */
+typedef struct {
+    int64_t job_id;
+    const char *asset_id;
+    int deleted; /* an asset deletion rather than a job's end */
+    job_state state;
+    unsigned tasks;
+    int attempts;
+    int nfaces, nimage;
+    const char *timings;
+    const char *error_code, *error_msg;
+} store_event;
+
+/*
+ * An asset as a backend reads it (asset_read); store.c turns it into the
+ * JSON of store_asset_get. Every pointer is owned by the struct
+ * (store__asset_clear). Vectors are read only when asked for; `nvec` is
+ * how many floats arrived (fewer than dim if the stored value is short).
+ */
+typedef struct {
+    char *model;
+    int dim;
+    double norm;
+    char *nsfw; /* JSON text or NULL */
+    float *vector;
+    int nvec;
+} store_asset_emb;
+
+typedef struct {
+    int64_t id;
+    double box[4];
+    double score;
+    char *keypoints; /* JSON text [[x,y] x6] */
+    char *detector, *model;
+    int dim;
+    float *vector;
+    int nvec;
+    int64_t person_id; /* 0: none */
+} store_asset_face;
+
+typedef struct {
+    char *payload; /* JSON text or NULL */
+    int width, height;
+    int64_t updated_ms;
+    store_asset_emb *embs; /* by model */
+    int nembs;
+    store_asset_face *faces; /* by id */
+    int nfaces;
+} store_asset;
+
+/* One person of people_read: its best-scoring face is the cover. Owned by the array. */
+typedef struct {
+    int64_t id;
+    char *name; /* NULL: unnamed */
+    int64_t face_count;
+    int64_t cover_face;
+    char *cover_asset;
+} store_person_row;
+
+typedef struct {
+    int64_t id;
+    char *asset_id;
+    double box[4];
+    double score;
+} store_person_face;
+
+/* A person of person_read with its faces (by id) and distinct assets (sorted bytewise). */
+typedef struct {
+    char *name; /* NULL: unnamed */
+    store_person_face *faces;
+    int nfaces;
+    char **assets;
+    int nassets;
+} store_person;
+
 typedef struct store_ops {
     const char *name; /* "sqlite", "postgres" */
     void (*close)(store *s);
     int (*job_enqueue)(store *s, const job_spec *spec, job *out, int *existing, err_t *e);
     int (*job_get)(store *s, int64_t id, job *out, err_t *e);
     int (*job_list)(store *s, int state, int64_t before_id, int limit, job **out, int *n, err_t *e);
-    int (*job_cancel)(store *s, int64_t id, job *out, err_t *e);
     int (*job_claim)(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
                      err_t *e);
     int (*job_heartbeat)(store *s, const char *owner, int64_t lease_ms, err_t *e);
-    int (*job_rescue)(store *s, int *n, err_t *e);
-    int (*job_retry)(store *s, const job *j, const char *owner, int64_t delay_ms, int code,
-                     const char *error, err_t *e);
-    int (*job_fail)(store *s, const job *j, const char *owner, int code, const char *error,
-                    const char *timings, err_t *e);
-    int (*job_complete)(store *s, const job *j, const char *owner, const store_result *r, err_t *e);
-    int (*job_release)(store *s, const char *owner, int *n, err_t *e);
+    /* The transition primitives (see the top of this file). */
+    int (*tx_begin)(store *s, store_tx **tx, err_t *e);
+    /* Commits when rc == ERR_OK, else rolls back; returns the final code. */
+    int (*tx_end)(store *s, store_tx *tx, int rc, err_t *e);
+    /* Locks and reads the rows `sel` names into a new array (store__rows_free), ordered by id. */
+    int (*rows_lock)(store *s, store_tx *tx, const store_sel *sel, store_row **rows, int *n,
+                     err_t *e);
+    int (*row_apply)(store *s, store_tx *tx, const store_row *r, const store_outcome *o,
+                     int64_t now, err_t *e);
+    /* Writes a completed job's results for r->asset_id (r->payload becomes the asset's). */
+    int (*results_put)(store *s, store_tx *tx, const store_row *r, const store_result *res,
+                       int64_t now, err_t *e);
+    int (*event_put)(store *s, store_tx *tx, const store_event *ev, int64_t now, err_t *e);
     int (*counts_get)(store *s, store_counts *c, err_t *e);
-    int (*asset_get)(store *s, const char *asset_id, int with_vectors, json_t **out, err_t *e);
+    int (*asset_read)(store *s, const char *asset_id, int with_vectors, store_asset *out, err_t *e);
     int (*asset_delete)(store *s, const char *asset_id, err_t *e);
     int (*outbox_read)(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                        int *n, err_t *e);
@@ -64,8 +201,8 @@ typedef struct store_ops {
     int (*faces_assign)(store *s, const int64_t *face_ids, const int64_t *person_ids, int n,
                         int *assigned, err_t *e);
     int (*people_reset)(store *s, err_t *e);
-    int (*people_list)(store *s, json_t **out, err_t *e);
-    int (*person_get)(store *s, int64_t id, json_t **out, err_t *e);
+    int (*people_read)(store *s, store_person_row **out, int *n, err_t *e);
+    int (*person_read)(store *s, int64_t id, store_person *out, err_t *e);
     int (*person_rename)(store *s, int64_t id, const char *name, err_t *e);
     int (*people_merge)(store *s, int64_t into, const int64_t *from, int n, err_t *e);
     int (*upload_sources)(store *s, const char *asset_id, const char *like, char ***srcs, int *n,
@@ -91,6 +228,24 @@ int store__pg_open(const char *target, const store_opts *opts, store **out, err_
 
 /* Error code stored on a job failed by lease rescue (not an err_name()). */
 #define STORE_LEASE_EXPIRED_CODE "lease_expired"
+
+/* Frees what the struct owns and zeroes it. */
+void store__asset_clear(store_asset *a);
+void store__person_clear(store_person *p);
+void store__person_rows_free(store_person_row *rows, int n);
+
+/*
+ * The stored vector `blob` (`bytes` bytes of float32 LE) as a new array of
+ * min(dim, bytes / 4) floats (free()), its length in `*n`; NULL with *n = 0
+ * for an empty or NULL blob.
+ */
+float *store__vec_dup(const void *blob, size_t bytes, int dim, int *n);
+
+/* Frees `n` rows and the array. */
+void store__rows_free(store_row *rows, int n);
+
+/* The outbox payload of `ev` with event id `id`, as new compact JSON text (free()). Never NULL. */
+char *store__event_payload(int64_t id, const store_event *ev, int64_t now);
 
 /*
  * The outbox payload of one event, as new compact JSON text (free()):

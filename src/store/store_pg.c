@@ -749,25 +749,30 @@ int store__pg_open(const char *target, const store_opts *opts, store **out, err_
     return ERR_OK;
 }
 
-/* --- outbox (inside a write transaction) ---------------------------------- */
+/* --- transitions: the primitives store.c's queue policy drives ------------- */
 
-typedef struct {
-    int64_t job_id;
-    const char *asset_id;
-    job_state state;
-    unsigned tasks;
-    int attempts;
-    int nfaces, nimage;
-    const char *timings;
-    const char *error_code, *error_msg;
-} pg_event;
+/* The transaction is the pooled connection it runs on. */
+static int pg_tx_begin(store *base, store_tx **tx, err_t *e)
+{
+    pg_conn *c = NULL;
+    int rc = pg_begin((pg_store *)base, BEGIN_RW, &c, e);
+    *tx = (store_tx *)c;
+    return rc;
+}
+
+static int pg_tx_end(store *base, store_tx *tx, int rc, err_t *e)
+{
+    return pg_end((pg_store *)base, (pg_conn *)tx, rc, e);
+}
 
 /*
  * Inserts the outbox row for `ev` and its NOTIFY; the caller holds the
  * transaction and every row lock it needs (see "Outbox order" above).
  */
-static int put_event(pg_store *s, pg_conn *c, const pg_event *ev, int64_t now, err_t *e)
+static int pg_event_put(store *base, store_tx *tx, const store_event *ev, int64_t now, err_t *e)
 {
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = (pg_conn *)tx;
     PGresult *r = NULL;
     int rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock",
                    NULL, e);
@@ -778,9 +783,7 @@ static int put_event(pg_store *s, pg_conn *c, const pg_event *ev, int64_t now, e
         return rc;
     int64_t id = v_i64(r, 0, 0);
     PQclear(r);
-    char *payload =
-        store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
-                          ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
+    char *payload = store__event_payload(id, ev, now);
     pg_params p = {0};
     p_i64(&p, id);
     p_i64(&p, ev->job_id);
@@ -799,123 +802,71 @@ static int put_event(pg_store *s, pg_conn *c, const pg_event *ev, int64_t now, e
     return q_run(s, c, "SELECT pg_notify($1, '')", &n, "notify", NULL, e);
 }
 
-/* The columns of a job that its transitions need (ROW_COLS). */
-typedef struct {
-    int64_t id;
-    char asset_id[STORE_ASSET_ID_MAX + 1];
-    unsigned tasks;
-    int attempts, max_attempts, cancel_requested;
-    char *timings;
-    char *payload;
-} pg_row;
+#define ROW_COLS                                                                                   \
+    "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
 
-#define ROW_COLS "id, asset_id, tasks, attempts, max_attempts, cancel_requested, timings, payload"
-
-static void read_row(const PGresult *r, int row, pg_row *out)
+static void read_row(const PGresult *r, int row, store_row *out)
 {
     out->id = v_i64(r, row, 0);
     v_copy(r, row, 1, out->asset_id, sizeof out->asset_id);
-    out->tasks = (unsigned)v_int(r, row, 2);
-    out->attempts = v_int(r, row, 3);
-    out->max_attempts = v_int(r, row, 4);
-    out->cancel_requested = v_int(r, row, 5);
-    out->timings = v_dup(r, row, 6);
-    out->payload = v_dup(r, row, 7);
+    int state = job_state_parse(v_str(r, row, 2));
+    out->state = state >= 0 ? (job_state)state : JOB_FAILED;
+    out->tasks = (unsigned)v_int(r, row, 3);
+    out->attempts = v_int(r, row, 4);
+    out->max_attempts = v_int(r, row, 5);
+    out->cancel_requested = v_int(r, row, 6);
+    out->timings = v_dup(r, row, 7);
+    out->payload = v_dup(r, row, 8);
 }
 
-static void row_clear(pg_row *r)
+/*
+ * Locks and reads the rows `sel` names, in id order (see "Outbox order").
+ * FOR UPDATE re-checks the condition on the newest version after any wait,
+ * so what the rows say holds until the caller's commit. Expired leases use
+ * SKIP LOCKED: a row locked by someone else is being finished or rescued by
+ * them.
+ */
+static int pg_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_row **out, int *n,
+                        err_t *e)
 {
-    free(r->timings);
-    free(r->payload);
-}
-
-static void rows_free(pg_row *rows, int n)
-{
-    for (int i = 0; i < n; i++)
-        row_clear(&rows[i]);
-    free(rows);
-}
-
-/* Every row of `r` (ROW_COLS) as a new array. */
-static void collect_rows(const PGresult *r, pg_row **out, int *n)
-{
+    pg_store *s = (pg_store *)base;
+    pg_params p = {0};
+    const char *sql = NULL;
+    switch (sel->kind) {
+    case STORE_SEL_LEASED:
+        sql = "SELECT " ROW_COLS " FROM jobs WHERE id = $1 AND state = 'running'"
+              " AND lease_owner = $2 AND attempts = $3 FOR UPDATE";
+        p_i64(&p, sel->id);
+        p_text(&p, sel->owner);
+        p_i64(&p, sel->attempts);
+        break;
+    case STORE_SEL_EXPIRED:
+        sql = "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_until_ms < $1"
+              " ORDER BY id FOR UPDATE SKIP LOCKED";
+        p_i64(&p, sel->now);
+        break;
+    case STORE_SEL_OWNED:
+        sql = "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_owner = $1"
+              " ORDER BY id FOR UPDATE";
+        p_text(&p, sel->owner);
+        break;
+    case STORE_SEL_ID:
+        sql = "SELECT " ROW_COLS " FROM jobs WHERE id = $1 FOR UPDATE";
+        p_i64(&p, sel->id);
+        break;
+    }
+    PGresult *r = NULL;
+    int rc = q_run(s, (pg_conn *)tx, sql, &p, "lock rows", &r, e);
+    if (rc)
+        return rc;
     int cnt = PQntuples(r);
-    pg_row *arr = cnt > 0 ? xcalloc((size_t)cnt, sizeof *arr) : NULL;
+    store_row *arr = cnt > 0 ? xcalloc((size_t)cnt, sizeof *arr) : NULL;
     for (int i = 0; i < cnt; i++)
         read_row(r, i, &arr[i]);
+    PQclear(r);
     *out = arr;
     *n = cnt;
-}
-
-/*
- * Ends job `r` (locked by the caller) in terminal state `to` and inserts its
- * event. NULL `code`, `error` or `timings` keep the stored value;
- * `clear_error` clears the error instead. The event carries the error only
- * when the job failed.
- */
-static int finish_job(pg_store *s, pg_conn *c, const pg_row *r, job_state to, const char *code,
-                      const char *error, const char *timings, int clear_error, int nfaces,
-                      int nimage, int64_t now, err_t *e)
-{
-    pg_params p = {0};
-    p_text(&p, job_state_name(to));
-    p_text(&p, code);
-    p_text(&p, error);
-    p_text(&p, timings);
-    p_text(&p, clear_error ? "true" : "false");
-    p_i64(&p, now);
-    p_i64(&p, r->id);
-    int rc = q_run(s, c,
-                   "UPDATE jobs SET state = $1, error_code = CASE WHEN $5::boolean THEN NULL"
-                   " ELSE coalesce($2, error_code) END, error = CASE WHEN $5::boolean THEN NULL"
-                   " ELSE coalesce($3, error) END, timings = coalesce($4, timings),"
-                   " lease_owner = NULL, lease_until_ms = 0, finished_ms = $6, updated_ms = $6"
-                   " WHERE id = $7",
-                   &p, "finish job", NULL, e);
-    if (rc)
-        return rc;
-    pg_event ev = {
-        .job_id = r->id,
-        .asset_id = r->asset_id,
-        .state = to,
-        .tasks = r->tasks,
-        .attempts = r->attempts,
-        .nfaces = nfaces,
-        .nimage = nimage,
-        .timings = timings != NULL ? timings : r->timings,
-        .error_code = to == JOB_FAILED ? code : NULL,
-        .error_msg = to == JOB_FAILED ? error : NULL,
-    };
-    return put_event(s, c, &ev, now, e);
-}
-
-/*
- * Locks and reads job `j` if it is still running under `owner` with the
- * same attempt number; ERR_LEASE otherwise. FOR UPDATE re-checks the
- * condition on the newest version after any wait, so the answer holds
- * until the caller's commit.
- */
-static int lease_row(pg_store *s, pg_conn *c, const job *j, const char *owner, pg_row *out,
-                     err_t *e)
-{
-    pg_params p = {0};
-    p_i64(&p, j->id);
-    p_text(&p, owner);
-    p_i64(&p, j->attempts);
-    PGresult *r = NULL;
-    int rc = q_run(s, c,
-                   "SELECT " ROW_COLS " FROM jobs WHERE id = $1 AND state = 'running'"
-                   " AND lease_owner = $2 AND attempts = $3 FOR UPDATE",
-                   &p, "lease check", &r, e);
-    if (rc)
-        return rc;
-    if (PQntuples(r) == 1)
-        read_row(r, 0, out);
-    else
-        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d", (long long)j->id,
-                     owner, j->attempts);
-    PQclear(r);
-    return rc;
+    return ERR_OK;
 }
 
 /* Sends the "new claimable job" hint; delivered at commit. */
@@ -926,26 +877,49 @@ static int notify_jobs(pg_store *s, pg_conn *c, err_t *e)
     return q_run(s, c, "SELECT pg_notify($1, '')", &p, "notify", NULL, e);
 }
 
-/* Back to queued, lease cleared; `uncount` also takes back the attempt (release). */
-static int requeue(pg_store *s, pg_conn *c, const pg_row *r, int64_t run_after, int uncount,
-                   const char *code, const char *error, int64_t now, err_t *e)
+static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const store_outcome *o,
+                        int64_t now, err_t *e)
 {
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = (pg_conn *)tx;
     pg_params p = {0};
-    p_i64(&p, run_after);
-    p_i64(&p, uncount ? 1 : 0);
-    p_text(&p, code);
-    p_text(&p, error);
+    if (o->to == JOB_RUNNING) {
+        p_i64(&p, now);
+        p_i64(&p, row->id);
+        return q_run(s, c, "UPDATE jobs SET cancel_requested = 1, updated_ms = $1 WHERE id = $2",
+                     &p, "cancel", NULL, e);
+    }
+    if (o->to == JOB_QUEUED) {
+        p_i64(&p, o->run_after_ms);
+        p_i64(&p, o->uncount);
+        p_text(&p, o->code);
+        p_text(&p, o->error);
+        p_i64(&p, now);
+        p_i64(&p, row->id);
+        int rc = q_run(s, c,
+                       "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                       " run_after_ms = $1, attempts = greatest(attempts - $2::integer, 0),"
+                       " error_code = coalesce($3, error_code), error = coalesce($4, error),"
+                       " updated_ms = $5 WHERE id = $6",
+                       &p, "requeue", NULL, e);
+        if (rc == ERR_OK && o->run_after_ms <= now)
+            rc = notify_jobs(s, c, e);
+        return rc;
+    }
+    p_text(&p, job_state_name(o->to));
+    p_text(&p, o->code);
+    p_text(&p, o->error);
+    p_text(&p, o->timings);
+    p_text(&p, o->clear_error ? "true" : "false");
     p_i64(&p, now);
-    p_i64(&p, r->id);
-    int rc = q_run(s, c,
-                   "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
-                   " run_after_ms = $1, attempts = greatest(attempts - $2::integer, 0),"
-                   " error_code = coalesce($3, error_code), error = coalesce($4, error),"
-                   " updated_ms = $5 WHERE id = $6",
-                   &p, "requeue", NULL, e);
-    if (rc == ERR_OK && run_after <= now)
-        rc = notify_jobs(s, c, e);
-    return rc;
+    p_i64(&p, row->id);
+    return q_run(s, c,
+                 "UPDATE jobs SET state = $1, error_code = CASE WHEN $5::boolean THEN NULL"
+                 " ELSE coalesce($2, error_code) END, error = CASE WHEN $5::boolean THEN NULL"
+                 " ELSE coalesce($3, error) END, timings = coalesce($4, timings),"
+                 " lease_owner = NULL, lease_until_ms = 0, finished_ms = $6, updated_ms = $6"
+                 " WHERE id = $7",
+                 &p, "finish job", NULL, e);
 }
 
 /* --- jobs ----------------------------------------------------------------- */
@@ -1099,65 +1073,6 @@ static int pg_upload_sources(store *base, const char *asset_id, const char *like
     return ERR_OK;
 }
 
-/* Reads job `id` (JOB_COLS) into `out` on `c`, inside the caller's transaction. */
-static int read_job(pg_store *s, pg_conn *c, int64_t id, job *out, err_t *e)
-{
-    pg_params p = {0};
-    p_i64(&p, id);
-    PGresult *r = NULL;
-    int rc = q_run(s, c, "SELECT " JOB_COLS " FROM jobs WHERE id = $1", &p, "read job", &r, e);
-    if (rc == ERR_OK) {
-        if (PQntuples(r) == 1)
-            row_to_job(r, 0, out);
-        else
-            rc = err_set(e, ERR_INTERNAL, "job %lld vanished", (long long)id);
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int pg_job_cancel(store *base, int64_t id, job *out, err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    PGresult *r = NULL;
-    pg_row row = {0};
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    pg_params p = {0};
-    p_i64(&p, id);
-    rc = q_run(s, c, "SELECT " ROW_COLS ", state FROM jobs WHERE id = $1 FOR UPDATE", &p, "cancel",
-               &r, e);
-    if (rc)
-        goto out;
-    if (PQntuples(r) != 1) {
-        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
-        goto out;
-    }
-    read_row(r, 0, &row);
-    int state = job_state_parse(v_str(r, 0, 8));
-    if (state == JOB_QUEUED) {
-        rc = finish_job(s, c, &row, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-    } else if (state == JOB_RUNNING && !row.cancel_requested) {
-        pg_params u = {0};
-        p_i64(&u, now);
-        p_i64(&u, id);
-        rc = q_run(s, c, "UPDATE jobs SET cancel_requested = 1, updated_ms = $1 WHERE id = $2", &u,
-                   "cancel", NULL, e);
-    }
-    if (rc == ERR_OK && out != NULL)
-        rc = read_job(s, c, id, out, e);
-out:
-    PQclear(r);
-    row_clear(&row);
-    rc = pg_end(s, c, rc, e);
-    if (rc && out != NULL)
-        job_clear(out);
-    return rc;
-}
-
 static int cmp_claim_order(const void *a, const void *b)
 {
     const job *x = a, *y = b;
@@ -1217,92 +1132,6 @@ static int pg_job_heartbeat(store *base, const char *owner, int64_t lease_ms, er
                     &p, "heartbeat", NULL, e);
 }
 
-static int pg_job_rescue(store *base, int *n, err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    PGresult *r = NULL;
-    pg_row *rows = NULL;
-    int nrows = 0;
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    pg_params p = {0};
-    p_i64(&p, now);
-    /*
-     * Lock them all first (see "Outbox order"); a row locked by someone else
-     * is being finished or rescued by them: skip it.
-     */
-    rc = q_run(s, c,
-               "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_until_ms < $1"
-               " ORDER BY id FOR UPDATE SKIP LOCKED",
-               &p, "rescue", &r, e);
-    if (rc)
-        goto out;
-    collect_rows(r, &rows, &nrows);
-    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
-        const pg_row *w = &rows[i];
-        char msg[128];
-        snprintf(msg, sizeof msg, "lease expired at attempt %d", w->attempts);
-        if (w->cancel_requested)
-            rc = finish_job(s, c, w, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-        else if (w->attempts >= w->max_attempts)
-            rc = finish_job(s, c, w, JOB_FAILED, STORE_LEASE_EXPIRED_CODE, msg, NULL, 0, 0, 0, now,
-                            e);
-        else
-            rc = requeue(s, c, w, now, 0, STORE_LEASE_EXPIRED_CODE, msg, now, e);
-    }
-    if (rc == ERR_OK)
-        *n = nrows;
-out:
-    PQclear(r);
-    rows_free(rows, nrows);
-    return pg_end(s, c, rc, e);
-}
-
-static int pg_job_retry(store *base, const job *j, const char *owner, int64_t delay_ms, int code,
-                        const char *error, err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    pg_row row = {0};
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, c, j, owner, &row, e);
-    if (rc == ERR_OK) {
-        if (row.cancel_requested)
-            rc =
-                finish_job(s, c, &row, JOB_CANCELLED, err_name(code), error, NULL, 0, 0, 0, now, e);
-        else if (row.attempts >= row.max_attempts)
-            rc = finish_job(s, c, &row, JOB_FAILED, err_name(code), error, NULL, 0, 0, 0, now, e);
-        else
-            rc = requeue(s, c, &row, now + delay_ms, 0, err_name(code), error, now, e);
-    }
-    row_clear(&row);
-    return pg_end(s, c, rc, e);
-}
-
-static int pg_job_fail(store *base, const job *j, const char *owner, int code, const char *error,
-                       const char *timings, err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    pg_row row = {0};
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, c, j, owner, &row, e);
-    if (rc == ERR_OK)
-        rc = finish_job(s, c, &row, row.cancel_requested ? JOB_CANCELLED : JOB_FAILED,
-                        err_name(code), error, timings, 0, 0, 0, now, e);
-    row_clear(&row);
-    return pg_end(s, c, rc, e);
-}
-
 /* The keypoints of `f` as JSON text [[x,y] x6], as store_sqlite.c writes them. */
 static void keypoints_text(const store_face *f, char *kps, size_t size)
 {
@@ -1314,10 +1143,13 @@ static void keypoints_text(const store_face *f, char *kps, size_t size)
     snprintf(kps + len, size - len, "]");
 }
 
-/* Writes the results of `r` for asset `asset_id`; inside the caller's transaction. */
-static int put_results(pg_store *s, pg_conn *c, const char *asset_id, const char *payload,
-                       const store_result *r, int64_t now, err_t *e)
+/* Writes the results `r` of job row `row`; inside the caller's transaction. */
+static int pg_results_put(store *base, store_tx *tx, const store_row *row, const store_result *r,
+                          int64_t now, err_t *e)
 {
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = (pg_conn *)tx;
+    const char *asset_id = row->asset_id, *payload = row->payload;
     pg_params p = {0};
     p_text(&p, asset_id);
     p_text(&p, payload);
@@ -1396,68 +1228,6 @@ static int put_results(pg_store *s, pg_conn *c, const char *asset_id, const char
     return rc;
 }
 
-static int pg_job_complete(store *base, const job *j, const char *owner, const store_result *r,
-                           err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    pg_row row = {0};
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, c, j, owner, &row, e);
-    if (rc)
-        goto out;
-    if (row.cancel_requested) {
-        rc = finish_job(s, c, &row, JOB_CANCELLED, NULL, NULL, r->timings, 0, 0, 0, now, e);
-        goto out;
-    }
-    rc = put_results(s, c, row.asset_id, row.payload, r, now, e);
-    if (rc == ERR_OK) {
-        int nfaces = (r->face_model != NULL || r->detector_model != NULL) ? r->nfaces : 0;
-        rc = finish_job(s, c, &row, JOB_DONE, NULL, NULL, r->timings, 1, nfaces,
-                        r->image_model != NULL ? 1 : 0, now, e);
-    }
-out:
-    row_clear(&row);
-    return pg_end(s, c, rc, e);
-}
-
-static int pg_job_release(store *base, const char *owner, int *n, err_t *e)
-{
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
-    PGresult *r = NULL;
-    pg_row *rows = NULL;
-    int nrows = 0;
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
-    pg_params p = {0};
-    p_text(&p, owner);
-    rc = q_run(s, c,
-               "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_owner = $1"
-               " ORDER BY id FOR UPDATE",
-               &p, "release", &r, e);
-    if (rc)
-        goto out;
-    collect_rows(r, &rows, &nrows);
-    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
-        if (rows[i].cancel_requested)
-            rc = finish_job(s, c, &rows[i], JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-        else
-            rc = requeue(s, c, &rows[i], now, 1, NULL, NULL, now, e);
-    }
-    if (rc == ERR_OK)
-        *n = nrows;
-out:
-    PQclear(r);
-    rows_free(rows, nrows);
-    return pg_end(s, c, rc, e);
-}
-
 static int pg_counts_get(store *base, store_counts *cnt, err_t *e)
 {
     pg_store *s = (pg_store *)base;
@@ -1499,50 +1269,27 @@ static int pg_counts_get(store *base, store_counts *cnt, err_t *e)
 
 /* --- results ---------------------------------------------------------------- */
 
-/* The bytea column as a JSON array of `dim` floats (fewer if the value is short). */
-static json_t *vector_json(const PGresult *r, int row, int col, int dim)
+/* The bytea column as a new float array of at most `dim` floats (store__vec_dup). */
+static float *v_vec(const PGresult *r, int row, int col, int dim, int *n)
 {
+    *n = 0;
     if (PQgetisnull(r, row, col) || dim <= 0)
-        return json_null();
+        return NULL;
     size_t bytes = 0;
     unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &bytes);
     if (b == NULL)
-        return json_null();
-    if (bytes / 4 < (size_t)dim)
-        dim = (int)(bytes / 4);
-    float *v = xmalloc((size_t)(dim > 0 ? dim : 1) * sizeof *v);
-    store__vec_from_le(b, dim, v);
+        return NULL;
+    float *v = store__vec_dup(b, bytes, dim, n);
     PQfreemem(b);
-    json_t *a = json_array();
-    for (int i = 0; i < dim; i++)
-        json_array_append_new(a, json_real(v[i]));
-    free(v);
-    return a;
+    return v;
 }
 
-static json_t *keypoints_json(const char *text)
-{
-    json_t *in = store__json_or_null(text);
-    json_t *out = json_array();
-    size_t i;
-    json_t *pt;
-    json_array_foreach(in, i, pt)
-    {
-        json_t *p = json_array();
-        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 0)), 10));
-        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 1)), 10));
-        json_array_append_new(out, p);
-    }
-    json_decref(in);
-    return out;
-}
-
-static int pg_asset_get(store *base, const char *asset_id, int with_vectors, json_t **out, err_t *e)
+static int pg_asset_read(store *base, const char *asset_id, int with_vectors, store_asset *a,
+                         err_t *e)
 {
     pg_store *s = (pg_store *)base;
     pg_conn *c = NULL;
     PGresult *r = NULL;
-    json_t *o = NULL;
     int rc = pg_begin(s, BEGIN_RO, &c, e);
     if (rc)
         return rc;
@@ -1556,14 +1303,10 @@ static int pg_asset_get(store *base, const char *asset_id, int with_vectors, jso
         rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
         goto out;
     }
-    o = json_object();
-    json_object_set_new(o, "asset_id", json_string(asset_id));
-    json_object_set_new(o, "payload", store__json_or_null(v_str(r, 0, 0)));
-    json_object_set_new(o, "width", json_integer(v_int(r, 0, 1)));
-    json_object_set_new(o, "height", json_integer(v_int(r, 0, 2)));
-    char when[40];
-    store__rfc3339(v_i64(r, 0, 3), when, sizeof when);
-    json_object_set_new(o, "updated_at", json_string(when));
+    a->payload = v_dup(r, 0, 0);
+    a->width = v_int(r, 0, 1);
+    a->height = v_int(r, 0, 2);
+    a->updated_ms = v_i64(r, 0, 3);
     PQclear(r);
     r = NULL;
 
@@ -1575,18 +1318,16 @@ static int pg_asset_get(store *base, const char *asset_id, int with_vectors, jso
                &p, "image embeddings", &r, e);
     if (rc)
         goto out;
-    json_t *embs = json_array();
-    json_object_set_new(o, "image_embeddings", embs);
-    for (int i = 0; i < PQntuples(r); i++) {
-        json_t *ie = json_object();
-        int dim = v_int(r, i, 1);
-        json_object_set_new(ie, "model", json_string(v_str(r, i, 0)));
-        json_object_set_new(ie, "dim", json_integer(dim));
-        json_object_set_new(ie, "norm", store__num(v_f64(r, i, 2), 1e4));
-        json_object_set_new(ie, "nsfw", store__json_or_null(v_str(r, i, 3)));
+    a->nembs = PQntuples(r);
+    a->embs = a->nembs > 0 ? xcalloc((size_t)a->nembs, sizeof *a->embs) : NULL;
+    for (int i = 0; i < a->nembs; i++) {
+        store_asset_emb *m = &a->embs[i];
+        m->model = v_dup(r, i, 0);
+        m->dim = v_int(r, i, 1);
+        m->norm = v_f64(r, i, 2);
+        m->nsfw = v_dup(r, i, 3);
         if (with_vectors)
-            json_object_set_new(ie, "vector", vector_json(r, i, 4, dim));
-        json_array_append_new(embs, ie);
+            m->vector = v_vec(r, i, 4, m->dim, &m->nvec);
     }
     PQclear(r);
     r = NULL;
@@ -1599,42 +1340,31 @@ static int pg_asset_get(store *base, const char *asset_id, int with_vectors, jso
                &p, "faces", &r, e);
     if (rc)
         goto out;
-    json_t *faces = json_array();
-    json_object_set_new(o, "faces", faces);
-    for (int i = 0; i < PQntuples(r); i++) {
-        json_t *f = json_object();
-        json_object_set_new(f, "id", json_integer(v_i64(r, i, 0)));
-        json_t *box = json_array();
+    a->nfaces = PQntuples(r);
+    a->faces = a->nfaces > 0 ? xcalloc((size_t)a->nfaces, sizeof *a->faces) : NULL;
+    for (int i = 0; i < a->nfaces; i++) {
+        store_asset_face *f = &a->faces[i];
+        f->id = v_i64(r, i, 0);
         for (int b = 0; b < 4; b++)
-            json_array_append_new(box, store__num(v_f64(r, i, 1 + b), 10));
-        json_object_set_new(f, "box", box);
-        json_object_set_new(f, "score", store__num(v_f64(r, i, 5), 1e4));
-        json_object_set_new(f, "keypoints", keypoints_json(v_str(r, i, 6)));
-        json_object_set_new(f, "detector", json_string(v_str(r, i, 7)));
-        json_object_set_new(f, "model", json_string(v_str(r, i, 8)));
-        int dim = v_int(r, i, 9);
-        json_object_set_new(f, "dim", json_integer(dim));
+            f->box[b] = v_f64(r, i, 1 + b);
+        f->score = v_f64(r, i, 5);
+        f->keypoints = v_dup(r, i, 6);
+        f->detector = v_dup(r, i, 7);
+        f->model = v_dup(r, i, 8);
+        f->dim = v_int(r, i, 9);
+        f->person_id = PQgetisnull(r, i, 10) ? 0 : v_i64(r, i, 10);
         if (with_vectors)
-            json_object_set_new(f, "vector", vector_json(r, i, 11, dim));
-        json_object_set_new(f, "person_id",
-                            PQgetisnull(r, i, 10) ? json_null() : json_integer(v_i64(r, i, 10)));
-        json_array_append_new(faces, f);
+            f->vector = v_vec(r, i, 11, f->dim, &f->nvec);
     }
 out:
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
-    if (rc) {
-        json_decref(o);
-        return rc;
-    }
-    *out = o;
-    return ERR_OK;
+    return pg_end(s, c, rc, e);
 }
 
 /*
  * Inserts the "deleted" outbox event of `asset_id` under its latest job (the
  * outbox row needs one; see store_asset_delete) and its NOTIFY, taking the
- * outbox lock as put_event() does. An asset whose jobs are all gone gets no
+ * outbox lock as pg_event_put() does. An asset whose jobs are all gone gets no
  * event.
  */
 static int put_deleted_event(pg_store *s, pg_conn *c, const char *asset_id, err_t *e)
@@ -1648,36 +1378,10 @@ static int put_deleted_event(pg_store *s, pg_conn *c, const char *asset_id, err_
     int isnull = PQntuples(r) != 1 || PQgetisnull(r, 0, 0);
     int64_t job_id = isnull ? 0 : v_i64(r, 0, 0);
     PQclear(r);
-    r = NULL;
     if (isnull)
         return ERR_OK;
-    rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock", NULL,
-               e);
-    if (rc == ERR_OK)
-        rc = q_run(s, c, "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))", NULL,
-                   "outbox id", &r, e);
-    if (rc)
-        return rc;
-    int64_t id = v_i64(r, 0, 0);
-    PQclear(r);
-    int64_t now = store_now_ms();
-    char *payload = store__deleted_event_json(id, job_id, asset_id, now);
-    pg_params q = {0};
-    p_i64(&q, id);
-    p_i64(&q, job_id);
-    p_text(&q, asset_id);
-    p_text(&q, payload);
-    p_i64(&q, now);
-    rc = q_run(s, c,
-               "INSERT INTO outbox(id, job_id, asset_id, payload, created_ms)"
-               " VALUES ($1, $2, $3, $4, $5)",
-               &q, "deleted event", NULL, e);
-    free(payload);
-    if (rc)
-        return rc;
-    pg_params n = {0};
-    p_text(&n, s->chan_outbox);
-    return q_run(s, c, "SELECT pg_notify($1, '')", &n, "notify", NULL, e);
+    store_event ev = {.job_id = job_id, .asset_id = asset_id, .deleted = 1};
+    return pg_event_put(&s->base, (store_tx *)c, &ev, store_now_ms(), e);
 }
 
 static int pg_asset_delete(store *base, const char *asset_id, err_t *e)
@@ -2046,57 +1750,45 @@ static int pg_people_reset(store *base, err_t *e)
     " cf.id, cf.asset_id FROM people p JOIN faces cf ON cf.id = (SELECT f.id FROM faces f"         \
     " WHERE f.person_id = p.id ORDER BY f.score DESC, f.id LIMIT 1)"
 
-static json_t *pg_person_json(const PGresult *r, int i)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(v_i64(r, i, 0)));
-    const char *name = v_str(r, i, 1);
-    json_object_set_new(o, "name", name != NULL ? json_string(name) : json_null());
-    json_object_set_new(o, "face_count", json_integer(v_i64(r, i, 2)));
-    json_t *cover = json_object();
-    json_object_set_new(cover, "face_id", json_integer(v_i64(r, i, 3)));
-    json_object_set_new(cover, "asset_id", json_string(v_str(r, i, 4)));
-    json_object_set_new(o, "cover", cover);
-    return o;
-}
-
-static int pg_people_list(store *base, json_t **out, err_t *e)
+static int pg_people_read(store *base, store_person_row **out, int *n, err_t *e)
 {
     PGresult *r = NULL;
     int rc = pg_query((pg_store *)base, BEGIN_RO, PG_PEOPLE_SELECT " ORDER BY n DESC, p.id", NULL,
                       "people", &r, e);
     if (rc)
         return rc;
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(arr, pg_person_json(r, i));
+    *n = PQntuples(r);
+    *out = *n > 0 ? xcalloc((size_t)*n, sizeof **out) : NULL;
+    for (int i = 0; i < *n; i++) {
+        store_person_row *p = &(*out)[i];
+        p->id = v_i64(r, i, 0);
+        p->name = v_dup(r, i, 1);
+        p->face_count = v_i64(r, i, 2);
+        p->cover_face = v_i64(r, i, 3);
+        p->cover_asset = v_dup(r, i, 4);
+    }
     PQclear(r);
-    *out = arr;
     return ERR_OK;
 }
 
-static int pg_person_get(store *base, int64_t id, json_t **out, err_t *e)
+static int pg_person_read(store *base, int64_t id, store_person *out, err_t *e)
 {
     pg_store *s = (pg_store *)base;
     pg_conn *c = NULL;
     PGresult *r = NULL;
-    json_t *o = NULL;
     int rc = pg_begin(s, BEGIN_RO, &c, e);
     if (rc)
         return rc;
     pg_params p = {0};
     p_i64(&p, id);
-    rc = q_run(s, c, "SELECT id, name FROM people WHERE id = $1", &p, "person", &r, e);
+    rc = q_run(s, c, "SELECT name FROM people WHERE id = $1", &p, "person", &r, e);
     if (rc)
         goto out;
     if (PQntuples(r) != 1) {
         rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
         goto out;
     }
-    o = json_object();
-    json_object_set_new(o, "id", json_integer(id));
-    const char *name = v_str(r, 0, 1);
-    json_object_set_new(o, "name", name != NULL ? json_string(name) : json_null());
+    out->name = v_dup(r, 0, 0);
     PQclear(r);
     r = NULL;
     rc = q_run(s, c,
@@ -2105,30 +1797,15 @@ static int pg_person_get(store *base, int64_t id, json_t **out, err_t *e)
                &p, "person faces", &r, e);
     if (rc)
         goto out;
-    json_t *faces = json_array();
-    json_object_set_new(o, "faces", faces);
-    int best = -1;
-    for (int i = 0; i < PQntuples(r); i++) {
-        json_t *f = json_object();
-        json_object_set_new(f, "id", json_integer(v_i64(r, i, 0)));
-        json_object_set_new(f, "asset_id", json_string(v_str(r, i, 1)));
-        json_t *box = json_array();
+    out->nfaces = PQntuples(r);
+    out->faces = out->nfaces > 0 ? xcalloc((size_t)out->nfaces, sizeof *out->faces) : NULL;
+    for (int i = 0; i < out->nfaces; i++) {
+        store_person_face *f = &out->faces[i];
+        f->id = v_i64(r, i, 0);
+        f->asset_id = v_dup(r, i, 1);
         for (int b = 0; b < 4; b++)
-            json_array_append_new(box, store__num(v_f64(r, i, 2 + b), 10));
-        json_object_set_new(f, "box", box);
-        json_object_set_new(f, "score", store__num(v_f64(r, i, 6), 1e4));
-        json_array_append_new(faces, f);
-        if (best < 0 || v_f64(r, i, 6) > v_f64(r, best, 6))
-            best = i;
-    }
-    json_object_set_new(o, "face_count", json_integer((json_int_t)json_array_size(faces)));
-    if (best >= 0) {
-        json_t *cover = json_object();
-        json_object_set_new(cover, "face_id", json_integer(v_i64(r, best, 0)));
-        json_object_set_new(cover, "asset_id", json_string(v_str(r, best, 1)));
-        json_object_set_new(o, "cover", cover);
-    } else {
-        json_object_set_new(o, "cover", json_null());
+            f->box[b] = v_f64(r, i, 2 + b);
+        f->score = v_f64(r, i, 6);
     }
     PQclear(r);
     r = NULL;
@@ -2138,19 +1815,13 @@ static int pg_person_get(store *base, int64_t id, json_t **out, err_t *e)
                &p, "person assets", &r, e);
     if (rc)
         goto out;
-    json_t *assets = json_array();
-    json_object_set_new(o, "assets", assets);
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(assets, json_string(v_str(r, i, 0)));
+    out->nassets = PQntuples(r);
+    out->assets = out->nassets > 0 ? xcalloc((size_t)out->nassets, sizeof *out->assets) : NULL;
+    for (int i = 0; i < out->nassets; i++)
+        out->assets[i] = v_dup(r, i, 0);
 out:
     PQclear(r);
-    rc = pg_end(s, c, rc, e);
-    if (rc) {
-        json_decref(o);
-        return rc;
-    }
-    *out = o;
-    return ERR_OK;
+    return pg_end(s, c, rc, e);
 }
 
 static int pg_person_rename(store *base, int64_t id, const char *name, err_t *e)
@@ -2207,16 +1878,16 @@ static const store_ops pg_ops = {
     .job_enqueue = pg_job_enqueue,
     .job_get = pg_job_get,
     .job_list = pg_job_list,
-    .job_cancel = pg_job_cancel,
     .job_claim = pg_job_claim,
     .job_heartbeat = pg_job_heartbeat,
-    .job_rescue = pg_job_rescue,
-    .job_retry = pg_job_retry,
-    .job_fail = pg_job_fail,
-    .job_complete = pg_job_complete,
-    .job_release = pg_job_release,
+    .tx_begin = pg_tx_begin,
+    .tx_end = pg_tx_end,
+    .rows_lock = pg_rows_lock,
+    .row_apply = pg_row_apply,
+    .results_put = pg_results_put,
+    .event_put = pg_event_put,
     .counts_get = pg_counts_get,
-    .asset_get = pg_asset_get,
+    .asset_read = pg_asset_read,
     .asset_delete = pg_asset_delete,
     .outbox_read = pg_outbox_read,
     .outbox_max_id = pg_outbox_max_id,
@@ -2229,8 +1900,8 @@ static const store_ops pg_ops = {
     .person_create = pg_person_create,
     .faces_assign = pg_faces_assign,
     .people_reset = pg_people_reset,
-    .people_list = pg_people_list,
-    .person_get = pg_person_get,
+    .people_read = pg_people_read,
+    .person_read = pg_person_read,
     .person_rename = pg_person_rename,
     .people_merge = pg_people_merge,
 };

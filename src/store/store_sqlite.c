@@ -15,9 +15,9 @@
  *
  * Privacy. The file holds face embeddings (biometric data): it and its
  * -wal/-shm companions are chmod'ed to 0600 at open when group or others
- * can read them (files made by an older inferd, or under a loose umask). The schema migrates forward by
- * PRAGMA user_version inside a BEGIN IMMEDIATE transaction, so several
- * processes opening a new file at once migrate it exactly once.
+ * can read them (files made by an older inferd, or under a loose umask). The schema migrates
+ * forward by PRAGMA user_version inside a BEGIN IMMEDIATE transaction, so several processes opening
+ * a new file at once migrate it exactly once.
  *
  * Threading. One handle serves every thread of the daemon (API connection
  * threads, dispatcher, slots, publisher):
@@ -61,7 +61,7 @@ typedef struct {
     struct store base; /* first: store.c reaches ops through it */
     char *path;
     int busy_ms;
-    int sync_normal; /* synchronous=NORMAL instead of FULL */
+    int sync_normal;       /* synchronous=NORMAL instead of FULL */
     pthread_mutex_t wlock; /* guards wdb and its statements */
     sqlite3 *wdb;
     pthread_mutex_t rlock; /* guards rfree/nfree */
@@ -616,22 +616,26 @@ int store__sqlite_open(const char *target, const store_opts *opts, store **out, 
     return ERR_OK;
 }
 
-/* --- outbox (inside a write transaction) ---------------------------------- */
+/* --- transitions: the primitives store.c's queue policy drives ------------- */
 
-typedef struct {
-    int64_t job_id;
-    const char *asset_id;
-    job_state state;
-    unsigned tasks;
-    int attempts;
-    int nfaces, nimage;
-    const char *timings;
-    const char *error_code, *error_msg;
-} sq_event;
+/* The write connection is the transaction: there is one writer. */
+static int sq_tx_begin(store *base, store_tx **tx, err_t *e)
+{
+    *tx = (store_tx *)base;
+    return wbegin((sq_store *)base, e);
+}
+
+static int sq_tx_end(store *base, store_tx *tx, int rc, err_t *e)
+{
+    (void)tx;
+    return wend((sq_store *)base, rc, e);
+}
 
 /* Inserts the outbox row for `ev`; the caller holds the write transaction. */
-static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
+static int sq_event_put(store *base, store_tx *tx, const store_event *ev, int64_t now, err_t *e)
 {
+    (void)tx;
+    sq_store *s = (sq_store *)base;
     sqlite3 *db = s->wdb;
     sqlite3_stmt *st = NULL;
     int rc = q_prep(s, db,
@@ -652,9 +656,7 @@ static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
     sqlite3_finalize(st);
     if (rc)
         return rc < 0 ? rc : err_set(e, ERR_INTERNAL, "outbox insert returned two rows");
-    char *payload =
-        store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
-                          ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg, now);
+    char *payload = store__event_payload(id, ev, now);
     s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
     rc = q_do(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", ARGS(A_TEXT(payload), A_INT(id)),
               "outbox payload", e);
@@ -662,93 +664,102 @@ static int put_event(sq_store *s, const sq_event *ev, int64_t now, err_t *e)
     return rc;
 }
 
-/* The columns of a job that its transitions need (SQ_ROW_COLS). */
-typedef struct {
-    int64_t id;
-    char asset_id[STORE_ASSET_ID_MAX + 1];
-    unsigned tasks;
-    int attempts, max_attempts, cancel_requested;
-    char *timings;
-} sq_row;
-
-/*
- * Ends job `r` (running or queued) in terminal state `to` and inserts its
- * event; the caller holds the write transaction. NULL `code`, `error` or
- * `timings` keep the stored value; `clear_error` clears the error instead
- * (a job done after a retry has no error). The event carries the error only
- * when the job failed.
- */
-static int finish_job(sq_store *s, const sq_row *r, job_state to, const char *code,
-                      const char *error, const char *timings, int clear_error, int nfaces,
-                      int nimage, int64_t now, err_t *e)
+static int sq_row_apply(store *base, store_tx *tx, const store_row *r, const store_outcome *o,
+                        int64_t now, err_t *e)
 {
-    int rc = q_do(s, s->wdb,
-                  "UPDATE jobs SET state = ?1, error_code = CASE WHEN ?5 THEN NULL ELSE"
-                  " coalesce(?2, error_code) END, error = CASE WHEN ?5 THEN NULL ELSE"
-                  " coalesce(?3, error) END, timings = coalesce(?4, timings),"
-                  " lease_owner = NULL, lease_until_ms = 0, finished_ms = ?6, updated_ms = ?6"
-                  " WHERE id = ?7",
-                  ARGS(A_TEXT(job_state_name(to)), A_TEXT(code), A_TEXT(error), A_TEXT(timings),
-                       A_INT(clear_error), A_INT(now), A_INT(r->id)),
-                  "finish job", e);
-    if (rc)
-        return rc;
-    sq_event ev = {
-        .job_id = r->id,
-        .asset_id = r->asset_id,
-        .state = to,
-        .tasks = r->tasks,
-        .attempts = r->attempts,
-        .nfaces = nfaces,
-        .nimage = nimage,
-        .timings = timings != NULL ? timings : r->timings,
-        .error_code = to == JOB_FAILED ? code : NULL,
-        .error_msg = to == JOB_FAILED ? error : NULL,
-    };
-    return put_event(s, &ev, now, e);
+    (void)tx;
+    sq_store *s = (sq_store *)base;
+    if (o->to == JOB_RUNNING)
+        return q_do(s, s->wdb, "UPDATE jobs SET cancel_requested = 1, updated_ms = ? WHERE id = ?",
+                    ARGS(A_INT(now), A_INT(r->id)), "cancel", e);
+    if (o->to == JOB_QUEUED) {
+        if (o->run_after_ms <= now)
+            s->wnotify |= 1u << STORE_CHANNEL_JOBS;
+        return q_do(s, s->wdb,
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                    " run_after_ms = ?1, attempts = max(attempts - ?2, 0),"
+                    " error_code = coalesce(?3, error_code), error = coalesce(?4, error),"
+                    " updated_ms = ?5 WHERE id = ?6",
+                    ARGS(A_INT(o->run_after_ms), A_INT(o->uncount), A_TEXT(o->code),
+                         A_TEXT(o->error), A_INT(now), A_INT(r->id)),
+                    "requeue", e);
+    }
+    return q_do(s, s->wdb,
+                "UPDATE jobs SET state = ?1, error_code = CASE WHEN ?5 THEN NULL ELSE"
+                " coalesce(?2, error_code) END, error = CASE WHEN ?5 THEN NULL ELSE"
+                " coalesce(?3, error) END, timings = coalesce(?4, timings),"
+                " lease_owner = NULL, lease_until_ms = 0, finished_ms = ?6, updated_ms = ?6"
+                " WHERE id = ?7",
+                ARGS(A_TEXT(job_state_name(o->to)), A_TEXT(o->code), A_TEXT(o->error),
+                     A_TEXT(o->timings), A_INT(o->clear_error), A_INT(now), A_INT(r->id)),
+                "finish job", e);
 }
 
-#define SQ_ROW_COLS "id, asset_id, tasks, attempts, max_attempts, cancel_requested, timings"
+#define SQ_ROW_COLS                                                                                \
+    "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
 
-static void read_row(sqlite3_stmt *st, sq_row *r)
+static void read_row(sqlite3_stmt *st, store_row *r)
 {
     r->id = sqlite3_column_int64(st, 0);
     col_copy(st, 1, r->asset_id, sizeof r->asset_id);
-    r->tasks = (unsigned)sqlite3_column_int(st, 2);
-    r->attempts = sqlite3_column_int(st, 3);
-    r->max_attempts = sqlite3_column_int(st, 4);
-    r->cancel_requested = sqlite3_column_int(st, 5);
-    r->timings = col_strdup(st, 6);
+    int state = job_state_parse((const char *)sqlite3_column_text(st, 2));
+    r->state = state >= 0 ? (job_state)state : JOB_FAILED;
+    r->tasks = (unsigned)sqlite3_column_int(st, 3);
+    r->attempts = sqlite3_column_int(st, 4);
+    r->max_attempts = sqlite3_column_int(st, 5);
+    r->cancel_requested = sqlite3_column_int(st, 6);
+    r->timings = col_strdup(st, 7);
+    r->payload = col_strdup(st, 8);
 }
 
 /*
- * Reads the job `j` if it is still running under `owner` with the same
- * attempt number; ERR_LEASE otherwise. The caller holds the write
- * transaction, so the answer stays true until it commits.
+ * Reads the rows `sel` names. The caller holds the write transaction, so
+ * what they say stays true until it commits: SQLite has one writer.
  */
-static int lease_row(sq_store *s, const job *j, const char *owner, sq_row *r, err_t *e)
+static int sq_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_row **out, int *n,
+                        err_t *e)
 {
-    sqlite3 *db = s->wdb;
+    (void)tx;
+    sq_store *s = (sq_store *)base;
+    static const char *const where[] = {
+        [STORE_SEL_LEASED] = "id = ?1 AND state = 'running' AND lease_owner = ?2 AND attempts = ?3",
+        [STORE_SEL_EXPIRED] = "state = 'running' AND lease_until_ms < ?4",
+        [STORE_SEL_OWNED] = "state = 'running' AND lease_owner = ?2",
+        [STORE_SEL_ID] = "id = ?1",
+    };
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT " SQ_ROW_COLS " FROM jobs WHERE %s ORDER BY id",
+             where[sel->kind]);
     sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, db,
-                    "SELECT " SQ_ROW_COLS " FROM jobs WHERE id = ? AND state = 'running'"
-                    " AND lease_owner = ? AND attempts = ?",
-                    &st, e);
+    int rc = q_prep(s, s->wdb, sql, &st, e);
     if (rc)
         return rc;
-    sqlite3_bind_int64(st, 1, j->id);
-    bind_text(st, 2, owner);
-    sqlite3_bind_int(st, 3, j->attempts);
-    rc = q_step(s, db, st, "lease check", e);
-    if (rc == 1) {
-        read_row(st, r);
-        rc = ERR_OK;
-    } else if (rc == 0) {
-        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d", (long long)j->id,
-                     owner, j->attempts);
+    /* Unused numbered parameters are allowed; bind them all. */
+    if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_ID)
+        sqlite3_bind_int64(st, 1, sel->id);
+    if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_OWNED)
+        bind_text(st, 2, sel->owner);
+    if (sel->kind == STORE_SEL_LEASED)
+        sqlite3_bind_int(st, 3, sel->attempts);
+    if (sel->kind == STORE_SEL_EXPIRED)
+        sqlite3_bind_int64(st, 4, sel->now);
+    store_row *arr = NULL;
+    int cnt = 0, cap = 0;
+    while ((rc = q_step(s, s->wdb, st, "lock rows", e)) == 1) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+        }
+        read_row(st, &arr[cnt++]);
     }
     sqlite3_finalize(st);
-    return rc;
+    if (rc) {
+        store__rows_free(arr, cnt);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return ERR_OK;
 }
 
 /* --- jobs ----------------------------------------------------------------- */
@@ -870,11 +881,12 @@ static int sq_upload_sources(store *base, const char *asset_id, const char *like
     sq_store *s = (sq_store *)base;
     sqlite3 *db = rget(s);
     sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, db,
-                    asset_id != NULL ? "SELECT source FROM jobs WHERE asset_id = ?1 AND source LIKE ?2"
-                                     : "SELECT source FROM jobs WHERE state IN ('queued','running') "
-                                       "AND source LIKE ?2",
-                    &st, e);
+    int rc =
+        q_prep(s, db,
+               asset_id != NULL ? "SELECT source FROM jobs WHERE asset_id = ?1 AND source LIKE ?2"
+                                : "SELECT source FROM jobs WHERE state IN ('queued','running') "
+                                  "AND source LIKE ?2",
+               &st, e);
     char **arr = NULL;
     int cnt = 0, cap = 0;
     if (rc == ERR_OK) {
@@ -901,63 +913,6 @@ static int sq_upload_sources(store *base, const char *asset_id, const char *like
     *srcs = arr;
     *n = cnt;
     return ERR_OK;
-}
-
-static int sq_job_cancel(store *base, int64_t id, job *out, err_t *e)
-{
-    sq_store *s = (sq_store *)base;
-    sqlite3 *db = s->wdb;
-    sqlite3_stmt *st = NULL;
-    int64_t now = store_now_ms();
-    sq_row r = {0};
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = q_prep(s, db, "SELECT " SQ_ROW_COLS ", state FROM jobs WHERE id = ?", &st, e);
-    if (rc)
-        goto out;
-    sqlite3_bind_int64(st, 1, id);
-    rc = q_step(s, db, st, "cancel", e);
-    if (rc == 0) {
-        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
-        goto out;
-    }
-    if (rc < 0)
-        goto out;
-    read_row(st, &r);
-    int state = job_state_parse((const char *)sqlite3_column_text(st, 7));
-    sqlite3_finalize(st);
-    st = NULL;
-    rc = ERR_OK;
-    if (state == JOB_QUEUED) {
-        rc = finish_job(s, &r, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-    } else if (state == JOB_RUNNING && !r.cancel_requested) {
-        rc = q_prep(s, db, "UPDATE jobs SET cancel_requested = 1, updated_ms = ? WHERE id = ?", &st,
-                    e);
-        if (rc)
-            goto out;
-        sqlite3_bind_int64(st, 1, now);
-        sqlite3_bind_int64(st, 2, id);
-        rc = q_step(s, db, st, "cancel", e);
-    }
-    if (rc == ERR_OK && out != NULL) {
-        sqlite3_finalize(st);
-        rc = q_prep(s, db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &st, e);
-        if (rc)
-            goto out;
-        sqlite3_bind_int64(st, 1, id);
-        rc = q_step(s, db, st, "cancel", e);
-        if (rc == 1) {
-            row_to_job(st, out);
-            rc = ERR_OK;
-        } else if (rc == 0) {
-            rc = err_set(e, ERR_INTERNAL, "job %lld vanished", (long long)id);
-        }
-    }
-out:
-    sqlite3_finalize(st);
-    free(r.timings);
-    return wend(s, rc, e);
 }
 
 static int cmp_claim_order(const void *a, const void *b)
@@ -1014,130 +969,14 @@ static int sq_job_heartbeat(store *base, const char *owner, int64_t lease_ms, er
                 ARGS(A_INT(now + lease_ms), A_INT(now), A_TEXT(owner)), "heartbeat", e);
 }
 
-/* Collects the rows of `st` (SQ_ROW_COLS) into a new array. */
-static int collect_rows(sq_store *s, sqlite3_stmt *st, const char *op, sq_row **out, int *n,
-                        err_t *e)
+/* Writes the results `r` of job row `row`; inside the write transaction. */
+static int sq_results_put(store *base, store_tx *tx, const store_row *row, const store_result *r,
+                          int64_t now, err_t *e)
 {
-    sq_row *arr = NULL;
-    int cnt = 0, cap = 0, rc;
-    while ((rc = q_step(s, s->wdb, st, op, e)) == 1) {
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 8;
-            arr = xrealloc(arr, (size_t)cap * sizeof *arr);
-        }
-        read_row(st, &arr[cnt++]);
-    }
-    *out = arr;
-    *n = cnt;
-    return rc;
-}
-
-static void rows_free(sq_row *rows, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(rows[i].timings);
-    free(rows);
-}
-
-/* Back to queued, lease cleared; `uncount` also takes back the attempt (release). */
-static int requeue(sq_store *s, const sq_row *r, int64_t run_after, int uncount, const char *code,
-                   const char *error, int64_t now, err_t *e)
-{
-    int rc = q_do(s, s->wdb,
-                  "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
-                  " run_after_ms = ?1, attempts = max(attempts - ?2, 0),"
-                  " error_code = coalesce(?3, error_code), error = coalesce(?4, error),"
-                  " updated_ms = ?5 WHERE id = ?6",
-                  ARGS(A_INT(run_after), A_INT(uncount ? 1 : 0), A_TEXT(code), A_TEXT(error),
-                       A_INT(now), A_INT(r->id)),
-                  "requeue", e);
-    if (run_after <= now)
-        s->wnotify |= 1u << STORE_CHANNEL_JOBS;
-    return rc;
-}
-
-static int sq_job_rescue(store *base, int *n, err_t *e)
-{
+    (void)tx;
     sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
-    sq_row *rows = NULL;
-    int nrows = 0;
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = q_prep(s, s->wdb,
-                "SELECT " SQ_ROW_COLS " FROM jobs"
-                " WHERE state = 'running' AND lease_until_ms < ?",
-                &st, e);
-    if (rc)
-        goto out;
-    sqlite3_bind_int64(st, 1, now);
-    /* Collect first: the rows are updated below, not while the scan runs. */
-    rc = collect_rows(s, st, "rescue", &rows, &nrows, e);
-    sqlite3_finalize(st);
-    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
-        const sq_row *r = &rows[i];
-        char msg[128];
-        snprintf(msg, sizeof msg, "lease expired at attempt %d", r->attempts);
-        if (r->cancel_requested)
-            rc = finish_job(s, r, JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-        else if (r->attempts >= r->max_attempts)
-            rc = finish_job(s, r, JOB_FAILED, STORE_LEASE_EXPIRED_CODE, msg, NULL, 0, 0, 0, now, e);
-        else
-            rc = requeue(s, r, now, 0, STORE_LEASE_EXPIRED_CODE, msg, now, e);
-    }
-    if (rc == ERR_OK)
-        *n = nrows;
-out:
-    rows_free(rows, nrows);
-    return wend(s, rc, e);
-}
-
-static int sq_job_retry(store *base, const job *j, const char *owner, int64_t delay_ms, int code,
-                        const char *error, err_t *e)
-{
-    sq_store *s = (sq_store *)base;
-    sq_row r = {0};
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, j, owner, &r, e);
-    if (rc == ERR_OK) {
-        if (r.cancel_requested)
-            rc = finish_job(s, &r, JOB_CANCELLED, err_name(code), error, NULL, 0, 0, 0, now, e);
-        else if (r.attempts >= r.max_attempts)
-            rc = finish_job(s, &r, JOB_FAILED, err_name(code), error, NULL, 0, 0, 0, now, e);
-        else
-            rc = requeue(s, &r, now + delay_ms, 0, err_name(code), error, now, e);
-    }
-    free(r.timings);
-    return wend(s, rc, e);
-}
-
-static int sq_job_fail(store *base, const job *j, const char *owner, int code, const char *error,
-                       const char *timings, err_t *e)
-{
-    sq_store *s = (sq_store *)base;
-    sq_row r = {0};
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, j, owner, &r, e);
-    if (rc == ERR_OK)
-        rc = finish_job(s, &r, r.cancel_requested ? JOB_CANCELLED : JOB_FAILED, err_name(code),
-                        error, timings, 0, 0, 0, now, e);
-    free(r.timings);
-    return wend(s, rc, e);
-}
-
-/* Writes the results of `r` for asset `asset_id`; inside the write transaction. */
-static int put_results(sq_store *s, const char *asset_id, const char *payload,
-                       const store_result *r, int64_t now, err_t *e)
-{
     sqlite3 *db = s->wdb;
+    const char *asset_id = row->asset_id, *payload = row->payload;
     sqlite3_stmt *st = NULL;
     /* A job without a payload keeps the payload an earlier job gave the asset. */
     int rc =
@@ -1222,79 +1061,6 @@ static int put_results(sq_store *s, const char *asset_id, const char *payload,
     return rc;
 }
 
-static int sq_job_complete(store *base, const job *j, const char *owner, const store_result *r,
-                           err_t *e)
-{
-    sq_store *s = (sq_store *)base;
-    sq_row row = {0};
-    char *payload = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = lease_row(s, j, owner, &row, e);
-    if (rc)
-        goto out;
-    if (row.cancel_requested) {
-        rc = finish_job(s, &row, JOB_CANCELLED, NULL, NULL, r->timings, 0, 0, 0, now, e);
-        goto out;
-    }
-    rc = q_prep(s, s->wdb, "SELECT payload FROM jobs WHERE id = ?", &st, e);
-    if (rc)
-        goto out;
-    sqlite3_bind_int64(st, 1, row.id);
-    rc = q_step(s, s->wdb, st, "job payload", e);
-    if (rc == 1) {
-        payload = col_strdup(st, 0);
-        rc = ERR_OK;
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        goto out;
-    rc = put_results(s, row.asset_id, payload, r, now, e);
-    if (rc == ERR_OK) {
-        int nfaces = (r->face_model != NULL || r->detector_model != NULL) ? r->nfaces : 0;
-        rc = finish_job(s, &row, JOB_DONE, NULL, NULL, r->timings, 1, nfaces,
-                        r->image_model != NULL ? 1 : 0, now, e);
-    }
-out:
-    free(payload);
-    free(row.timings);
-    return wend(s, rc, e);
-}
-
-static int sq_job_release(store *base, const char *owner, int *n, err_t *e)
-{
-    sq_store *s = (sq_store *)base;
-    sqlite3_stmt *st = NULL;
-    sq_row *rows = NULL;
-    int nrows = 0;
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
-    rc = q_prep(s, s->wdb,
-                "SELECT " SQ_ROW_COLS " FROM jobs WHERE state = 'running' AND lease_owner = ?", &st,
-                e);
-    if (rc)
-        goto out;
-    bind_text(st, 1, owner);
-    rc = collect_rows(s, st, "release", &rows, &nrows, e);
-    sqlite3_finalize(st);
-    for (int i = 0; rc == ERR_OK && i < nrows; i++) {
-        if (rows[i].cancel_requested)
-            rc = finish_job(s, &rows[i], JOB_CANCELLED, NULL, NULL, NULL, 0, 0, 0, now, e);
-        else
-            rc = requeue(s, &rows[i], now, 1, NULL, NULL, now, e);
-    }
-    if (rc == ERR_OK)
-        *n = nrows;
-out:
-    rows_free(rows, nrows);
-    return wend(s, rc, e);
-}
-
 static int sq_counts_get(store *base, store_counts *c, err_t *e)
 {
     sq_store *s = (sq_store *)base;
@@ -1345,46 +1111,30 @@ static int sq_counts_get(store *base, store_counts *c, err_t *e)
 
 /* --- results ---------------------------------------------------------------- */
 
-static json_t *vector_json(sqlite3_stmt *st, int col, int dim)
+/* Appends one element to the growing array `*arr` of `*n` (capacity `*cap`); returns it zeroed. */
+static void *grow(void *arr, int *n, int *cap, size_t size, void **out)
 {
-    const unsigned char *b = sqlite3_column_blob(st, col);
-    int bytes = sqlite3_column_bytes(st, col);
-    if (b == NULL || dim <= 0)
-        return json_null();
-    if (bytes / 4 < dim)
-        dim = bytes / 4;
-    float *v = xmalloc((size_t)dim * sizeof *v);
-    store__vec_from_le(b, dim, v);
-    json_t *a = json_array();
-    for (int i = 0; i < dim; i++)
-        json_array_append_new(a, json_real(v[i]));
-    free(v);
-    return a;
-}
-
-static json_t *keypoints_json(const char *text)
-{
-    json_t *in = store__json_or_null(text);
-    json_t *out = json_array();
-    size_t i;
-    json_t *pt;
-    json_array_foreach(in, i, pt)
-    {
-        json_t *p = json_array();
-        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 0)), 10));
-        json_array_append_new(p, store__num(json_number_value(json_array_get(pt, 1)), 10));
-        json_array_append_new(out, p);
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        arr = xrealloc(arr, (size_t)*cap * size);
     }
-    json_decref(in);
-    return out;
+    *out = (char *)arr + (size_t)(*n)++ * size;
+    memset(*out, 0, size);
+    return arr;
 }
 
-static int sq_asset_get(store *base, const char *asset_id, int with_vectors, json_t **out, err_t *e)
+static float *col_vec(sqlite3_stmt *st, int col, int dim, int *n)
+{
+    return store__vec_dup(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col), dim,
+                          n);
+}
+
+static int sq_asset_read(store *base, const char *asset_id, int with_vectors, store_asset *a,
+                         err_t *e)
 {
     sq_store *s = (sq_store *)base;
     sqlite3 *db = rget(s);
     sqlite3_stmt *st = NULL;
-    json_t *o = NULL;
     int rc = q_exec(s, db, "BEGIN", "begin", e);
     if (rc)
         goto out;
@@ -1398,15 +1148,10 @@ static int sq_asset_get(store *base, const char *asset_id, int with_vectors, jso
         rc = err_set(e, ERR_NOENT, "asset %s not found", asset_id);
     if (rc < 0)
         goto out;
-    o = json_object();
-    json_object_set_new(o, "asset_id", json_string(asset_id));
-    json_object_set_new(o, "payload",
-                        store__json_or_null((const char *)sqlite3_column_text(st, 0)));
-    json_object_set_new(o, "width", json_integer(sqlite3_column_int(st, 1)));
-    json_object_set_new(o, "height", json_integer(sqlite3_column_int(st, 2)));
-    char when[40];
-    store__rfc3339(sqlite3_column_int64(st, 3), when, sizeof when);
-    json_object_set_new(o, "updated_at", json_string(when));
+    a->payload = col_strdup(st, 0);
+    a->width = sqlite3_column_int(st, 1);
+    a->height = sqlite3_column_int(st, 2);
+    a->updated_ms = sqlite3_column_int64(st, 3);
     sqlite3_finalize(st);
     st = NULL;
 
@@ -1417,19 +1162,16 @@ static int sq_asset_get(store *base, const char *asset_id, int with_vectors, jso
     if (rc)
         goto out;
     bind_text(st, 1, asset_id);
-    json_t *embs = json_array();
-    json_object_set_new(o, "image_embeddings", embs);
+    int cap = 0;
     while ((rc = q_step(s, db, st, "image embeddings", e)) == 1) {
-        json_t *ie = json_object();
-        int dim = sqlite3_column_int(st, 1);
-        json_object_set_new(ie, "model", json_string((const char *)sqlite3_column_text(st, 0)));
-        json_object_set_new(ie, "dim", json_integer(dim));
-        json_object_set_new(ie, "norm", store__num(sqlite3_column_double(st, 2), 1e4));
-        json_object_set_new(ie, "nsfw",
-                            store__json_or_null((const char *)sqlite3_column_text(st, 3)));
+        store_asset_emb *m;
+        a->embs = grow(a->embs, &a->nembs, &cap, sizeof *m, (void **)&m);
+        m->model = col_strdup(st, 0);
+        m->dim = sqlite3_column_int(st, 1);
+        m->norm = sqlite3_column_double(st, 2);
+        m->nsfw = col_strdup(st, 3);
         if (with_vectors)
-            json_object_set_new(ie, "vector", vector_json(st, 4, dim));
-        json_array_append_new(embs, ie);
+            m->vector = col_vec(st, 4, m->dim, &m->nvec);
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -1443,41 +1185,28 @@ static int sq_asset_get(store *base, const char *asset_id, int with_vectors, jso
     if (rc)
         goto out;
     bind_text(st, 1, asset_id);
-    json_t *faces = json_array();
-    json_object_set_new(o, "faces", faces);
+    cap = 0;
     while ((rc = q_step(s, db, st, "faces", e)) == 1) {
-        json_t *f = json_object();
-        json_object_set_new(f, "id", json_integer(sqlite3_column_int64(st, 0)));
-        json_t *box = json_array();
+        store_asset_face *f;
+        a->faces = grow(a->faces, &a->nfaces, &cap, sizeof *f, (void **)&f);
+        f->id = sqlite3_column_int64(st, 0);
         for (int b = 0; b < 4; b++)
-            json_array_append_new(box, store__num(sqlite3_column_double(st, 1 + b), 10));
-        json_object_set_new(f, "box", box);
-        json_object_set_new(f, "score", store__num(sqlite3_column_double(st, 5), 1e4));
-        json_object_set_new(f, "keypoints",
-                            keypoints_json((const char *)sqlite3_column_text(st, 6)));
-        json_object_set_new(f, "detector", json_string((const char *)sqlite3_column_text(st, 7)));
-        json_object_set_new(f, "model", json_string((const char *)sqlite3_column_text(st, 8)));
-        int dim = sqlite3_column_int(st, 9);
-        json_object_set_new(f, "dim", json_integer(dim));
+            f->box[b] = sqlite3_column_double(st, 1 + b);
+        f->score = sqlite3_column_double(st, 5);
+        f->keypoints = col_strdup(st, 6);
+        f->detector = col_strdup(st, 7);
+        f->model = col_strdup(st, 8);
+        f->dim = sqlite3_column_int(st, 9);
         if (with_vectors)
-            json_object_set_new(f, "vector", vector_json(st, 10, dim));
-        json_object_set_new(f, "person_id",
-                            sqlite3_column_type(st, 11) == SQLITE_NULL
-                                ? json_null()
-                                : json_integer(sqlite3_column_int64(st, 11)));
-        json_array_append_new(faces, f);
+            f->vector = col_vec(st, 10, f->dim, &f->nvec);
+        f->person_id = sqlite3_column_int64(st, 11);
     }
     if (rc == ERR_OK)
         rc = q_exec(s, db, "COMMIT", "commit", e);
 out:
     sqlite3_finalize(st);
     rput(s, db);
-    if (rc) {
-        json_decref(o);
-        return rc;
-    }
-    *out = o;
-    return ERR_OK;
+    return rc;
 }
 
 /*
@@ -1487,34 +1216,18 @@ out:
  */
 static int put_deleted_event(sq_store *s, const char *asset_id, err_t *e)
 {
-    sqlite3 *db = s->wdb;
     sqlite3_stmt *st = NULL;
-    int64_t now = store_now_ms();
-    int rc = q_prep(s, db,
-                    "INSERT INTO outbox(job_id, asset_id, payload, created_ms)"
-                    " SELECT max(id), ?1, '', ?2 FROM jobs WHERE asset_id = ?1"
-                    " HAVING max(id) IS NOT NULL RETURNING id, job_id",
-                    &st, e);
+    int rc = q_prep(s, s->wdb, "SELECT max(id) FROM jobs WHERE asset_id = ?", &st, e);
     if (rc)
         return rc;
     bind_text(st, 1, asset_id);
-    sqlite3_bind_int64(st, 2, now);
-    int64_t id = 0, job_id = 0;
-    rc = q_step(s, db, st, "deleted event", e);
-    if (rc == 1) {
-        id = sqlite3_column_int64(st, 0);
-        job_id = sqlite3_column_int64(st, 1);
-        rc = q_step(s, db, st, "deleted event", e);
-    }
+    rc = q_step(s, s->wdb, st, "latest job", e);
+    int64_t job_id = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
-    if (rc || id == 0)
+    if (rc < 0 || job_id == 0)
         return rc < 0 ? rc : ERR_OK;
-    char *payload = store__deleted_event_json(id, job_id, asset_id, now);
-    s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
-    rc = q_do(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", ARGS(A_TEXT(payload), A_INT(id)),
-              "deleted event payload", e);
-    free(payload);
-    return rc;
+    store_event ev = {.job_id = job_id, .asset_id = asset_id, .deleted = 1};
+    return sq_event_put(&s->base, (store_tx *)s, &ev, store_now_ms(), e);
 }
 
 static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
@@ -1824,50 +1537,36 @@ static int sq_people_reset(store *base, err_t *e)
     " c.id, c.asset_id FROM people p JOIN faces c ON c.id = (SELECT f.id FROM faces f"             \
     " WHERE f.person_id = p.id ORDER BY f.score DESC, f.id LIMIT 1)"
 
-static json_t *sq_person_json(sqlite3_stmt *st)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
-    const unsigned char *name = sqlite3_column_text(st, 1);
-    json_object_set_new(o, "name", name != NULL ? json_string((const char *)name) : json_null());
-    json_object_set_new(o, "face_count", json_integer(sqlite3_column_int64(st, 2)));
-    json_t *cover = json_object();
-    json_object_set_new(cover, "face_id", json_integer(sqlite3_column_int64(st, 3)));
-    json_object_set_new(cover, "asset_id", json_string((const char *)sqlite3_column_text(st, 4)));
-    json_object_set_new(o, "cover", cover);
-    return o;
-}
-
-static int sq_people_list(store *base, json_t **out, err_t *e)
+static int sq_people_read(store *base, store_person_row **out, int *n, err_t *e)
 {
     sq_store *s = (sq_store *)base;
     sqlite3 *db = rget(s);
     sqlite3_stmt *st = NULL;
-    json_t *arr = json_array();
+    int cap = 0;
     int rc = q_prep(s, db, SQ_PEOPLE_SELECT " ORDER BY 3 DESC, p.id", &st, e);
-    if (rc == ERR_OK) {
-        while ((rc = q_step(s, db, st, "people", e)) == 1)
-            json_array_append_new(arr, sq_person_json(st));
+    while (rc == ERR_OK && (rc = q_step(s, db, st, "people", e)) == 1) {
+        store_person_row *p;
+        *out = grow(*out, n, &cap, sizeof *p, (void **)&p);
+        p->id = sqlite3_column_int64(st, 0);
+        p->name = col_strdup(st, 1);
+        p->face_count = sqlite3_column_int64(st, 2);
+        p->cover_face = sqlite3_column_int64(st, 3);
+        p->cover_asset = col_strdup(st, 4);
+        rc = ERR_OK;
     }
     sqlite3_finalize(st);
     rput(s, db);
-    if (rc) {
-        json_decref(arr);
-        return rc;
-    }
-    *out = arr;
-    return ERR_OK;
+    return rc;
 }
 
-static int sq_person_get(store *base, int64_t id, json_t **out, err_t *e)
+static int sq_person_read(store *base, int64_t id, store_person *p, err_t *e)
 {
     sq_store *s = (sq_store *)base;
     sqlite3 *db = rget(s);
     sqlite3_stmt *st = NULL;
-    json_t *o = NULL;
     int rc = q_exec(s, db, "BEGIN", "begin", e);
     if (rc == ERR_OK)
-        rc = q_prep(s, db, "SELECT id, name FROM people WHERE id = ?", &st, e);
+        rc = q_prep(s, db, "SELECT name FROM people WHERE id = ?", &st, e);
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, id);
@@ -1876,10 +1575,7 @@ static int sq_person_get(store *base, int64_t id, json_t **out, err_t *e)
         rc = err_set(e, ERR_NOENT, "person %lld not found", (long long)id);
     if (rc < 0)
         goto out;
-    o = json_object();
-    json_object_set_new(o, "id", json_integer(id));
-    const unsigned char *name = sqlite3_column_text(st, 1);
-    json_object_set_new(o, "name", name != NULL ? json_string((const char *)name) : json_null());
+    p->name = col_strdup(st, 0);
     sqlite3_finalize(st);
     st = NULL;
     rc = q_prep(s, db,
@@ -1889,63 +1585,37 @@ static int sq_person_get(store *base, int64_t id, json_t **out, err_t *e)
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, id);
-    json_t *faces = json_array();
-    json_t *assets = json_array();
-    json_object_set_new(o, "faces", faces);
-    json_object_set_new(o, "assets", assets);
-    int64_t best_id = 0;
-    double best = -1;
-    char best_asset[STORE_ASSET_ID_MAX + 1] = "";
+    int cap = 0;
     while ((rc = q_step(s, db, st, "person faces", e)) == 1) {
-        json_t *f = json_object();
-        int64_t fid = sqlite3_column_int64(st, 0);
-        const char *aid = (const char *)sqlite3_column_text(st, 1);
-        json_object_set_new(f, "id", json_integer(fid));
-        json_object_set_new(f, "asset_id", json_string(aid));
-        json_t *box = json_array();
+        store_person_face *f;
+        p->faces = grow(p->faces, &p->nfaces, &cap, sizeof *f, (void **)&f);
+        f->id = sqlite3_column_int64(st, 0);
+        f->asset_id = col_strdup(st, 1);
         for (int b = 0; b < 4; b++)
-            json_array_append_new(box, store__num(sqlite3_column_double(st, 2 + b), 10));
-        json_object_set_new(f, "box", box);
-        double score = sqlite3_column_double(st, 6);
-        json_object_set_new(f, "score", store__num(score, 1e4));
-        json_array_append_new(faces, f);
-        if (score > best) {
-            best = score;
-            best_id = fid;
-            snprintf(best_asset, sizeof best_asset, "%s", aid);
-        }
+            f->box[b] = sqlite3_column_double(st, 2 + b);
+        f->score = sqlite3_column_double(st, 6);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rc)
         goto out;
-    json_object_set_new(o, "face_count", json_integer((json_int_t)json_array_size(faces)));
-    if (best_id > 0) {
-        json_t *cover = json_object();
-        json_object_set_new(cover, "face_id", json_integer(best_id));
-        json_object_set_new(cover, "asset_id", json_string(best_asset));
-        json_object_set_new(o, "cover", cover);
-    } else {
-        json_object_set_new(o, "cover", json_null());
-    }
     rc = q_prep(s, db, "SELECT DISTINCT asset_id FROM faces WHERE person_id = ? ORDER BY asset_id",
                 &st, e);
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, id);
-    while ((rc = q_step(s, db, st, "person assets", e)) == 1)
-        json_array_append_new(assets, json_string((const char *)sqlite3_column_text(st, 0)));
+    cap = 0;
+    while ((rc = q_step(s, db, st, "person assets", e)) == 1) {
+        char **slot;
+        p->assets = grow(p->assets, &p->nassets, &cap, sizeof *slot, (void **)&slot);
+        *slot = col_strdup(st, 0);
+    }
     if (rc == ERR_OK)
         rc = q_exec(s, db, "COMMIT", "commit", e);
 out:
     sqlite3_finalize(st);
     rput(s, db);
-    if (rc) {
-        json_decref(o);
-        return rc;
-    }
-    *out = o;
-    return ERR_OK;
+    return rc;
 }
 
 static int sq_person_rename(store *base, int64_t id, const char *name, err_t *e)
@@ -1992,16 +1662,16 @@ static const store_ops sq_ops = {
     .job_enqueue = sq_job_enqueue,
     .job_get = sq_job_get,
     .job_list = sq_job_list,
-    .job_cancel = sq_job_cancel,
     .job_claim = sq_job_claim,
     .job_heartbeat = sq_job_heartbeat,
-    .job_rescue = sq_job_rescue,
-    .job_retry = sq_job_retry,
-    .job_fail = sq_job_fail,
-    .job_complete = sq_job_complete,
-    .job_release = sq_job_release,
+    .tx_begin = sq_tx_begin,
+    .tx_end = sq_tx_end,
+    .rows_lock = sq_rows_lock,
+    .row_apply = sq_row_apply,
+    .results_put = sq_results_put,
+    .event_put = sq_event_put,
     .counts_get = sq_counts_get,
-    .asset_get = sq_asset_get,
+    .asset_read = sq_asset_read,
     .asset_delete = sq_asset_delete,
     .upload_sources = sq_upload_sources,
     .outbox_read = sq_outbox_read,
@@ -2014,8 +1684,8 @@ static const store_ops sq_ops = {
     .person_create = sq_person_create,
     .faces_assign = sq_faces_assign,
     .people_reset = sq_people_reset,
-    .people_list = sq_people_list,
-    .person_get = sq_person_get,
+    .people_read = sq_people_read,
+    .person_read = sq_person_read,
     .person_rename = sq_person_rename,
     .people_merge = sq_people_merge,
 };
