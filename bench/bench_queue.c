@@ -2,15 +2,23 @@
  * bench/bench_queue.c — queue overhead: claim + complete throughput with a
  * no-op pipeline, against SQLite or PostgreSQL, with K worker processes.
  *
- *   bench_queue --db URL [--jobs N] [--procs K] [--batch B] [--lease-ms MS]
+ *   bench_queue --db URL [--jobs N] [--procs K] [--threads T] [--batch B] [--lease-ms MS]
+ *               [--realistic]
  *
  * Enqueues N jobs (timed apart: enqueue_us is one enqueue's share, the cost
  * an API request pays; on SQLite it is mostly the commit's fsync unless the
  * URL asks for ?synchronous=normal), then forks K processes that each open the
- * store and loop: store_job_claim(up to B) -> store_job_complete() with an
- * empty store_result (no vectors: what is measured is the queue, the commit
- * transaction and its outbox row, not result size), until a claim finds
- * nothing. Prints one line: backend, procs, batch, jobs, seconds, jobs/s,
+ * store and loop: store_job_claim(up to B) -> complete them, until a claim
+ * finds nothing. B = 1 completes with store_job_complete(); B > 1 with
+ * store_job_complete_many(), one transaction for the claimed batch (what
+ * a worker's group commit does when B slots finish together). --threads T
+ * instead runs a worker's shape: one thread claims up to T jobs and T slot
+ * threads complete one each with store_job_complete(), so the completions
+ * that coincide meet in the store's group commit. The result
+ * is empty by default (what is measured is the queue, the commit and its
+ * outbox row), or with --realistic what a default pipeline stores: a
+ * 1792-D image vector, NSFW scores and four faces with 128-D vectors.
+ * Prints one line: backend, procs, batch, result, jobs, seconds, jobs/s,
  * and per-job microseconds (wall / jobs). Run by bench/queue, which puts
  * the numbers side by side with the pipeline's own time. Not a test.
  *
@@ -20,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,8 +42,125 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* What one job stores: nothing, or (realistic) a default pipeline's output. */
+static store_result make_result(int realistic)
+{
+    store_result r = {.width = 640, .height = 480, .timings = "{\"total\":38.0}"};
+    if (!realistic)
+        return r;
+    static float image[1792], face[4][128];
+    static store_face faces[4];
+    for (int i = 0; i < 1792; i++)
+        image[i] = (float)((i * 37 % 101) - 50) / 1000.0f;
+    for (int f = 0; f < 4; f++) {
+        for (int i = 0; i < 128; i++)
+            face[f][i] = (float)(((i + f) * 13 % 29) - 14) / 100.0f;
+        faces[f] = (store_face){.box = {10.0f + f * 100, 20, 90.0f + f * 100, 120}, .score = 0.9f};
+        faces[f].vector = face[f];
+    }
+    r.image_model = "clip-vit-b32";
+    r.image_dim = 1792;
+    r.image_norm = 1.0f;
+    r.image_vector = image;
+    r.nsfw = "{\"nsfw\":0.01,\"sfw\":0.99}";
+    r.detector_model = "blazeface";
+    r.face_model = "dlib-resnet";
+    r.face_dim = 128;
+    r.nfaces = 4;
+    r.faces = faces;
+    return r;
+}
+
+/*
+ * The slots of a worker, as inferd's dispatcher drives them: one thread
+ * claims up to `threads` jobs at a time and hands them out; each slot
+ * thread completes its job with store_job_complete(), so the completions
+ * that coincide meet in the store's group commit.
+ */
+typedef struct {
+    store *s;
+    const char *owner;
+    int realistic;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *jobs;
+    int n, next, done, stop, failed;
+} slots;
+
+static void *slot_thread(void *arg)
+{
+    slots *sl = arg;
+    store_result r = make_result(sl->realistic);
+    pthread_mutex_lock(&sl->lock);
+    for (;;) {
+        while (!sl->stop && sl->next >= sl->n)
+            pthread_cond_wait(&sl->cond, &sl->lock);
+        if (sl->stop)
+            break;
+        job *j = &sl->jobs[sl->next++];
+        pthread_mutex_unlock(&sl->lock);
+        err_t e = {0};
+        int rc = store_job_complete(sl->s, j, sl->owner, &r, &e);
+        if (rc != ERR_OK)
+            fprintf(stderr, "bench_queue: complete: %s\n", e.msg);
+        pthread_mutex_lock(&sl->lock);
+        sl->failed |= rc != ERR_OK;
+        sl->done++;
+        pthread_cond_broadcast(&sl->cond);
+    }
+    pthread_mutex_unlock(&sl->lock);
+    return NULL;
+}
+
+static int slots_loop(store *s, const char *owner, int threads, int64_t lease_ms, int realistic)
+{
+    slots sl = {.s = s, .owner = owner, .realistic = realistic};
+    pthread_mutex_init(&sl.lock, NULL);
+    pthread_cond_init(&sl.cond, NULL);
+    pthread_t th[64];
+    for (int t = 0; t < threads; t++)
+        pthread_create(&th[t], NULL, slot_thread, &sl);
+    int empty = 0, failed = 0;
+    while (empty < 3 && !failed) {
+        job *jobs = NULL;
+        int n = 0;
+        err_t e = {0};
+        int rc = store_job_claim(s, owner, threads, lease_ms, &jobs, &n, &e);
+        if (rc != ERR_OK && !err_is_transient(rc)) {
+            fprintf(stderr, "bench_queue: claim: %s\n", e.msg);
+            failed = 1;
+            break;
+        }
+        empty = n == 0 ? empty + 1 : 0;
+        pthread_mutex_lock(&sl.lock);
+        sl.jobs = jobs;
+        sl.n = n;
+        sl.next = sl.done = 0;
+        pthread_cond_broadcast(&sl.cond);
+        while (sl.done < n)
+            pthread_cond_wait(&sl.cond, &sl.lock);
+        sl.n = 0;
+        failed = sl.failed;
+        pthread_mutex_unlock(&sl.lock);
+        job_array_free(jobs, n);
+    }
+    pthread_mutex_lock(&sl.lock);
+    sl.stop = 1;
+    pthread_cond_broadcast(&sl.cond);
+    pthread_mutex_unlock(&sl.lock);
+    for (int t = 0; t < threads; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&sl.lock);
+    pthread_cond_destroy(&sl.cond);
+    return failed;
+}
+
+static int claim_complete_loop(store *s, const char *owner, int batch, int64_t lease_ms,
+                               int realistic);
+
 /* One worker process: claims and completes until the queue is empty. Exit 0 on success. */
-static int run_worker(const char *url, int idx, int batch, int64_t lease_ms)
+static int run_worker(const char *url, int idx, int batch, int64_t lease_ms, int realistic,
+                      int threads)
 {
     store *s = NULL;
     err_t e = {0};
@@ -44,6 +170,16 @@ static int run_worker(const char *url, int idx, int batch, int64_t lease_ms)
     }
     char owner[32];
     snprintf(owner, sizeof owner, "bench-%d-%ld", idx, (long)getpid());
+    int failed = threads > 1 ? slots_loop(s, owner, threads, lease_ms, realistic)
+                             : claim_complete_loop(s, owner, batch, lease_ms, realistic);
+    store_close(s);
+    return failed;
+}
+
+static int claim_complete_loop(store *s, const char *owner, int batch, int64_t lease_ms,
+                               int realistic)
+{
+    err_t e = {0};
     long done = 0;
     int empty = 0;
     while (empty < 3) {
@@ -54,34 +190,48 @@ static int run_worker(const char *url, int idx, int batch, int64_t lease_ms)
             if (err_is_transient(rc))
                 continue;
             fprintf(stderr, "bench_queue: claim: %s\n", e.msg);
-            store_close(s);
             return 1;
         }
         empty = n == 0 ? empty + 1 : 0;
-        for (int i = 0; i < n; i++) {
-            store_result r = {.timings = NULL};
+        store_result r = make_result(realistic);
+        if (batch > 1 && n > 0) {
+            store_result rs[1000];
+            int rcs[1000];
+            for (int i = 0; i < n; i++)
+                rs[i] = r;
+            rc = store_job_complete_many(s, jobs, owner, rs, n, rcs, NULL);
+            if (rc != ERR_OK) {
+                fprintf(stderr, "bench_queue: complete_many: %s\n", err_name(rc));
+                job_array_free(jobs, n);
+                return 1;
+            }
+            done += n;
+        }
+        for (int i = 0; batch == 1 && i < n; i++) {
             rc = store_job_complete(s, &jobs[i], owner, &r, &e);
             if (rc != ERR_OK) {
                 fprintf(stderr, "bench_queue: complete: %s\n", e.msg);
                 job_array_free(jobs, n);
-                store_close(s);
                 return 1;
             }
             done++;
         }
         job_array_free(jobs, n);
     }
-    store_close(s);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *url = NULL;
-    int njobs = 2000, procs = 1, batch = 1;
+    int njobs = 2000, procs = 1, batch = 1, realistic = 0, threads = 1;
     int64_t lease_ms = 60000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--realistic") == 0) {
+            realistic = 1;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
             fprintf(stderr, "bench_queue: %s needs a value\n", a);
@@ -97,14 +247,17 @@ int main(int argc, char **argv)
             batch = atoi(v);
         else if (strcmp(a, "--lease-ms") == 0)
             lease_ms = atoll(v);
+        else if (strcmp(a, "--threads") == 0)
+            threads = atoi(v);
         else {
-            fprintf(stderr, "usage: bench_queue --db URL [--jobs N] [--procs K] [--batch B]\n");
+            fprintf(stderr, "usage: bench_queue --db URL [--jobs N] [--procs K] [--batch B]"
+                            " [--realistic]\n");
             return 2;
         }
         i++;
     }
     if (url == NULL || njobs < 1 || njobs > 10000000 || procs < 1 || procs > 64 || batch < 1 ||
-        batch > 1000) {
+        batch > 1000 || threads < 1 || threads > 64) {
         fprintf(stderr, "usage: bench_queue --db URL [--jobs 1..1e7] [--procs 1..64] "
                         "[--batch 1..1000]\n");
         return 2;
@@ -139,7 +292,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < procs; k++) {
         pids[k] = fork();
         if (pids[k] == 0)
-            _exit(run_worker(url, k, batch, lease_ms));
+            _exit(run_worker(url, k, batch, lease_ms, realistic, threads));
     }
     int failed = 0;
     for (int k = 0; k < procs; k++) {
@@ -161,8 +314,9 @@ int main(int argc, char **argv)
                 (long long)c.running);
         return 1;
     }
-    printf("backend=%s procs=%d batch=%d jobs=%d seconds=%.3f jobs_per_s=%.0f us_per_job=%.1f "
-           "enqueue_us=%.1f\n",
-           backend_name, procs, batch, njobs, dt, njobs / dt, dt * 1e6 / njobs, enqueue_us);
+    printf("backend=%s procs=%d threads=%d batch=%d result=%s jobs=%d seconds=%.3f "
+           "jobs_per_s=%.0f us_per_job=%.1f enqueue_us=%.1f\n",
+           backend_name, procs, threads, batch, realistic ? "realistic" : "empty", njobs, dt,
+           njobs / dt, dt * 1e6 / njobs, enqueue_us);
     return 0;
 }

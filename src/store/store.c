@@ -174,7 +174,8 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
                         const char *error_code, const char *error_msg, int64_t at_ms)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "event_id", json_integer(event_id));
+    if (event_id > 0)
+        json_object_set_new(o, "event_id", json_integer(event_id));
     json_object_set_new(o, "job_id", json_integer(job_id));
     json_object_set_new(o, "asset_id", json_string(asset_id));
     json_object_set_new(o, "state", json_string(job_state_name(state)));
@@ -197,13 +198,34 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
     return text;
 }
 
-char *store__event_payload(int64_t id, const store_event *ev, int64_t now)
+char *store__event_payload(const store_event *ev, int64_t now)
 {
     if (ev->deleted)
-        return store__deleted_event_json(id, ev->job_id, ev->asset_id, now);
-    return store__event_json(id, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
+        return store__deleted_event_json(0, ev->job_id, ev->asset_id, now);
+    return store__event_json(0, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
                              ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg,
                              now);
+}
+
+/*
+ * Puts each event's id in front of its stored payload. Rows are stored
+ * without it so that inserting one needs no round trip for the id (the
+ * database assigns it); rows written before that already carry it.
+ */
+static void outbox_add_ids(outbox_event *ev, int n)
+{
+    static const char key[] = "{\"event_id\":";
+    for (int i = 0; i < n; i++) {
+        const char *p = ev[i].payload;
+        if (p == NULL || p[0] != '{' || strncmp(p, key, sizeof key - 1) == 0)
+            continue;
+        size_t len = strlen(p);
+        char *t = xmalloc(len + 32);
+        snprintf(t, len + 32, "%s%lld%s%s", key, (long long)ev[i].id, p[1] == '}' ? "" : ",",
+                 p + 1);
+        free(ev[i].payload);
+        ev[i].payload = t;
+    }
 }
 
 json_t *job_to_json(const job *j)
@@ -357,8 +379,12 @@ int store_open(const char *url, const store_opts *opts, store **out, err_t *e)
         rc = store__sqlite_open(plain != NULL ? plain : path, &o, out, e);
         free(plain);
     }
-    if (rc == ERR_OK)
+    if (rc == ERR_OK) {
         (*out)->commit_retry_ms = o.commit_retry_ms;
+        pthread_mutex_init(&(*out)->gc_lock, NULL);
+        pthread_cond_init(&(*out)->gc_cond, NULL);
+        (*out)->gc_ready = 1;
+    }
     return rc;
 }
 
@@ -480,51 +506,88 @@ static int decide(const store_row *r, const store__write *w, int64_t now, store_
     return 1;
 }
 
-/* Applies the decision for one locked row: results, the row itself, and the event of an end. */
-static int apply_row(store *s, store_tx *tx, const store_row *r, const store__write *w, int64_t now,
-                     err_t *e)
-{
+/* One locked row's share of a transition: the write it answers and what was decided. */
+typedef struct {
+    const store_row *r;
+    const store__write *w;
+    int act; /* decide() asked for a write */
     store_outcome o;
     char msg[128];
-    if (!decide(r, w, now, &o, msg, sizeof msg))
-        return ERR_OK;
-    int rc = ERR_OK;
-    int nfaces = 0, nimage = 0;
-    if (o.to == JOB_DONE) {
-        rc = s->ops->results_put(s, tx, r, w->r, now, e);
-        nfaces = (w->r->face_model != NULL || w->r->detector_model != NULL) ? w->r->nfaces : 0;
-        nimage = w->r->image_model != NULL ? 1 : 0;
+} store__step;
+
+static int cmp_step_asset(const void *a, const void *b)
+{
+    const store__step *const *x = a, *const *y = b;
+    int c = strcmp((*x)->r->asset_id, (*y)->r->asset_id);
+    return c != 0 ? c : ((*x)->r->id > (*y)->r->id) - ((*x)->r->id < (*y)->r->id);
+}
+
+/*
+ * Writes what was decided for `n` locked rows inside `tx`: first every
+ * row's results and state, in asset order (two batches touching the same
+ * assets take their row locks in the same order), then every event.
+ * PostgreSQL's outbox lock is taken by the first event and held to commit,
+ * so everything else a transaction writes must come before it (store_pg.c,
+ * "Outbox order").
+ */
+static int apply_steps(store *s, store_tx *tx, store__step *steps, int n, int64_t now, err_t *e)
+{
+    store__step **order = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+    for (int i = 0; i < n; i++) {
+        order[i] = &steps[i];
+        steps[i].act =
+            decide(steps[i].r, steps[i].w, now, &steps[i].o, steps[i].msg, sizeof steps[i].msg);
     }
-    if (rc == ERR_OK)
-        rc = s->ops->row_apply(s, tx, r, &o, now, e);
-    if (rc || o.to == JOB_QUEUED || o.to == JOB_RUNNING)
-        return rc;
-    store_event ev = {
-        .job_id = r->id,
-        .asset_id = r->asset_id,
-        .state = o.to,
-        .tasks = r->tasks,
-        .attempts = r->attempts,
-        .nfaces = nfaces,
-        .nimage = nimage,
-        .timings = o.timings != NULL ? o.timings : r->timings,
-        .error_code = o.to == JOB_FAILED ? o.code : NULL,
-        .error_msg = o.to == JOB_FAILED ? o.error : NULL,
-    };
-    return s->ops->event_put(s, tx, &ev, now, e);
+    if (n > 1)
+        qsort(order, (size_t)n, sizeof *order, cmp_step_asset);
+    int rc = ERR_OK;
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        const store__step *st = order[i];
+        if (!st->act)
+            continue;
+        if (st->o.to == JOB_DONE)
+            rc = s->ops->results_put(s, tx, st->r, st->w->r, now, e);
+        if (rc == ERR_OK)
+            rc = s->ops->row_apply(s, tx, st->r, &st->o, now, e);
+    }
+    free(order);
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        const store__step *st = &steps[i];
+        if (!st->act || st->o.to == JOB_QUEUED || st->o.to == JOB_RUNNING)
+            continue;
+        const store_result *res = st->o.to == JOB_DONE ? st->w->r : NULL;
+        store_event ev = {
+            .job_id = st->r->id,
+            .asset_id = st->r->asset_id,
+            .state = st->o.to,
+            .tasks = st->r->tasks,
+            .attempts = st->r->attempts,
+            .nfaces = res != NULL && (res->face_model != NULL || res->detector_model != NULL)
+                          ? res->nfaces
+                          : 0,
+            .nimage = res != NULL && res->image_model != NULL ? 1 : 0,
+            .timings = st->o.timings != NULL ? st->o.timings : st->r->timings,
+            .error_code = st->o.to == JOB_FAILED ? st->o.code : NULL,
+            .error_msg = st->o.to == JOB_FAILED ? st->o.error : NULL,
+        };
+        rc = s->ops->event_put(s, tx, &ev, now, e);
+    }
+    return rc;
 }
 
 /* Runs `w` over the rows it names in one transaction; `*count` gets how many were locked. */
 static int write_once_n(store *s, const store__write *w, int *count, err_t *e)
 {
-    store_sel sel = {.owner = w->owner};
+    store_sel sel = {.owner = w->owner, .n = 1};
+    int64_t id = 0;
+    int attempts = 0;
     switch (w->kind) {
     case STORE__W_COMPLETE:
     case STORE__W_FAIL:
     case STORE__W_RETRY:
         sel.kind = STORE_SEL_LEASED;
-        sel.id = w->j->id;
-        sel.attempts = w->j->attempts;
+        id = w->j->id;
+        attempts = w->j->attempts;
         break;
     case STORE__W_RESCUE:
         sel.kind = STORE_SEL_EXPIRED;
@@ -534,9 +597,11 @@ static int write_once_n(store *s, const store__write *w, int *count, err_t *e)
         break;
     case STORE__W_CANCEL:
         sel.kind = STORE_SEL_ID;
-        sel.id = w->id;
+        id = w->id;
         break;
     }
+    sel.ids = &id;
+    sel.attempts = &attempts;
     store_tx *tx = NULL;
     int rc = s->ops->tx_begin(s, &tx, e);
     if (rc)
@@ -547,12 +612,19 @@ static int write_once_n(store *s, const store__write *w, int *count, err_t *e)
     int n = 0;
     rc = s->ops->rows_lock(s, tx, &sel, &rows, &n, e);
     if (rc == ERR_OK && n == 0 && sel.kind == STORE_SEL_LEASED)
-        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d",
-                     (long long)sel.id, w->owner, sel.attempts);
+        rc = err_set(e, ERR_LEASE, "job %lld: not running under %s at attempt %d", (long long)id,
+                     w->owner, attempts);
     else if (rc == ERR_OK && n == 0 && sel.kind == STORE_SEL_ID)
-        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)sel.id);
-    for (int i = 0; rc == ERR_OK && i < n; i++)
-        rc = apply_row(s, tx, &rows[i], w, now, e);
+        rc = err_set(e, ERR_NOENT, "job %lld not found", (long long)id);
+    if (rc == ERR_OK && n > 0) {
+        store__step *steps = xcalloc((size_t)n, sizeof *steps);
+        for (int i = 0; i < n; i++) {
+            steps[i].r = &rows[i];
+            steps[i].w = w;
+        }
+        rc = apply_steps(s, tx, steps, n, now, e);
+        free(steps);
+    }
     store__rows_free(rows, n);
     rc = s->ops->tx_end(s, tx, rc, e);
     if (rc == ERR_OK && count != NULL)
@@ -563,6 +635,61 @@ static int write_once_n(store *s, const store__write *w, int *count, err_t *e)
 static int write_once(store *s, const store__write *w, err_t *e)
 {
     return write_once_n(s, w, NULL, e);
+}
+
+/*
+ * Runs the lease-conditional writes `ws[0..n)`, all of one owner, in one
+ * transaction. A job no longer leased gets ERR_LEASE in rcs[i] (message in
+ * es[i]) and the others go ahead. Returns the transaction's answer; unless
+ * it is ERR_OK nothing was written and rcs[] mean nothing.
+ */
+static int write_batch_once(store *s, const store__write *const *ws, int n, int *rcs, err_t **es,
+                            err_t *e)
+{
+    int64_t *ids = xmalloc((size_t)n * sizeof *ids);
+    int *att = xmalloc((size_t)n * sizeof *att);
+    for (int i = 0; i < n; i++) {
+        ids[i] = ws[i]->j->id;
+        att[i] = ws[i]->j->attempts;
+    }
+    store_sel sel = {
+        .kind = STORE_SEL_LEASED, .ids = ids, .attempts = att, .n = n, .owner = ws[0]->owner};
+    store_tx *tx = NULL;
+    store_row *rows = NULL;
+    int nrows = 0;
+    int rc = s->ops->tx_begin(s, &tx, e);
+    if (rc)
+        goto out;
+    int64_t now = store_now_ms();
+    rc = s->ops->rows_lock(s, tx, &sel, &rows, &nrows, e);
+    store__step *steps = xcalloc((size_t)(n > 0 ? n : 1), sizeof *steps);
+    int nsteps = 0;
+    char *taken = xcalloc((size_t)(nrows > 0 ? nrows : 1), 1);
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        int k = 0;
+        while (k < nrows && (rows[k].id != ids[i] || taken[k]))
+            k++;
+        if (k == nrows) {
+            rcs[i] = err_set(es[i], ERR_LEASE, "job %lld: not running under %s at attempt %d",
+                             (long long)ids[i], ws[i]->owner, att[i]);
+            continue;
+        }
+        taken[k] = 1;
+        rcs[i] = ERR_OK;
+        steps[nsteps].r = &rows[k];
+        steps[nsteps].w = ws[i];
+        nsteps++;
+    }
+    if (rc == ERR_OK)
+        rc = apply_steps(s, tx, steps, nsteps, now, e);
+    free(taken);
+    free(steps);
+    rc = s->ops->tx_end(s, tx, rc, e);
+out:
+    store__rows_free(rows, nrows);
+    free(ids);
+    free(att);
+    return rc;
 }
 
 /* --- retrying lease-conditional writes (store.h: "Connection loss") --------- */
@@ -622,10 +749,117 @@ static int write_retrying(store *s, const store__write *w, err_t *e)
     return rc;
 }
 
+/* --- group commit ------------------------------------------------------------- */
+
+/* The most writes one group commit takes. */
+#define STORE__GROUP_MAX 64
+
+struct store__waiter {
+    const store__write *w;
+    err_t *e;
+    int rc, done;
+    struct store__waiter *next;
+};
+
+/*
+ * Commits the lease-conditional writes g[0..n) (one owner): one transaction
+ * for all; when that fails as a whole, each write on its own
+ * (write_retrying), so every caller gets the answer a lone call would have
+ * had. A write the failed batch had in fact committed (its reply lost with
+ * the connection) is recognised as landed, as write_retrying does.
+ */
+static void commit_group(store *s, struct store__waiter **g, int n)
+{
+    if (n == 1) {
+        g[0]->rc = write_retrying(s, g[0]->w, g[0]->e);
+        return;
+    }
+    const store__write *ws[STORE__GROUP_MAX];
+    err_t *es[STORE__GROUP_MAX];
+    int rcs[STORE__GROUP_MAX];
+    for (int i = 0; i < n; i++) {
+        ws[i] = g[i]->w;
+        es[i] = g[i]->e;
+    }
+    err_t be = {0};
+    int rc = write_batch_once(s, ws, n, rcs, es, &be);
+    if (rc == ERR_OK) {
+        for (int i = 0; i < n; i++)
+            g[i]->rc = rcs[i];
+        return;
+    }
+    log_info("store", "a group commit of %d writes failed (%s); writing them one by one", n,
+             be.msg);
+    for (int i = 0; i < n; i++) {
+        int r = write_retrying(s, ws[i], es[i]);
+        if (r == ERR_LEASE && rc == ERR_UNAVAILABLE && write_landed(s, ws[i]))
+            r = ERR_OK;
+        g[i]->rc = r;
+    }
+}
+
+/*
+ * Runs the lease-conditional write `w` through the group commit: a caller
+ * that finds no commit in flight commits at once, alone or with whatever
+ * queued meanwhile (so a lone worker pays no added latency); callers that
+ * arrive while a commit is in flight queue, and the next of them commits
+ * the queue in one transaction. Slot threads completing jobs at the same
+ * time thus share transactions, fsyncs and round trips.
+ */
+static int write_grouped(store *s, const store__write *w, err_t *e)
+{
+    if (!s->gc_ready)
+        return write_retrying(s, w, e);
+    struct store__waiter me = {.w = w, .e = e};
+    pthread_mutex_lock(&s->gc_lock);
+    if (s->gc_tail != NULL)
+        s->gc_tail->next = &me;
+    else
+        s->gc_head = &me;
+    s->gc_tail = &me;
+    while (!me.done) {
+        if (s->gc_busy) {
+            pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+            continue;
+        }
+        s->gc_busy = 1;
+        struct store__waiter *g[STORE__GROUP_MAX];
+        int n = 0;
+        const char *owner = s->gc_head->w->owner;
+        struct store__waiter **pp = &s->gc_head;
+        while (*pp != NULL && n < STORE__GROUP_MAX) {
+            struct store__waiter *x = *pp;
+            if (strcmp(x->w->owner, owner) == 0) {
+                g[n++] = x;
+                *pp = x->next;
+            } else {
+                pp = &x->next;
+            }
+        }
+        s->gc_tail = NULL;
+        for (struct store__waiter *x = s->gc_head; x != NULL; x = x->next)
+            s->gc_tail = x;
+        pthread_mutex_unlock(&s->gc_lock);
+        commit_group(s, g, n);
+        pthread_mutex_lock(&s->gc_lock);
+        for (int i = 0; i < n; i++)
+            g[i]->done = 1;
+        s->gc_busy = 0;
+        pthread_cond_broadcast(&s->gc_cond);
+    }
+    pthread_mutex_unlock(&s->gc_lock);
+    return me.rc;
+}
+
 void store_close(store *s)
 {
-    if (s != NULL)
-        s->ops->close(s);
+    if (s == NULL)
+        return;
+    if (s->gc_ready) {
+        pthread_mutex_destroy(&s->gc_lock);
+        pthread_cond_destroy(&s->gc_cond);
+    }
+    s->ops->close(s);
 }
 
 const char *store_backend(const store *s)
@@ -772,7 +1006,7 @@ int store_job_retry(store *s, const job *j, const char *owner, int64_t delay_ms,
                       .code = code,
                       .error = error != NULL ? error : err_strerror(code),
                       .delay_ms = delay_ms};
-    return write_retrying(s, &w, e);
+    return write_grouped(s, &w, e);
 }
 
 int store_job_fail(store *s, const job *j, const char *owner, int code, const char *error,
@@ -793,7 +1027,7 @@ int store_job_fail(store *s, const job *j, const char *owner, int code, const ch
                       .code = code,
                       .error = error != NULL ? error : err_strerror(code),
                       .timings = timings};
-    return write_retrying(s, &w, e);
+    return write_grouped(s, &w, e);
 }
 
 int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e)
@@ -809,7 +1043,51 @@ int store_job_complete(store *s, const job *j, const char *owner, const store_re
         return rc;
     store__write w = {
         .kind = STORE__W_COMPLETE, .j = j, .owner = owner, .r = r, .timings = r->timings};
-    return write_retrying(s, &w, e);
+    return write_grouped(s, &w, e);
+}
+
+int store_job_complete_many(store *s, const job *jobs, const char *owner,
+                            const store_result *results, int n, int *rcs, err_t *errs)
+{
+    if (s == NULL || n < 0 || (n > 0 && (jobs == NULL || results == NULL || rcs == NULL)))
+        return ERR_INVAL;
+    err_t *local = errs == NULL ? xcalloc((size_t)(n > 0 ? n : 1), sizeof *local) : NULL;
+    err_t *es = errs != NULL ? errs : local;
+    store__write *ws = xcalloc((size_t)(n > 0 ? n : 1), sizeof *ws);
+    struct store__waiter *wt = xcalloc((size_t)(n > 0 ? n : 1), sizeof *wt);
+    struct store__waiter *g[STORE__GROUP_MAX];
+    int ng = 0;
+    for (int i = 0; i < n; i++) {
+        rcs[i] = check_leased_job(&jobs[i], owner, &es[i]);
+        if (rcs[i] == ERR_OK)
+            rcs[i] = check_result(&results[i], &es[i]);
+        if (rcs[i] != ERR_OK)
+            continue;
+        ws[i] = (store__write){.kind = STORE__W_COMPLETE,
+                               .j = &jobs[i],
+                               .owner = owner,
+                               .r = &results[i],
+                               .timings = results[i].timings};
+        wt[i] = (struct store__waiter){.w = &ws[i], .e = &es[i]};
+        g[ng++] = &wt[i];
+        if (ng == STORE__GROUP_MAX) {
+            commit_group(s, g, ng);
+            ng = 0;
+        }
+    }
+    if (ng > 0)
+        commit_group(s, g, ng);
+    int first = ERR_OK;
+    for (int i = 0; i < n; i++) {
+        if (wt[i].w != NULL)
+            rcs[i] = wt[i].rc;
+        if (first == ERR_OK)
+            first = rcs[i];
+    }
+    free(wt);
+    free(ws);
+    free(local);
+    return first;
 }
 
 int store_job_release(store *s, const char *owner, int *n, err_t *e)
@@ -1066,7 +1344,10 @@ int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, ou
     if (after_id < 0 || limit < 1 || limit > STORE_LIST_MAX)
         return err_set(e, ERR_INVAL, "outbox read: limit %d outside 1..%d or negative cursor",
                        limit, STORE_LIST_MAX);
-    return s->ops->outbox_read(s, after_id, unsent_only, limit, out, n, e);
+    int rc = s->ops->outbox_read(s, after_id, unsent_only, limit, out, n, e);
+    if (rc == ERR_OK)
+        outbox_add_ids(*out, *n);
+    return rc;
 }
 
 int store_outbox_max_id(store *s, int64_t *out, err_t *e)
@@ -1138,7 +1419,10 @@ int store_outbox_claim(store *s, const char *owner, int limit, int64_t lease_ms,
     int rc = store_leader_acquire(s, STORE_LEADER_PUBLISHER, owner, lease_ms, e);
     if (rc)
         return rc;
-    return s->ops->outbox_read(s, 0, 1, limit, out, n, e);
+    rc = s->ops->outbox_read(s, 0, 1, limit, out, n, e);
+    if (rc == ERR_OK)
+        outbox_add_ids(*out, *n);
+    return rc;
 }
 
 int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e)
@@ -1158,7 +1442,8 @@ char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *as
                                 int64_t at_ms)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "event_id", json_integer(event_id));
+    if (event_id > 0)
+        json_object_set_new(o, "event_id", json_integer(event_id));
     json_object_set_new(o, "job_id", json_integer(job_id));
     json_object_set_new(o, "asset_id", json_string(asset_id));
     json_object_set_new(o, "state", json_string("deleted"));

@@ -299,6 +299,22 @@ int store_job_fail(store *s, const job *j, const char *owner, int code, const ch
 int store_job_complete(store *s, const job *j, const char *owner, const store_result *r, err_t *e);
 
 /*
+ * Completes the `n` jobs `jobs` (all leased by `owner`) with `results[i]`,
+ * as store_job_complete() would each, in as few transactions as possible
+ * (up to 64 jobs share one commit). Each job gets its own answer in rcs[i]
+ * and, when `errs` is not NULL, its message in errs[i]: ERR_LEASE for a job
+ * no longer ours does not stop the others. Returns the first non-ERR_OK
+ * answer, or ERR_OK; ERR_INVAL (nothing written) for a NULL store or arrays.
+ *
+ * Group commit. store_job_complete, store_job_fail and store_job_retry
+ * calls made at the same time from several threads on one handle are
+ * committed together the same way: a call that finds no commit in flight
+ * commits at once, and calls that arrive meanwhile share the next one.
+ */
+int store_job_complete_many(store *s, const job *jobs, const char *owner,
+                            const store_result *results, int n, int *rcs, err_t *errs);
+
+/*
  * Returns every job running under `owner` to queued without counting the
  * attempt (attempts - 1; graceful shutdown). `*n` (may be NULL) receives
  * how many.

@@ -25,7 +25,8 @@
  *    attempts`; zero rows -> ERR_LEASE and the whole transaction rolled back;
  *  - each transition to done, failed or cancelled inserts exactly one outbox
  *    row in the same transaction, with its payload built by
- *    store__event_json() (the event id is the outbox row id);
+ *    store__event_payload() (the event id is the outbox row id, added by
+ *    store_outbox_read());
  *  - a running job with cancel_requested that leaves running for any reason
  *    (complete, fail, retry, release, lease rescue) ends cancelled;
  *  - vectors are stored as float32 little-endian (store__vec_to_le);
@@ -36,6 +37,8 @@
  */
 #ifndef INFERD_STORE_STORE_INT_H
 #define INFERD_STORE_STORE_INT_H
+
+#include <pthread.h>
 
 #include "store/store.h"
 
@@ -55,7 +58,7 @@ typedef struct store_row {
 
 /* Which rows a transition locks. */
 typedef enum {
-    STORE_SEL_LEASED,  /* id, running under owner at attempts: 0 or 1 row */
+    STORE_SEL_LEASED,  /* ids, each running under owner at its attempts: 0..n rows */
     STORE_SEL_EXPIRED, /* running with lease_until_ms < now; rows locked elsewhere skipped */
     STORE_SEL_OWNED,   /* running under owner */
     STORE_SEL_ID,      /* id, whatever its state: 0 or 1 row */
@@ -63,10 +66,11 @@ typedef enum {
 
 typedef struct {
     store_sel_kind kind;
-    int64_t id;        /* LEASED, ID */
-    int attempts;      /* LEASED */
-    const char *owner; /* LEASED, OWNED */
-    int64_t now;       /* EXPIRED */
+    const int64_t *ids;  /* LEASED: n job ids; ID: ids[0] */
+    const int *attempts; /* LEASED: the attempt each of ids was claimed at */
+    int n;               /* LEASED, ID */
+    const char *owner;   /* LEASED, OWNED */
+    int64_t now;         /* EXPIRED */
 } store_sel;
 
 /*
@@ -87,7 +91,7 @@ typedef struct {
     int clear_error;
 } store_outcome;
 
-/* An outbox row to insert; the backend picks its id and calls store__event_payload(). */
+/* An outbox row to insert; its payload is store__event_payload(). */
 typedef struct {
     int64_t job_id;
     const char *asset_id;
@@ -210,9 +214,22 @@ typedef struct store_ops {
 } store_ops;
 
 /* The common head of every backend's handle. */
+struct store__waiter;
+
+/* The common head of every backend's handle; store.c owns all but `ops`. */
 struct store {
     const store_ops *ops;
     int commit_retry_ms; /* store_opts.commit_retry_ms resolved; set by store_open */
+    /*
+     * Group commit of lease-conditional writes (store.c): callers queue on
+     * `gc_head`; one at a time (gc_busy) takes the queue and commits it as
+     * one transaction while the others wait on gc_cond.
+     */
+    pthread_mutex_t gc_lock;
+    pthread_cond_t gc_cond;
+    struct store__waiter *gc_head, *gc_tail;
+    int gc_busy;
+    int gc_ready; /* gc_lock and gc_cond initialised */
 };
 
 /*
@@ -244,12 +261,17 @@ float *store__vec_dup(const void *blob, size_t bytes, int dim, int *n);
 /* Frees `n` rows and the array. */
 void store__rows_free(store_row *rows, int n);
 
-/* The outbox payload of `ev` with event id `id`, as new compact JSON text (free()). Never NULL. */
-char *store__event_payload(int64_t id, const store_event *ev, int64_t now);
+/*
+ * The outbox payload of `ev` to store, as new compact JSON text (free()).
+ * Never NULL. It has no "event_id": the database assigns the row id at
+ * insert, and store_outbox_read() puts it in front of the payload.
+ */
+char *store__event_payload(const store_event *ev, int64_t now);
 
 /*
  * The outbox payload of one event, as new compact JSON text (free()):
- * {"event_id", "job_id", "asset_id", "state", "tasks": [names], "attempts",
+ * {"event_id" (left out when event_id <= 0), "job_id", "asset_id", "state",
+ *  "tasks": [names], "attempts",
  *  "counts": {"faces", "image_embeddings"}, "timings_ms": object or null,
  *  "error": {"code", "message"} or null, "at": RFC 3339 UTC}.
  * `timings` is JSON text or NULL (text that does not parse becomes null);
@@ -261,7 +283,8 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
 
 /*
  * The outbox payload of an asset deletion, as new compact JSON text (free()):
- * {"event_id", "job_id", "asset_id", "state": "deleted", "at"}. Never NULL.
+ * {"event_id" (left out when <= 0), "job_id", "asset_id", "state": "deleted",
+ * "at"}. Never NULL.
  */
 char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *asset_id,
                                 int64_t at_ms);

@@ -80,6 +80,8 @@
 #define PG_SCHEMA_VERSION 2
 #define PG_SCHEMA_MAX 48
 #define PG_MAXP 16
+/* Statements in flight in one pipeline at most (q_send). */
+#define PG_PIPE_MAX 256
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 /* Advisory lock keys: "inferd" in ASCII, then a role number. */
@@ -90,6 +92,10 @@ typedef struct {
     PGconn *conn;
     int64_t retry_at_ms; /* no reconnect attempt before this */
     int backoff_ms;
+    /* The open transaction's state (pg_begin resets it). */
+    int piped;         /* statements sent in pipeline mode, answers not read yet (q_send) */
+    int outbox_locked; /* PG_LOCK_OUTBOX taken */
+    unsigned notified; /* channels notified, 1 << store_channel */
 } pg_conn;
 
 typedef struct {
@@ -378,11 +384,86 @@ static int pg_err(pg_store *s, pg_conn *c, const PGresult *r, const char *op, er
  * Runs `sql` with `p` (may be NULL). On success `*res` (may be NULL: the
  * result is dropped) receives the result, which the caller PQclear()s.
  */
+/*
+ * Reads the answers of every statement q_send() queued, then leaves
+ * pipeline mode. Returns the first failure (later statements of a failed
+ * pipeline are skipped by the server, and the transaction is aborted).
+ */
+static int q_flush(pg_store *s, pg_conn *c, err_t *e)
+{
+    if (c->piped == 0)
+        return ERR_OK;
+    int rc = ERR_OK;
+    if (PQpipelineSync(c->conn) != 1)
+        rc = pg_err(s, c, NULL, "pipeline sync", e);
+    int nulls = 0;
+    while (rc == ERR_OK || PQstatus(c->conn) == CONNECTION_OK) {
+        PGresult *r = PQgetResult(c->conn);
+        if (r == NULL) {
+            /* One NULL ends each statement's answers; more than that means nothing is coming. */
+            if (++nulls > c->piped + 1 || PQstatus(c->conn) != CONNECTION_OK) {
+                if (rc == ERR_OK)
+                    rc = pg_err(s, c, NULL, "pipelined write", e);
+                break;
+            }
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (rc == ERR_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+            st != PGRES_PIPELINE_ABORTED)
+            rc = pg_err(s, c, r, "pipelined write", e);
+        PQclear(r);
+    }
+    c->piped = 0;
+    if (PQpipelineStatus(c->conn) != PQ_PIPELINE_OFF && PQexitPipelineMode(c->conn) != 1 &&
+        rc == ERR_OK)
+        rc = pg_err(s, c, NULL, "pipeline exit", e);
+    return rc;
+}
+
+/*
+ * Sends `sql` without waiting for its answer: libpq's pipeline mode, so a
+ * transaction's writes cost one round trip together rather than one each.
+ * Only for statements whose result is not read; the next q_run() (COMMIT
+ * included) or q_flush() collects the answers and reports the first error.
+ */
+static int q_send(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, const char *op,
+                  err_t *e)
+{
+    /* Bounded, so the server never blocks on answers we have not read yet. */
+    if (c->piped >= PG_PIPE_MAX) {
+        int rc = q_flush(s, c, e);
+        if (rc)
+            return rc;
+    }
+    if (c->piped == 0 && PQenterPipelineMode(c->conn) != 1)
+        return pg_err(s, c, NULL, op, e);
+    if (PQsendQueryParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
+                          p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0) != 1) {
+        int rc = pg_err(s, c, NULL, op, e);
+        err_t ignore;
+        q_flush(s, c, &ignore);
+        return rc;
+    }
+    c->piped++;
+    return ERR_OK;
+}
+
 static int q_run(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, const char *op,
                  PGresult **res, err_t *e)
 {
     if (res != NULL)
         *res = NULL;
+    if (c->piped > 0) {
+        int rc = q_flush(s, c, e);
+        if (rc)
+            return rc;
+    }
     PGresult *r = PQexecParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
                                p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
     ExecStatusType st = PQresultStatus(r);
@@ -498,6 +579,9 @@ static void pool_put(pg_store *s, pg_conn *c)
 static int pg_begin(pg_store *s, const char *begin, pg_conn **out, err_t *e)
 {
     pg_conn *c = pool_get(s);
+    c->piped = 0;
+    c->outbox_locked = 0;
+    c->notified = 0;
     int rc = conn_ensure(s, c, e);
     if (rc == ERR_OK) {
         rc = q_run(s, c, begin, NULL, "begin", NULL, e);
@@ -522,6 +606,12 @@ static int pg_begin(pg_store *s, const char *begin, pg_conn **out, err_t *e)
 /* Commits when `rc` is ERR_OK, else rolls back; returns the connection to the pool. */
 static int pg_end(pg_store *s, pg_conn *c, int rc, err_t *e)
 {
+    if (c->piped > 0) {
+        err_t ignore;
+        int f = q_flush(s, c, rc == ERR_OK ? e : &ignore);
+        if (rc == ERR_OK)
+            rc = f;
+    }
     if (rc == ERR_OK) {
         PGresult *r = NULL;
         rc = q_run(s, c, "COMMIT", NULL, "commit", &r, e);
@@ -765,41 +855,48 @@ static int pg_tx_end(store *base, store_tx *tx, int rc, err_t *e)
     return pg_end((pg_store *)base, (pg_conn *)tx, rc, e);
 }
 
+/* Sends the wake-up of channel `ch` once per transaction; delivered at commit. */
+static int notify(pg_store *s, pg_conn *c, store_channel ch, err_t *e)
+{
+    if (c->notified & (1u << ch))
+        return ERR_OK;
+    c->notified |= 1u << ch;
+    pg_params p = {0};
+    p_text(&p, ch == STORE_CHANNEL_JOBS ? s->chan_jobs : s->chan_outbox);
+    return q_send(s, c, "SELECT pg_notify($1, '')", &p, "notify", e);
+}
+
 /*
- * Inserts the outbox row for `ev` and its NOTIFY; the caller holds the
- * transaction and every row lock it needs (see "Outbox order" above).
+ * Inserts the outbox row for `ev` and the outbox wake-up; the caller holds
+ * the transaction and every row lock it needs (see "Outbox order" above).
+ * The outbox lock is taken once per transaction, before its first event;
+ * the database assigns the id.
  */
 static int pg_event_put(store *base, store_tx *tx, const store_event *ev, int64_t now, err_t *e)
 {
     pg_store *s = (pg_store *)base;
     pg_conn *c = (pg_conn *)tx;
-    PGresult *r = NULL;
-    int rc = q_run(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock",
-                   NULL, e);
-    if (rc == ERR_OK)
-        rc = q_run(s, c, "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))", NULL,
-                   "outbox id", &r, e);
+    int rc = ERR_OK;
+    if (!c->outbox_locked) {
+        rc = q_send(s, c, "SELECT pg_advisory_xact_lock(" PG_LOCK_OUTBOX ")", NULL, "outbox lock",
+                    e);
+        c->outbox_locked = rc == ERR_OK;
+    }
     if (rc)
         return rc;
-    int64_t id = v_i64(r, 0, 0);
-    PQclear(r);
-    char *payload = store__event_payload(id, ev, now);
+    char *payload = store__event_payload(ev, now);
     pg_params p = {0};
-    p_i64(&p, id);
     p_i64(&p, ev->job_id);
     p_text(&p, ev->asset_id);
     p_text(&p, payload);
     p_i64(&p, now);
-    rc = q_run(s, c,
-               "INSERT INTO outbox(id, job_id, asset_id, payload, created_ms)"
-               " VALUES ($1, $2, $3, $4, $5)",
-               &p, "outbox insert", NULL, e);
+    rc = q_send(s, c,
+                "INSERT INTO outbox(job_id, asset_id, payload, created_ms) VALUES ($1, $2, $3, $4)",
+                &p, "outbox insert", e);
     free(payload);
-    if (rc)
-        return rc;
-    pg_params n = {0};
-    p_text(&n, s->chan_outbox);
-    return q_run(s, c, "SELECT pg_notify($1, '')", &n, "notify", NULL, e);
+    if (rc == ERR_OK)
+        rc = notify(s, c, STORE_CHANNEL_OUTBOX, e);
+    return rc;
 }
 
 #define ROW_COLS                                                                                   \
@@ -819,6 +916,19 @@ static void read_row(const PGresult *r, int row, store_row *out)
     out->payload = v_dup(r, row, 8);
 }
 
+/* `n` integers (from `v64`, else from `v32`) as a PostgreSQL array literal "{1,2}" (free()). */
+static char *int_array_text(const int64_t *v64, const int *v32, int n)
+{
+    size_t size = (size_t)n * 21 + 3, len = 0;
+    char *t = xmalloc(size);
+    t[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(t + len, size - len, "%s%lld", i ? "," : "",
+                                v64 != NULL ? (long long)v64[i] : (long long)v32[i]);
+    snprintf(t + len, size - len, "}");
+    return t;
+}
+
 /*
  * Locks and reads the rows `sel` names, in id order (see "Outbox order").
  * FOR UPDATE re-checks the condition on the newest version after any wait,
@@ -832,13 +942,17 @@ static int pg_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_r
     pg_store *s = (pg_store *)base;
     pg_params p = {0};
     const char *sql = NULL;
+    char *ids = NULL, *att = NULL;
     switch (sel->kind) {
     case STORE_SEL_LEASED:
-        sql = "SELECT " ROW_COLS " FROM jobs WHERE id = $1 AND state = 'running'"
-              " AND lease_owner = $2 AND attempts = $3 FOR UPDATE";
-        p_i64(&p, sel->id);
+        sql = "SELECT " ROW_COLS " FROM jobs WHERE (id, attempts) IN"
+              " (SELECT * FROM unnest($1::bigint[], $3::integer[])) AND state = 'running'"
+              " AND lease_owner = $2 ORDER BY id FOR UPDATE";
+        ids = int_array_text(sel->ids, NULL, sel->n);
+        att = int_array_text(NULL, sel->attempts, sel->n);
+        p_text(&p, ids);
         p_text(&p, sel->owner);
-        p_i64(&p, sel->attempts);
+        p_text(&p, att);
         break;
     case STORE_SEL_EXPIRED:
         sql = "SELECT " ROW_COLS " FROM jobs WHERE state = 'running' AND lease_until_ms < $1"
@@ -852,11 +966,13 @@ static int pg_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_r
         break;
     case STORE_SEL_ID:
         sql = "SELECT " ROW_COLS " FROM jobs WHERE id = $1 FOR UPDATE";
-        p_i64(&p, sel->id);
+        p_i64(&p, sel->ids[0]);
         break;
     }
     PGresult *r = NULL;
     int rc = q_run(s, (pg_conn *)tx, sql, &p, "lock rows", &r, e);
+    free(ids);
+    free(att);
     if (rc)
         return rc;
     int cnt = PQntuples(r);
@@ -869,14 +985,6 @@ static int pg_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_r
     return ERR_OK;
 }
 
-/* Sends the "new claimable job" hint; delivered at commit. */
-static int notify_jobs(pg_store *s, pg_conn *c, err_t *e)
-{
-    pg_params p = {0};
-    p_text(&p, s->chan_jobs);
-    return q_run(s, c, "SELECT pg_notify($1, '')", &p, "notify", NULL, e);
-}
-
 static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const store_outcome *o,
                         int64_t now, err_t *e)
 {
@@ -886,8 +994,8 @@ static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const s
     if (o->to == JOB_RUNNING) {
         p_i64(&p, now);
         p_i64(&p, row->id);
-        return q_run(s, c, "UPDATE jobs SET cancel_requested = 1, updated_ms = $1 WHERE id = $2",
-                     &p, "cancel", NULL, e);
+        return q_send(s, c, "UPDATE jobs SET cancel_requested = 1, updated_ms = $1 WHERE id = $2",
+                      &p, "cancel", e);
     }
     if (o->to == JOB_QUEUED) {
         p_i64(&p, o->run_after_ms);
@@ -896,14 +1004,14 @@ static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const s
         p_text(&p, o->error);
         p_i64(&p, now);
         p_i64(&p, row->id);
-        int rc = q_run(s, c,
-                       "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
-                       " run_after_ms = $1, attempts = greatest(attempts - $2::integer, 0),"
-                       " error_code = coalesce($3, error_code), error = coalesce($4, error),"
-                       " updated_ms = $5 WHERE id = $6",
-                       &p, "requeue", NULL, e);
+        int rc = q_send(s, c,
+                        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = 0,"
+                        " run_after_ms = $1, attempts = greatest(attempts - $2::integer, 0),"
+                        " error_code = coalesce($3, error_code), error = coalesce($4, error),"
+                        " updated_ms = $5 WHERE id = $6",
+                        &p, "requeue", e);
         if (rc == ERR_OK && o->run_after_ms <= now)
-            rc = notify_jobs(s, c, e);
+            rc = notify(s, c, STORE_CHANNEL_JOBS, e);
         return rc;
     }
     p_text(&p, job_state_name(o->to));
@@ -913,13 +1021,13 @@ static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const s
     p_text(&p, o->clear_error ? "true" : "false");
     p_i64(&p, now);
     p_i64(&p, row->id);
-    return q_run(s, c,
-                 "UPDATE jobs SET state = $1, error_code = CASE WHEN $5::boolean THEN NULL"
-                 " ELSE coalesce($2, error_code) END, error = CASE WHEN $5::boolean THEN NULL"
-                 " ELSE coalesce($3, error) END, timings = coalesce($4, timings),"
-                 " lease_owner = NULL, lease_until_ms = 0, finished_ms = $6, updated_ms = $6"
-                 " WHERE id = $7",
-                 &p, "finish job", NULL, e);
+    return q_send(s, c,
+                  "UPDATE jobs SET state = $1, error_code = CASE WHEN $5::boolean THEN NULL"
+                  " ELSE coalesce($2, error_code) END, error = CASE WHEN $5::boolean THEN NULL"
+                  " ELSE coalesce($3, error) END, timings = coalesce($4, timings),"
+                  " lease_owner = NULL, lease_until_ms = 0, finished_ms = $6, updated_ms = $6"
+                  " WHERE id = $7",
+                  &p, "finish job", e);
 }
 
 /* --- jobs ----------------------------------------------------------------- */
@@ -984,7 +1092,7 @@ static int pg_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
             break;
         if (PQntuples(r) == 1) {
             row_to_job(r, 0, out);
-            rc = notify_jobs(s, c, e);
+            rc = notify(s, c, STORE_CHANNEL_JOBS, e);
             break;
         }
         PQclear(r);
@@ -1157,12 +1265,12 @@ static int pg_results_put(store *base, store_tx *tx, const store_row *row, const
     p_i64(&p, r->height);
     p_i64(&p, now);
     /* A job without a payload keeps the payload an earlier job gave the asset. */
-    int rc = q_run(s, c,
-                   "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
-                   " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (asset_id) DO UPDATE SET"
-                   " payload = coalesce(excluded.payload, assets.payload), width = excluded.width,"
-                   " height = excluded.height, updated_ms = excluded.updated_ms",
-                   &p, "asset upsert", NULL, e);
+    int rc = q_send(s, c,
+                    "INSERT INTO assets(asset_id, payload, width, height, updated_ms)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (asset_id) DO UPDATE SET"
+                    " payload = coalesce(excluded.payload, assets.payload), width = excluded.width,"
+                    " height = excluded.height, updated_ms = excluded.updated_ms",
+                    &p, "asset upsert", e);
     if (rc)
         return rc;
 
@@ -1177,12 +1285,12 @@ static int pg_results_put(store *base, store_tx *tx, const store_row *row, const
         p_f64(&q, r->image_norm);
         p_text(&q, r->nsfw);
         p_bin(&q, blob, bytes);
-        rc = q_run(s, c,
-                   "INSERT INTO image_embeddings(asset_id, model, dim, norm, nsfw, vector)"
-                   " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (asset_id, model) DO UPDATE SET"
-                   " dim = excluded.dim, norm = excluded.norm, nsfw = excluded.nsfw,"
-                   " vector = excluded.vector",
-                   &q, "image embedding", NULL, e);
+        rc = q_send(s, c,
+                    "INSERT INTO image_embeddings(asset_id, model, dim, norm, nsfw, vector)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (asset_id, model) DO UPDATE SET"
+                    " dim = excluded.dim, norm = excluded.norm, nsfw = excluded.nsfw,"
+                    " vector = excluded.vector",
+                    &q, "image embedding", e);
         free(blob);
         if (rc)
             return rc;
@@ -1196,8 +1304,8 @@ static int pg_results_put(store *base, store_tx *tx, const store_row *row, const
     p_text(&d, asset_id);
     p_text(&d, det);
     p_text(&d, fm);
-    rc = q_run(s, c, "DELETE FROM faces WHERE asset_id = $1 AND detector = $2 AND model = $3", &d,
-               "faces delete", NULL, e);
+    rc = q_send(s, c, "DELETE FROM faces WHERE asset_id = $1 AND detector = $2 AND model = $3", &d,
+                "faces delete", e);
     unsigned char *blob = r->face_dim > 0 ? xmalloc((size_t)r->face_dim * 4) : NULL;
     for (int i = 0; rc == ERR_OK && i < r->nfaces; i++) {
         const store_face *f = &r->faces[i];
@@ -1219,10 +1327,11 @@ static int pg_results_put(store *base, store_tx *tx, const store_row *row, const
             p_i64(&q, 0);
             p_text(&q, NULL);
         }
-        rc = q_run(s, c,
+        rc =
+            q_send(s, c,
                    "INSERT INTO faces(asset_id, detector, model, x1, y1, x2, y2, score,"
                    " keypoints, dim, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                   &q, "face insert", NULL, e);
+                   &q, "face insert", e);
     }
     free(blob);
     return rc;

@@ -57,6 +57,9 @@
 #define SQ_READERS 4
 #define SQ_SCHEMA_VERSION 3
 
+/* How many of the write connection's statements stay prepared (w_prep). */
+#define SQ_WCACHE 48
+
 typedef struct {
     struct store base; /* first: store.c reaches ops through it */
     char *path;
@@ -78,6 +81,12 @@ typedef struct {
     pthread_mutex_t nlock;
     pthread_cond_t ncond;
     unsigned pending;
+    /* Prepared statements of the write connection, by SQL text (under wlock; w_prep). */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } wcache[SQ_WCACHE];
+    int nwcache;
 } sq_store;
 
 /* --- schema ------------------------------------------------------------- */
@@ -236,6 +245,51 @@ static int q_prep(sq_store *s, sqlite3 *db, const char *sql, sqlite3_stmt **st, 
     return ERR_OK;
 }
 
+/*
+ * The write connection's prepared statement for `sql`, kept across calls:
+ * parsing and planning a statement costs more than running these small
+ * ones, and the queue runs the same few thousands of times a second. The
+ * statement comes back reset with its bindings cleared; the caller (holding
+ * wlock) runs it and then calls w_done(), never sqlite3_finalize(). Once
+ * the cache is full, further texts are prepared and dropped each time.
+ */
+static int w_prep(sq_store *s, const char *sql, sqlite3_stmt **st, err_t *e)
+{
+    for (int i = 0; i < s->nwcache; i++) {
+        if (strcmp(s->wcache[i].sql, sql) == 0) {
+            *st = s->wcache[i].st;
+            sqlite3_reset(*st);
+            sqlite3_clear_bindings(*st);
+            return ERR_OK;
+        }
+    }
+    int rc = sqlite3_prepare_v3(s->wdb, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc != SQLITE_OK) {
+        *st = NULL;
+        return sq_err(s, s->wdb, rc, "prepare", e);
+    }
+    if (s->nwcache < SQ_WCACHE) {
+        s->wcache[s->nwcache].sql = xstrdup(sql);
+        s->wcache[s->nwcache].st = *st;
+        s->nwcache++;
+    }
+    return ERR_OK;
+}
+
+/* Ends a use of w_prep()'s statement: reset if cached, finalized if not. */
+static void w_done(sq_store *s, sqlite3_stmt *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < s->nwcache; i++) {
+        if (s->wcache[i].st == st) {
+            sqlite3_reset(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 /* Steps `st`: 1 for a row, 0 when done, a negative ERR_ code on failure. */
 static int q_step(sq_store *s, sqlite3 *db, sqlite3_stmt *st, const char *op, err_t *e)
 {
@@ -294,7 +348,8 @@ static int q_do(sq_store *s, sqlite3 *db, const char *sql, const sq_arg *a, int 
                 err_t *e)
 {
     sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, db, sql, &st, e);
+    int wr = db == s->wdb;
+    int rc = wr ? w_prep(s, sql, &st, e) : q_prep(s, db, sql, &st, e);
     if (rc)
         return rc;
     for (int i = 0; i < na; i++) {
@@ -304,7 +359,10 @@ static int q_do(sq_store *s, sqlite3 *db, const char *sql, const sq_arg *a, int 
             sqlite3_bind_int64(st, i + 1, a[i].i);
     }
     rc = q_step(s, db, st, op, e);
-    sqlite3_finalize(st);
+    if (wr)
+        w_done(s, st);
+    else
+        sqlite3_finalize(st);
     return rc;
 }
 
@@ -561,6 +619,10 @@ static int sq_migrate(sq_store *s, err_t *e)
 static void sq_close(store *base)
 {
     sq_store *s = (sq_store *)base;
+    for (int i = 0; i < s->nwcache; i++) {
+        sqlite3_finalize(s->wcache[i].st);
+        free(s->wcache[i].sql);
+    }
     for (int i = 0; i < SQ_READERS; i++)
         sqlite3_close(s->rall[i]);
     sqlite3_close(s->wdb);
@@ -636,30 +698,12 @@ static int sq_event_put(store *base, store_tx *tx, const store_event *ev, int64_
 {
     (void)tx;
     sq_store *s = (sq_store *)base;
-    sqlite3 *db = s->wdb;
-    sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, db,
-                    "INSERT INTO outbox(job_id, asset_id, payload, created_ms) VALUES (?, ?, '', ?)"
-                    " RETURNING id",
-                    &st, e);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, ev->job_id);
-    bind_text(st, 2, ev->asset_id);
-    sqlite3_bind_int64(st, 3, now);
-    int64_t id = 0;
-    rc = q_step(s, db, st, "outbox insert", e);
-    if (rc == 1) {
-        id = sqlite3_column_int64(st, 0);
-        rc = q_step(s, db, st, "outbox insert", e);
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        return rc < 0 ? rc : err_set(e, ERR_INTERNAL, "outbox insert returned two rows");
-    char *payload = store__event_payload(id, ev, now);
+    char *payload = store__event_payload(ev, now);
     s->wnotify |= 1u << STORE_CHANNEL_OUTBOX;
-    rc = q_do(s, db, "UPDATE outbox SET payload = ? WHERE id = ?", ARGS(A_TEXT(payload), A_INT(id)),
-              "outbox payload", e);
+    int rc = q_do(s, s->wdb,
+                  "INSERT INTO outbox(job_id, asset_id, payload, created_ms) VALUES (?, ?, ?, ?)",
+                  ARGS(A_INT(ev->job_id), A_TEXT(ev->asset_id), A_TEXT(payload), A_INT(now)),
+                  "outbox insert", e);
     free(payload);
     return rc;
 }
@@ -712,9 +756,16 @@ static void read_row(sqlite3_stmt *st, store_row *r)
     r->payload = col_strdup(st, 8);
 }
 
+static int cmp_row_id(const void *a, const void *b)
+{
+    const store_row *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
 /*
- * Reads the rows `sel` names. The caller holds the write transaction, so
- * what they say stays true until it commits: SQLite has one writer.
+ * Reads the rows `sel` names, by id. The caller holds the write
+ * transaction, so what they say stays true until it commits: SQLite has one
+ * writer. A batch of leased jobs is one prepared statement run per job.
  */
 static int sq_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_row **out, int *n,
                         err_t *e)
@@ -731,32 +782,38 @@ static int sq_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_r
     snprintf(sql, sizeof sql, "SELECT " SQ_ROW_COLS " FROM jobs WHERE %s ORDER BY id",
              where[sel->kind]);
     sqlite3_stmt *st = NULL;
-    int rc = q_prep(s, s->wdb, sql, &st, e);
+    int rc = w_prep(s, sql, &st, e);
     if (rc)
         return rc;
-    /* Unused numbered parameters are allowed; bind them all. */
-    if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_ID)
-        sqlite3_bind_int64(st, 1, sel->id);
-    if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_OWNED)
-        bind_text(st, 2, sel->owner);
-    if (sel->kind == STORE_SEL_LEASED)
-        sqlite3_bind_int(st, 3, sel->attempts);
-    if (sel->kind == STORE_SEL_EXPIRED)
-        sqlite3_bind_int64(st, 4, sel->now);
     store_row *arr = NULL;
     int cnt = 0, cap = 0;
-    while ((rc = q_step(s, s->wdb, st, "lock rows", e)) == 1) {
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 8;
-            arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+    int runs = sel->kind == STORE_SEL_LEASED ? sel->n : 1;
+    for (int k = 0; rc == ERR_OK && k < runs; k++) {
+        sqlite3_reset(st);
+        /* Unused numbered parameters are allowed; bind what this kind uses. */
+        if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_ID)
+            sqlite3_bind_int64(st, 1, sel->ids[k]);
+        if (sel->kind == STORE_SEL_LEASED || sel->kind == STORE_SEL_OWNED)
+            bind_text(st, 2, sel->owner);
+        if (sel->kind == STORE_SEL_LEASED)
+            sqlite3_bind_int(st, 3, sel->attempts[k]);
+        if (sel->kind == STORE_SEL_EXPIRED)
+            sqlite3_bind_int64(st, 4, sel->now);
+        while ((rc = q_step(s, s->wdb, st, "lock rows", e)) == 1) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 8;
+                arr = xrealloc(arr, (size_t)cap * sizeof *arr);
+            }
+            read_row(st, &arr[cnt++]);
         }
-        read_row(st, &arr[cnt++]);
     }
-    sqlite3_finalize(st);
+    w_done(s, st);
     if (rc) {
         store__rows_free(arr, cnt);
         return rc;
     }
+    if (cnt > 1)
+        qsort(arr, (size_t)cnt, sizeof *arr, cmp_row_id);
     *out = arr;
     *n = cnt;
     return ERR_OK;
@@ -774,7 +831,7 @@ static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
     if (rc)
         return rc;
     /* Written to match the partial index jobs_dedupe, so the lookup uses it. */
-    rc = q_prep(s, db,
+    rc = w_prep(s,
                 "SELECT " JOB_COLS " FROM jobs WHERE asset_id = ? AND tasks = ?"
                 " AND state IN ('queued','running') AND cancel_requested = 0",
                 &st, e);
@@ -791,8 +848,8 @@ static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
     }
     if (rc < 0)
         goto out;
-    sqlite3_finalize(st);
-    rc = q_prep(s, db,
+    w_done(s, st);
+    rc = w_prep(s,
                 "INSERT INTO jobs(asset_id, state, priority, tasks, attempts, max_attempts,"
                 " source, payload, run_after_ms, created_ms, updated_ms)"
                 " VALUES (?1, 'queued', ?2, ?3, 0, ?4, ?5, ?6, ?7, ?7, ?7) RETURNING " JOB_COLS,
@@ -820,7 +877,7 @@ static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
         rc = err_set(e, ERR_INTERNAL, "enqueue: no row returned");
     }
 out:
-    sqlite3_finalize(st);
+    w_done(s, st);
     rc = wend(s, rc, e);
     if (rc) {
         job_clear(out);
@@ -933,7 +990,7 @@ static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_m
     int rc = wbegin(s, e);
     if (rc)
         return rc;
-    rc = q_prep(s, db,
+    rc = w_prep(s,
                 "UPDATE jobs SET state = 'running', lease_owner = ?1, worker_id = ?1,"
                 " lease_until_ms = ?2, attempts = attempts + 1, updated_ms = ?3"
                 " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= ?3"
@@ -945,7 +1002,7 @@ static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_m
         sqlite3_bind_int64(st, 3, now);
         sqlite3_bind_int(st, 4, max);
         rc = collect_jobs(s, db, st, "claim", out, n, e);
-        sqlite3_finalize(st);
+        w_done(s, st);
     }
     rc = wend(s, rc, e);
     if (rc) {
@@ -992,7 +1049,7 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
 
     if (r->image_model != NULL) {
         /* The (asset_id, model) primary key makes the insert a replacement. */
-        rc = q_prep(s, db,
+        rc = w_prep(s,
                     "INSERT OR REPLACE INTO image_embeddings(asset_id, model, dim, norm, nsfw,"
                     " vector) VALUES (?, ?, ?, ?, ?, ?)",
                     &st, e);
@@ -1008,7 +1065,7 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
         bind_text(st, 5, r->nsfw);
         sqlite3_bind_blob(st, 6, blob, (int)bytes, free);
         rc = q_step(s, db, st, "image embedding", e);
-        sqlite3_finalize(st);
+        w_done(s, st);
         st = NULL;
         if (rc)
             return rc;
@@ -1022,7 +1079,7 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
               ARGS(A_TEXT(asset_id), A_TEXT(det), A_TEXT(fm)), "faces delete", e);
     if (rc || r->nfaces == 0)
         return rc;
-    rc = q_prep(s, db,
+    rc = w_prep(s,
                 "INSERT INTO faces(asset_id, detector, model, x1, y1, x2, y2, score, keypoints,"
                 " dim, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &st, e);
@@ -1057,7 +1114,7 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
         }
         rc = q_step(s, db, st, "face insert", e);
     }
-    sqlite3_finalize(st);
+    w_done(s, st);
     return rc;
 }
 

@@ -1134,6 +1134,113 @@ static void test_concurrent_threads(void **state)
     check_claimed_once(f->s, all, total);
 }
 
+/*
+ * Threads sharing one owner (a worker's slots) complete at the same time:
+ * the group commit batches them, and every job still ends done once with
+ * one event.
+ */
+static void test_group_commit_threads(void **state)
+{
+    fixture *f = *state;
+    enqueue_many(f->s, CONC_JOBS);
+    static claimer cl[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    for (int i = 0; i < CONC_THREADS; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].s = f->s;
+        snprintf(cl[i].owner, sizeof cl[i].owner, "slots");
+        assert_int_equal(pthread_create(&th[i], NULL, claim_loop, &cl[i]), 0);
+    }
+    int64_t all[CONC_JOBS * 2];
+    int total = 0;
+    for (int i = 0; i < CONC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(cl[i].errors, 0);
+        for (int k = 0; k < cl[i].n && total < CONC_JOBS * 2; k++)
+            all[total++] = cl[i].ids[k];
+    }
+    check_claimed_once(f->s, all, total);
+    outbox_event *ev = NULL;
+    int n = 0;
+    assert_int_equal(store_outbox_read(f->s, 0, 0, 1000, &ev, &n, NULL), ERR_OK);
+    assert_int_equal(n, CONC_JOBS);
+    for (int i = 0; i < n; i++) {
+        json_t *o = json_loads(ev[i].payload, 0, NULL);
+        assert_non_null(o);
+        assert_int_equal(json_integer_value(json_object_get(o, "event_id")), ev[i].id);
+        assert_int_equal(json_integer_value(json_object_get(o, "job_id")), ev[i].job_id);
+        json_decref(o);
+    }
+    outbox_event_array_free(ev, n);
+}
+
+/*
+ * store_job_complete_many: one call for five leased jobs, of which one was
+ * failed meanwhile (ERR_LEASE for it alone) and one was asked to cancel
+ * (ends cancelled, its results dropped); the other three are done with
+ * their results, and every job has exactly one event.
+ */
+static void test_complete_many(void **state)
+{
+    fixture *f = *state;
+    int64_t ids[5];
+    for (int i = 0; i < 5; i++) {
+        char a[16];
+        snprintf(a, sizeof a, "many-%d", i);
+        ids[i] = enqueue(f->s, a, 0);
+    }
+    job *jobs = NULL;
+    int n = 0;
+    assert_int_equal(store_job_claim(f->s, "w", 5, 30000, &jobs, &n, NULL), ERR_OK);
+    assert_int_equal(n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(jobs[i].id, ids[i]);
+    assert_int_equal(store_job_fail(f->s, &jobs[1], "w", ERR_DECODE, "bad", NULL, NULL), ERR_OK);
+    assert_int_equal(store_job_cancel(f->s, ids[3], NULL, NULL), ERR_OK);
+    result_buf rb[5];
+    store_result rs[5];
+    for (int i = 0; i < 5; i++)
+        rs[i] = *make_result(&rb[i], "clip", i % 3);
+    int rcs[5];
+    err_t errs[5];
+    memset(errs, 0, sizeof errs);
+    assert_int_equal(store_job_complete_many(f->s, jobs, "w", rs, 5, rcs, errs), ERR_LEASE);
+    assert_int_equal(rcs[0], ERR_OK);
+    assert_int_equal(rcs[1], ERR_LEASE);
+    assert_non_null(strstr(errs[1].msg, "not running"));
+    assert_int_equal(rcs[2], ERR_OK);
+    assert_int_equal(rcs[3], ERR_OK);
+    assert_int_equal(rcs[4], ERR_OK);
+    job_array_free(jobs, n);
+
+    assert_int_equal(state_of(f->s, ids[0]), JOB_DONE);
+    assert_int_equal(state_of(f->s, ids[1]), JOB_FAILED);
+    assert_int_equal(state_of(f->s, ids[2]), JOB_DONE);
+    assert_int_equal(state_of(f->s, ids[3]), JOB_CANCELLED);
+    assert_int_equal(state_of(f->s, ids[4]), JOB_DONE);
+    json_t *a = NULL;
+    assert_int_equal(store_asset_get(f->s, "many-2", 0, &a, NULL), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(a, "faces")), 2);
+    json_decref(a);
+    assert_int_equal(store_asset_get(f->s, "many-3", 0, &a, NULL), ERR_NOENT);
+    for (int i = 0; i < 5; i++) {
+        json_t *ev = event_of(f->s, ids[i]);
+        static const char *const want[] = {"done", "failed", "done", "cancelled", "done"};
+        assert_string_equal(jstr(ev, "state"), want[i]);
+        json_decref(ev);
+    }
+    assert_int_equal(outbox_count(f->s), 5);
+
+    /* Completing them again: every one answers ERR_LEASE, nothing changes. */
+    job again[2] = {{.id = ids[0], .attempts = 1}, {.id = ids[2], .attempts = 1}};
+    snprintf(again[0].asset_id, sizeof again[0].asset_id, "many-0");
+    snprintf(again[1].asset_id, sizeof again[1].asset_id, "many-2");
+    assert_int_equal(store_job_complete_many(f->s, again, "w", rs, 2, rcs, NULL), ERR_LEASE);
+    assert_int_equal(rcs[0], ERR_LEASE);
+    assert_int_equal(rcs[1], ERR_LEASE);
+    assert_int_equal(outbox_count(f->s), 5);
+}
+
 #define CONC_PROCS 3
 
 /* Three processes on the same database never claim the same job. */
@@ -1973,6 +2080,8 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_upload_shas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complete_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
