@@ -82,6 +82,8 @@
 #define PG_MAXP 16
 /* Statements in flight in one pipeline at most (q_send). */
 #define PG_PIPE_MAX 256
+/* Statements kept prepared per connection at most (q_run). */
+#define PG_PREP_MAX 64
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 /* Advisory lock keys: "inferd" in ASCII, then a role number. */
@@ -96,6 +98,11 @@ typedef struct {
     int piped;         /* statements sent in pipeline mode, answers not read yet (q_send) */
     int outbox_locked; /* PG_LOCK_OUTBOX taken */
     unsigned notified; /* channels notified, 1 << store_channel */
+    /* Statements prepared on this connection: prep[i] is the SQL of "inferd_<i>" (q_run). */
+    char *prep[PG_PREP_MAX];
+    int nprep;
+    int prep_unsure; /* a pipelined PREPARE's answer not read yet */
+    int prep_stale;  /* a pipeline failed with one in flight: forget them all when idle */
 } pg_conn;
 
 typedef struct {
@@ -384,6 +391,37 @@ static int pg_err(pg_store *s, pg_conn *c, const PGresult *r, const char *op, er
  * Runs `sql` with `p` (may be NULL). On success `*res` (may be NULL: the
  * result is dropped) receives the result, which the caller PQclear()s.
  */
+/* Forgets the connection's prepared statements (the server forgot them, or will). */
+static void prep_clear(pg_conn *c)
+{
+    for (int i = 0; i < c->nprep; i++)
+        free(c->prep[i]);
+    c->nprep = 0;
+    c->prep_unsure = 0;
+    c->prep_stale = 0;
+}
+
+/*
+ * The index of `sql`'s prepared statement on `c`, -1 when it should run
+ * unprepared. Only plain DML and SELECT are prepared (the protocol would
+ * take BEGIN too, but nothing is gained). `*fresh` is set when the caller
+ * must prepare it first as "inferd_<index>".
+ */
+static int prep_find(pg_conn *c, const char *sql, int *fresh)
+{
+    *fresh = 0;
+    if (strncmp(sql, "SELECT", 6) != 0 && strncmp(sql, "INSERT", 6) != 0 &&
+        strncmp(sql, "UPDATE", 6) != 0 && strncmp(sql, "DELETE", 6) != 0)
+        return -1;
+    for (int i = 0; i < c->nprep; i++)
+        if (strcmp(c->prep[i], sql) == 0)
+            return i;
+    if (c->nprep == PG_PREP_MAX)
+        return -1;
+    *fresh = 1;
+    return c->nprep;
+}
+
 /*
  * Reads the answers of every statement q_send() queued, then leaves
  * pipeline mode. Returns the first failure (later statements of a failed
@@ -420,6 +458,9 @@ static int q_flush(pg_store *s, pg_conn *c, err_t *e)
         PQclear(r);
     }
     c->piped = 0;
+    if (rc != ERR_OK && c->prep_unsure)
+        c->prep_stale = 1; /* the PREPARE may have been skipped with the rest */
+    c->prep_unsure = 0;
     if (PQpipelineStatus(c->conn) != PQ_PIPELINE_OFF && PQexitPipelineMode(c->conn) != 1 &&
         rc == ERR_OK)
         rc = pg_err(s, c, NULL, "pipeline exit", e);
@@ -443,8 +484,25 @@ static int q_send(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, 
     }
     if (c->piped == 0 && PQenterPipelineMode(c->conn) != 1)
         return pg_err(s, c, NULL, op, e);
-    if (PQsendQueryParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
-                          p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0) != 1) {
+    int fresh = 0, k = prep_find(c, sql, &fresh);
+    char name[32];
+    snprintf(name, sizeof name, "inferd_%d", k);
+    int ok = 1;
+    if (fresh) {
+        ok = PQsendPrepare(c->conn, name, sql, p != NULL ? p->n : 0, NULL) == 1;
+        if (ok) {
+            c->prep[c->nprep++] = xstrdup(sql);
+            c->prep_unsure = 1;
+            c->piped++;
+        }
+    }
+    if (ok && k >= 0)
+        ok = PQsendQueryPrepared(c->conn, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+                                 p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0) == 1;
+    else if (ok)
+        ok = PQsendQueryParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
+                               p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0) == 1;
+    if (!ok) {
         int rc = pg_err(s, c, NULL, op, e);
         err_t ignore;
         q_flush(s, c, &ignore);
@@ -464,8 +522,29 @@ static int q_run(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, c
         if (rc)
             return rc;
     }
-    PGresult *r = PQexecParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
-                               p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
+    /*
+     * Statements run prepared, once per connection: the server then skips
+     * parsing and planning, which is most of what these small statements
+     * cost it.
+     */
+    int fresh = 0, k = prep_find(c, sql, &fresh);
+    char name[32];
+    snprintf(name, sizeof name, "inferd_%d", k);
+    if (fresh) {
+        PGresult *pr = PQprepare(c->conn, name, sql, p != NULL ? p->n : 0, NULL);
+        if (PQresultStatus(pr) != PGRES_COMMAND_OK) {
+            int rc = pg_err(s, c, pr, op, e);
+            PQclear(pr);
+            return rc;
+        }
+        PQclear(pr);
+        c->prep[c->nprep++] = xstrdup(sql);
+    }
+    PGresult *r =
+        k >= 0 ? PQexecPrepared(c->conn, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+                                p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0)
+               : PQexecParams(c->conn, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
+                              p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
         if (res != NULL)
@@ -537,6 +616,7 @@ static int conn_ensure(pg_store *s, pg_conn *c, err_t *e)
         return err_set(e, ERR_UNAVAILABLE,
                        "store %s: connection lost; next reconnect attempt in %lld ms", s->shown,
                        (long long)(c->retry_at_ms - now));
+    prep_clear(c); /* a new session has none */
     if (c->conn == NULL)
         c->conn = pg_connect(s);
     else
@@ -624,6 +704,11 @@ static int pg_end(pg_store *s, pg_conn *c, int rc, err_t *e)
         PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
         err_t ignore;
         q_run(s, c, "ROLLBACK", NULL, "rollback", NULL, &ignore);
+    }
+    if (c->prep_stale && PQstatus(c->conn) == CONNECTION_OK &&
+        PQtransactionStatus(c->conn) == PQTRANS_IDLE) {
+        PQclear(PQexec(c->conn, "DEALLOCATE ALL"));
+        prep_clear(c);
     }
     pool_put(s, c);
     return rc;
@@ -719,10 +804,13 @@ static int pg_migrate(pg_store *s, pg_conn *c, const char *schema, err_t *e)
 static void pg_close(store *base)
 {
     pg_store *s = (pg_store *)base;
-    for (int i = 0; i < PG_POOL; i++)
+    for (int i = 0; i < PG_POOL; i++) {
         PQfinish(s->pool[i].conn);
+        prep_clear(&s->pool[i]);
+    }
     for (int i = 0; i < 2; i++) {
         PQfinish(s->listen[i].c.conn);
+        prep_clear(&s->listen[i].c);
         pthread_mutex_destroy(&s->listen[i].lock);
     }
     pthread_mutex_destroy(&s->plock);
