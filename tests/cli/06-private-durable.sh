@@ -10,8 +10,9 @@ mkdir -p "$T/d"
 chmod 0755 "$T/d"
 : >"$T/d/inferd.db"
 chmod 0644 "$T/d/inferd.db"
-"$INFERD" serve --listen 127.0.0.1:0 --data-dir "$T/d" --models-dir "$INFERD_TEST_MODELS" \
-    --slots 1 >"$T/out" 2>"$T/err" &
+# The API role alone: no worker runs the job, so its spooled upload stays
+# (a worker would finish it and delete the upload before we look).
+"$INFERD" api --listen 127.0.0.1:0 --data-dir "$T/d" >"$T/out" 2>"$T/err" &
 pid=$!
 port=""
 for _ in $(seq 1 200); do
