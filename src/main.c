@@ -54,6 +54,7 @@
 #include "queue/worker.h"
 #include "store/store.h"
 #include "util/config.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/redact.h"
 #include "util/xalloc.h"
@@ -277,30 +278,6 @@ static int cmd_analyze(int argc, char **argv)
     return failed;
 }
 
-/* mkdir -p `path` (mode 0755 minus the umask). 0 or -1 with errno. */
-static int mkdir_p(const char *path)
-{
-    char buf[1024];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return errno = ENAMETOOLONG, -1;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode))
-        return errno = ENOTDIR, -1;
-    return 0;
-}
 
 /*
  * inferd serve|api|worker: config -> data dir -> store -> fetcher -> events
@@ -374,7 +351,7 @@ static int cmd_run(config_role role, int argc, char **argv)
      * that others can read or enter is closed.
      */
     umask(077);
-    if (mkdir_p(cfg.data_dir) != 0) {
+    if (fileio_mkdir_p(cfg.data_dir, 0755, NULL) != 0) {
         log_error("main", "cannot create data dir %s: %s", cfg.data_dir, strerror(errno));
         goto out;
     }

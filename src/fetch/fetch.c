@@ -218,20 +218,9 @@ static int resolve_path(const fetcher *f, const char *p, size_t plen, char **out
 /* mkdir -p with mode 0700 for the directories it creates. */
 static int mkdirs(const char *dir, err_t *e)
 {
-    char buf[PATH_MAX];
-    size_t n = strlen(dir);
-
-    if (n >= sizeof buf)
-        return err_set(e, ERR_INVAL, "spool dir %s: path too long", dir);
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            return err_set(e, ERR_IO, "mkdir %s: %s", buf, strerror(errno));
-        buf[i] = i == n ? '\0' : '/';
-    }
+    char failed[PATH_MAX];
+    if (fileio_mkdir_p(dir, 0700, failed) != 0)
+        return err_set(e, ERR_IO, "mkdir %s: %s", failed, strerror(errno));
     return ERR_OK;
 }
 

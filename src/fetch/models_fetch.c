@@ -248,32 +248,25 @@ static char *concat(const char *s, const char *suffix)
     return r;
 }
 
-/* mkdir -p of every directory above `path` (not `path` itself), mode 0755. */
-static int mkparents(const char *path, err_t *e)
-{
-    char *buf = xstrdup(path);
-    int rc = ERR_OK;
-
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-            rc = err_set(e, ERR_IO, "mkdir %s: %s", buf, strerror(errno));
-            break;
-        }
-        *p = '/';
-    }
-    free(buf);
-    return rc;
-}
-
+/* mkdir -p of `dir`, mode 0755. */
 static int mkdir_p(const char *dir, err_t *e)
 {
-    char *probe = join(dir, "x");
-    int rc = mkparents(probe, e);
+    char failed[PATH_MAX];
+    if (fileio_mkdir_p(dir, 0755, failed) != 0)
+        return err_set(e, ERR_IO, "mkdir %s: %s", failed, strerror(errno));
+    return ERR_OK;
+}
 
-    free(probe);
+/* mkdir -p of the directory holding `path`. */
+static int mkparents(const char *path, err_t *e)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path)
+        return ERR_OK;
+    char *dir = xstrdup(path);
+    dir[slash - path] = '\0';
+    int rc = mkdir_p(dir, e);
+    free(dir);
     return rc;
 }
 

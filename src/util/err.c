@@ -10,7 +10,7 @@
 const char *err_strerror(int code)
 {
     switch (code) {
-#define ERR__TEXT(name, num, text)                                                                 \
+#define ERR__TEXT(name, num, api, text)                                                            \
     case num:                                                                                      \
         return text;
         ERR_MAP(ERR__TEXT)
@@ -22,50 +22,11 @@ const char *err_strerror(int code)
 const char *err_name(int code)
 {
     switch (code) {
-    case ERR_OK:
-        return "ok";
-    case ERR_NOMEM:
-        return "nomem";
-    case ERR_INVAL:
-        return "invalid";
-    case ERR_IO:
-        return "io";
-    case ERR_NOENT:
-        return "not_found";
-    case ERR_DECODE:
-        return "decode";
-    case ERR_TOOBIG:
-        return "too_big";
-    case ERR_MODEL:
-        return "model";
-    case ERR_MANIFEST:
-        return "manifest";
-    case ERR_RUNTIME:
-        return "runtime";
-    case ERR_UNSUPPORTED:
-        return "unsupported";
-    case ERR_FORMAT:
-        return "format";
-    case ERR_CHECKSUM:
-        return "checksum";
-    case ERR_INTERNAL:
-        return "internal";
-    case ERR_LEASE:
-        return "lease_lost";
-    case ERR_CONFLICT:
-        return "conflict";
-    case ERR_BUSY:
-        return "busy";
-    case ERR_TIMEOUT:
-        return "timeout";
-    case ERR_UNAVAILABLE:
-        return "unavailable";
-    case ERR_FORBIDDEN:
-        return "forbidden";
-    case ERR_FETCH:
-        return "fetch";
-    case ERR_UNSUPPORTED_FORMAT:
-        return "unsupported_format";
+#define ERR__NAME(name, num, api, text)                                                            \
+    case num:                                                                                      \
+        return api;
+        ERR_MAP(ERR__NAME)
+#undef ERR__NAME
     }
     return "unknown";
 }

@@ -14,33 +14,37 @@
 
 #include <stddef.h>
 
-/* X(name, number, short text). Numbers are stable API: append, never renumber. */
+/*
+ * X(name, number, API name, short text). Numbers and API names (err_name:
+ * the "code" of JSON errors and job errors) are stable: append, never
+ * renumber or rename.
+ */
 #define ERR_MAP(X)                                                                                 \
-    X(OK, 0, "ok")                                                                                 \
-    X(NOMEM, -1, "out of memory")                                                                  \
-    X(INVAL, -2, "invalid argument")                                                               \
-    X(IO, -3, "input/output error")                                                                \
-    X(NOENT, -4, "not found")                                                                      \
-    X(DECODE, -5, "image could not be decoded")                                                    \
-    X(TOOBIG, -6, "input exceeds a limit")                                                         \
-    X(MODEL, -7, "model error")                                                                    \
-    X(MANIFEST, -8, "bad model manifest")                                                          \
-    X(RUNTIME, -9, "inference runtime error")                                                      \
-    X(UNSUPPORTED, -10, "unsupported")                                                             \
-    X(FORMAT, -11, "malformed input")                                                              \
-    X(CHECKSUM, -12, "checksum mismatch")                                                          \
-    X(INTERNAL, -13, "internal error")                                                             \
-    X(LEASE, -14, "job lease lost")                                                                \
-    X(CONFLICT, -15, "conflict with the current state")                                            \
-    X(BUSY, -16, "resource busy")                                                                  \
-    X(TIMEOUT, -17, "timed out")                                                                   \
-    X(UNAVAILABLE, -18, "temporarily unavailable")                                                 \
-    X(FORBIDDEN, -19, "forbidden")                                                                 \
-    X(FETCH, -20, "source could not be fetched")                                                   \
-    X(UNSUPPORTED_FORMAT, -21, "image format not accepted")
+    X(OK, 0, "ok", "ok")                                                                           \
+    X(NOMEM, -1, "nomem", "out of memory")                                                         \
+    X(INVAL, -2, "invalid", "invalid argument")                                                    \
+    X(IO, -3, "io", "input/output error")                                                          \
+    X(NOENT, -4, "not_found", "not found")                                                         \
+    X(DECODE, -5, "decode", "image could not be decoded")                                          \
+    X(TOOBIG, -6, "too_big", "input exceeds a limit")                                              \
+    X(MODEL, -7, "model", "model error")                                                           \
+    X(MANIFEST, -8, "manifest", "bad model manifest")                                              \
+    X(RUNTIME, -9, "runtime", "inference runtime error")                                           \
+    X(UNSUPPORTED, -10, "unsupported", "unsupported")                                              \
+    X(FORMAT, -11, "format", "malformed input")                                                    \
+    X(CHECKSUM, -12, "checksum", "checksum mismatch")                                              \
+    X(INTERNAL, -13, "internal", "internal error")                                                 \
+    X(LEASE, -14, "lease_lost", "job lease lost")                                                  \
+    X(CONFLICT, -15, "conflict", "conflict with the current state")                                \
+    X(BUSY, -16, "busy", "resource busy")                                                          \
+    X(TIMEOUT, -17, "timeout", "timed out")                                                        \
+    X(UNAVAILABLE, -18, "unavailable", "temporarily unavailable")                                  \
+    X(FORBIDDEN, -19, "forbidden", "forbidden")                                                    \
+    X(FETCH, -20, "fetch", "source could not be fetched")                                          \
+    X(UNSUPPORTED_FORMAT, -21, "unsupported_format", "image format not accepted")
 
 typedef enum {
-#define ERR__ENUM(name, num, text) ERR_##name = (num),
+#define ERR__ENUM(name, num, api, text) ERR_##name = (num),
     ERR_MAP(ERR__ENUM)
 #undef ERR__ENUM
 } err_code;

@@ -5,6 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -74,4 +77,32 @@ int fileio_read_all(const char *path, size_t max, char **out, size_t *len)
     *out = buf;
     *len = n;
     return 0;
+}
+
+int fileio_mkdir_p(const char *path, unsigned mode, char *failed)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return errno = ENAMETOOLONG, -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
+            if (failed != NULL)
+                memcpy(failed, buf, i + 1);
+            return -1;
+        }
+        buf[i] = saved;
+    }
+    struct stat st;
+    int bad = stat(path, &st) != 0 ? -1 : !S_ISDIR(st.st_mode);
+    if (bad != 0 && failed != NULL)
+        memcpy(failed, buf, n + 1);
+    if (bad > 0)
+        errno = ENOTDIR;
+    return bad != 0 ? -1 : 0;
 }

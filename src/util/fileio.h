@@ -20,4 +20,13 @@ int fileio_write_all(int fd, const void *p, size_t n);
  */
 int fileio_read_all(const char *path, size_t max, char **out, size_t *len);
 
+/*
+ * mkdir -p: creates `path` and every missing directory above it with `mode`
+ * (minus the umask); directories that exist are left as they are. Returns
+ * 0, or -1 with errno set (ENOTDIR when `path` exists and is not a
+ * directory, ENAMETOOLONG past PATH_MAX). `failed` (may be NULL, PATH_MAX
+ * bytes) receives the directory that could not be made.
+ */
+int fileio_mkdir_p(const char *path, unsigned mode, char *failed);
+
 #endif
