@@ -344,6 +344,7 @@ int fetch_upload_begin(fetcher *f, fetch_upload **out, err_t *e)
     u->f = f;
     sha256_init(&u->sha);
     if (snprintf(u->tmp, sizeof u->tmp, "%s/.upload.XXXXXX", f->spool_dir) >= (int)sizeof u->tmp) {
+        sha256_free(&u->sha);
         free(u);
         return err_set(e, ERR_INVAL, "spool dir %s: path too long", f->spool_dir);
     }
@@ -351,6 +352,7 @@ int fetch_upload_begin(fetcher *f, fetch_upload **out, err_t *e)
     if (u->fd < 0) {
         int rc = err_set(e, ERR_IO, "spool: create temp file in %s: %s", f->spool_dir,
                          strerror(errno));
+        sha256_free(&u->sha);
         free(u);
         return rc;
     }
@@ -386,6 +388,7 @@ void fetch_upload_abort(fetch_upload *u)
         return;
     close(u->fd);
     unlink(u->tmp);
+    sha256_free(&u->sha);
     free(u);
 }
 
