@@ -208,7 +208,8 @@ static char *timings_json(const double t[ST_COUNT])
             continue; /* not known before the commit that stores this JSON */
         json_object_set_new(o, worker_stage_names[i], json_real(round1(t[i])));
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* 9 significant digits: a rounded 0.1 ms is written 0.1, not 0.10000000000000001. */
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(o);
     return s;
 }

@@ -24,6 +24,13 @@
 #include "util/redact.h"
 #include "util/xalloc.h"
 
+/*
+ * How event payloads are written: compact, and reals with 9 significant
+ * digits, which is exact for float32 and keeps a timing of 0.1 ms from
+ * reaching consumers as 0.10000000000000001 (jansson's default is 17).
+ */
+#define STORE__JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
 /* Default of store_opts.commit_retry_ms. */
 #define STORE__COMMIT_RETRY_MS 20000
 
@@ -189,7 +196,7 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
     json_object_set_new(o, "error",
                         error_code != NULL ? error_json(error_code, error_msg) : json_null());
     json_object_set_new(o, "at", time_json(at_ms));
-    char *text = json_dumps(o, JSON_COMPACT);
+    char *text = json_dumps(o, STORE__JSON_FLAGS);
     json_decref(o);
     if (text == NULL) {
         fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
@@ -1448,7 +1455,7 @@ char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *as
     json_object_set_new(o, "asset_id", json_string(asset_id));
     json_object_set_new(o, "state", json_string("deleted"));
     json_object_set_new(o, "at", time_json(at_ms));
-    char *text = json_dumps(o, JSON_COMPACT);
+    char *text = json_dumps(o, STORE__JSON_FLAGS);
     json_decref(o);
     if (text == NULL) {
         fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);

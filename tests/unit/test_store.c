@@ -1199,8 +1199,10 @@ static void test_complete_many(void **state)
     assert_int_equal(store_job_cancel(f->s, ids[3], NULL, NULL), ERR_OK);
     result_buf rb[5];
     store_result rs[5];
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         rs[i] = *make_result(&rb[i], "clip", i % 3);
+        rs[i].timings = "{\"fetch\":0.1,\"total\":38.4}";
+    }
     int rcs[5];
     err_t errs[5];
     memset(errs, 0, sizeof errs);
@@ -1223,6 +1225,14 @@ static void test_complete_many(void **state)
     assert_int_equal(json_array_size(json_object_get(a, "faces")), 2);
     json_decref(a);
     assert_int_equal(store_asset_get(f->s, "many-3", 0, &a, NULL), ERR_NOENT);
+    outbox_event *obx = NULL;
+    int nobx = 0;
+    assert_int_equal(store_outbox_read(f->s, 0, 0, 100, &obx, &nobx, NULL), ERR_OK);
+    for (int i = 0; i < nobx; i++) /* timings reach consumers as written, not 0.1000…01 */
+        if (obx[i].job_id == ids[0])
+            assert_non_null(
+                strstr(obx[i].payload, "\"timings_ms\":{\"fetch\":0.1,\"total\":38.4}"));
+    outbox_event_array_free(obx, nobx);
     for (int i = 0; i < 5; i++) {
         json_t *ev = event_of(f->s, ids[i]);
         static const char *const want[] = {"done", "failed", "done", "cancelled", "done"};
