@@ -530,7 +530,6 @@ static int cmd_run(config_role role, int argc, char **argv)
         .st = st,
         .pl = pl,
         .fetch = fe,
-        .ev = ev,
         .owner = cfg.worker_id,
         .slots = cfg.slots,
         .lease_ms = cfg.lease_ms,

@@ -3,8 +3,9 @@
  * /ready. Each runs on its connection's thread after api.c has routed the
  * request, checked the method and token and read the body within its limit.
  *
- * Handlers only validate, call the store (short transactions), the fetcher's
- * source check or spool, and wake the worker; none waits on inference except
+ * Handlers only validate, call the store (short transactions: an enqueue's
+ * commit is what wakes the worker, see docs/internals/threads.md) and the
+ * fetcher's source check or spool; none waits on inference except
  * /v1/predict, which is synchronous by design and capped at cfg->slots
  * concurrent calls (more get 503 with Retry-After) so that it cannot starve
  * the worker slots of cores. /health never touches the store (api.c).
@@ -154,7 +155,6 @@ static int raw_job_req(api_call *q, api_job_req *r, char *msg, size_t msglen)
 static enum MHD_Result jobs_post(api_call *q)
 {
     api_deps *d = q->a->deps;
-    worker *wk = atomic_load(&d->wk);
     char msg[MSG_MAX];
     api_job_req r;
     err_t e;
@@ -197,8 +197,6 @@ static enum MHD_Result jobs_post(api_call *q)
         ret = api__send_err(q->conn, &e);
         goto out;
     }
-    if (!existing && wk != NULL)
-        worker_notify(wk);
     log_debug("api", "job=%lld asset=%s enqueued%s", (long long)j.id, j.asset_id,
               existing ? " (deduplicated)" : "");
     char loc[48];

@@ -59,8 +59,7 @@
  * flags, offers), the stopping flag, the due times and the statistics. It is
  * never held across a store call, a fetch or an inference run, so
  * worker_notify() and worker_get_stats() never wait for them. Lock order:
- * worker lock, then nothing (events_notify takes the events lock only after
- * ours is released; a detection task's own lock is only taken by
+ * worker lock, then nothing (a detection task's own lock is only taken by
  * vision_detect_work/finish, which run with the worker lock released).
  */
 #include "queue/worker.h"
@@ -314,7 +313,6 @@ static void finish_error_as(worker *w, slot *s, const job *j, const char *stage,
             log_warn("worker", "job=%lld failed after attempts=%d: %s", (long long)j->id,
                      j->attempts, msg);
             count(w, &w->st.failed);
-            events_notify(w->o.ev);
             release_upload(w, j);
         } else if (rc == ERR_OK) {
             log_info("worker", "job=%lld attempt=%d retry_in_ms=%lld: %s", (long long)j->id,
@@ -329,7 +327,6 @@ static void finish_error_as(worker *w, slot *s, const job *j, const char *stage,
         if (rc == ERR_OK) {
             log_warn("worker", "job=%lld failed: %s", (long long)j->id, msg);
             count(w, &w->st.failed);
-            events_notify(w->o.ev);
             release_upload(w, j);
         }
     }
@@ -551,7 +548,6 @@ static void run_job(worker *w, slot *s, const job *j)
     if (rc == ERR_OK) {
         committed = 1;
         count(w, &w->st.completed);
-        events_notify(w->o.ev);
         release_upload(w, j);
         log_debug("worker", "job=%lld done faces=%d total_ms=%.1f", (long long)j->id, a->nfaces,
                   t[ST_TOTAL]);
@@ -603,7 +599,6 @@ static void *slot_main(void *arg)
             err_t e = {0};
             if (store_job_complete(w->o.st, &j, w->owner, &r, &e) == ERR_OK) {
                 count(w, &w->st.cancelled);
-                events_notify(w->o.ev);
                 release_upload(w, &j);
             }
         } else {
@@ -648,10 +643,8 @@ static void *dispatcher_main(void *arg)
             int n = 0;
             if (store_job_rescue(w->o.st, &n, &e) != ERR_OK)
                 log_warn("worker", "rescue: %s", e.msg);
-            else if (n > 0) {
+            else if (n > 0)
                 log_info("worker", "rescued=%d jobs with expired leases", n);
-                events_notify(w->o.ev); /* a rescue may fail jobs out of attempts */
-            }
             pthread_mutex_lock(&w->lock);
             if (n > 0 && w->next_claim > now)
                 w->next_claim = now;

@@ -40,7 +40,6 @@
 
 #include <stdint.h>
 
-#include "events/events.h"
 #include "fetch/fetch.h"
 #include "pipeline/analyze.h"
 #include "store/store.h"
@@ -52,7 +51,6 @@ typedef struct {
     store *st;
     pipeline *pl;
     fetcher *fetch;
-    events *ev;            /* may be NULL */
     const char *owner;     /* worker id stored as lease_owner */
     int slots;             /* >= 1 */
     int64_t lease_ms;      /* 0 = 30000 */

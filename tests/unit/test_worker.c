@@ -157,7 +157,6 @@ static worker *start_worker(fixture *f, const char *owner, int slots)
     worker_opts o = {.st = f->st,
                      .pl = g_pl,
                      .fetch = f->fetch,
-                     .ev = f->ev,
                      .owner = owner,
                      .slots = slots,
                      .lease_ms = 60000,
