@@ -755,9 +755,7 @@ typedef struct {
     int toobig;     /* body passed max_bytes */
     int nomem;      /* growing the buffer failed */
     int http_error; /* status >= 300 on the first body bytes: not collected */
-    int refused;    /* the guard refused a connect */
-    char refused_addr[INET6_ADDRSTRLEN];
-    const char *refused_class;
+    fetch__guard g;
 } xfer;
 
 /* Ends the transfer (CURLE_ABORTED_BY_CALLBACK) once fetch_abort() was called. */
@@ -816,44 +814,6 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int sockaddr_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in in;
-        memcpy(&in, sa, sizeof in);
-        return ntohs(in.sin_port);
-    }
-    if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 in6;
-        memcpy(&in6, sa, sizeof in6);
-        return ntohs(in6.sin6_port);
-    }
-    return 0;
-}
-
-/* The SSRF guard: called by curl for every connect it attempts. */
-static curl_socket_t xfer_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    xfer *x = ud;
-    const char *cls;
-
-    if (purpose != CURLSOCKTYPE_IPCXN)
-        return CURL_SOCKET_BAD;
-    if (!x->f->allow_private) {
-        cls = fetch__addr_class(&a->addr);
-        if (cls != NULL &&
-            !(x->f->exempt_port != 0 && sockaddr_port(&a->addr) == x->f->exempt_port)) {
-            if (!x->refused) {
-                x->refused = 1;
-                x->refused_class = cls;
-                fetch__addr_text(&a->addr, x->refused_addr, sizeof x->refused_addr);
-            }
-            return CURL_SOCKET_BAD;
-        }
-    }
-    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-}
-
 static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
 {
     char errbuf[CURL_ERROR_SIZE];
@@ -871,25 +831,16 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
 
     memset(&x, 0, sizeof x);
     x.f = f;
-    x.h = curl_easy_init();
-    if (x.h == NULL) {
+    x.g.allow_private = f->allow_private;
+    x.g.exempt_port = f->exempt_port;
+    void *h = NULL;
+    rc = fetch__curl_new(url, &x.g, xfer_write, &x, errbuf, &h, e);
+    if (rc) {
         curl_free(shown);
-        return err_set(e, ERR_NOMEM, "curl_easy_init failed");
+        return rc;
     }
-    errbuf[0] = '\0';
-    /*
-     * The options the guard depends on are checked: a libcurl that ignored
-     * one of them would fetch what it must not.
-     */
-    if (curl_easy_setopt(x.h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_OPENSOCKETFUNCTION, xfer_opensocket) != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_OPENSOCKETDATA, &x) != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_PROXY, "") != CURLE_OK || /* ignore *_proxy */
-        curl_easy_setopt(x.h, CURLOPT_WRITEFUNCTION, xfer_write) != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_WRITEDATA, &x) != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_MAXFILESIZE_LARGE, max_size) != CURLE_OK ||
-        curl_easy_setopt(x.h, CURLOPT_URL, url) != CURLE_OK) {
+    x.h = h;
+    if (curl_easy_setopt(x.h, CURLOPT_MAXFILESIZE_LARGE, max_size) != CURLE_OK) {
         curl_easy_cleanup(x.h);
         curl_free(shown);
         return err_set(e, ERR_INTERNAL, "libcurl refused a required option");
@@ -898,10 +849,6 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
     curl_easy_setopt(x.h, CURLOPT_MAXREDIRS, (long)(f->max_redirects >= 0 ? f->max_redirects : 0));
     curl_easy_setopt(x.h, CURLOPT_CONNECTTIMEOUT_MS, f->connect_timeout_ms);
     curl_easy_setopt(x.h, CURLOPT_TIMEOUT_MS, f->timeout_ms);
-    curl_easy_setopt(x.h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for DNS timeouts: threads */
-    curl_easy_setopt(x.h, CURLOPT_USERAGENT, "inferd/" INFERD_VERSION);
-    curl_easy_setopt(x.h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(x.h, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(x.h, CURLOPT_XFERINFOFUNCTION, xfer_progress);
     curl_easy_setopt(x.h, CURLOPT_XFERINFODATA, f);
     curl_easy_setopt(x.h, CURLOPT_NOPROGRESS, 0L);
@@ -917,11 +864,8 @@ static int fetch_url(fetcher *f, const char *url, fetch_result *out, err_t *e)
      * error status wins over the size cap (curl checks Content-Length against
      * MAXFILESIZE even on a 500, which must stay transient).
      */
-    if (cc != CURLE_OK && x.refused) {
-        rc = err_set(e, ERR_FORBIDDEN,
-                     "GET %s: address %s is %s; refused (allow with --allow-private-urls)%s%s%s", u,
-                     x.refused_addr, x.refused_class, eff ? " (at " : "", eff ? eff : "",
-                     eff ? ")" : "");
+    if (cc != CURLE_OK && x.g.refused) {
+        rc = fetch__refused(&x.g, u, eff, e);
     } else if (x.http_error || status >= 400 ||
                (cc == CURLE_OK && (status < 200 || status > 299))) {
         const char *why = status >= 300 && status <= 399 ? " redirect not followed" : "";

@@ -359,9 +359,7 @@ typedef struct {
     int ioerr;
     int nomem;
     long status; /* final HTTP status, set by mf_get */
-    int refused;
-    char refused_addr[INET6_ADDRSTRLEN];
-    const char *refused_class;
+    fetch__guard g;
     char content_range[128]; /* of the last response */
     char range[32];          /* "OFFSET-" for CURLOPT_RANGE */
     const char *label;       /* for progress: "NAME/PATH" */
@@ -503,28 +501,6 @@ static int mf_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return 0;
 }
 
-/* The SSRF guard, as in fetch.c: every address curl connects to is checked. */
-static curl_socket_t mf_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    mf_xfer *x = ud;
-    const char *cls;
-
-    if (purpose != CURLSOCKTYPE_IPCXN)
-        return CURL_SOCKET_BAD;
-    if (!x->o->allow_private) {
-        cls = fetch__addr_class(&a->addr);
-        if (cls != NULL) {
-            if (!x->refused) {
-                x->refused = 1;
-                x->refused_class = cls;
-                fetch__addr_text(&a->addr, x->refused_addr, sizeof x->refused_addr);
-            }
-            return CURL_SOCKET_BAD;
-        }
-    }
-    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-}
-
 /*
  * Performs the GET of `url` described by `x` (fd, offset, cap set by the
  * caller). Errors: ERR_FORBIDDEN for a refused address or scheme, the
@@ -542,25 +518,14 @@ static int mf_get(mf_xfer *x, const char *url, err_t *e)
     int rc = ERR_OK;
     const mf_opts *o = x->o;
 
-    x->h = curl_easy_init();
-    if (x->h == NULL) {
+    x->g.allow_private = o->allow_private;
+    void *h = NULL;
+    rc = fetch__curl_new(url, &x->g, mf_write, x, errbuf, &h, e);
+    if (rc) {
         curl_free(shown);
-        return err_set(e, ERR_NOMEM, "curl_easy_init failed");
+        return rc;
     }
-    errbuf[0] = '\0';
-    if (curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_OPENSOCKETFUNCTION, mf_opensocket) != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_OPENSOCKETDATA, x) != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_PROXY, "") != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, mf_write) != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x) != CURLE_OK ||
-        curl_easy_setopt(x->h, CURLOPT_URL, url) != CURLE_OK) {
-        curl_easy_cleanup(x->h);
-        x->h = NULL;
-        curl_free(shown);
-        return err_set(e, ERR_INTERNAL, "libcurl refused a required option");
-    }
+    x->h = h;
     /* curl checks Content-Length against this before any body byte: the whole size. */
     if (x->cap > 0 && x->cap <= (uint64_t)INT64_MAX)
         curl_easy_setopt(x->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->cap);
@@ -582,9 +547,6 @@ static int mf_get(mf_xfer *x, const char *url, err_t *e)
     curl_easy_setopt(x->h, CURLOPT_TIMEOUT, o->timeout_s);
     curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_s);
-    curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(x->h, CURLOPT_USERAGENT, "inferd/" INFERD_VERSION);
-    curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, mf_progress);
     curl_easy_setopt(x->h, CURLOPT_XFERINFODATA, x);
     curl_easy_setopt(x->h, CURLOPT_NOPROGRESS, 0L);
@@ -598,10 +560,8 @@ static int mf_get(mf_xfer *x, const char *url, err_t *e)
     }
 
     /* Same order as fetch.c: the guard, then statuses, then the body checks. */
-    if (cc != CURLE_OK && x->refused) {
-        rc = err_set(e, ERR_FORBIDDEN,
-                     "GET %s: address %s is %s; refused (allow with --allow-private-urls)", u,
-                     x->refused_addr, x->refused_class);
+    if (cc != CURLE_OK && x->g.refused) {
+        rc = fetch__refused(&x->g, u, NULL, e);
     } else if (x->http_error || status >= 400 ||
                (cc == CURLE_OK && (status < 200 || status > 299))) {
         rc = err_set(e, fetch__classify_http(status), "GET %s: HTTP %ld", u, status);
