@@ -1110,17 +1110,21 @@ static void check_claimed_once(store *s, int64_t *all, int total)
     job_array_free(arr, n);
 }
 
-/* Four threads on one handle never claim the same job. */
-static void test_concurrent_threads(void **state)
+/*
+ * CONC_THREADS threads on one handle claim and complete every job; each has
+ * its own owner, or all share one (`shared`, a worker's slots).
+ */
+static void run_claimer_threads(store *s, int shared)
 {
-    fixture *f = *state;
-    enqueue_many(f->s, CONC_JOBS);
     static claimer cl[CONC_THREADS];
     pthread_t th[CONC_THREADS];
     for (int i = 0; i < CONC_THREADS; i++) {
         memset(&cl[i], 0, sizeof cl[i]);
-        cl[i].s = f->s;
-        snprintf(cl[i].owner, sizeof cl[i].owner, "thread-%d", i);
+        cl[i].s = s;
+        if (shared)
+            snprintf(cl[i].owner, sizeof cl[i].owner, "slots");
+        else
+            snprintf(cl[i].owner, sizeof cl[i].owner, "thread-%d", i);
         assert_int_equal(pthread_create(&th[i], NULL, claim_loop, &cl[i]), 0);
     }
     int64_t all[CONC_JOBS * 2];
@@ -1131,7 +1135,15 @@ static void test_concurrent_threads(void **state)
         for (int k = 0; k < cl[i].n && total < CONC_JOBS * 2; k++)
             all[total++] = cl[i].ids[k];
     }
-    check_claimed_once(f->s, all, total);
+    check_claimed_once(s, all, total);
+}
+
+/* Four threads on one handle never claim the same job. */
+static void test_concurrent_threads(void **state)
+{
+    fixture *f = *state;
+    enqueue_many(f->s, CONC_JOBS);
+    run_claimer_threads(f->s, 0);
 }
 
 /*
@@ -1143,23 +1155,7 @@ static void test_group_commit_threads(void **state)
 {
     fixture *f = *state;
     enqueue_many(f->s, CONC_JOBS);
-    static claimer cl[CONC_THREADS];
-    pthread_t th[CONC_THREADS];
-    for (int i = 0; i < CONC_THREADS; i++) {
-        memset(&cl[i], 0, sizeof cl[i]);
-        cl[i].s = f->s;
-        snprintf(cl[i].owner, sizeof cl[i].owner, "slots");
-        assert_int_equal(pthread_create(&th[i], NULL, claim_loop, &cl[i]), 0);
-    }
-    int64_t all[CONC_JOBS * 2];
-    int total = 0;
-    for (int i = 0; i < CONC_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(cl[i].errors, 0);
-        for (int k = 0; k < cl[i].n && total < CONC_JOBS * 2; k++)
-            all[total++] = cl[i].ids[k];
-    }
-    check_claimed_once(f->s, all, total);
+    run_claimer_threads(f->s, 1);
     outbox_event *ev = NULL;
     int n = 0;
     assert_int_equal(store_outbox_read(f->s, 0, 0, 1000, &ev, &n, NULL), ERR_OK);
