@@ -963,6 +963,14 @@ int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *
     rc = source_parse(source_json, &s, e);
     if (rc)
         return rc;
+    if (s.kind == SRC_UPLOAD && is_sha_hex(s.val, s.vlen)) {
+        memcpy(out->upload, s.val, 65);
+        snprintf(out->shown, sizeof out->shown, "upload %.12s", s.val);
+    } else if (s.kind == SRC_PATH) {
+        snprintf(out->shown, sizeof out->shown, "%.*s", (int)s.vlen, s.val);
+    } else {
+        snprintf(out->shown, sizeof out->shown, "the image"); /* a URL may carry credentials */
+    }
     switch (s.kind) {
     case SRC_PATH:
         rc = resolve_path(f, s.val, s.vlen, &out->path, e);
@@ -987,7 +995,14 @@ int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *
         break;
     }
     source_clear(&s);
-    if (rc)
+    if (rc) {
+        /* What the source said stays: the caller may still name it or release its upload. */
+        char upload[65], shown[320];
+        memcpy(upload, out->upload, sizeof upload);
+        memcpy(shown, out->shown, sizeof shown);
         fetch_result_clear(out);
+        memcpy(out->upload, upload, sizeof upload);
+        memcpy(out->shown, shown, sizeof shown);
+    }
     return rc;
 }

@@ -78,6 +78,14 @@ typedef struct {
     uint8_t *data;
     size_t len;
     long http_status; /* for URLs; 0 otherwise */
+    /*
+     * What the source said, filled as soon as it parsed (also when the
+     * fetch then fails), so that callers need not parse it again: the
+     * upload's sha256 ("" for other kinds) and how to name the image to the
+     * client in messages (its path, its URL, or "upload <sha prefix>").
+     */
+    char upload[65];
+    char shown[320];
 } fetch_result;
 
 void fetch_result_clear(fetch_result *r);
@@ -98,8 +106,9 @@ void fetch_result_clear(fetch_result *r);
 int fetch_check_source(fetcher *f, const char *source_json, err_t *e);
 
 /*
- * Fetches a job source (JSON text) into `out`, which is zeroed first and left
- * empty on failure. Runs the checks of fetch_check_source, then: a path is
+ * Fetches a job source (JSON text) into `out`, which is zeroed first; on
+ * failure only its `upload` and `shown` stay set (once the source parsed).
+ * Runs the checks of fetch_check_source, then: a path is
  * returned resolved; an upload is re-hashed and must match its name
  * (ERR_CHECKSUM); a URL is downloaded into memory. Errors classified as
  * above.

@@ -117,6 +117,8 @@ typedef struct slot {
     int busy;           /* running a job (mailbox taken) */
     int64_t busy_since; /* monotonic ms */
     unsigned rng;       /* jitter state, slot thread only */
+    /* The running job's upload sha256 from its fetch ("" none; slot thread only). */
+    char upload[65];
     /* The running job's face detection while other slots may join it (offer..withdraw). */
     vision_detect_task *offer;
     int helping;        /* idle, running views of another slot's offer */
@@ -254,34 +256,33 @@ static int was_released(worker *w)
 /*
  * Keeps server paths out of job errors: libvips names the file it failed on,
  * which for a path source is under the media root and for an upload under
- * the data dir. The client sees its own path, or "upload <sha256 prefix>".
+ * the data dir. The client sees its own path, or "upload <sha256 prefix>"
+ * (fetch_result.shown, from the fetch's own reading of the source).
  */
-static void redact_source_path(err_t *e, const char *server_path, const char *source_json)
+static void redact_source_path(err_t *e, const fetch_result *fr)
 {
-    char shown[320] = "the image";
-    json_t *src = source_json ? json_loads(source_json, 0, NULL) : NULL;
-    const char *p = json_string_value(json_object_get(src, "path"));
-    const char *u = json_string_value(json_object_get(src, "upload"));
-    if (p != NULL)
-        snprintf(shown, sizeof shown, "%s", p);
-    else if (u != NULL)
-        snprintf(shown, sizeof shown, "upload %.12s", u);
-    json_decref(src);
-    err_replace(e, server_path, shown);
+    err_replace(e, fr->path, fr->shown[0] ? fr->shown : "the image");
 }
 
 /*
  * After job `j` ended for good (done, failed or cancelled): its spooled
- * upload, if it had one, goes unless another queued or running job reads it
+ * upload (`upload` when its fetch read the source, else read from the job;
+ * "" for none), if it had one, goes unless another queued or running job reads it
  * (or it was spooled again since `j` was created, for a job about to be
  * queued). Best effort: the API's spool sweep removes what is left.
  */
-static void release_upload(worker *w, const job *j)
+static void release_upload(worker *w, const job *j, const char *upload)
 {
     char sha[65];
     int used = 1;
     err_t e = {0};
-    if (w->o.fetch == NULL || !fetch_upload_sha(j->source, sha))
+    if (w->o.fetch == NULL)
+        return;
+    if (upload != NULL) /* what the job's fetch read from its source */
+        snprintf(sha, sizeof sha, "%s", upload);
+    else if (!fetch_upload_sha(j->source, sha)) /* a job that never fetched */
+        return;
+    if (sha[0] == '\0')
         return;
     if (store_upload_in_use(w->o.st, sha, &used, &e) != ERR_OK) {
         log_debug("worker", "job=%lld upload %.12s left to the sweep: %s", (long long)j->id, sha,
@@ -313,7 +314,7 @@ static void finish_error_as(worker *w, slot *s, const job *j, const char *stage,
             log_warn("worker", "job=%lld failed after attempts=%d: %s", (long long)j->id,
                      j->attempts, msg);
             count(w, &w->st.failed);
-            release_upload(w, j);
+            release_upload(w, j, s->upload);
         } else if (rc == ERR_OK) {
             log_info("worker", "job=%lld attempt=%d retry_in_ms=%lld: %s", (long long)j->id,
                      j->attempts, (long long)delay, msg);
@@ -327,7 +328,7 @@ static void finish_error_as(worker *w, slot *s, const job *j, const char *stage,
         if (rc == ERR_OK) {
             log_warn("worker", "job=%lld failed: %s", (long long)j->id, msg);
             count(w, &w->st.failed);
-            release_upload(w, j);
+            release_upload(w, j, s->upload);
         }
     }
     if (rc == ERR_LEASE)
@@ -345,10 +346,10 @@ static void finish_error(worker *w, slot *s, const job *j, const char *stage, in
 }
 
 /* Ends a run that must not be retried whatever its code says. */
-static void finish_error_permanent(worker *w, const job *j, const char *stage, int code,
+static void finish_error_permanent(worker *w, slot *s, const job *j, const char *stage, int code,
                                    const err_t *e, const double t[ST_COUNT])
 {
-    finish_error_as(w, NULL, j, stage, code, e, t, 0);
+    finish_error_as(w, s, j, stage, code, e, t, 0);
 }
 
 /* Builds the store's view of an analysis. `faces` (a->nfaces entries) and `*nsfw` are the
@@ -485,6 +486,7 @@ static void run_job(worker *w, slot *s, const job *j)
 
     int64_t deadline = w->o.job_timeout_ms > 0 ? clock_mono_ms() + w->o.job_timeout_ms : 0;
     int rc = fetch_source(w->o.fetch, j->source ? j->source : "{}", &fr, &e);
+    memcpy(s->upload, fr.upload, sizeof s->upload); /* the one reading of the source */
     t[ST_FETCH] = clock_mono_msf() - t0;
     if (rc != ERR_OK) {
         t[ST_TOTAL] = clock_mono_msf() - t0;
@@ -503,7 +505,7 @@ static void run_job(worker *w, slot *s, const job *j)
     else
         rc = pipeline_analyze_buffer_ex(w->o.pl, fr.data, fr.len, tasks, &call, &a, &e);
     if (rc != ERR_OK && fr.path != NULL)
-        redact_source_path(&e, fr.path, j->source);
+        redact_source_path(&e, &fr);
     fetch_result_clear(&fr);
     if (rc != ERR_OK) {
         t[ST_TOTAL] = clock_mono_msf() - t0;
@@ -516,7 +518,7 @@ static void run_job(worker *w, slot *s, const job *j)
             snprintf(msg, sizeof msg, "stopped after --job-timeout-ms %lld ms: %.400s",
                      (long long)w->o.job_timeout_ms, e.msg);
             snprintf(e.msg, sizeof e.msg, "%s", msg);
-            finish_error_permanent(w, j, "deadline", rc, &e, t);
+            finish_error_permanent(w, s, j, "deadline", rc, &e, t);
         } else {
             finish_error(w, s, j, stage, rc, &e, t);
         }
@@ -548,7 +550,7 @@ static void run_job(worker *w, slot *s, const job *j)
     if (rc == ERR_OK) {
         committed = 1;
         count(w, &w->st.completed);
-        release_upload(w, j);
+        release_upload(w, j, s->upload);
         log_debug("worker", "job=%lld done faces=%d total_ms=%.1f", (long long)j->id, a->nfaces,
                   t[ST_TOTAL]);
     } else if (rc == ERR_LEASE) {
@@ -599,7 +601,7 @@ static void *slot_main(void *arg)
             err_t e = {0};
             if (store_job_complete(w->o.st, &j, w->owner, &r, &e) == ERR_OK) {
                 count(w, &w->st.cancelled);
-                release_upload(w, &j);
+                release_upload(w, &j, NULL);
             }
         } else {
             run_job(w, s, &j);

@@ -566,6 +566,9 @@ static void test_spool(void **state)
     assert_string_equal(r.path, path);
     assert_null(r.data);
     assert_int_equal(r.http_status, 0);
+    assert_string_equal(r.upload, sha); /* what the source said, read once */
+    assert_int_equal(strncmp(r.shown, "upload ", 7), 0);
+    assert_int_equal(strncmp(r.shown + 7, sha, 12), 0);
     fetch_result_clear(&r);
     assert_null(r.path);
     snprintf(src, sizeof src, "{\"upload\": \"%s\"}", sha);
@@ -587,6 +590,7 @@ static void test_spool(void **state)
     assert_int_equal(fetch_check_source(f, src, &e), ERR_OK);
     assert_int_equal(fetch_source(f, src, &r, &e), ERR_CHECKSUM);
     assert_null(r.path);
+    assert_string_equal(r.upload, sha); /* a failed fetch still names its upload */
     fetch_free(f);
 
     /* no spool configured */
