@@ -419,6 +419,62 @@ typedef struct {
     int64_t id;            /* cancel */
 } store__write;
 
+static char *cols_dup(const store_cols *c, int col)
+{
+    const char *t = c->text(c->res, col);
+    return t != NULL ? xstrdup(t) : NULL;
+}
+
+static void cols_copy(const store_cols *c, int col, char *dst, size_t size)
+{
+    const char *t = c->text(c->res, col);
+    snprintf(dst, size, "%s", t != NULL ? t : "");
+}
+
+static job_state cols_state(const store_cols *c, int col)
+{
+    int state = job_state_parse(c->text(c->res, col));
+    return state >= 0 ? (job_state)state : JOB_FAILED;
+}
+
+void store__job_from_cols(const store_cols *c, job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = c->i64(c->res, 0);
+    cols_copy(c, 1, j->asset_id, sizeof j->asset_id);
+    j->state = cols_state(c, 2);
+    j->priority = (int)c->i64(c->res, 3);
+    j->tasks = (unsigned)c->i64(c->res, 4);
+    j->attempts = (int)c->i64(c->res, 5);
+    j->max_attempts = (int)c->i64(c->res, 6);
+    j->source = cols_dup(c, 7);
+    j->payload = cols_dup(c, 8);
+    j->error = cols_dup(c, 9);
+    j->error_code = cols_dup(c, 10);
+    j->timings = cols_dup(c, 11);
+    cols_copy(c, 12, j->lease_owner, sizeof j->lease_owner);
+    j->lease_until_ms = c->i64(c->res, 13);
+    j->run_after_ms = c->i64(c->res, 14);
+    j->created_ms = c->i64(c->res, 15);
+    j->updated_ms = c->i64(c->res, 16);
+    j->finished_ms = c->i64(c->res, 17);
+    j->cancel_requested = (int)c->i64(c->res, 18);
+    cols_copy(c, 19, j->worker_id, sizeof j->worker_id);
+}
+
+void store__row_from_cols(const store_cols *c, store_row *r)
+{
+    r->id = c->i64(c->res, 0);
+    cols_copy(c, 1, r->asset_id, sizeof r->asset_id);
+    r->state = cols_state(c, 2);
+    r->tasks = (unsigned)c->i64(c->res, 3);
+    r->attempts = (int)c->i64(c->res, 4);
+    r->max_attempts = (int)c->i64(c->res, 5);
+    r->cancel_requested = (int)c->i64(c->res, 6);
+    r->timings = cols_dup(c, 7);
+    r->payload = cols_dup(c, 8);
+}
+
 void store__rows_free(store_row *rows, int n)
 {
     for (int i = 0; rows != NULL && i < n; i++) {
@@ -951,6 +1007,15 @@ int store_job_cancel(store *s, int64_t id, job *out, err_t *e)
     return rc;
 }
 
+/* Claim order: higher priority first, then older (smaller id). */
+static int cmp_claim_order(const void *a, const void *b)
+{
+    const job *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
 int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,
                     err_t *e)
 {
@@ -968,7 +1033,11 @@ int store_job_claim(store *s, const char *owner, int max, int64_t lease_ms, job 
                        STORE_LIST_MAX);
     if (max == 0)
         return ERR_OK;
-    return s->ops->job_claim(s, owner, max, lease_ms, out, n, e);
+    rc = s->ops->job_claim(s, owner, max, lease_ms, out, n, e);
+    /* UPDATE ... RETURNING yields rows in no promised order; hand them out in claim order. */
+    if (rc == ERR_OK && *n > 1)
+        qsort(*out, (size_t)*n, sizeof **out, cmp_claim_order);
+    return rc;
 }
 
 int store_job_heartbeat(store *s, const char *owner, int64_t lease_ms, err_t *e)

@@ -166,6 +166,34 @@ typedef struct {
     int nassets;
 } store_person;
 
+/*
+ * One result row as store.c reads it, whatever the backend: column `col` as
+ * text (NULL for SQL NULL) or as an integer (0 for NULL). It lets the rows
+ * of STORE_JOB_COLS and STORE_ROW_COLS become jobs and store_rows in one
+ * place (store__job_from_cols, store__row_from_cols).
+ */
+typedef struct {
+    const char *(*text)(const void *res, int col);
+    int64_t (*i64)(const void *res, int col);
+    const void *res; /* the backend's statement or result row */
+} store_cols;
+
+/* The columns of a job, in the order store__job_from_cols reads them. */
+#define STORE_JOB_COLS                                                                             \
+    "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
+    "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
+    "finished_ms, cancel_requested, worker_id"
+
+/* The columns of a store_row, in the order store__row_from_cols reads them. */
+#define STORE_ROW_COLS                                                                             \
+    "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
+
+/* Fills `j` (zeroed first; strings owned by it) from a STORE_JOB_COLS row. */
+void store__job_from_cols(const store_cols *c, job *j);
+
+/* Fills `r` (strings owned by it) from a STORE_ROW_COLS row. */
+void store__row_from_cols(const store_cols *c, store_row *r);
+
 typedef struct store_ops {
     const char *name; /* "sqlite", "postgres" */
     void (*close)(store *s);

@@ -220,10 +220,7 @@ static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS worker_id TEXT;",
 };
 
-#define JOB_COLS                                                                                   \
-    "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
-    "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
-    "finished_ms, cancel_requested, worker_id"
+#define JOB_COLS STORE_JOB_COLS
 
 /* --- parameters and values -------------------------------------------------- */
 
@@ -297,30 +294,29 @@ static void v_copy(const PGresult *r, int row, int col, char *dst, size_t size)
 }
 
 /* Fills `j` from row `row` whose first columns are JOB_COLS. */
+/* A PGresult row as store_cols reads it. */
+typedef struct {
+    const PGresult *r;
+    int row;
+} pg_cell_row;
+
+static const char *pg_col_text(const void *res, int col)
+{
+    const pg_cell_row *x = res;
+    return v_str(x->r, x->row, col);
+}
+
+static int64_t pg_col_i64(const void *res, int col)
+{
+    const pg_cell_row *x = res;
+    return v_i64(x->r, x->row, col);
+}
+
 static void row_to_job(const PGresult *r, int row, job *j)
 {
-    memset(j, 0, sizeof *j);
-    j->id = v_i64(r, row, 0);
-    v_copy(r, row, 1, j->asset_id, sizeof j->asset_id);
-    int state = job_state_parse(v_str(r, row, 2));
-    j->state = state >= 0 ? (job_state)state : JOB_FAILED;
-    j->priority = v_int(r, row, 3);
-    j->tasks = (unsigned)v_int(r, row, 4);
-    j->attempts = v_int(r, row, 5);
-    j->max_attempts = v_int(r, row, 6);
-    j->source = v_dup(r, row, 7);
-    j->payload = v_dup(r, row, 8);
-    j->error = v_dup(r, row, 9);
-    j->error_code = v_dup(r, row, 10);
-    j->timings = v_dup(r, row, 11);
-    v_copy(r, row, 12, j->lease_owner, sizeof j->lease_owner);
-    j->lease_until_ms = v_i64(r, row, 13);
-    j->run_after_ms = v_i64(r, row, 14);
-    j->created_ms = v_i64(r, row, 15);
-    j->updated_ms = v_i64(r, row, 16);
-    j->finished_ms = v_i64(r, row, 17);
-    j->cancel_requested = v_int(r, row, 18);
-    v_copy(r, row, 19, j->worker_id, sizeof j->worker_id);
+    pg_cell_row x = {r, row};
+    store_cols c = {.text = pg_col_text, .i64 = pg_col_i64, .res = &x};
+    store__job_from_cols(&c, j);
 }
 
 /* Every row of `r` (JOB_COLS) as a new array; NULL with *n 0 when none. */
@@ -987,21 +983,13 @@ static int pg_event_put(store *base, store_tx *tx, const store_event *ev, int64_
     return rc;
 }
 
-#define ROW_COLS                                                                                   \
-    "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
+#define ROW_COLS STORE_ROW_COLS
 
 static void read_row(const PGresult *r, int row, store_row *out)
 {
-    out->id = v_i64(r, row, 0);
-    v_copy(r, row, 1, out->asset_id, sizeof out->asset_id);
-    int state = job_state_parse(v_str(r, row, 2));
-    out->state = state >= 0 ? (job_state)state : JOB_FAILED;
-    out->tasks = (unsigned)v_int(r, row, 3);
-    out->attempts = v_int(r, row, 4);
-    out->max_attempts = v_int(r, row, 5);
-    out->cancel_requested = v_int(r, row, 6);
-    out->timings = v_dup(r, row, 7);
-    out->payload = v_dup(r, row, 8);
+    pg_cell_row x = {r, row};
+    store_cols c = {.text = pg_col_text, .i64 = pg_col_i64, .res = &x};
+    store__row_from_cols(&c, out);
 }
 
 /* `n` integers (from `v64`, else from `v32`) as a PostgreSQL array literal "{1,2}" (free()). */
@@ -1269,14 +1257,6 @@ static int pg_upload_sources(store *base, const char *asset_id, const char *like
     return ERR_OK;
 }
 
-static int cmp_claim_order(const void *a, const void *b)
-{
-    const job *x = a, *y = b;
-    if (x->priority != y->priority)
-        return x->priority > y->priority ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 static int pg_job_claim(store *base, const char *owner, int max, int64_t lease_ms, job **out,
                         int *n, err_t *e)
 {
@@ -1309,9 +1289,6 @@ static int pg_job_claim(store *base, const char *owner, int max, int64_t lease_m
         *n = 0;
         return rc;
     }
-    /* RETURNING yields rows in no promised order; hand them out in claim order. */
-    if (*n > 1)
-        qsort(*out, (size_t)*n, sizeof **out, cmp_claim_order);
     return ERR_OK;
 }
 

@@ -194,10 +194,7 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
     "ALTER TABLE jobs ADD COLUMN worker_id TEXT;",
 };
 
-#define JOB_COLS                                                                                   \
-    "id, asset_id, state, priority, tasks, attempts, max_attempts, source, payload, error, "       \
-    "error_code, timings, lease_owner, lease_until_ms, run_after_ms, created_ms, updated_ms, "     \
-    "finished_ms, cancel_requested, worker_id"
+#define JOB_COLS STORE_JOB_COLS
 
 /* --- errors and statements ----------------------------------------------- */
 
@@ -378,31 +375,21 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t size)
     snprintf(dst, size, "%s", t != NULL ? (const char *)t : "");
 }
 
+static const char *sq_col_text(const void *res, int col)
+{
+    return (const char *)sqlite3_column_text((sqlite3_stmt *)res, col);
+}
+
+static int64_t sq_col_i64(const void *res, int col)
+{
+    return sqlite3_column_int64((sqlite3_stmt *)res, col);
+}
+
 /* Fills `j` from a row whose first columns are JOB_COLS starting at column 0. */
 static void row_to_job(sqlite3_stmt *st, job *j)
 {
-    memset(j, 0, sizeof *j);
-    j->id = sqlite3_column_int64(st, 0);
-    col_copy(st, 1, j->asset_id, sizeof j->asset_id);
-    int state = job_state_parse((const char *)sqlite3_column_text(st, 2));
-    j->state = state >= 0 ? (job_state)state : JOB_FAILED;
-    j->priority = sqlite3_column_int(st, 3);
-    j->tasks = (unsigned)sqlite3_column_int(st, 4);
-    j->attempts = sqlite3_column_int(st, 5);
-    j->max_attempts = sqlite3_column_int(st, 6);
-    j->source = col_strdup(st, 7);
-    j->payload = col_strdup(st, 8);
-    j->error = col_strdup(st, 9);
-    j->error_code = col_strdup(st, 10);
-    j->timings = col_strdup(st, 11);
-    col_copy(st, 12, j->lease_owner, sizeof j->lease_owner);
-    j->lease_until_ms = sqlite3_column_int64(st, 13);
-    j->run_after_ms = sqlite3_column_int64(st, 14);
-    j->created_ms = sqlite3_column_int64(st, 15);
-    j->updated_ms = sqlite3_column_int64(st, 16);
-    j->finished_ms = sqlite3_column_int64(st, 17);
-    j->cancel_requested = sqlite3_column_int(st, 18);
-    col_copy(st, 19, j->worker_id, sizeof j->worker_id);
+    store_cols c = {.text = sq_col_text, .i64 = sq_col_i64, .res = st};
+    store__job_from_cols(&c, j);
 }
 
 /* Steps `st` to the end, collecting JOB_COLS rows into a new array. */
@@ -739,21 +726,12 @@ static int sq_row_apply(store *base, store_tx *tx, const store_row *r, const sto
                 "finish job", e);
 }
 
-#define SQ_ROW_COLS                                                                                \
-    "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
+#define SQ_ROW_COLS STORE_ROW_COLS
 
 static void read_row(sqlite3_stmt *st, store_row *r)
 {
-    r->id = sqlite3_column_int64(st, 0);
-    col_copy(st, 1, r->asset_id, sizeof r->asset_id);
-    int state = job_state_parse((const char *)sqlite3_column_text(st, 2));
-    r->state = state >= 0 ? (job_state)state : JOB_FAILED;
-    r->tasks = (unsigned)sqlite3_column_int(st, 3);
-    r->attempts = sqlite3_column_int(st, 4);
-    r->max_attempts = sqlite3_column_int(st, 5);
-    r->cancel_requested = sqlite3_column_int(st, 6);
-    r->timings = col_strdup(st, 7);
-    r->payload = col_strdup(st, 8);
+    store_cols c = {.text = sq_col_text, .i64 = sq_col_i64, .res = st};
+    store__row_from_cols(&c, r);
 }
 
 static int cmp_row_id(const void *a, const void *b)
@@ -972,14 +950,6 @@ static int sq_upload_sources(store *base, const char *asset_id, const char *like
     return ERR_OK;
 }
 
-static int cmp_claim_order(const void *a, const void *b)
-{
-    const job *x = a, *y = b;
-    if (x->priority != y->priority)
-        return x->priority > y->priority ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_ms, job **out,
                         int *n, err_t *e)
 {
@@ -1011,9 +981,6 @@ static int sq_job_claim(store *base, const char *owner, int max, int64_t lease_m
         *n = 0;
         return rc;
     }
-    /* RETURNING yields rows in no promised order; hand them out in claim order. */
-    if (*n > 1)
-        qsort(*out, (size_t)*n, sizeof **out, cmp_claim_order);
     return ERR_OK;
 }
 
