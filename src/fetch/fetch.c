@@ -996,13 +996,13 @@ int fetch_source(fetcher *f, const char *source_json, fetch_result *out, err_t *
     }
     source_clear(&s);
     if (rc) {
-        /* What the source said stays: the caller may still name it or release its upload. */
-        char upload[65], shown[320];
-        memcpy(upload, out->upload, sizeof upload);
-        memcpy(shown, out->shown, sizeof shown);
-        fetch_result_clear(out);
-        memcpy(out->upload, upload, sizeof upload);
-        memcpy(out->shown, shown, sizeof shown);
+        /* The bytes go; what the source said stays (the caller names it, releases its upload). */
+        free(out->path);
+        free(out->data);
+        out->path = NULL;
+        out->data = NULL;
+        out->len = 0;
+        out->http_status = 0;
     }
     return rc;
 }

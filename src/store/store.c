@@ -176,26 +176,27 @@ static json_t *error_json(const char *code, const char *msg)
     return o;
 }
 
-char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, job_state state,
-                        unsigned tasks, int attempts, int nfaces, int nimage, const char *timings,
-                        const char *error_code, const char *error_msg, int64_t at_ms)
+char *store__event_payload(const store_event *ev, int64_t now)
 {
     json_t *o = json_object();
-    if (event_id > 0)
-        json_object_set_new(o, "event_id", json_integer(event_id));
-    json_object_set_new(o, "job_id", json_integer(job_id));
-    json_object_set_new(o, "asset_id", json_string(asset_id));
-    json_object_set_new(o, "state", json_string(job_state_name(state)));
-    json_object_set_new(o, "tasks", store__tasks_json(tasks));
-    json_object_set_new(o, "attempts", json_integer(attempts));
-    json_t *counts = json_object();
-    json_object_set_new(counts, "faces", json_integer(nfaces));
-    json_object_set_new(counts, "image_embeddings", json_integer(nimage));
-    json_object_set_new(o, "counts", counts);
-    json_object_set_new(o, "timings_ms", store__json_or_null(timings));
-    json_object_set_new(o, "error",
-                        error_code != NULL ? error_json(error_code, error_msg) : json_null());
-    json_object_set_new(o, "at", time_json(at_ms));
+    json_object_set_new(o, "job_id", json_integer(ev->job_id));
+    json_object_set_new(o, "asset_id", json_string(ev->asset_id));
+    if (ev->deleted) {
+        json_object_set_new(o, "state", json_string("deleted"));
+    } else {
+        json_object_set_new(o, "state", json_string(job_state_name(ev->state)));
+        json_object_set_new(o, "tasks", store__tasks_json(ev->tasks));
+        json_object_set_new(o, "attempts", json_integer(ev->attempts));
+        json_t *counts = json_object();
+        json_object_set_new(counts, "faces", json_integer(ev->nfaces));
+        json_object_set_new(counts, "image_embeddings", json_integer(ev->nimage));
+        json_object_set_new(o, "counts", counts);
+        json_object_set_new(o, "timings_ms", store__json_or_null(ev->timings));
+        json_object_set_new(o, "error",
+                            ev->error_code != NULL ? error_json(ev->error_code, ev->error_msg)
+                                                   : json_null());
+    }
+    json_object_set_new(o, "at", time_json(now));
     char *text = json_dumps(o, STORE__JSON_FLAGS);
     json_decref(o);
     if (text == NULL) {
@@ -203,15 +204,6 @@ char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, 
         abort();
     }
     return text;
-}
-
-char *store__event_payload(const store_event *ev, int64_t now)
-{
-    if (ev->deleted)
-        return store__deleted_event_json(0, ev->job_id, ev->asset_id, now);
-    return store__event_json(0, ev->job_id, ev->asset_id, ev->state, ev->tasks, ev->attempts,
-                             ev->nfaces, ev->nimage, ev->timings, ev->error_code, ev->error_msg,
-                             now);
 }
 
 /*
@@ -1513,25 +1505,6 @@ int store_wait_notify(store *s, store_channel ch, int timeout_ms, err_t *e)
 }
 
 /* --- deletion events, vectors, people ----------------------------------------- */
-
-char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *asset_id,
-                                int64_t at_ms)
-{
-    json_t *o = json_object();
-    if (event_id > 0)
-        json_object_set_new(o, "event_id", json_integer(event_id));
-    json_object_set_new(o, "job_id", json_integer(job_id));
-    json_object_set_new(o, "asset_id", json_string(asset_id));
-    json_object_set_new(o, "state", json_string("deleted"));
-    json_object_set_new(o, "at", time_json(at_ms));
-    char *text = json_dumps(o, STORE__JSON_FLAGS);
-    json_decref(o);
-    if (text == NULL) {
-        fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
-        abort();
-    }
-    return text;
-}
 
 void store_vec_array_free(store_vec *v, int n)
 {

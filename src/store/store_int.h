@@ -290,32 +290,16 @@ float *store__vec_dup(const void *blob, size_t bytes, int dim, int *n);
 void store__rows_free(store_row *rows, int n);
 
 /*
- * The outbox payload of `ev` to store, as new compact JSON text (free()).
- * Never NULL. It has no "event_id": the database assigns the row id at
- * insert, and store_outbox_read() puts it in front of the payload.
+ * The outbox payload of `ev` to store, as new compact JSON text (free()):
+ * {"job_id", "asset_id", "state", "tasks": [names], "attempts",
+ *  "counts": {"faces", "image_embeddings"}, "timings_ms": object or null,
+ *  "error": {"code", "message"} or null, "at": RFC 3339 UTC}, or for an
+ * asset deletion {"job_id", "asset_id", "state": "deleted", "at"}. `timings`
+ * text that does not parse becomes null. It has no "event_id": the database
+ * assigns the row id at insert, and store_outbox_read() puts it in front.
+ * Never NULL (aborts on OOM).
  */
 char *store__event_payload(const store_event *ev, int64_t now);
-
-/*
- * The outbox payload of one event, as new compact JSON text (free()):
- * {"event_id" (left out when event_id <= 0), "job_id", "asset_id", "state",
- *  "tasks": [names], "attempts",
- *  "counts": {"faces", "image_embeddings"}, "timings_ms": object or null,
- *  "error": {"code", "message"} or null, "at": RFC 3339 UTC}.
- * `timings` is JSON text or NULL (text that does not parse becomes null);
- * `error_code` NULL means no error. Never NULL (aborts on OOM).
- */
-char *store__event_json(int64_t event_id, int64_t job_id, const char *asset_id, job_state state,
-                        unsigned tasks, int attempts, int nfaces, int nimage, const char *timings,
-                        const char *error_code, const char *error_msg, int64_t at_ms);
-
-/*
- * The outbox payload of an asset deletion, as new compact JSON text (free()):
- * {"event_id" (left out when <= 0), "job_id", "asset_id", "state": "deleted",
- * "at"}. Never NULL.
- */
-char *store__deleted_event_json(int64_t event_id, int64_t job_id, const char *asset_id,
-                                int64_t at_ms);
 
 /* The task bits as a new JSON array of names ("image_embedding", "faces"). */
 json_t *store__tasks_json(unsigned tasks);
