@@ -15,10 +15,10 @@ TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
 FUZZ_TEST_SECONDS ?= 20
-# The tests that run threads of their own (index, search, worker, events, store) and the
+# The tests that run threads of their own (index, search, worker, sched, events, store) and the
 # API's connection and event-stream threads (e2e.02, e2e.17; e2e.16 is left out: its
 # 1 s job deadline is for an uninstrumented photo): run again under ThreadSanitizer.
-TSAN_TESTS ?= unit\.test_(index|search|worker|events|store|fetch)$$|e2e\.(02|17)-
+TSAN_TESTS ?= unit\.test_(index|search|worker|sched|events|store|fetch)$$|e2e\.(02|17)-
 JOBS ?= $(shell nproc)
 MODELS_DIR ?= var/models
 ARGS ?=

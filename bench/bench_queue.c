@@ -12,9 +12,9 @@
  * finds nothing. B = 1 completes with store_job_complete(); B > 1 with
  * store_job_complete_many(), one transaction for the claimed batch (what
  * a worker's group commit does when B slots finish together). --threads T
- * instead runs a worker's shape: one thread claims up to T jobs and T slot
- * threads complete one each with store_job_complete(), so the completions
- * that coincide meet in the store's group commit. The result
+ * instead runs inferd's own scheduler (queue/sched.c) with T slots whose
+ * job function completes each job with store_job_complete(), so the
+ * completions that coincide meet in the store's group commit. The result
  * is empty by default (what is measured is the queue, the commit and its
  * outbox row), or with --realistic what a default pipeline stores: a
  * 1792-D image vector, NSFW scores and four faces with 128-D vectors.
@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "queue/sched.h"
 #include "store/store.h"
 
 static double now_s(void)
@@ -72,86 +73,71 @@ static store_result make_result(int realistic)
 }
 
 /*
- * The slots of a worker, as inferd's dispatcher drives them: one thread
- * claims up to `threads` jobs at a time and hands them out; each slot
- * thread completes its job with store_job_complete(), so the completions
- * that coincide meet in the store's group commit.
+ * A worker's shape: inferd's own scheduler (queue/sched.c) with `slots`
+ * slots whose job function completes the job with store_job_complete(), so
+ * the completions that coincide meet in the store's group commit. Runs
+ * until the queue is empty (polled every 20 ms).
  */
 typedef struct {
     store *s;
-    const char *owner;
-    int realistic;
+    sched *sc;
+    store_result r;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    job *jobs;
-    int n, next, done, stop, failed;
-} slots;
+    int failed;
+} sched_bench;
 
-static void *slot_thread(void *arg)
+static void complete_job(void *arg, sched_slot *slot, const job *j)
 {
-    slots *sl = arg;
-    store_result r = make_result(sl->realistic);
-    pthread_mutex_lock(&sl->lock);
-    for (;;) {
-        while (!sl->stop && sl->next >= sl->n)
-            pthread_cond_wait(&sl->cond, &sl->lock);
-        if (sl->stop)
-            break;
-        job *j = &sl->jobs[sl->next++];
-        pthread_mutex_unlock(&sl->lock);
-        err_t e = {0};
-        int rc = store_job_complete(sl->s, j, sl->owner, &r, &e);
-        if (rc != ERR_OK)
-            fprintf(stderr, "bench_queue: complete: %s\n", e.msg);
-        pthread_mutex_lock(&sl->lock);
-        sl->failed |= rc != ERR_OK;
-        sl->done++;
-        pthread_cond_broadcast(&sl->cond);
+    (void)slot;
+    sched_bench *b = arg;
+    err_t e = {0};
+    int rc = store_job_complete(b->s, j, sched_owner(b->sc), &b->r, &e);
+    if (rc != ERR_OK) {
+        fprintf(stderr, "bench_queue: complete: %s\n", e.msg);
+        pthread_mutex_lock(&b->lock);
+        b->failed = 1;
+        pthread_mutex_unlock(&b->lock);
     }
-    pthread_mutex_unlock(&sl->lock);
-    return NULL;
 }
 
-static int slots_loop(store *s, const char *owner, int threads, int64_t lease_ms, int realistic)
+static int sched_loop(store *s, const char *owner, int slots, int64_t lease_ms, int realistic)
 {
-    slots sl = {.s = s, .owner = owner, .realistic = realistic};
-    pthread_mutex_init(&sl.lock, NULL);
-    pthread_cond_init(&sl.cond, NULL);
-    pthread_t th[64];
-    for (int t = 0; t < threads; t++)
-        pthread_create(&th[t], NULL, slot_thread, &sl);
-    int empty = 0, failed = 0;
-    while (empty < 3 && !failed) {
-        job *jobs = NULL;
-        int n = 0;
-        err_t e = {0};
-        int rc = store_job_claim(s, owner, threads, lease_ms, &jobs, &n, &e);
-        if (rc != ERR_OK && !err_is_transient(rc)) {
-            fprintf(stderr, "bench_queue: claim: %s\n", e.msg);
+    sched_bench b = {.s = s, .r = make_result(realistic)};
+    pthread_mutex_init(&b.lock, NULL);
+    sched_opts o = {.st = s,
+                    .owner = owner,
+                    .slots = slots,
+                    .lease_ms = lease_ms,
+                    .poll_ms = 20,
+                    .slot_nice = -1,
+                    .run = complete_job,
+                    .arg = &b};
+    err_t e = {0};
+    pthread_mutex_lock(&b.lock); /* complete_job reads b.sc */
+    int rc = sched_start(&o, &b.sc, &e);
+    pthread_mutex_unlock(&b.lock);
+    if (rc != ERR_OK) {
+        fprintf(stderr, "bench_queue: %s\n", e.msg);
+        return 1;
+    }
+    int failed = 0;
+    for (;;) {
+        struct timespec ts = {.tv_nsec = 20 * 1000000};
+        nanosleep(&ts, NULL);
+        store_counts c;
+        if (store_counts_get(s, &c, &e) != ERR_OK) {
+            fprintf(stderr, "bench_queue: counts: %s\n", e.msg);
             failed = 1;
             break;
         }
-        empty = n == 0 ? empty + 1 : 0;
-        pthread_mutex_lock(&sl.lock);
-        sl.jobs = jobs;
-        sl.n = n;
-        sl.next = sl.done = 0;
-        pthread_cond_broadcast(&sl.cond);
-        while (sl.done < n)
-            pthread_cond_wait(&sl.cond, &sl.lock);
-        sl.n = 0;
-        failed = sl.failed;
-        pthread_mutex_unlock(&sl.lock);
-        job_array_free(jobs, n);
+        pthread_mutex_lock(&b.lock);
+        failed = b.failed;
+        pthread_mutex_unlock(&b.lock);
+        if (failed || (c.queued == 0 && c.running == 0))
+            break;
     }
-    pthread_mutex_lock(&sl.lock);
-    sl.stop = 1;
-    pthread_cond_broadcast(&sl.cond);
-    pthread_mutex_unlock(&sl.lock);
-    for (int t = 0; t < threads; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&sl.lock);
-    pthread_cond_destroy(&sl.cond);
+    sched_free(b.sc);
+    pthread_mutex_destroy(&b.lock);
     return failed;
 }
 
@@ -170,7 +156,7 @@ static int run_worker(const char *url, int idx, int batch, int64_t lease_ms, int
     }
     char owner[32];
     snprintf(owner, sizeof owner, "bench-%d-%ld", idx, (long)getpid());
-    int failed = threads > 1 ? slots_loop(s, owner, threads, lease_ms, realistic)
+    int failed = threads > 1 ? sched_loop(s, owner, threads, lease_ms, realistic)
                              : claim_complete_loop(s, owner, batch, lease_ms, realistic);
     store_close(s);
     return failed;

@@ -8,3 +8,9 @@ add_test(NAME unit.test_store_pg
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pg/with_pg.sh $<TARGET_FILE:test_store>)
 set_tests_properties(unit.test_store_pg PROPERTIES LABELS unit TIMEOUT 300
   SKIP_RETURN_CODE 77)
+
+# The scheduler's tests (tests/unit/test_sched.c) on both backends the same way.
+add_test(NAME unit.test_sched_pg
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pg/with_pg.sh $<TARGET_FILE:test_sched>)
+set_tests_properties(unit.test_sched_pg PROPERTIES LABELS unit TIMEOUT 300
+  SKIP_RETURN_CODE 77)

@@ -1,20 +1,14 @@
 /*
- * queue/worker.h — the dispatcher thread and the slot threads: where jobs run.
+ * queue/worker.h — image jobs on the scheduler: inferd's worker.
  *
- * The dispatcher claims at most as many jobs as there are free slots (with a
- * lease), hands each to an idle slot, extends the leases of running jobs
- * (heartbeat) and puts back jobs whose worker died (rescue). It sleeps on a
- * condition variable: worker_notify() (an enqueue in this process), a slot
- * becoming free or the next due time (heartbeat, a retry's run_after, the
- * poll fallback for jobs enqueued by other processes) wakes it. There is no
- * fixed sleep on the hot path.
- *
- * A slot runs one job at a time: fetch -> pipeline (decode, image embedding,
- * face detection, alignment, face embedding) -> commit (store_job_complete),
- * timing each stage. Transient errors are retried with exponential backoff
- * and jitter up to max_attempts; permanent ones fail the job at once. Slot
- * threads run at lower scheduling priority (SCHED_BATCH + nice) than the API
- * threads, so the API answers while every core runs inference.
+ * worker_start starts a scheduler (queue/sched.h: dispatcher, slots, leases,
+ * helping, stop) whose job function is the image job runner: fetch ->
+ * pipeline (decode, image embedding, face detection, alignment, face
+ * embedding) -> commit (store_job_complete), timing each stage. Transient
+ * errors are retried with exponential backoff and jitter up to max_attempts;
+ * permanent ones fail the job at once. Slot threads run at lower scheduling
+ * priority (SCHED_BATCH + nice) than the API threads, so the API answers
+ * while every core runs inference.
  *
  * Helping: a slot with no job runs views of another slot's face detection
  * (most of a job's time), so that one job uses every idle core and the last
@@ -25,15 +19,15 @@
  * `busy` (slots running a job); helped_views/help_seconds show it apart.
  *
  * Shutdown (worker_stop): stop claiming, let running jobs finish within the
- * grace period, then release the jobs still running back to queued (a slot
- * that finishes later skips its commit; the lease check would refuse it too).
- * worker_stop does not wait for a slot stuck in a model run past the grace;
- * worker_free joins every thread, so it waits for that run to end. Callers
- * free the store, pipeline and fetcher only after worker_free.
+ * grace period, abort downloads still running, then release the jobs still
+ * running back to queued (a slot that finishes later skips its commit; the
+ * lease check would refuse it too). worker_stop does not wait for a slot
+ * stuck in a model run past the grace; worker_free joins every thread, so it
+ * waits for that run to end. Callers free the store, pipeline and fetcher
+ * only after worker_free.
  *
- * Threading: worker_notify and worker_get_stats are safe from any thread.
- * `lock` protects the slot table and counters; lock order: worker lock, then
- * nothing (the store is never called with it held).
+ * Threading: worker_notify and worker_get_stats are safe from any thread and
+ * never wait for a store call or an inference run.
  */
 #ifndef INFERD_QUEUE_WORKER_H
 #define INFERD_QUEUE_WORKER_H
@@ -52,6 +46,7 @@ typedef struct {
     pipeline *pl;
     fetcher *fetch;
     const char *owner;     /* worker id stored as lease_owner */
+    /* slots .. slot_nice: as sched_opts (queue/sched.h) */
     int slots;             /* >= 1 */
     int64_t lease_ms;      /* 0 = 30000 */
     int64_t heartbeat_ms;  /* 0 = lease_ms / 3 */
