@@ -27,7 +27,6 @@
  * reverse order after the signal.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
@@ -74,74 +73,6 @@ static const char usage_top[] =
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
     "  help [COMMAND]     show help\n";
 
-static const char usage_analyze[] =
-    "usage: inferd analyze [options] IMAGE...\n"
-    "\n"
-    "Prints one JSON object per image per line:\n"
-    "  {\"path\", \"width\", \"height\", \"image_embedding\": {\"model\", \"dim\", \"norm\"},\n"
-    "   \"nsfw\": {class: score}, \"faces\": [{\"box\": [x1,y1,x2,y2], \"score\",\n"
-    "   \"keypoints\": [[x,y],...], \"embedding\": {\"model\", \"dim\"}}], \"timings_ms\": {...}}\n"
-    "An image that fails prints {\"path\", \"error\": {\"code\", \"message\"}} and the next\n"
-    "image is processed. Exit status: 0 when every image succeeded, 1 when any failed,\n"
-    "2 on a usage or model loading error.\n"
-    "\n"
-    "options (each also read from the environment variable shown):\n"
-    "  --models-dir DIR        model directories (INFERD_MODELS_DIR; default var/models)\n"
-    "  --detector NAME         face detector model (INFERD_DETECTOR; default " PIPELINE_DEFAULT_DETECTOR ")\n"
-    "  --face-embedder NAME    face embedder, \"\" to skip (INFERD_FACE_EMBEDDER; default " PIPELINE_DEFAULT_FACE_EMBEDDER ")\n"
-    "  --image-embedder NAME   image embedder, \"\" to skip (INFERD_IMAGE_EMBEDDER; default " PIPELINE_DEFAULT_IMAGE_EMBEDDER ")\n"
-    "  --vectors               include embedding vectors in the output\n"
-    "  --intra-op-threads N    ONNX Runtime threads per run (INFERD_INTRA_OP_THREADS; default 0 = all cores)\n"
-    "  --max-side N            shrink images on load to this longest side (INFERD_MAX_SIDE; default 2048)\n"
-    "  --max-pixels N          refuse images with more pixels than this (INFERD_MAX_PIXELS; default 100000000)\n"
-    "  --face-threshold F      face detection score threshold 0..1 (INFERD_FACE_THRESHOLD; default 0.75)\n"
-    "  --no-tiles              detect on the whole image only (faster, misses small faces)\n"
-    "  --verify-models         check each model file's sha256 against its manifest at load\n"
-    "  -v, --verbose           debug logging\n";
-
-/* Parses a decimal integer in [lo, hi] or exits 2 naming `flag`. */
-static long long parse_int(const char *flag, const char *s, long long lo, long long hi)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "inferd: %s: expected an integer in %lld..%lld, got \"%s\"\n", flag, lo,
-                hi, s);
-        exit(2);
-    }
-    return v;
-}
-
-static float parse_float(const char *flag, const char *s, float lo, float hi)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (*s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "inferd: %s: expected a number in %g..%g, got \"%s\"\n", flag, lo, hi, s);
-        exit(2);
-    }
-    return v;
-}
-
-/*
- * Prints a config_parse error for command `cmd`: messages about a flag start
- * with the flag ("--slots: ..."), those about the command line as a whole
- * with the command name already, which is then not repeated.
- */
-static void config_error(const char *cmd, const char *msg)
-{
-    if (strncmp(msg, cmd, strlen(cmd)) == 0)
-        fprintf(stderr, "%s\n", msg);
-    else
-        fprintf(stderr, "%s: %s\n", cmd, msg);
-}
-
-static const char *env_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v != NULL ? v : def;
-}
-
 static void print_error_line(const char *path, const err_t *e)
 {
     json_t *o = json_object();
@@ -156,113 +87,62 @@ static void print_error_line(const char *path, const err_t *e)
     json_decref(o);
 }
 
+/*
+ * inferd analyze [options] IMAGE...: the pipeline in this process, one JSON
+ * line per image. Options come from the config table (CONFIG_ROLE_ANALYZE:
+ * the model rows the worker reads, from the same flags and INFERD_*
+ * variables). An embedder given as "" is skipped; one left out is the
+ * pipeline's default.
+ */
 static int cmd_analyze(int argc, char **argv)
 {
-    pipeline_opts o = {0};
-    o.models_dir = env_or("INFERD_MODELS_DIR", "var/models");
-    o.detector = env_or("INFERD_DETECTOR", NULL);
-    o.face_embedder = env_or("INFERD_FACE_EMBEDDER", NULL);
-    o.image_embedder = env_or("INFERD_IMAGE_EMBEDDER", NULL);
-    const char *v;
-    if ((v = getenv("INFERD_INTRA_OP_THREADS")) != NULL)
-        o.intra_op_threads = (int)parse_int("INFERD_INTRA_OP_THREADS", v, 0, 1024);
-    if ((v = getenv("INFERD_MAX_SIDE")) != NULL)
-        o.decode.max_side = (int)parse_int("INFERD_MAX_SIDE", v, 64, 65535);
-    if ((v = getenv("INFERD_MAX_PIXELS")) != NULL)
-        o.decode.max_pixels = parse_int("INFERD_MAX_PIXELS", v, 1, 1LL << 40);
-    if ((v = getenv("INFERD_FACE_THRESHOLD")) != NULL)
-        o.detect.score_threshold = parse_float("INFERD_FACE_THRESHOLD", v, 0.01f, 1.0f);
-    int with_vectors = 0;
-
-    enum { O_MODELS = 256, O_DET, O_FEMB, O_IEMB, O_VEC, O_THREADS, O_SIDE, O_PIX, O_THR, O_NOTILES,
-           O_VERIFY };
-    static const struct option lopts[] = {
-        {"models-dir", required_argument, 0, O_MODELS},
-        {"detector", required_argument, 0, O_DET},
-        {"face-embedder", required_argument, 0, O_FEMB},
-        {"image-embedder", required_argument, 0, O_IEMB},
-        {"vectors", no_argument, 0, O_VEC},
-        {"intra-op-threads", required_argument, 0, O_THREADS},
-        {"max-side", required_argument, 0, O_SIDE},
-        {"max-pixels", required_argument, 0, O_PIX},
-        {"face-threshold", required_argument, 0, O_THR},
-        {"no-tiles", no_argument, 0, O_NOTILES},
-        {"verify-models", no_argument, 0, O_VERIFY},
-        {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    int c;
-    optind = 1;
-    argv[0] = (char *)"inferd analyze"; /* getopt names the command in its messages */
-    while ((c = getopt_long(argc, argv, "vh", lopts, NULL)) != -1) {
-        switch (c) {
-        case O_MODELS:
-            o.models_dir = optarg;
-            break;
-        case O_DET:
-            o.detector = optarg;
-            break;
-        case O_FEMB:
-            o.face_embedder = optarg;
-            break;
-        case O_IEMB:
-            o.image_embedder = optarg;
-            break;
-        case O_VEC:
-            with_vectors = 1;
-            break;
-        case O_THREADS:
-            o.intra_op_threads = (int)parse_int("--intra-op-threads", optarg, 0, 1024);
-            break;
-        case O_SIDE:
-            o.decode.max_side = (int)parse_int("--max-side", optarg, 64, 65535);
-            break;
-        case O_PIX:
-            o.decode.max_pixels = parse_int("--max-pixels", optarg, 1, 1LL << 40);
-            break;
-        case O_THR:
-            o.detect.score_threshold = parse_float("--face-threshold", optarg, 0.01f, 1.0f);
-            break;
-        case O_NOTILES:
-            o.detect.no_tiles = 1;
-            break;
-        case O_VERIFY:
-            o.verify_models = 1;
-            break;
-        case 'v':
-            log_set_level(LOG_DEBUG);
-            break;
-        case 'h':
-            fputs(usage_analyze, stdout);
-            return 0;
-        default:
-            fputs(usage_analyze, stderr);
-            return 2;
-        }
-    }
-    if (optind >= argc) {
-        fprintf(stderr, "inferd analyze: no IMAGE given\n%s", usage_analyze);
+    static const char cmdname[] = "inferd analyze";
+    config cfg;
+    char msg[600];
+    argv[0] = (char *)cmdname;
+    int prc = config_parse_role(&cfg, CONFIG_ROLE_ANALYZE, argc, argv, msg, sizeof msg);
+    if (prc == 1)
+        return 0;
+    if (prc != 0) {
+        config_print_error(cmdname, msg);
         return 2;
     }
+    if (cfg.verbose)
+        log_set_level(LOG_DEBUG);
+    pipeline_opts o = {0};
+    o.models_dir = cfg.models_dir;
+    if (config_given(&cfg, "detector"))
+        o.detector = cfg.detector;
+    if (config_given(&cfg, "face-embedder"))
+        o.face_embedder = cfg.face_embedder; /* "" skips */
+    if (config_given(&cfg, "image-embedder"))
+        o.image_embedder = cfg.image_embedder;
+    o.intra_op_threads = cfg.intra_op_threads;
+    o.decode.max_side = cfg.max_side;
+    o.decode.max_pixels = cfg.max_pixels;
+    o.detect.score_threshold = cfg.face_threshold;
+    o.detect.no_tiles = cfg.no_tiles;
+    o.verify_models = cfg.verify_models;
+
     err_t e;
     err_clear(&e);
     pipeline *p = NULL;
     if (pipeline_new(&o, &p, &e) != ERR_OK) {
-        fprintf(stderr, "inferd analyze: %s\n", e.msg);
+        fprintf(stderr, "%s: %s\n", cmdname, e.msg);
         return 2;
     }
     int failed = 0;
-    for (int i = optind; i < argc; i++) {
+    for (int i = 0; i < cfg.nargs; i++) {
+        const char *path = cfg.args[i];
         analysis *a = NULL;
         err_clear(&e);
-        if (pipeline_analyze_file(p, argv[i], PIPELINE_ALL, &a, &e) != ERR_OK) {
-            print_error_line(argv[i], &e);
+        if (pipeline_analyze_file(p, path, PIPELINE_ALL, &a, &e) != ERR_OK) {
+            print_error_line(path, &e);
             failed = 1;
         } else {
             json_t *j = json_object();
-            json_object_set_new(j, "path", json_string(argv[i]));
-            json_t *r = analysis_to_json(a, with_vectors);
+            json_object_set_new(j, "path", json_string(path));
+            json_t *r = analysis_to_json(a, cfg.vectors);
             json_object_update(j, r);
             json_decref(r);
             char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(7));
@@ -277,7 +157,6 @@ static int cmd_analyze(int argc, char **argv)
     vision_shutdown();
     return failed;
 }
-
 
 /*
  * inferd serve|api|worker: config -> data dir -> store -> fetcher -> events
@@ -300,7 +179,7 @@ static int cmd_run(config_role role, int argc, char **argv)
     if (prc == 1)
         return 0;
     if (prc != 0) {
-        config_error(cmdname, msg);
+        config_print_error(cmdname, msg);
         return 2;
     }
     int runs_jobs = role != CONFIG_ROLE_API;
@@ -632,7 +511,8 @@ out:
  * flags or the same INFERD_* variables as the daemons), so that a recluster
  * run in the daemons' environment groups faces as their passes do.
  * --min-faces and --max-distance, the names before the config table had
- * them, are accepted as aliases. Exit status: 0 done, 1 store error, 2 usage.
+ * them, are accepted as aliases (the table's `alias` column). Exit status:
+ * 0 done, 1 store error, 2 usage.
  */
 static int cmd_people(int argc, char **argv)
 {
@@ -640,39 +520,15 @@ static int cmd_people(int argc, char **argv)
         fputs(config_usage_role(CONFIG_ROLE_RECLUSTER), stderr);
         return 2;
     }
-    /*
-     * argv[1..] with the old flag names (also as --NAME=VALUE) renamed, into
-     * new strings; argv[1] ("recluster") becomes the command name.
-     */
     static const char args0[] = "inferd people recluster";
-    static const char *const alias[][2] = {{"--min-faces", "--people-min-faces"},
-                                           {"--max-distance", "--people-max-distance"}};
-    char **args = xcalloc((size_t)argc, sizeof *args);
-    args[0] = xstrdup(args0);
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        args[i - 1] = NULL;
-        for (size_t k = 0; k < sizeof alias / sizeof alias[0] && args[i - 1] == NULL; k++) {
-            size_t l = strlen(alias[k][0]);
-            if (strncmp(a, alias[k][0], l) == 0 && (a[l] == '\0' || a[l] == '=')) {
-                size_t n = strlen(alias[k][1]) + strlen(a + l) + 1;
-                args[i - 1] = xmalloc(n);
-                snprintf(args[i - 1], n, "%s%s", alias[k][1], a + l);
-            }
-        }
-        if (args[i - 1] == NULL)
-            args[i - 1] = xstrdup(a);
-    }
+    argv[1] = (char *)args0; /* the command name in messages */
     config cfg;
     char msg[600];
-    int prc = config_parse_role(&cfg, CONFIG_ROLE_RECLUSTER, argc - 1, args, msg, sizeof msg);
-    for (int i = 0; i < argc - 1; i++)
-        free(args[i]);
-    free(args);
+    int prc = config_parse_role(&cfg, CONFIG_ROLE_RECLUSTER, argc - 1, argv + 1, msg, sizeof msg);
     if (prc == 1)
         return 0;
     if (prc != 0) {
-        config_error(args0, msg);
+        config_print_error(args0, msg);
         return 2;
     }
     if (cfg.verbose)
@@ -735,7 +591,7 @@ int main(int argc, char **argv)
         return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (argc > 2 && strcmp(argv[2], "analyze") == 0)
-            fputs(usage_analyze, stdout);
+            fputs(config_usage_role(CONFIG_ROLE_ANALYZE), stdout);
         else if (argc > 2 && strcmp(argv[2], "serve") == 0)
             fputs(config_usage(), stdout);
         else if (argc > 2 && strcmp(argv[2], "api") == 0)

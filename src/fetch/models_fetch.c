@@ -48,7 +48,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,6 +62,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "util/config.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/sha256.h"
@@ -81,46 +81,6 @@
 #define MF_PARTIAL ".partial"
 #define MF_RECORD "fetch.json"
 #define MF_MANIFEST "manifest.json"
-
-static const char usage_models[] =
-    "usage: inferd models fetch [options] NAME\n"
-    "       inferd models list [options]\n"
-    "\n"
-    "fetch: download model NAME as described by the catalogue, check the size and sha256\n"
-    "of every file, and install it as MODELS_DIR/NAME in one step. A download that was\n"
-    "cut resumes where it stopped (Range request); a file whose sha256 is wrong is\n"
-    "deleted and nothing is installed. When MODELS_DIR/NAME already holds the right\n"
-    "files it prints \"present\" and does nothing; a corrupted install from the same\n"
-    "catalogue entry is repaired.\n"
-    "\n"
-    "The catalogue names no download host: its URLs are templates such as\n"
-    "{base}/NAME/model.onnx. Point --base-url at a mirror of the model files.\n"
-    "\n"
-    "fetch options:\n"
-    "  --base-url URL          replaces {base} in the catalogue's URLs (required when\n"
-    "                          they use it): a mirror of the model files, http(s)\n"
-    "  --catalog FILE|URL      the catalogue (INFERD_CATALOG; default models/catalog.json)\n"
-    "  --models-dir DIR        where models are installed (INFERD_MODELS_DIR;\n"
-    "                          default var/models); partial downloads live in DIR/.partial\n"
-    "  --force                 replace MODELS_DIR/NAME even when it was not installed from\n"
-    "                          this catalogue entry (another version, your own files)\n"
-    "  --allow-private-urls    allow loopback/private/link-local addresses (mirrors on a\n"
-    "                          local network); refused by default\n"
-    "  --retries N             retries of a cut or failed transfer, resuming (default 3)\n"
-    "  --connect-timeout S     seconds to connect (default 10)\n"
-    "  --stall-timeout S       give up on a transfer that receives nothing for S seconds\n"
-    "                          (default 60)\n"
-    "  --timeout S             limit on each file's transfer, seconds (default 0: none)\n"
-    "  -q, --quiet             no progress on stderr\n"
-    "\n"
-    "list options:\n"
-    "  --models-dir DIR        as above\n"
-    "  --no-verify             do not hash the files (the SHA column shows \"-\")\n"
-    "\n"
-    "list prints NAME, TASK, DIM, LICENCE and SHA (ok, or what is wrong) for every model\n"
-    "directory; it exits 1 when a model fails its check.\n"
-    "\n"
-    "Exit status: 0 success or nothing to do, 1 failure, 2 usage error.\n";
 
 typedef struct {
     const char *models_dir;
@@ -1423,188 +1383,83 @@ static int cmd_list(const mf_opts *o, int verify, err_t *e)
 
 /* ---------------------------------------------------------------- CLI */
 
-static const char *env_or(const char *name, const char *def)
+/* `inferd models help`: the two commands' --help texts (util/config.c's table). */
+static void models_usage(FILE *f)
 {
-    const char *v = getenv(name);
-
-    return v && v[0] ? v : def;
+    fputs(config_usage_role(CONFIG_ROLE_MODELS_FETCH), f);
+    fputs("\n", f);
+    fputs(config_usage_role(CONFIG_ROLE_MODELS_LIST), f);
 }
-
-/* Parses a whole non-negative number no larger than `max` from `s`. */
-static int parse_long(const char *s, long max, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-enum {
-    O_BASE = 256,
-    O_CATALOG,
-    O_MODELS,
-    O_FORCE,
-    O_PRIVATE,
-    O_RETRIES,
-    O_CONNECT,
-    O_STALL,
-    O_TIMEOUT,
-    O_NOVERIFY,
-};
 
 int models_fetch_main(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"base-url", required_argument, 0, O_BASE},
-        {"catalog", required_argument, 0, O_CATALOG},
-        {"models-dir", required_argument, 0, O_MODELS},
-        {"force", no_argument, 0, O_FORCE},
-        {"allow-private-urls", no_argument, 0, O_PRIVATE},
-        {"retries", required_argument, 0, O_RETRIES},
-        {"connect-timeout", required_argument, 0, O_CONNECT},
-        {"stall-timeout", required_argument, 0, O_STALL},
-        {"timeout", required_argument, 0, O_TIMEOUT},
-        {"no-verify", no_argument, 0, O_NOVERIFY},
-        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    mf_opts o;
-    const char *sub;
-    char *prog0;
-    int verify = 1;
-    long v = 0;
-    int c, rc;
-    err_t e;
-
-    memset(&o, 0, sizeof o);
-    o.models_dir = env_or("INFERD_MODELS_DIR", "var/models");
-    o.catalog = env_or("INFERD_CATALOG", "models/catalog.json");
-    o.retries = 3;
-    o.connect_timeout_s = 10;
-    o.stall_timeout_s = 60;
-    o.timeout_s = 0;
-    o.progress_tty = isatty(2);
-
     if (argc < 2) {
-        fputs(usage_models, stderr);
+        models_usage(stderr);
         return 2;
     }
-    sub = argv[1];
+    const char *sub = argv[1];
     if (strcmp(sub, "help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(usage_models, stdout);
+        models_usage(stdout);
         return 0;
     }
-    if (strcmp(sub, "fetch") != 0 && strcmp(sub, "list") != 0) {
-        fprintf(stderr, "inferd models: unknown subcommand \"%s\"\n%s", sub, usage_models);
+    config_role role;
+    const char *cmd;
+    if (strcmp(sub, "fetch") == 0) {
+        role = CONFIG_ROLE_MODELS_FETCH;
+        cmd = "inferd models fetch";
+    } else if (strcmp(sub, "list") == 0) {
+        role = CONFIG_ROLE_MODELS_LIST;
+        cmd = "inferd models list";
+    } else {
+        fprintf(stderr, "inferd models: unknown subcommand \"%s\"\n", sub);
+        models_usage(stderr);
         return 2;
     }
-
-    /* getopt over argv[1..]: it names "inferd models fetch" in its messages. */
-    prog0 = argv[1];
-    argv[1] =
-        strcmp(sub, "fetch") == 0 ? (char *)"inferd models fetch" : (char *)"inferd models list";
-    optind = 1;
-    opterr = 1;
-    rc = -1;
-    while (rc < 0 && (c = getopt_long(argc - 1, argv + 1, "qh", lopts, NULL)) != -1) {
-        switch (c) {
-        case O_BASE:
-            o.base_url = optarg;
-            break;
-        case O_CATALOG:
-            o.catalog = optarg;
-            break;
-        case O_MODELS:
-            o.models_dir = optarg;
-            break;
-        case O_FORCE:
-            o.force = 1;
-            break;
-        case O_PRIVATE:
-            o.allow_private = 1;
-            break;
-        case O_RETRIES:
-            if (parse_long(optarg, 100, &v) != 0) {
-                fprintf(stderr, "inferd models: --retries must be 0..100, not \"%s\"\n", optarg);
-                rc = 2;
-            }
-            o.retries = (int)v;
-            break;
-        case O_CONNECT:
-        case O_STALL:
-        case O_TIMEOUT:
-            if (parse_long(optarg, 86400 * 7, &v) != 0 || (c != O_TIMEOUT && v == 0)) {
-                fprintf(stderr, "inferd models: --%s must be a number of seconds%s, not \"%s\"\n",
-                        c == O_CONNECT ? "connect-timeout"
-                                       : (c == O_STALL ? "stall-timeout" : "timeout"),
-                        c != O_TIMEOUT ? " above 0" : "", optarg);
-                rc = 2;
-            } else if (c == O_CONNECT) {
-                o.connect_timeout_s = v;
-            } else if (c == O_STALL) {
-                o.stall_timeout_s = v;
-            } else {
-                o.timeout_s = v;
-            }
-            break;
-        case O_NOVERIFY:
-            verify = 0;
-            break;
-        case 'q':
-            o.quiet = 1;
-            break;
-        case 'h':
-            fputs(usage_models, stdout);
-            rc = 0;
-            break;
-        default:
-            rc = 2; /* getopt printed why */
-            break;
-        }
+    config cfg;
+    char msg[600];
+    argv[1] = (char *)cmd; /* the command name in messages */
+    int prc = config_parse_role(&cfg, role, argc - 1, argv + 1, msg, sizeof msg);
+    argv[1] = (char *)sub;
+    if (prc == 1)
+        return 0;
+    if (prc != 0) {
+        config_print_error(cmd, msg);
+        fputs("(see inferd models help)\n", stderr);
+        return 2;
     }
-    argv[1] = prog0;
-    if (rc >= 0) {
-        if (rc == 2)
-            fputs("(see inferd models help)\n", stderr);
-        return rc;
-    }
-    argc -= optind + 1;
-    argv += optind + 1;
-
+    mf_opts o = {
+        .models_dir = cfg.models_dir,
+        .catalog = cfg.catalog,
+        .base_url = cfg.base_url[0] != '\0' ? cfg.base_url : NULL,
+        .force = cfg.force,
+        .allow_private = cfg.allow_private_urls,
+        .quiet = cfg.quiet,
+        .retries = cfg.retries,
+        .connect_timeout_s = (long)cfg.connect_timeout_s,
+        .stall_timeout_s = (long)cfg.stall_timeout_s,
+        .timeout_s = (long)cfg.timeout_s,
+        .progress_tty = isatty(2),
+    };
+    err_t e;
     err_clear(&e);
-    if (strcmp(sub, "list") == 0) {
-        if (argc != 0) {
-            fprintf(stderr, "inferd models list: unexpected argument \"%s\"\n", argv[0]);
-            return 2;
-        }
-        rc = cmd_list(&o, verify, &e);
+    int rc;
+    if (role == CONFIG_ROLE_MODELS_LIST) {
+        rc = cmd_list(&o, !cfg.no_verify, &e);
     } else {
-        if (argc != 1) {
-            fprintf(stderr, "inferd models fetch: %s\n(see inferd models help)\n",
-                    argc == 0 ? "which model? give its NAME" : "one NAME at a time");
-            return 2;
-        }
         if (o.base_url != NULL && !is_http_url(o.base_url)) {
-            fprintf(stderr, "inferd models fetch: --base-url must start with http:// or "
-                            "https://\n");
+            fprintf(stderr, "%s: --base-url must start with http:// or https://\n", cmd);
             return 2;
         }
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            fprintf(stderr, "inferd models fetch: error: curl_global_init failed\n");
+            fprintf(stderr, "%s: error: curl_global_init failed\n", cmd);
             return 1;
         }
-        rc = cmd_fetch(&o, argv[0], &e);
+        rc = cmd_fetch(&o, cfg.args[0], &e);
         curl_global_cleanup();
     }
     fflush(stdout);
     if (rc != ERR_OK) {
-        fprintf(stderr, "inferd models %s: error: %s\n", sub, e.msg);
+        fprintf(stderr, "%s: error: %s\n", cmd, e.msg);
         return 1;
     }
     return 0;

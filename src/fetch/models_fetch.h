@@ -40,9 +40,10 @@
 
 /*
  * Runs `inferd models SUBCOMMAND [options]`: argv[0] is "models" (or any
- * name), argv[1] is "fetch", "list" or "help". Parses its own flags with
- * getopt_long (resetting optind), prints help on -h/--help to stdout and
- * usage errors to stderr. Returns the process exit status: 0 on success
+ * name), argv[1] is "fetch", "list" or "help". Reads its options through
+ * the config table (util/config.h: CONFIG_ROLE_MODELS_FETCH / _LIST; argv
+ * is permuted), prints help on -h/--help to stdout and usage errors to
+ * stderr. Returns the process exit status: 0 on success
  * (including "present": nothing to do), 1 when a fetch or check failed
  * (the reason is printed to stderr), 2 on a usage error.
  */

@@ -3,12 +3,15 @@
  * INFERD_* environment variables and command-line flags, in that order.
  *
  * Every option is one row of `opts[]`: flag, variable, type, where it lands
- * in the struct, its range, its help line and the roles that use it (serve,
- * api, worker, and `people recluster`, which shares the store and clustering
- * rows so that it reads them exactly as the daemons do). The parser, the
- * error messages and the --help text are all driven by that table, so an
- * option cannot be parsed without being documented or documented under the
- * wrong variable.
+ * in the struct, its range, its help line, the roles that use it, and an
+ * optional short flag and older name. The roles are every command that takes
+ * options: serve, api, worker, `people recluster` (which shares the store and
+ * clustering rows so that it reads them exactly as the daemons do), `analyze`
+ * (the model rows, as the worker reads them) and `models fetch|list`. The
+ * parser, the error messages and the --help text are all driven by that
+ * table, so an option cannot be parsed without being documented or
+ * documented under the wrong variable, and one flag means one thing in every
+ * command.
  * getopt_long was rejected because it prints its own messages to stderr,
  * while config_parse must return the message (naming the flag) to its caller.
  *
@@ -47,23 +50,34 @@ typedef struct {
     size_t size; /* OPT_STR: sizeof the field */
     long long lo, hi;
     float flo, fhi;
-    const char *arg;  /* metavariable in --help */
-    const char *help; /* help text, default included */
-    unsigned roles;   /* R_ bits of the roles that use it */
+    const char *arg;   /* metavariable in --help */
+    const char *help;  /* help text, default included */
+    unsigned roles;    /* R_ bits of the roles that use it */
+    char short_flag;   /* -X, or 0 */
+    const char *alias; /* an older name, accepted as a flag (without "--"), or NULL */
 } opt_def;
 
 #define R_SERVE (1u << CONFIG_ROLE_SERVE)
 #define R_API (1u << CONFIG_ROLE_API)
 #define R_WORKER (1u << CONFIG_ROLE_WORKER)
 #define R_RECLUSTER (1u << CONFIG_ROLE_RECLUSTER)
+#define R_ANALYZE (1u << CONFIG_ROLE_ANALYZE)
+#define R_FETCH (1u << CONFIG_ROLE_MODELS_FETCH)
+#define R_LIST (1u << CONFIG_ROLE_MODELS_LIST)
+#define R_MODELS (R_FETCH | R_LIST)
 #define R_DAEMON (R_SERVE | R_API | R_WORKER) /* every long-running process */
 #define R_JOBS (R_SERVE | R_WORKER)           /* runs jobs: slots, models, leases */
 #define R_HTTP_API (R_SERVE | R_API)          /* serves the job API */
 #define R_SEARCH (R_SERVE | R_API)            /* holds the search indexes and clusters faces */
 #define R_PEOPLE (R_SEARCH | R_RECLUSTER)     /* clustering parameters */
+#define R_PIPELINE (R_JOBS | R_ANALYZE)       /* loads and runs the models */
+#define R_ALL 0x7fu
 
 #define F(field) offsetof(config, field), sizeof(((config *)0)->field)
 
+/* Most rows leave short_flag and alias out (zero): positional rows stay one line shorter. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const opt_def opts[] = {
     {"listen", "INFERD_LISTEN", OPT_LISTEN, F(listen_host), 0, 0, 0, 0, "HOST:PORT",
      "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
@@ -72,20 +86,20 @@ static const opt_def opts[] = {
     {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
      "database, spooled uploads (DIR/uploads) (default ./var)", R_DAEMON | R_RECLUSTER},
     {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
-     "model directories (default var/models)", R_JOBS},
+     "model directories (default var/models)", R_PIPELINE | R_MODELS},
     {"image-embedder", "INFERD_IMAGE_EMBEDDER", OPT_STR, F(image_embedder), 0, 0, 0, 0, "NAME",
      "image embedding model (a folder under the models dir: a manifest model, or a CLIP "
      "directory, whose text encoder then serves {\"text\"} searches) (default "
      "mobilenet-v2-mid)",
-     R_JOBS},
+     R_PIPELINE},
     {"face-embedder", "INFERD_FACE_EMBEDDER", OPT_STR, F(face_embedder), 0, 0, 0, 0, "NAME",
      "face embedding model (a folder under the models dir); faces are stored under their "
      "model's name, and changing it means re-submitting the photos, then `inferd people "
      "recluster` (default dlib-resnet)",
-     R_JOBS},
+     R_PIPELINE},
     {"detector", "INFERD_DETECTOR", OPT_STR, F(detector), 0, 0, 0, 0, "NAME",
      "face detection model (a folder under the models dir) (default blazeface-back-256)",
-     R_JOBS},
+     R_PIPELINE},
     {"clip-model", "INFERD_CLIP_MODEL", OPT_STR, F(clip_model), 0, 0, 0, 0, "DIR",
      "CLIP model directory whose text encoder serves {\"text\"} image searches when the image "
      "embedder is not a CLIP model, or in the api role (default: the image embedder's, if CLIP)",
@@ -132,9 +146,11 @@ static const opt_def opts[] = {
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
      "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
-     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)", R_JOBS},
+     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)",
+     R_PIPELINE},
     {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
-     NULL, "let URL sources reach loopback/private/link-local addresses (default off)", R_DAEMON},
+     NULL, "let URL sources reach loopback/private/link-local addresses (default off)",
+     R_DAEMON | R_FETCH},
     {"max-body", "INFERD_MAX_BODY", OPT_SIZE, F(max_body), 1024, 1LL << 32, 0, 0, "BYTES",
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
      "(default 64M)",
@@ -186,11 +202,11 @@ static const opt_def opts[] = {
      "whole) fails too_big (default: a quarter of RAM, at most 1G)",
      R_JOBS},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
-     "shrink images on load to this longest side (default 2048)", R_JOBS},
+     "shrink images on load to this longest side (default 2048)", R_PIPELINE},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
-     "refuse images with more pixels than this (default 100000000)", R_JOBS},
+     "refuse images with more pixels than this (default 100000000)", R_PIPELINE},
     {"face-threshold", "INFERD_FACE_THRESHOLD", OPT_FLOAT, F(face_threshold), 0, 0, 0.01f, 1.0f,
-     "F", "face detection score threshold 0.01..1 (default 0.75)", R_JOBS},
+     "F", "face detection score threshold 0.01..1 (default 0.75)", R_PIPELINE},
     /*
      * Search. The defaults repeat index.h's INDEX_DEFAULT_* and people.h's
      * PEOPLE_DEFAULT_* (tests/unit/test_config.c checks that they agree;
@@ -221,24 +237,54 @@ static const opt_def opts[] = {
      "N",
      "a face founds or joins a person when this many faces (itself included) lie within "
      "--people-max-distance of it, 1..1000 (default 3)",
-     R_PEOPLE},
+     R_PEOPLE, 0, "min-faces"},
     {"people-max-distance", "INFERD_PEOPLE_MAX_DISTANCE", OPT_FLOAT, F(people_max_distance), 0, 0,
      0.01f, 2.0f, "F",
      "cosine distance (1 - similarity) within which two faces count as the same person, "
      "0.01..2 (default: the face model's own, 0.40 for dlib-resnet, 0.375 for mobileface, "
      "0.5 for others)",
-     R_PEOPLE},
+     R_PEOPLE, 0, "max-distance"},
     {"duplicates-threshold", "INFERD_DUPLICATES_THRESHOLD", OPT_FLOAT, F(duplicates_threshold), 0,
      0, -1.0f, 1.0f, "F",
      "similarity from which GET /v1/assets/{id}/duplicates reports an image when the request "
      "gives no threshold, -1..1 (default 0.95)",
      R_SEARCH},
-    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging (also -v)",
-     R_DAEMON | R_RECLUSTER},
-    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit (also -h)",
-     R_DAEMON | R_RECLUSTER},
+    /* analyze */
+    {"vectors", NULL, OPT_BOOL, F(vectors), 0, 0, 0, 0, NULL,
+     "include the embedding vectors in the output", R_ANALYZE},
+    {"no-tiles", NULL, OPT_BOOL, F(no_tiles), 0, 0, 0, 0, NULL,
+     "detect faces on the whole image only (faster, misses small faces)", R_ANALYZE},
+    {"verify-models", NULL, OPT_BOOL, F(verify_models), 0, 0, 0, 0, NULL,
+     "check each model file's sha256 against its manifest at load", R_ANALYZE},
+    /* models fetch / list */
+    {"base-url", NULL, OPT_STR, F(base_url), 0, 0, 0, 0, "URL",
+     "replaces {base} in the catalogue's URLs (required when they use it): a mirror of the "
+     "model files, http(s)",
+     R_FETCH},
+    {"catalog", "INFERD_CATALOG", OPT_STR, F(catalog), 0, 0, 0, 0, "FILE|URL",
+     "the catalogue (default models/catalog.json)", R_FETCH},
+    {"force", NULL, OPT_BOOL, F(force), 0, 0, 0, 0, NULL,
+     "replace MODELS_DIR/NAME even when it was not installed from this catalogue entry "
+     "(another version, your own files)",
+     R_FETCH},
+    {"retries", NULL, OPT_INT, F(retries), 0, 100, 0, 0, "N",
+     "retries of a cut or failed transfer, resuming, 0..100 (default 3)", R_FETCH},
+    {"connect-timeout", NULL, OPT_I64, F(connect_timeout_s), 1, 604800, 0, 0, "S",
+     "seconds to connect (default 10)", R_FETCH},
+    {"stall-timeout", NULL, OPT_I64, F(stall_timeout_s), 1, 604800, 0, 0, "S",
+     "give up on a transfer that receives nothing for S seconds (default 60)", R_FETCH},
+    {"timeout", NULL, OPT_I64, F(timeout_s), 0, 604800, 0, 0, "S",
+     "limit on each file's transfer, seconds (default 0: none)", R_FETCH},
+    {"no-verify", NULL, OPT_BOOL, F(no_verify), 0, 0, 0, 0, NULL,
+     "do not hash the files (the SHA column shows \"-\")", R_LIST},
+    {"quiet", NULL, OPT_BOOL, F(quiet), 0, 0, 0, 0, NULL, "no progress on stderr", R_MODELS, 'q'},
+    {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging",
+     R_DAEMON | R_RECLUSTER | R_ANALYZE, 'v'},
+    {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit", R_ALL, 'h'},
 };
+#pragma GCC diagnostic pop
 #define NOPTS (sizeof opts / sizeof opts[0])
+_Static_assert(NOPTS <= 128, "config.given holds 128 bits");
 
 static int failf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -428,6 +474,10 @@ static void set_defaults(config *c, config_role role)
     c->people_min_faces = 3;
     c->people_max_distance = 0; /* each face model's own (people_default_max_distance) */
     c->duplicates_threshold = 0.95f;
+    strcpy(c->catalog, "models/catalog.json");
+    c->retries = 3;
+    c->connect_timeout_s = 10;
+    c->stall_timeout_s = 60;
 }
 
 /* Loopback listen addresses: 127.0.0.0/8, ::1 and "localhost". */
@@ -471,13 +521,49 @@ static int read_token_file(const char *path, char *token, size_t cap, char *err,
     return 0;
 }
 
+/* The row whose flag or older name is name[0..len), or NULL. */
 static const opt_def *find_flag(const char *name, size_t len)
 {
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *al = opts[i].alias;
+        if ((strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0) ||
+            (al != NULL && strlen(al) == len && strncmp(al, name, len) == 0))
+            return &opts[i];
+    }
+    return NULL;
+}
+
+static const opt_def *find_short(char f)
+{
     for (size_t i = 0; i < NOPTS; i++)
-        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
+        if (opts[i].short_flag != 0 && opts[i].short_flag == f)
             return &opts[i];
     return NULL;
 }
+
+static void mark_given(config *c, const opt_def *o)
+{
+    size_t i = (size_t)(o - opts);
+    c->given[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+int config_given(const config *c, const char *flag)
+{
+    const opt_def *o = find_flag(flag, strlen(flag));
+    if (o == NULL)
+        return 0;
+    size_t i = (size_t)(o - opts);
+    return (c->given[i / 64] >> (i % 64)) & 1;
+}
+
+/* How many operands each role takes, and what they are called in messages. */
+static const struct {
+    int min, max;
+    const char *name;
+} operands[CONFIG_ROLES] = {
+    [CONFIG_ROLE_ANALYZE] = {1, 1 << 30, "IMAGE"},
+    [CONFIG_ROLE_MODELS_FETCH] = {1, 1, "NAME"},
+};
 
 static int online_cores(void)
 {
@@ -496,6 +582,12 @@ const char *config_role_name(config_role role)
         return "worker";
     case CONFIG_ROLE_RECLUSTER:
         return "people recluster";
+    case CONFIG_ROLE_ANALYZE:
+        return "analyze";
+    case CONFIG_ROLE_MODELS_FETCH:
+        return "models fetch";
+    case CONFIG_ROLE_MODELS_LIST:
+        return "models list";
     }
     return "?";
 }
@@ -516,10 +608,14 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
     const char *cmd = argc > 0 && argv[0] != NULL ? argv[0] : "inferd";
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    if ((unsigned)role > CONFIG_ROLE_RECLUSTER)
+    if ((unsigned)role >= CONFIG_ROLES)
         role = CONFIG_ROLE_SERVE;
     set_defaults(c, role);
     int db_given = 0;
+    int only_operands = 0;
+    /* Operands are moved to the front of argv[1..] as they come (getopt permutes the same
+     * way): each lands at or before the entry being read, which was read already. */
+    c->args = argv + (argc > 0 ? 1 : 0);
 
     for (size_t i = 0; i < NOPTS; i++) {
         const opt_def *o = &opts[i];
@@ -528,22 +624,39 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
             continue;
         if (apply(c, o, o->env, v, err, errlen) != 0)
             return -1;
+        mark_given(c, o);
         if (o->off == offsetof(config, db_url) && o->type == OPT_STR && v[0] != '\0')
             db_given = 1;
     }
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-h") == 0)
-            a = "--help";
-        else if (strcmp(a, "-v") == 0)
-            a = "--verbose";
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
-            return failf(err, errlen, "%s: unexpected argument \"%s\"", cmd, a);
-        const char *name = a + 2;
-        const char *eq = strchr(name, '=');
-        size_t nl = eq != NULL ? (size_t)(eq - name) : strlen(name);
-        const opt_def *o = find_flag(name, nl);
+        if (!only_operands && strcmp(a, "--") == 0) {
+            only_operands = 1;
+            continue;
+        }
+        if (only_operands || a[0] != '-' || a[1] == '\0') {
+            if (c->nargs >= operands[role].max)
+                return failf(err, errlen, "%s: unexpected argument \"%s\"%s", cmd, a,
+                             operands[role].max == 1 ? " (one at a time)" : "");
+            c->args[c->nargs++] = argv[i];
+            continue;
+        }
+        const opt_def *o;
+        const char *name, *eq = NULL;
+        size_t nl;
+        if (a[1] != '-') { /* -X */
+            o = a[2] == '\0' ? find_short(a[1]) : NULL;
+            if (o == NULL)
+                return failf(err, errlen, "%s: unknown option \"%s\" (see --help)", cmd, a);
+            name = o->flag;
+            nl = strlen(name);
+        } else {
+            name = a + 2;
+            eq = strchr(name, '=');
+            nl = eq != NULL ? (size_t)(eq - name) : strlen(name);
+            o = find_flag(name, nl);
+        }
         if (o == NULL)
             return failf(err, errlen, "%s: unknown option \"--%.*s\" (see --help)", cmd, (int)nl,
                          name);
@@ -562,6 +675,7 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
                 return failf(err, errlen, "%s: expected no value or 1/0/true/false, got \"%s\"",
                              who, eq + 1);
             *(int *)(void *)((char *)c + o->off) = b;
+            mark_given(c, o);
             continue;
         }
         const char *v;
@@ -575,9 +689,12 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
         }
         if (apply(c, o, who, v, err, errlen) != 0)
             return -1;
+        mark_given(c, o);
         if (o->off == offsetof(config, db_url) && o->type == OPT_STR)
             db_given = v[0] != '\0';
     }
+    if (c->nargs < operands[role].min)
+        return failf(err, errlen, "%s: no %s given (see --help)", cmd, operands[role].name);
 
     /* Derived defaults. */
     if (c->data_dir[0] == '\0')
@@ -616,14 +733,16 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
                      "inferd fetch URLs; set --token-file (or INFERD_TOKEN), or --allow-no-auth "
                      "to accept that",
                      c->listen_host);
-    if (c->slots == 0)
-        c->slots = online_cores();
-    if (c->intra_op_threads == 0)
-        c->intra_op_threads = c->slots > 1 ? 1 : online_cores();
+    if (role == CONFIG_ROLE_SERVE || role == CONFIG_ROLE_WORKER) {
+        if (c->slots == 0)
+            c->slots = online_cores();
+        if (c->intra_op_threads == 0)
+            c->intra_op_threads = c->slots > 1 ? 1 : online_cores();
+    } /* analyze: 0 leaves ONNX Runtime's default, every core for its one run */
     return 0;
 }
 
-#define NROLES 4
+#define NROLES CONFIG_ROLES
 static char usage_bufs[NROLES][16384];
 static pthread_once_t usage_once = PTHREAD_ONCE_INIT;
 
@@ -683,6 +802,32 @@ static const char *const usage_head[NROLES] = {
     "cluster no faces until it is done; give it the --people-* values they use.\n"
     "--min-faces and --max-distance are accepted as older names of the --people-*\n"
     "flags.\n",
+    "usage: inferd analyze [options] IMAGE...\n"
+    "\n"
+    "Runs the models on each image file, in this process, and prints one JSON\n"
+    "object per image per line:\n"
+    "  {\"path\", \"width\", \"height\", \"image_embedding\": {\"model\", \"dim\", \"norm\"},\n"
+    "   \"nsfw\": {class: score}, \"faces\": [{\"box\": [x1,y1,x2,y2], \"score\",\n"
+    "   \"keypoints\": [[x,y],...], \"embedding\": {\"model\", \"dim\"}}], \"timings_ms\": {...}}\n"
+    "An image that fails prints {\"path\", \"error\": {\"code\", \"message\"}} and the next\n"
+    "image is processed. Exit status: 0 when every image succeeded, 1 when any failed,\n"
+    "2 on a usage or model loading error.\n",
+    "usage: inferd models fetch [options] NAME\n"
+    "\n"
+    "Downloads model NAME as described by the catalogue, checks the size and sha256\n"
+    "of every file, and installs it as MODELS_DIR/NAME in one step. A download that\n"
+    "was cut resumes where it stopped (Range request); a file whose sha256 is wrong\n"
+    "is deleted and nothing is installed. When MODELS_DIR/NAME already holds the\n"
+    "right files it prints \"present\" and does nothing; a corrupted install from the\n"
+    "same catalogue entry is repaired. Partial downloads live in MODELS_DIR/.partial.\n"
+    "\n"
+    "The catalogue names no download host: its URLs are templates such as\n"
+    "{base}/NAME/model.onnx. Point --base-url at a mirror of the model files.\n"
+    "Exit status: 0 success or nothing to do, 1 failure, 2 usage error.\n",
+    "usage: inferd models list [options]\n"
+    "\n"
+    "Prints NAME, TASK, DIM, LICENCE and SHA (ok, or what is wrong) for every model\n"
+    "directory; exits 1 when a model fails its check, 2 on a usage error.\n",
 };
 
 static void usage_build(void)
@@ -700,9 +845,11 @@ static void usage_build(void)
             const opt_def *o = &opts[i];
             if (!role_uses(o, (config_role)role))
                 continue;
-            char left[64];
-            snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg != NULL ? " " : "",
-                     o->arg != NULL ? o->arg : "");
+            char left[64], shortf[8] = "";
+            if (o->short_flag != 0)
+                snprintf(shortf, sizeof shortf, "-%c, ", o->short_flag);
+            snprintf(left, sizeof left, "%s--%s%s%s", shortf, o->flag,
+                     o->arg != NULL ? " " : "", o->arg != NULL ? o->arg : "");
             char text[640];
             const char *help = o->help;
             if (role == CONFIG_ROLE_WORKER && strcmp(o->flag, "listen") == 0)
@@ -710,6 +857,18 @@ static void usage_build(void)
                        "(default 127.0.0.1:8003)";
             if (role == CONFIG_ROLE_RECLUSTER && strcmp(o->flag, "data-dir") == 0)
                 help = "where the default database lives (default ./var)";
+            if (role == CONFIG_ROLE_ANALYZE && strcmp(o->flag, "intra-op-threads") == 0)
+                help = "ONNX Runtime threads per model run (default: every core)";
+            if (role == CONFIG_ROLE_ANALYZE && strcmp(o->flag, "image-embedder") == 0)
+                help = "image embedding model, \"\" to skip (default mobilenet-v2-mid)";
+            if (role == CONFIG_ROLE_ANALYZE && strcmp(o->flag, "face-embedder") == 0)
+                help = "face embedding model, \"\" to skip (default dlib-resnet)";
+            if (role == CONFIG_ROLE_MODELS_FETCH && strcmp(o->flag, "allow-private-urls") == 0)
+                help = "let --base-url and the catalogue's URLs reach loopback/private/link-local "
+                       "addresses (a mirror on a local network) (default off)";
+            if (role != CONFIG_ROLE_SERVE && role != CONFIG_ROLE_API &&
+                role != CONFIG_ROLE_WORKER && strcmp(o->flag, "models-dir") == 0)
+                help = "model directories (default var/models)";
             if (o->env != NULL)
                 snprintf(text, sizeof text, "%s [%s]", help, o->env);
             else
@@ -722,6 +881,14 @@ static void usage_build(void)
     }
 }
 
+void config_print_error(const char *cmd, const char *msg)
+{
+    if (strncmp(msg, cmd, strlen(cmd)) == 0)
+        fprintf(stderr, "%s\n", msg);
+    else
+        fprintf(stderr, "%s: %s\n", cmd, msg);
+}
+
 const char *config_usage(void)
 {
     return config_usage_role(CONFIG_ROLE_SERVE);
@@ -730,7 +897,7 @@ const char *config_usage(void)
 const char *config_usage_role(config_role role)
 {
     pthread_once(&usage_once, usage_build);
-    if ((unsigned)role > CONFIG_ROLE_RECLUSTER)
+    if ((unsigned)role >= CONFIG_ROLES)
         role = CONFIG_ROLE_SERVE;
     return usage_bufs[role];
 }

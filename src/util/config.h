@@ -1,8 +1,10 @@
 /*
  * util/config.h — the daemon's one typed configuration, filled from flags and
  * INFERD_* environment variables (flags win), validated at start with errors
- * that name the flag, read-only afterwards. `inferd people recluster` reads
- * its options (store, clustering) through the same table.
+ * that name the flag, read-only afterwards. Every command reads its options
+ * through the same table: the daemons (serve, api, worker), `inferd people
+ * recluster` (store, clustering), `inferd analyze` (models) and `inferd
+ * models fetch|list`.
  */
 #ifndef INFERD_UTIL_CONFIG_H
 #define INFERD_UTIL_CONFIG_H
@@ -17,7 +19,12 @@ typedef enum {
     CONFIG_ROLE_WORKER = 2, /* worker slots + /health, /ready, /metrics on their own port */
     /* `inferd people recluster`: the store and clustering options only */
     CONFIG_ROLE_RECLUSTER = 3,
+    CONFIG_ROLE_ANALYZE = 4,      /* `inferd analyze IMAGE...`: the model options */
+    CONFIG_ROLE_MODELS_FETCH = 5, /* `inferd models fetch NAME` */
+    CONFIG_ROLE_MODELS_LIST = 6,  /* `inferd models list` */
 } config_role;
+
+#define CONFIG_ROLES 7
 
 typedef struct {
     config_role role;
@@ -68,7 +75,26 @@ typedef struct {
     int people_min_faces;       /* --people-min-faces, default 3 (also recluster) */
     float people_max_distance;  /* --people-max-distance, 0 = per model (also recluster) */
     float duplicates_threshold; /* --duplicates-threshold: GET .../duplicates default, 0.95 */
+    /* analyze */
+    int vectors;       /* --vectors: print the embedding vectors */
+    int no_tiles;      /* --no-tiles: detect on the whole image only */
+    int verify_models; /* --verify-models: check model files' sha256 at load */
+    /* models fetch / list */
+    char base_url[1024];   /* --base-url: replaces {base} in the catalogue's URLs */
+    char catalog[1024];    /* --catalog FILE|URL, default models/catalog.json */
+    int force;             /* --force: replace a directory not installed from this entry */
+    int retries;           /* --retries, default 3 */
+    int64_t connect_timeout_s; /* --connect-timeout, default 10 */
+    int64_t stall_timeout_s;   /* --stall-timeout, default 60 */
+    int64_t timeout_s;         /* --timeout per file, default 0: none */
+    int no_verify;         /* --no-verify: list without hashing */
+    int quiet;             /* -q, --quiet: no progress */
     int verbose;
+    /* The operands (IMAGE..., NAME): args[0..nargs) is argv[1..] of config_parse_role,
+     * which moves them there (like getopt, it permutes argv). */
+    char **args;
+    int nargs;
+    uint64_t given[2]; /* bit i: row i of the option table was set by a flag or a variable */
 } config;
 
 /*
@@ -85,17 +111,35 @@ int config_parse(config *c, int argc, char **argv, char *err, size_t errlen);
  * 127.0.0.1:8003), and a flag that the role does not use (--slots for the
  * api, --listen for `people recluster`) is an error naming the role; such a
  * variable is ignored, so that one environment can serve every role.
+ * Operands (arguments that are not options, anywhere, or everything after
+ * "--") are collected in c->args for the commands that take them (analyze:
+ * one or more IMAGE; models fetch: one NAME); a wrong count is an error.
  */
 int config_parse_role(config *c, config_role role, int argc, char **argv, char *err,
                       size_t errlen);
 
+/*
+ * 1 when option `flag` (without "--") was set by a flag or its variable,
+ * even to "" (analyze reads an empty --face-embedder as "skip"); 0 when it
+ * kept its default or is unknown.
+ */
+int config_given(const config *c, const char *flag);
+
+/*
+ * Prints a config_parse error to stderr for command `cmd`: messages about a
+ * flag start with the flag ("--slots: ..."), those about the command line as
+ * a whole with the command name already, which is then not repeated.
+ */
+void config_print_error(const char *cmd, const char *msg);
+
 /* The --help text for `inferd serve`; static storage. */
 const char *config_usage(void);
 
-/* The --help text for `inferd serve|api|worker|people recluster`; static storage. */
+/* The --help text of `role`'s command; static storage. */
 const char *config_usage_role(config_role role);
 
-/* "serve", "api", "worker", "people recluster"; static storage. */
+/* "serve", "api", "worker", "people recluster", "analyze", "models fetch", "models list";
+ * static storage. */
 const char *config_role_name(config_role role);
 
 #endif

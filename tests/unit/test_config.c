@@ -393,6 +393,93 @@ static void test_config_recluster(void **state)
 }
 
 /*
+ * The other commands read the same table: analyze (operands anywhere, "--",
+ * an embedder given as "" told apart from one left out, the daemons'
+ * variables), models fetch/list (their own rows, operand counts, -q), and
+ * an older name (recluster's --min-faces) as the table's alias.
+ */
+static void test_config_commands(void **state)
+{
+    (void)state;
+    config c;
+    char err[256];
+    char *av[] = {(char *)"inferd analyze", (char *)"a.jpg", (char *)"--max-side",
+                  (char *)"1024", (char *)"--face-embedder", (char *)"", (char *)"-v",
+                  (char *)"b.jpg", (char *)"--", (char *)"--c.jpg", NULL};
+    unsetenv("INFERD_CATALOG");
+    setenv("INFERD_INTRA_OP_THREADS", "3", 1);
+    setenv("INFERD_SLOTS", "bad", 1); /* not used by analyze: ignored */
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_ANALYZE, 10, av, err, sizeof err), 0);
+    assert_int_equal(c.nargs, 3);
+    assert_string_equal(c.args[0], "a.jpg");
+    assert_string_equal(c.args[1], "b.jpg");
+    assert_string_equal(c.args[2], "--c.jpg");
+    assert_int_equal(c.max_side, 1024);
+    assert_int_equal(c.intra_op_threads, 3);
+    assert_int_equal(c.verbose, 1);
+    assert_true(config_given(&c, "face-embedder"));
+    assert_string_equal(c.face_embedder, "");
+    assert_false(config_given(&c, "image-embedder"));
+    assert_false(config_given(&c, "no-such-flag"));
+    unsetenv("INFERD_INTRA_OP_THREADS");
+    unsetenv("INFERD_SLOTS");
+    /* Without --intra-op-threads analyze leaves ONNX Runtime's default (0), not the worker's. */
+    char *av2[] = {(char *)"inferd analyze", (char *)"x.png", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_ANALYZE, 2, av2, err, sizeof err), 0);
+    assert_int_equal(c.intra_op_threads, 0);
+    char *none[] = {(char *)"inferd analyze", (char *)"--no-tiles", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_ANALYZE, 2, none, err, sizeof err), -1);
+    assert_string_equal(err, "inferd analyze: no IMAGE given (see --help)");
+    char *slots[] = {(char *)"inferd analyze", (char *)"--slots", (char *)"2", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_ANALYZE, 3, slots, err, sizeof err), -1);
+    assert_string_equal(err, "--slots: not used by inferd analyze (see --help)");
+
+    char *f[] = {(char *)"inferd models fetch", (char *)"-q", (char *)"--retries=7",
+                 (char *)"--timeout", (char *)"30", (char *)"clip", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_MODELS_FETCH, 6, f, err, sizeof err), 0);
+    assert_int_equal(c.quiet, 1);
+    assert_int_equal(c.retries, 7);
+    assert_int_equal(c.timeout_s, 30);
+    assert_int_equal(c.connect_timeout_s, 10);
+    assert_string_equal(c.catalog, "models/catalog.json");
+    assert_int_equal(c.nargs, 1);
+    assert_string_equal(c.args[0], "clip");
+    char *two[] = {(char *)"inferd models fetch", (char *)"a", (char *)"b", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_MODELS_FETCH, 3, two, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "inferd models fetch: unexpected argument \"b\" (one at a time)");
+    char *stall[] = {(char *)"inferd models fetch", (char *)"--stall-timeout", (char *)"0",
+                     (char *)"a", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_MODELS_FETCH, 4, stall, err, sizeof err),
+                     -1);
+    char *list[] = {(char *)"inferd models list", (char *)"--no-verify", (char *)"x", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_MODELS_LIST, 3, list, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "inferd models list: unexpected argument \"x\"");
+    char *bad_short[] = {(char *)"inferd models list", (char *)"-x", NULL};
+    assert_int_equal(
+        config_parse_role(&c, CONFIG_ROLE_MODELS_LIST, 2, bad_short, err, sizeof err), -1);
+    assert_string_equal(err, "inferd models list: unknown option \"-x\" (see --help)");
+
+    char *old[] = {(char *)"inferd people recluster", (char *)"--min-faces=5",
+                   (char *)"--max-distance", (char *)"0.3", NULL};
+    assert_int_equal(config_parse_role(&c, CONFIG_ROLE_RECLUSTER, 4, old, err, sizeof err), 0);
+    assert_int_equal(c.people_min_faces, 5);
+    assert_true(c.people_max_distance == 0.3f);
+
+    const char *u = config_usage_role(CONFIG_ROLE_MODELS_FETCH);
+    assert_non_null(strstr(u, "usage: inferd models fetch [options] NAME"));
+    assert_non_null(strstr(u, "-q, --quiet"));
+    assert_null(strstr(u, "--no-verify"));
+    assert_null(strstr(u, "--slots"));
+    u = config_usage_role(CONFIG_ROLE_ANALYZE);
+    assert_non_null(strstr(u, "--vectors"));
+    assert_non_null(strstr(u, "\"\" to skip"));
+    assert_non_null(strstr(u, "INFERD_MAX_SIDE"));
+    assert_null(strstr(u, "--db"));
+}
+
+/*
  * The token from --token-file (first line, trailing newline and spaces
  * dropped), its errors, and the refusal to serve the API off loopback
  * without a token unless --allow-no-auth says so (a worker serves no API).
@@ -501,6 +588,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_search, clear_env),
         cmocka_unit_test_setup(test_config_search_errors, clear_env),
         cmocka_unit_test_setup(test_config_recluster, clear_env),
+        cmocka_unit_test_setup(test_config_commands, clear_env),
         cmocka_unit_test(test_redact_url),
         cmocka_unit_test_setup(test_config_token_and_open_api, clear_env),
     };
