@@ -15,6 +15,7 @@
 #define INFERD_TESTSUPPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Runs argv (argv[0] looked up on PATH, the environment inherited) and waits
@@ -92,5 +93,11 @@ const char *ts_store_url_sqlite_path(const char *url);
 
 /* Removes the SQLite database of `url` with its -wal and -shm files; nothing for other URLs. */
 void ts_store_url_remove_sqlite(const char *url);
+
+/* Monotonic clock in milliseconds. */
+int64_t ts_now_ms(void);
+
+/* Sleeps `ms` milliseconds, resuming after a signal. */
+void ts_sleep_ms(long ms);
 
 #endif

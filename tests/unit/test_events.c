@@ -32,6 +32,7 @@
 
 #include "events/events.h"
 #include "store/store.h"
+#include "testsupport.h"
 
 #define MOSQUITTO_BIN "/usr/sbin/mosquitto"
 #define MAX_MSGS 4096
@@ -54,19 +55,6 @@ typedef struct {
     int sub_ready;
     int asset_seq;
 } fixture;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static int free_port(void)
 {
@@ -110,10 +98,10 @@ static void broker_start(fixture *f)
         _exit(127);
     }
     f->broker = pid;
-    int64_t dl = now_ms() + 10000;
+    int64_t dl = ts_now_ms() + 10000;
     while (!port_open(f->port)) {
-        assert_true(now_ms() < dl);
-        sleep_ms(20);
+        assert_true(ts_now_ms() < dl);
+        ts_sleep_ms(20);
     }
 }
 
@@ -168,15 +156,15 @@ static void sub_start(fixture *f)
     mosquitto_reconnect_delay_set(f->sub, 1, 1, false);
     assert_int_equal(mosquitto_connect(f->sub, "127.0.0.1", f->port, 30), MOSQ_ERR_SUCCESS);
     assert_int_equal(mosquitto_loop_start(f->sub), MOSQ_ERR_SUCCESS);
-    int64_t dl = now_ms() + 5000;
+    int64_t dl = ts_now_ms() + 5000;
     for (;;) {
         pthread_mutex_lock(&f->lock);
         int ready = f->sub_ready;
         pthread_mutex_unlock(&f->lock);
         if (ready)
             break;
-        assert_true(now_ms() < dl);
-        sleep_ms(10);
+        assert_true(ts_now_ms() < dl);
+        ts_sleep_ms(10);
     }
 }
 
@@ -229,12 +217,12 @@ static int64_t pending(fixture *f)
 /* Waits until the subscriber has `want` messages and the outbox is drained. */
 static void wait_delivered(fixture *f, int want, int timeout_ms)
 {
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = ts_now_ms() + timeout_ms;
     while (nmsgs(f) < want || pending(f) > 0) {
-        if (now_ms() >= dl)
+        if (ts_now_ms() >= dl)
             fail_msg("timeout: msgs=%d want=%d pending=%lld", nmsgs(f), want,
                      (long long)pending(f));
-        sleep_ms(20);
+        ts_sleep_ms(20);
     }
 }
 
@@ -344,7 +332,7 @@ static void test_delivery_in_order(void **state)
         last = make_row(f, i % 4 == 0);
     int rows = (int)(last - first + 1);
     wait_delivered(f, 2 * rows, 20000);
-    sleep_ms(200); /* nothing extra may follow */
+    ts_sleep_ms(200); /* nothing extra may follow */
     assert_int_equal(nmsgs(f), 2 * rows);
     assert_int_equal(check_order(f, first, last), 0);
 
@@ -390,17 +378,17 @@ static void test_broker_outage(void **state)
 
     broker_stop(f);
     events_stats s;
-    int64_t dl = now_ms() + 10000;
+    int64_t dl = ts_now_ms() + 10000;
     do {
-        sleep_ms(20);
+        ts_sleep_ms(20);
         events_get_stats(f->ev, &s);
-        assert_true(now_ms() < dl);
+        assert_true(ts_now_ms() < dl);
     } while (s.connected);
 
     int64_t last = 0;
     for (int i = 0; i < 40; i++)
         last = make_row(f, i % 2);
-    sleep_ms(700);                    /* at least one reconnect attempt fails meanwhile */
+    ts_sleep_ms(700);                    /* at least one reconnect attempt fails meanwhile */
     assert_int_equal(pending(f), 40); /* nothing marked sent without a PUBACK */
 
     broker_start(f);
@@ -416,7 +404,7 @@ static void test_broker_outage(void **state)
 /* events_wait: woken by notify, times out without one, returns -1 once stopping. */
 static void *notifier(void *arg)
 {
-    sleep_ms(100);
+    ts_sleep_ms(100);
     events_notify(arg);
     return NULL;
 }
@@ -427,9 +415,9 @@ static void test_wait_hub(void **state)
     assert_int_equal(events_wait(f->ev, 50), 1);
     pthread_t t;
     pthread_create(&t, NULL, notifier, f->ev);
-    int64_t t0 = now_ms();
+    int64_t t0 = ts_now_ms();
     assert_int_equal(events_wait(f->ev, 5000), 0);
-    assert_true(now_ms() - t0 < 4000);
+    assert_true(ts_now_ms() - t0 < 4000);
     pthread_join(t, NULL);
     events_stop(f->ev, 0);
     assert_int_equal(events_wait(f->ev, 1000), -1);

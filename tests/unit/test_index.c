@@ -30,6 +30,7 @@
 #include "index/hnsw.h"
 #include "index/index.h"
 #include "util/err.h"
+#include "testsupport.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SLOW_BUILD 1
@@ -810,18 +811,12 @@ extern _Atomic int index__build_fault;
 extern _Atomic int index__build_hold;
 extern _Atomic int index__build_held;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 /* Waits until a build stops at index__build_hold. */
 static void hold_reached(void)
 {
     for (int i = 0; !atomic_load(&index__build_held); i++) {
         assert_true(i < 60000);
-        sleep_ms(1);
+        ts_sleep_ms(1);
     }
 }
 
@@ -830,7 +825,7 @@ static void hold_release(void)
 {
     atomic_store(&index__build_hold, 0);
     while (atomic_load(&index__build_held))
-        sleep_ms(1);
+        ts_sleep_ms(1);
 }
 
 static double now_s(void)
@@ -1192,12 +1187,12 @@ static void test_build_concurrent_searches(void **state)
         atomic_store(&br.added_upto, t + i + 1);
         writes++;
         after += !index_building(br.ix);
-        sleep_ms(1);
+        ts_sleep_ms(1);
     }
     /* Should the build still run (a very slow machine), let the readers see
      * the new graph too. */
     assert_int_equal(index_wait_idle(br.ix), ERR_OK);
-    sleep_ms(50);
+    ts_sleep_ms(50);
     atomic_store(&br.stop, 1);
     size_t searches = 0, on_exact = 0, on_hnsw = 0;
     for (int k = 0; k < NR; k++) {
@@ -1240,7 +1235,7 @@ static void test_build_free_while_running(void **state)
         assert_int_equal(index_add(ix, (int64_t)(n + i), m + (n + i) * dim, dim), ERR_OK);
         assert_int_equal(index_add(ix, (int64_t)(n - 1 - i), m + i * dim, dim), ERR_OK);
     }
-    sleep_ms(100);
+    ts_sleep_ms(100);
     assert_true(index_building(ix));
     t0 = now_s();
     index_free(ix);

@@ -44,19 +44,6 @@ typedef struct {
     sched *sc;
 } fixture;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -126,7 +113,7 @@ static int t_work(void *p, int max)
         pthread_mutex_unlock(&t->lock);
         if (mine < 0)
             break;
-        sleep_ms(5);
+        ts_sleep_ms(5);
         pthread_mutex_lock(&t->lock);
         t->done++;
         pthread_mutex_unlock(&t->lock);
@@ -174,7 +161,7 @@ static void run_shared(fixture *f, sched_slot *s)
         pthread_mutex_unlock(&t->lock);
         if (done)
             break;
-        sleep_ms(1);
+        ts_sleep_ms(1);
     }
     t_release(t);
 }
@@ -194,7 +181,7 @@ static void job_fn(void *arg, sched_slot *s, const job *j)
     pthread_mutex_unlock(&f->lock);
 
     if (f->sleep_ms > 0)
-        sleep_ms(f->sleep_ms);
+        ts_sleep_ms(f->sleep_ms);
     if (f->offer_parts > 0)
         run_shared(f, s);
     err_t e = {0};
@@ -206,7 +193,7 @@ static void job_fn(void *arg, sched_slot *s, const job *j)
         pthread_mutex_unlock(&f->lock);
     } else if (f->retry_first && j->attempts == 1) {
         rc = store_job_retry(f->st, j, sched_owner(f->sc), 200, ERR_IO, "try again", &e);
-        sched_claim_by(s, now_ms() + 200);
+        sched_claim_by(s, ts_now_ms() + 200);
     } else {
         store_result r = {.timings = "{}"};
         rc = store_job_complete(f->st, j, sched_owner(f->sc), &r, &e);
@@ -243,17 +230,17 @@ static void start(fixture *f, int slots, int64_t lease_ms, int64_t poll_ms, int 
 /* Waits until no job is queued or running; fails after `ms`. */
 static void wait_drained(fixture *f, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = ts_now_ms() + ms;
     for (;;) {
         store_counts c;
         err_t e = {0};
         assert_int_equal(store_counts_get(f->st, &c, &e), ERR_OK);
         if (c.queued == 0 && c.running == 0)
             return;
-        if (now_ms() > end)
+        if (ts_now_ms() > end)
             fail_msg("not drained after %d ms: queued=%lld running=%lld", ms, (long long)c.queued,
                      (long long)c.running);
-        sleep_ms(10);
+        ts_sleep_ms(10);
     }
 }
 
@@ -299,12 +286,12 @@ static void test_notify_wakes(void **state)
 {
     fixture *f = *state;
     start(f, 2, 0, 60000, 0); /* the poll alone would wait a minute */
-    sleep_ms(100);            /* the first claim found nothing */
+    ts_sleep_ms(100);         /* the first claim found nothing */
     int64_t id = enqueue(f, 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = ts_now_ms();
     sched_notify(f->sc);
     wait_drained(f, 5000);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(ts_now_ms() - t0 < 5000);
     assert_int_equal(state_of(f, id, NULL), JOB_DONE);
 }
 
@@ -314,9 +301,9 @@ static void test_retry_claimed_back(void **state)
     f->retry_first = 1;
     int64_t id = enqueue(f, 0);
     start(f, 1, 0, 60000, 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = ts_now_ms();
     wait_drained(f, 10000);
-    int64_t took = now_ms() - t0;
+    int64_t took = ts_now_ms() - t0;
     int attempts = 0;
     assert_int_equal(state_of(f, id, &attempts), JOB_DONE);
     assert_int_equal(attempts, 2);
@@ -345,11 +332,11 @@ static void test_stop_releases(void **state)
         enqueue(f, i);
     f->block = 1;
     start(f, 2, 0, 0, 0);
-    int64_t end = now_ms() + 5000;
+    int64_t end = ts_now_ms() + 5000;
     pthread_mutex_lock(&f->lock);
-    while (f->running < 2 && now_ms() < end) {
+    while (f->running < 2 && ts_now_ms() < end) {
         pthread_mutex_unlock(&f->lock);
-        sleep_ms(5);
+        ts_sleep_ms(5);
         pthread_mutex_lock(&f->lock);
     }
     assert_int_equal(f->running, 2);
@@ -413,7 +400,7 @@ static void test_stats_while_busy(void **state)
         if (ms > worst)
             worst = ms;
         busy = ss.busy;
-        sleep_ms(5);
+        ts_sleep_ms(5);
     }
     assert_int_equal(busy, 2);
     assert_true(worst < 50);

@@ -270,13 +270,6 @@ static void complete_ok(store *s, const job *j, const char *owner, const store_r
         fail_msg("complete job %lld: %s", (long long)j->id, e.msg);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /*
  * Runs one job for `asset` (all tasks, `payload`) to done as worker "w":
  * results of model "clip" with `nfaces` faces, built in *rb (which the
@@ -694,7 +687,7 @@ static void test_heartbeat(void **state)
     job g = get_job(f->s, id);
     assert_true(g.lease_until_ms >= store_now_ms() + 50000);
     job_clear(&g);
-    sleep_ms(10);
+    ts_sleep_ms(10);
     int n = -1;
     assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
     assert_int_equal(n, 1); /* only w2's job */
@@ -713,7 +706,7 @@ static void test_rescue(void **state)
     job j;
     claim_one(f->s, "dead", 1, &j);
     int n = -1;
-    sleep_ms(10);
+    ts_sleep_ms(10);
     assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
     assert_int_equal(n, 1);
     job q = get_job(f->s, id);
@@ -731,7 +724,7 @@ static void test_rescue(void **state)
     claim_one(f->s, "dead2", 1, &j);
     assert_int_equal(j.attempts, 2);
     job_clear(&j);
-    sleep_ms(10);
+    ts_sleep_ms(10);
     assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
     assert_int_equal(n, 1);
     job d = get_job(f->s, id);
@@ -1057,7 +1050,7 @@ static void *claim_loop(void *arg)
         err_t e = {0};
         int rc = store_job_claim(c->s, c->owner, 3, 30000, &arr, &n, &e);
         if (rc == ERR_BUSY) {
-            sleep_ms(5);
+            ts_sleep_ms(5);
             continue;
         }
         if (rc != ERR_OK) {
@@ -1419,7 +1412,7 @@ static void test_worker_id(void **state)
     claim_one(f->s, "worker-a", 1, &j);
     assert_string_equal(j.worker_id, "worker-a");
     job_clear(&j);
-    sleep_ms(20);
+    ts_sleep_ms(20);
     int n = 0;
     assert_int_equal(store_job_rescue(f->s, &n, NULL), ERR_OK);
     assert_int_equal(n, 1);
@@ -1488,7 +1481,7 @@ static void test_leader_lease(void **state)
     assert_int_equal(store_leader_release(f->s, "publisher", "A", &e), ERR_OK);
     assert_int_equal(store_leader_acquire(b, "publisher", "B", 1, &e), ERR_OK);
     /* B lets it expire: A takes over. */
-    sleep_ms(10);
+    ts_sleep_ms(10);
     assert_int_equal(store_leader_acquire(f->s, "publisher", "A", 30000, &e), ERR_OK);
     assert_int_equal(store_leader_acquire(b, "publisher", "B", 30000, &e), ERR_LEASE);
     /* Bad arguments. */
@@ -1679,7 +1672,7 @@ typedef struct {
 static void *enqueue_later(void *arg)
 {
     delayed_enqueue *d = arg;
-    sleep_ms(d->delay_ms);
+    ts_sleep_ms(d->delay_ms);
     job_spec sp = {.asset_id = "wake", .tasks = JOB_TASK_ALL, .source = SRC};
     job j;
     d->rc = store_job_enqueue(d->s, &sp, &j, NULL, NULL);
@@ -1790,7 +1783,7 @@ static void test_pg_connection_loss(void **state)
     assert_int_equal(store_wait_notify(f->s, STORE_CHANNEL_JOBS, 0, &e), 1); /* listening */
     for (int round = 0; round < 2; round++) {
         pg_kill_backends(f->url);
-        sleep_ms(50);
+        ts_sleep_ms(50);
         /* Every pool connection is dead: each call fails or recovers, then all recover. */
         int ok = 0, unavailable = 0;
         for (int i = 0; i < 40 && ok < 8; i++) {
@@ -1804,7 +1797,7 @@ static void test_pg_connection_loss(void **state)
                 assert_int_equal(rc, ERR_UNAVAILABLE);
                 assert_true(err_is_transient(rc));
                 unavailable++;
-                sleep_ms(120);
+                ts_sleep_ms(120);
             }
         }
         assert_int_equal(ok, 8);

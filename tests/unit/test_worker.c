@@ -32,6 +32,7 @@
 #include "pipeline/analyze.h"
 #include "queue/worker.h"
 #include "store/store.h"
+#include "testsupport.h"
 
 static pipeline *g_pl; /* loaded once: the models take seconds */
 
@@ -43,19 +44,6 @@ typedef struct {
     events *ev;
     worker *w;
 } fixture;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static void copy_file(const char *from, const char *to, size_t truncate_to, int corrupt)
 {
@@ -204,12 +192,12 @@ static store_counts counts(fixture *f)
 /* Waits until no job is queued or running; also measures worker_get_stats latency. */
 static void wait_idle(fixture *f, int timeout_ms, double *max_stats_ms, int *saw_busy)
 {
-    int64_t dl = now_ms() + timeout_ms;
+    int64_t dl = ts_now_ms() + timeout_ms;
     for (;;) {
         store_counts c = counts(f);
         if (c.queued == 0 && c.running == 0)
             return;
-        if (now_ms() >= dl)
+        if (ts_now_ms() >= dl)
             fail_msg("timeout: queued=%lld running=%lld done=%lld failed=%lld", (long long)c.queued,
                      (long long)c.running, (long long)c.done, (long long)c.failed);
         if (f->w != NULL && max_stats_ms != NULL) {
@@ -224,7 +212,7 @@ static void wait_idle(fixture *f, int timeout_ms, double *max_stats_ms, int *saw
             if (s.busy == s.slots)
                 *saw_busy = 1;
         }
-        sleep_ms(20);
+        ts_sleep_ms(20);
     }
 }
 
@@ -276,10 +264,10 @@ static void test_all_done(void **state)
     int before = count_batch_threads(10);
     f->w = start_worker(f, "w1", 2);
     /* Slot threads lower their own priority: SCHED_BATCH, nice + 10. */
-    int64_t dl = now_ms() + 5000;
+    int64_t dl = ts_now_ms() + 5000;
     while (count_batch_threads(10) < before + 2) {
-        assert_true(now_ms() < dl);
-        sleep_ms(10);
+        assert_true(ts_now_ms() < dl);
+        ts_sleep_ms(10);
     }
     int64_t ids[6];
     for (int i = 0; i < 6; i++) {
@@ -393,7 +381,7 @@ static void test_retry_then_fail(void **state)
 
     f->w = start_worker(f, "w1", 2);
     int64_t id = enqueue(f, "remote", src, 4);
-    int64_t t0 = now_ms();
+    int64_t t0 = ts_now_ms();
     wait_idle(f, 30000, NULL, NULL);
     job j = get_job(f, id);
     assert_int_equal(j.state, JOB_FAILED);
@@ -405,15 +393,15 @@ static void test_retry_then_fail(void **state)
     job_clear(&j);
     /* Backoff 20, 40, 80 ms (+-25 %), far below the 200 ms poll: retries are woken by
      * their run_after, not found by polling. */
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(ts_now_ms() - t0 < 5000);
 
     worker_stats s;
-    int64_t dl = now_ms() + 5000;
+    int64_t dl = ts_now_ms() + 5000;
     do { /* the store shows the failure a moment before the counter does */
         worker_get_stats(f->w, &s);
         if (s.failed < 1)
-            sleep_ms(5);
-    } while (s.failed < 1 && now_ms() < dl);
+            ts_sleep_ms(5);
+    } while (s.failed < 1 && ts_now_ms() < dl);
     assert_int_equal(s.retried, 3);
     assert_int_equal(s.failed, 1);
 }
@@ -430,18 +418,18 @@ static void test_stop_releases(void **state)
         snprintf(path, sizeof path, "sample%d.jpg", i + 3);
         ids[i] = enqueue_path(f, asset, path);
     }
-    int64_t dl = now_ms() + 10000;
+    int64_t dl = ts_now_ms() + 10000;
     for (;;) {
         worker_stats s;
         worker_get_stats(f->w, &s);
         if (s.busy == 2)
             break;
-        assert_true(now_ms() < dl);
-        sleep_ms(5);
+        assert_true(ts_now_ms() < dl);
+        ts_sleep_ms(5);
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = ts_now_ms();
     worker_stop(f->w, 0);
-    assert_true(now_ms() - t0 < 2000); /* does not wait for the model runs */
+    assert_true(ts_now_ms() - t0 < 2000); /* does not wait for the model runs */
     store_counts c = counts(f);
     assert_int_equal(c.running, 0);
     assert_true(c.queued >= 2);
@@ -500,7 +488,7 @@ static void test_single_job_helped(void **state)
         snprintf(path, sizeof path, "sample%d.jpg", i);
         int64_t id = enqueue_path(f, asset, path);
         int max_busy = 0;
-        int64_t dl = now_ms() + 120000;
+        int64_t dl = ts_now_ms() + 120000;
         for (;;) {
             worker_stats s;
             worker_get_stats(f->w, &s);
@@ -508,8 +496,8 @@ static void test_single_job_helped(void **state)
                 max_busy = s.busy;
             if (s.completed + s.failed == (uint64_t)i)
                 break;
-            assert_true(now_ms() < dl);
-            sleep_ms(2);
+            assert_true(ts_now_ms() < dl);
+            ts_sleep_ms(2);
         }
         assert_true(max_busy <= 1); /* `busy` counts jobs, not helpers */
         job j = get_job(f, id);
@@ -545,7 +533,7 @@ static void test_stress_helpers(void **state)
         snprintf(path, sizeof path, "sample%d.jpg", i % 6 + 1);
         enqueue_path(f, asset, path);
         if (i % 7 == 0)
-            sleep_ms(30); /* let the slots run dry now and then, so helpers join */
+            ts_sleep_ms(30); /* let the slots run dry now and then, so helpers join */
     }
     wait_idle(f, 280000, NULL, NULL);
     for (int i = 0; i < NJOBS; i++) {
@@ -554,12 +542,12 @@ static void test_stress_helpers(void **state)
         assert_int_equal(stored_faces(f, asset), ref[i % 6 + 1]);
     }
     worker_stats s;
-    int64_t dl = now_ms() + 10000;
+    int64_t dl = ts_now_ms() + 10000;
     do { /* the store shows a commit a moment before the counter does */
         worker_get_stats(f->w, &s);
         if (s.completed < NJOBS)
-            sleep_ms(5);
-    } while (s.completed < NJOBS && now_ms() < dl);
+            ts_sleep_ms(5);
+    } while (s.completed < NJOBS && ts_now_ms() < dl);
     fprintf(stderr, "stress: completed=%llu helped_views=%llu\n", (unsigned long long)s.completed,
             (unsigned long long)s.helped_views);
     assert_int_equal(s.completed, NJOBS);
@@ -567,13 +555,13 @@ static void test_stress_helpers(void **state)
 
     /* Stop while helping: the helper leaves after its view, the job is released. */
     enqueue_path(f, "last", "sample1.jpg");
-    dl = now_ms() + 60000;
+    dl = ts_now_ms() + 60000;
     for (;;) {
         worker_get_stats(f->w, &s);
         if (s.helping > 0 || s.completed > NJOBS)
             break;
-        assert_true(now_ms() < dl);
-        sleep_ms(1);
+        assert_true(ts_now_ms() < dl);
+        ts_sleep_ms(1);
     }
     fprintf(stderr, "stress: stopping with helping=%d\n", s.helping);
     worker_stop(f->w, 0);
