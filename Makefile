@@ -23,7 +23,7 @@ JOBS ?= $(shell nproc)
 MODELS_DIR ?= var/models
 ARGS ?=
 
-.PHONY: all setup build build-asan build-tsan build-fuzz models testref run analyze test test-asan \
+.PHONY: all setup build build-asan build-tsan build-fuzz models testref run index analyze test test-asan \
 	test-tsan test-fuzz fuzz bench bench-faces clean
 
 all: build
@@ -56,8 +56,15 @@ models: build
 testref:
 	@scripts/setup.sh testref
 
+# `make run` reads path jobs under MEDIA_ROOT (this clone by default, so that
+# `make index ARGS=.deps/testdata` works at once); ARGS="--media-root DIR" wins.
+MEDIA_ROOT ?= $(CURDIR)
 run: models
-	$(BUILD)/inferd serve --models-dir $(MODELS_DIR) $(ARGS)
+	$(BUILD)/inferd serve --models-dir $(MODELS_DIR) --media-root $(MEDIA_ROOT) $(ARGS)
+
+# Submits the photos under ARGS (folders) to the inferd `make run` started.
+index: build
+	$(BUILD)/inferd index $(if $(ARGS),$(ARGS),.deps/testdata)
 
 analyze: models
 	$(BUILD)/inferd analyze --models-dir $(MODELS_DIR) $(if $(ARGS),$(ARGS),.deps/testdata/faceapi/sample1.jpg)

@@ -41,6 +41,7 @@
 #include <vips/vips.h>
 
 #include "api/api.h"
+#include "client/index.h"
 #include "events/events.h"
 #include "fetch/fetch.h"
 #include "infer/clip.h"
@@ -69,6 +70,8 @@ static const char usage_top[] =
     "                     print one JSON object per image per line\n"
     "  models fetch NAME  download a model directory (resumable, sha256-checked); models list\n"
     "                     shows the installed ones (inferd models help)\n"
+    "  index DIR...       submit the photos under DIR to a running inferd, show progress\n"
+    "                     (inferd help index)\n"
     "  people recluster   forget every person and cluster all faces again (inferd help people)\n"
     "  version            print versions of inferd, ONNX Runtime and libvips\n"
     "  help [COMMAND]     show help\n";
@@ -587,6 +590,8 @@ int main(int argc, char **argv)
         return models_fetch_main(argc - 1, argv + 1);
     if (strcmp(cmd, "people") == 0)
         return cmd_people(argc - 1, argv + 1);
+    if (strcmp(cmd, "index") == 0)
+        return index_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
@@ -598,6 +603,8 @@ int main(int argc, char **argv)
             fputs(config_usage_role(CONFIG_ROLE_API), stdout);
         else if (argc > 2 && strcmp(argv[2], "worker") == 0)
             fputs(config_usage_role(CONFIG_ROLE_WORKER), stdout);
+        else if (argc > 2 && strcmp(argv[2], "index") == 0)
+            fputs(config_usage_role(CONFIG_ROLE_INDEX), stdout);
         else if (argc > 2 && strcmp(argv[2], "people") == 0)
             fputs(config_usage_role(CONFIG_ROLE_RECLUSTER), stdout);
         else if (argc > 2 && strcmp(argv[2], "models") == 0) {

@@ -374,6 +374,10 @@ static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *me
         return api__handle_metrics(&q);
     case API_R_JOBS:
         return api__handle_jobs(&q);
+    case API_R_JOBS_BATCH:
+        return api__handle_jobs_batch(&q);
+    case API_R_INFO:
+        return api__handle_info(&q);
     case API_R_JOB:
         return api__handle_job(&q);
     case API_R_ASSET:

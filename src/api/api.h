@@ -1,7 +1,8 @@
 /*
  * api/api.h — the HTTP API (libmicrohttpd + jansson), DESIGN.md "HTTP API".
  *
- * Routes: POST/GET /v1/jobs, GET/DELETE /v1/jobs/{id}, GET/DELETE
+ * Routes: GET /v1/info, POST/GET /v1/jobs, POST /v1/jobs/batch, GET/DELETE /v1/jobs/{id},
+ * GET/DELETE
  * /v1/assets/{id}, GET /v1/assets/{id}/duplicates, POST /v1/search/images,
  * POST /v1/search/faces, GET /v1/people, GET/PATCH /v1/people/{id},
  * POST /v1/people/{id}/merge, POST /v1/predict, GET /v1/events (SSE), GET /health,

@@ -47,6 +47,8 @@ typedef enum {
     API_R_READY,
     API_R_METRICS,
     API_R_JOBS,    /* /v1/jobs */
+    API_R_JOBS_BATCH, /* POST /v1/jobs/batch */
+    API_R_INFO,       /* GET /v1/info */
     API_R_JOB,     /* /v1/jobs/{id} */
     API_R_ASSET,   /* /v1/assets/{asset_id} */
     API_R_PREDICT, /* /v1/predict */
@@ -129,6 +131,19 @@ void api__job_req_clear(api_job_req *r);
  * into msg; `out` is then cleared. On success `out` owns its strings.
  */
 int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *msg, size_t msglen);
+
+/*
+ * POST /v1/jobs/batch: {"jobs": [job, ...]} with 1..STORE_ENQUEUE_MAX items,
+ * each read as api__parse_job_json reads one job. -1 with a message when the
+ * body is not such an object. On success *n items: (*errs)[i] is NULL for a
+ * valid item, whose request is (*out)[i], or why item i is refused
+ * ("jobs[3].source: required ..."). Free both with api__job_reqs_free(*out, *errs, *n).
+ */
+int api__parse_job_batch(const char *body, size_t len, api_job_req **out, char ***errs, int *n,
+                         char *msg, size_t msglen);
+
+/* Clears reqs[0..n), frees errs[0..n) and both arrays. */
+void api__job_reqs_free(api_job_req *reqs, char **errs, int n);
 
 /*
  * Validates the "source" member alone (used by /v1/predict's JSON form):
@@ -275,7 +290,9 @@ typedef struct {
 
 enum MHD_Result api__handle_health(api_call *q);
 enum MHD_Result api__handle_ready(api_call *q);
+enum MHD_Result api__handle_info(api_call *q);
 enum MHD_Result api__handle_jobs(api_call *q);
+enum MHD_Result api__handle_jobs_batch(api_call *q);
 enum MHD_Result api__handle_job(api_call *q);
 enum MHD_Result api__handle_asset(api_call *q);
 /* Search and people routes (routes.c), reached through api__handle_asset. */

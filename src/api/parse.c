@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "util/xalloc.h"
 
 static int failf(char *msg, size_t msglen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -40,6 +41,7 @@ static const struct {
 } route_methods[] = {
     {API_R_HEALTH, "GET"},      {API_R_READY, "GET"},
     {API_R_METRICS, "GET"},     {API_R_JOBS, "GET, POST"},
+    {API_R_JOBS_BATCH, "POST"}, {API_R_INFO, "GET"},
     {API_R_JOB, "GET, DELETE"}, {API_R_ASSET, "GET, DELETE"},
     {API_R_PREDICT, "POST"},    {API_R_EVENTS, "GET"},
     {API_R_SEARCH_IMAGES, "POST"}, {API_R_SEARCH_FACES, "POST"},
@@ -75,17 +77,7 @@ int api__route_method_ok(api_route_id id, const char *method)
 
 int api__asset_id_valid(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > STORE_ASSET_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                 ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '/' || ch == '-';
-        if (!ok)
-            return 0;
-    }
-    return 1;
+    return store_asset_id_valid(s);
 }
 
 /* Whether path (length n) equals `lit`. */
@@ -130,6 +122,10 @@ api_route_id api__route_match(const char *path, api_route *r)
         return r->id = API_R_METRICS;
     if (path_is(path, n, "/v1/jobs"))
         return r->id = API_R_JOBS;
+    if (path_is(path, n, "/v1/jobs/batch"))
+        return r->id = API_R_JOBS_BATCH;
+    if (path_is(path, n, "/v1/info"))
+        return r->id = API_R_INFO;
     if (path_is(path, n, "/v1/predict"))
         return r->id = API_R_PREDICT;
     if (path_is(path, n, "/v1/events"))
@@ -312,15 +308,11 @@ static int json_int_in(const json_t *v, const char *name, long long lo, long lon
     return 0;
 }
 
-int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *msg, size_t msglen)
+/* One job request object (see api__parse_job_json); `root` stays the caller's. */
+static int parse_job_obj(json_t *root, api_job_req *out, char *msg, size_t msglen)
 {
     memset(out, 0, sizeof *out);
     out->tasks = JOB_TASK_ALL;
-    json_error_t je;
-    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL)
-        return failf(msg, msglen, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
-                     je.text);
     int rc = -1;
     if (!json_is_object(root)) {
         failf(msg, msglen, "body: expected a JSON object");
@@ -418,10 +410,76 @@ int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *ms
     }
     rc = 0;
 out:
-    json_decref(root);
     if (rc != 0)
         api__job_req_clear(out);
     return rc;
+}
+
+int api__parse_job_json(const char *body, size_t len, api_job_req *out, char *msg, size_t msglen)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return failf(msg, msglen, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
+                     je.text);
+    int rc = parse_job_obj(root, out, msg, msglen);
+    json_decref(root);
+    return rc;
+}
+
+int api__parse_job_batch(const char *body, size_t len, api_job_req **out, char ***errs, int *n,
+                         char *msg, size_t msglen)
+{
+    *out = NULL;
+    *errs = NULL;
+    *n = 0;
+    json_error_t je;
+    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return failf(msg, msglen, "body: invalid JSON at line %d column %d: %s", je.line, je.column,
+                     je.text);
+    int rc = -1;
+    json_t *jobs = json_object_get(root, "jobs");
+    if (!json_is_object(root) || json_object_size(root) != 1 || !json_is_array(jobs)) {
+        failf(msg, msglen, "body: expected {\"jobs\": [job, ...]}");
+        goto out;
+    }
+    size_t cnt = json_array_size(jobs);
+    if (cnt < 1 || cnt > STORE_ENQUEUE_MAX) {
+        failf(msg, msglen, "jobs: expected 1..%d jobs, got %zu", STORE_ENQUEUE_MAX, cnt);
+        goto out;
+    }
+    api_job_req *reqs = xcalloc(cnt, sizeof *reqs);
+    char **bad = xcalloc(cnt, sizeof *bad);
+    for (size_t i = 0; i < cnt; i++) {
+        char m[512], full[600];
+        json_t *item = json_array_get(jobs, i);
+        if (!json_is_object(item)) {
+            snprintf(full, sizeof full, "jobs[%zu]: expected a job object", i);
+            bad[i] = xstrdup(full);
+        } else if (parse_job_obj(item, &reqs[i], m, sizeof m) != 0) {
+            snprintf(full, sizeof full, "jobs[%zu].%s", i, m);
+            bad[i] = xstrdup(full);
+        }
+    }
+    *out = reqs;
+    *errs = bad;
+    *n = (int)cnt;
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void api__job_reqs_free(api_job_req *reqs, char **errs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        api__job_req_clear(&reqs[i]);
+        free(errs[i]);
+    }
+    free(reqs);
+    free(errs);
 }
 
 int api__parse_list_query(const char *state, const char *limit, const char *cursor,

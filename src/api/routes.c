@@ -17,6 +17,7 @@
  * job or asset, 503 not ready or predict capacity full.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "infer/clip.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/xalloc.h"
 
 #define MSG_MAX 512
 
@@ -70,6 +72,43 @@ enum MHD_Result api__handle_health(api_call *q)
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
 }
 
+/*
+ * GET /v1/info: what a client needs to know about this inferd: version,
+ * role, the media root path jobs resolve under (null: path jobs refused),
+ * the upload and batch limits, the models loaded (null until they are, and
+ * in the api role) and whether text search has a text encoder.
+ */
+enum MHD_Result api__handle_info(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    const config *c = d->cfg;
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_string(INFERD_VERSION));
+    json_object_set_new(o, "role", json_string(d->role != NULL ? d->role : "serve"));
+    json_object_set_new(o, "media_root",
+                        c->media_root[0] ? json_string(c->media_root) : json_null());
+    json_object_set_new(o, "max_upload_bytes", json_integer((json_int_t)c->max_body));
+    json_object_set_new(o, "batch_max", json_integer(STORE_ENQUEUE_MAX));
+    pipeline *pl = atomic_load(&d->pl);
+    json_t *m = json_null();
+    if (pl != NULL) {
+        static const struct {
+            const char *key;
+            model_task task;
+        } roles[] = {{"image_embedder", TASK_IMAGE_EMBEDDING},
+                     {"detector", TASK_FACE_DETECTION},
+                     {"face_embedder", TASK_FACE_EMBEDDING}};
+        m = json_object();
+        for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+            const model_manifest *mm = pipeline_model(pl, roles[i].task);
+            json_object_set_new(m, roles[i].key, mm != NULL ? json_string(mm->name) : json_null());
+        }
+    }
+    json_object_set_new(o, "models", m);
+    json_object_set_new(o, "text_search", json_boolean(atomic_load(&d->clip) != NULL));
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
 enum MHD_Result api__handle_ready(api_call *q)
 {
     api_deps *d = q->a->deps;
@@ -95,27 +134,41 @@ enum MHD_Result api__handle_ready(api_call *q)
 
 /* --- jobs ----------------------------------------------------------------- */
 
-/* fetch_check_source's verdict as a response: 400/403/422/413. */
-static enum MHD_Result send_source_error(api_call *q, const err_t *e)
+/*
+ * fetch_check_source's verdict as a status and code: 400 invalid_source,
+ * 403 forbidden, 422 source_not_found; 0 for another error (api__send_err's).
+ */
+static int source_error_status(const err_t *e, const char **code)
 {
-    /* The fetcher's messages usually name the source already. */
-    const char *pre = strncmp(e->msg, "source", 6) == 0 ? "" : "source: ";
     switch (e->code) {
     case ERR_INVAL:
     case ERR_FORMAT:
-        return api__send_error(q->conn, MHD_HTTP_BAD_REQUEST, "invalid_source", "%s%s", pre,
-                               e->msg);
+        return *code = "invalid_source", MHD_HTTP_BAD_REQUEST;
     case ERR_FORBIDDEN:
-        return api__send_error(q->conn, MHD_HTTP_FORBIDDEN, "forbidden", "%s%s", pre, e->msg);
+        return *code = "forbidden", MHD_HTTP_FORBIDDEN;
     case ERR_NOENT:
-        return api__send_error(q->conn, MHD_HTTP_UNPROCESSABLE_CONTENT, "source_not_found", "%s%s",
-                               pre, e->msg);
+        return *code = "source_not_found", MHD_HTTP_UNPROCESSABLE_CONTENT;
     default:
-        return api__send_err(q->conn, e);
+        return *code = err_name(e->code), 0;
     }
 }
 
-/* Builds the job request of a raw upload from the query (?asset_id=&priority=&tasks=). */
+/* The fetcher's messages usually name the source already. */
+static const char *source_prefix(const err_t *e)
+{
+    return strncmp(e->msg, "source", 6) == 0 ? "" : "source: ";
+}
+
+/* fetch_check_source's verdict as a response: 400/403/422/413. */
+static enum MHD_Result send_source_error(api_call *q, const err_t *e)
+{
+    const char *code;
+    int status = source_error_status(e, &code);
+    if (status == 0)
+        return api__send_err(q->conn, e);
+    return api__send_error(q->conn, (unsigned)status, code, "%s%s", source_prefix(e), e->msg);
+}
+
 static int raw_job_req(api_call *q, api_job_req *r, char *msg, size_t msglen)
 {
     memset(r, 0, sizeof *r);
@@ -232,6 +285,121 @@ static enum MHD_Result jobs_list(api_call *q)
     json_object_set_new(o, "jobs", arr);
     json_object_set_new(o, "next_cursor", next);
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* A refused batch item: {"error": {"code", "message"}}. */
+static json_t *item_error(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static json_t *item_error(const char *code, const char *fmt, ...)
+{
+    char m[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    return json_pack("{s{ssss}}", "error", "code", code, "message", m);
+}
+
+/*
+ * POST /v1/jobs/batch {"jobs": [job, ...]}: up to STORE_ENQUEUE_MAX path or
+ * URL jobs (uploads go one at a time to POST /v1/jobs), each checked like
+ * POST /v1/jobs. The valid ones are enqueued in one transaction; a refused
+ * item does not hold up the others (a file that vanished between a folder
+ * walk and its submit). The answer lists, in the request's order, each job
+ * (with "deduplicated") or {"error": {code, message}}, and the counts
+ * "queued" (new), "deduplicated" and "rejected". 202 when a job was queued,
+ * 200 when every valid item was already queued or running; when no item is
+ * valid, the first item's error as the whole answer (400, 403 or 422), as
+ * POST /v1/jobs would have answered it.
+ */
+enum MHD_Result api__handle_jobs_batch(api_call *q)
+{
+    api_deps *d = q->a->deps;
+    char msg[MSG_MAX];
+    api_job_req *reqs = NULL;
+    char **bad = NULL;
+    int n = 0;
+    if (api__parse_job_batch(q->body, q->len, &reqs, &bad, &n, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    enum MHD_Result ret;
+    err_t e;
+    json_t **items = xcalloc((size_t)n, sizeof *items);
+    job_spec *specs = xcalloc((size_t)n, sizeof *specs);
+    int *which = xcalloc((size_t)n, sizeof *which); /* specs[k] is item which[k] */
+    int nvalid = 0, first_bad = -1, first_status = 0;
+    for (int i = 0; i < n; i++) {
+        err_clear(&e);
+        const char *code = "invalid_request";
+        int status = MHD_HTTP_BAD_REQUEST;
+        if (bad[i] != NULL) {
+            items[i] = item_error(code, "%s", bad[i]);
+        } else if (d->fetch != NULL && fetch_check_source(d->fetch, reqs[i].source, &e) != ERR_OK) {
+            status = source_error_status(&e, &code);
+            items[i] = item_error(code, "jobs[%d].%s%s", i, source_prefix(&e), e.msg);
+        } else {
+            which[nvalid] = i;
+            specs[nvalid++] = (job_spec){
+                .asset_id = reqs[i].asset_id,
+                .tasks = reqs[i].tasks,
+                .priority = reqs[i].priority,
+                .max_attempts =
+                    reqs[i].max_attempts != 0 ? reqs[i].max_attempts : d->cfg->max_attempts,
+                .source = reqs[i].source,
+                .payload = reqs[i].payload,
+            };
+            continue;
+        }
+        if (first_bad < 0) {
+            first_bad = i;
+            first_status = status != 0 ? status : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    if (nvalid == 0) {
+        json_t *er = json_object_get(items[first_bad], "error");
+        ret = api__send_error(q->conn, (unsigned)first_status,
+                              json_string_value(json_object_get(er, "code")), "%s",
+                              json_string_value(json_object_get(er, "message")));
+        goto out;
+    }
+    job *jobs = xcalloc((size_t)nvalid, sizeof *jobs);
+    int *existing = xcalloc((size_t)nvalid, sizeof *existing);
+    err_clear(&e);
+    int rc = store_job_enqueue_many(d->st, specs, nvalid, jobs, existing, &e);
+    int fresh = 0, dedup = 0;
+    for (int k = 0; rc == ERR_OK && k < nvalid; k++) {
+        json_t *o = job_to_json(&jobs[k]);
+        json_object_set_new(o, "deduplicated", json_boolean(existing[k]));
+        items[which[k]] = o;
+        fresh += !existing[k];
+        dedup += existing[k];
+        job_clear(&jobs[k]);
+    }
+    free(jobs);
+    free(existing);
+    if (rc != ERR_OK) {
+        ret = api__send_err(q->conn, &e);
+        goto out;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(arr, items[i]);
+        items[i] = NULL;
+    }
+    log_debug("api", "batch of %d: queued=%d deduplicated=%d rejected=%d", n, fresh, dedup,
+              n - nvalid);
+    ret = api__send_json(q->conn, fresh > 0 ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK,
+                         json_pack("{sosisisi}", "jobs", arr, "queued", fresh, "deduplicated",
+                                   dedup, "rejected", n - nvalid),
+                         NULL);
+out:
+    for (int i = 0; i < n; i++)
+        json_decref(items[i]);
+    free(items);
+    free(which);
+    free(specs);
+    api__job_reqs_free(reqs, bad, n);
+    return ret;
 }
 
 enum MHD_Result api__handle_jobs(api_call *q)

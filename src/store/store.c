@@ -264,6 +264,21 @@ static int is_json_object(const char *text)
     return ok;
 }
 
+int store_asset_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > STORE_ASSET_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '/' || ch == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 static int check_asset_id(const char *asset_id, err_t *e)
 {
     if (asset_id == NULL || asset_id[0] == '\0')
@@ -922,14 +937,9 @@ const char *store_backend(const store *s)
     return s != NULL ? s->ops->name : NULL;
 }
 
-int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e)
+/* Checks one spec and fills *out with it, max_attempts defaulted. */
+static int spec_check(const job_spec *spec, job_spec *out, err_t *e)
 {
-    err_t local;
-    e = E_OR_LOCAL(e, local);
-    if (existing != NULL)
-        *existing = 0;
-    if (s == NULL || spec == NULL || out == NULL)
-        return err_set(e, ERR_INVAL, "store_job_enqueue: missing argument");
     int rc = check_asset_id(spec->asset_id, e);
     if (rc)
         return rc;
@@ -942,14 +952,55 @@ int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, e
         return err_set(e, ERR_INVAL, "source is not a JSON object");
     if (spec->payload != NULL && !is_json_object(spec->payload))
         return err_set(e, ERR_INVAL, "payload is not a JSON object");
+    *out = *spec;
+    if (out->max_attempts == 0)
+        out->max_attempts = STORE_DEFAULT_MAX_ATTEMPTS;
+    return ERR_OK;
+}
+
+int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (existing != NULL)
+        *existing = 0;
+    if (s == NULL || spec == NULL || out == NULL)
+        return err_set(e, ERR_INVAL, "store_job_enqueue: missing argument");
     memset(out, 0, sizeof *out);
-    job_spec sp = *spec;
-    if (sp.max_attempts == 0)
-        sp.max_attempts = STORE_DEFAULT_MAX_ATTEMPTS;
+    job_spec sp;
+    int rc = spec_check(spec, &sp, e);
+    if (rc)
+        return rc;
     int ex = 0;
-    rc = s->ops->job_enqueue(s, &sp, out, &ex, e);
+    rc = s->ops->job_enqueue(s, &sp, 1, out, &ex, e);
     if (rc == ERR_OK && existing != NULL)
         *existing = ex;
+    return rc;
+}
+
+int store_job_enqueue_many(store *s, const job_spec *specs, int n, job *out, int *existing,
+                           err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    if (s == NULL || specs == NULL || out == NULL || existing == NULL || n < 1 ||
+        n > STORE_ENQUEUE_MAX)
+        return err_set(e, ERR_INVAL, "store_job_enqueue_many: 1..%d jobs", STORE_ENQUEUE_MAX);
+    memset(out, 0, (size_t)n * sizeof *out);
+    memset(existing, 0, (size_t)n * sizeof *existing);
+    job_spec *sp = xcalloc((size_t)n, sizeof *sp);
+    int rc = ERR_OK;
+    for (int i = 0; i < n && rc == ERR_OK; i++) {
+        rc = spec_check(&specs[i], &sp[i], e);
+        if (rc) {
+            char m[sizeof e->msg];
+            snprintf(m, sizeof m, "%s", e->msg);
+            err_set(e, rc, "jobs[%d]: %.480s", i, m);
+        }
+    }
+    if (rc == ERR_OK)
+        rc = s->ops->job_enqueue(s, sp, n, out, existing, e);
+    free(sp);
     return rc;
 }
 

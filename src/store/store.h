@@ -46,6 +46,9 @@
 typedef struct store store;
 
 #define STORE_ASSET_ID_MAX 128
+
+/* 1 when `s` is an asset id the API accepts: 1..STORE_ASSET_ID_MAX of [A-Za-z0-9._:@/-]. */
+int store_asset_id_valid(const char *s);
 #define STORE_OWNER_MAX 64
 
 typedef enum {
@@ -214,6 +217,20 @@ const char *store_backend(const store *s);
  * or unknown task bits, a source or payload that is not a JSON object.
  */
 int store_job_enqueue(store *s, const job_spec *spec, job *out, int *existing, err_t *e);
+
+/* Most jobs store_job_enqueue_many takes at once. */
+#define STORE_ENQUEUE_MAX 1000
+
+/*
+ * Enqueues specs[0..n) (1..STORE_ENQUEUE_MAX) in one transaction: all of
+ * them or, on any error, none. Each is checked and deduplicated as by
+ * store_job_enqueue (a later spec for the same asset and tasks as an earlier
+ * one in the batch finds that job: existing[i] = 1). out[i] (n entries, the
+ * caller's array) is filled on success: job_clear() each. An invalid spec
+ * fails the batch with ERR_INVAL naming it ("jobs[3]: ...").
+ */
+int store_job_enqueue_many(store *s, const job_spec *specs, int n, job *out, int *existing,
+                           err_t *e);
 
 /* Reads job `id` into `out` (caller clears it). ERR_NOENT when absent. */
 int store_job_get(store *s, int64_t id, job *out, err_t *e);

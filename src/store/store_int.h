@@ -197,7 +197,8 @@ void store__row_from_cols(const store_cols *c, store_row *r);
 typedef struct store_ops {
     const char *name; /* "sqlite", "postgres" */
     void (*close)(store *s);
-    int (*job_enqueue)(store *s, const job_spec *spec, job *out, int *existing, err_t *e);
+    /* Enqueues specs[0..n) in one transaction: all or none (out[i], existing[i] per job). */
+    int (*job_enqueue)(store *s, const job_spec *specs, int n, job *out, int *existing, err_t *e);
     int (*job_get)(store *s, int64_t id, job *out, err_t *e);
     int (*job_list)(store *s, int state, int64_t before_id, int limit, job **out, int *n, err_t *e);
     int (*job_claim)(store *s, const char *owner, int max, int64_t lease_ms, job **out, int *n,

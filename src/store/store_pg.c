@@ -1108,15 +1108,12 @@ static int pg_row_apply(store *base, store_tx *tx, const store_row *row, const s
 
 /* --- jobs ----------------------------------------------------------------- */
 
-static int pg_job_enqueue(store *base, const job_spec *spec, job *out, int *existing, err_t *e)
+/* One job of an enqueue, inside its transaction on `c`; *notified: the NOTIFY was sent. */
+static int enqueue_one(pg_store *s, pg_conn *c, const job_spec *spec, int64_t now, job *out,
+                       int *existing, int *notified, err_t *e)
 {
-    pg_store *s = (pg_store *)base;
-    pg_conn *c = NULL;
     PGresult *r = NULL;
-    int64_t now = store_now_ms();
-    int rc = pg_begin(s, BEGIN_RW, &c, e);
-    if (rc)
-        return rc;
+    int rc = ERR_OK;
     /*
      * Look, then insert unless the dedupe index already holds a live job;
      * a concurrent enqueue of the same asset makes the insert do nothing
@@ -1168,17 +1165,36 @@ static int pg_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
             break;
         if (PQntuples(r) == 1) {
             row_to_job(r, 0, out);
-            rc = notify(s, c, STORE_CHANNEL_JOBS, e);
+            if (!*notified)
+                rc = notify(s, c, STORE_CHANNEL_JOBS, e);
+            *notified = rc == ERR_OK;
             break;
         }
         PQclear(r);
         r = NULL;
     }
     PQclear(r);
+    return rc;
+}
+
+static int pg_job_enqueue(store *base, const job_spec *specs, int n, job *out, int *existing,
+                          err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    int64_t now = store_now_ms();
+    int rc = pg_begin(s, BEGIN_RW, &c, e);
+    if (rc)
+        return rc;
+    int notified = 0;
+    for (int i = 0; i < n && rc == ERR_OK; i++)
+        rc = enqueue_one(s, c, &specs[i], now, &out[i], &existing[i], &notified, e);
     rc = pg_end(s, c, rc, e);
     if (rc) {
-        job_clear(out);
-        *existing = 0;
+        for (int i = 0; i < n; i++) {
+            job_clear(&out[i]);
+            existing[i] = 0;
+        }
     }
     return rc;
 }

@@ -799,15 +799,13 @@ static int sq_rows_lock(store *base, store_tx *tx, const store_sel *sel, store_r
 
 /* --- jobs ----------------------------------------------------------------- */
 
-static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *existing, err_t *e)
+/* One job of an enqueue, inside its write transaction. */
+static int enqueue_one(sq_store *s, const job_spec *spec, int64_t now, job *out, int *existing,
+                       err_t *e)
 {
-    sq_store *s = (sq_store *)base;
     sqlite3 *db = s->wdb;
     sqlite3_stmt *st = NULL;
-    int64_t now = store_now_ms();
-    int rc = wbegin(s, e);
-    if (rc)
-        return rc;
+    int rc;
     /* Written to match the partial index jobs_dedupe, so the lookup uses it. */
     rc = w_prep(s,
                 "SELECT " JOB_COLS " FROM jobs WHERE asset_id = ? AND tasks = ?"
@@ -856,10 +854,25 @@ static int sq_job_enqueue(store *base, const job_spec *spec, job *out, int *exis
     }
 out:
     w_done(s, st);
+    return rc;
+}
+
+static int sq_job_enqueue(store *base, const job_spec *specs, int n, job *out, int *existing,
+                          err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    int64_t now = store_now_ms();
+    int rc = wbegin(s, e);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n && rc == ERR_OK; i++)
+        rc = enqueue_one(s, &specs[i], now, &out[i], &existing[i], e);
     rc = wend(s, rc, e);
     if (rc) {
-        job_clear(out);
-        *existing = 0;
+        for (int i = 0; i < n; i++) {
+            job_clear(&out[i]);
+            existing[i] = 0;
+        }
     }
     return rc;
 }

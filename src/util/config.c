@@ -65,13 +65,14 @@ typedef struct {
 #define R_FETCH (1u << CONFIG_ROLE_MODELS_FETCH)
 #define R_LIST (1u << CONFIG_ROLE_MODELS_LIST)
 #define R_MODELS (R_FETCH | R_LIST)
+#define R_INDEX (1u << CONFIG_ROLE_INDEX)
 #define R_DAEMON (R_SERVE | R_API | R_WORKER) /* every long-running process */
 #define R_JOBS (R_SERVE | R_WORKER)           /* runs jobs: slots, models, leases */
 #define R_HTTP_API (R_SERVE | R_API)          /* serves the job API */
 #define R_SEARCH (R_SERVE | R_API)            /* holds the search indexes and clusters faces */
 #define R_PEOPLE (R_SEARCH | R_RECLUSTER)     /* clustering parameters */
 #define R_PIPELINE (R_JOBS | R_ANALYZE)       /* loads and runs the models */
-#define R_ALL 0x7fu
+#define R_ALL 0xffu
 
 #define F(field) offsetof(config, field), sizeof(((config *)0)->field)
 
@@ -106,7 +107,7 @@ static const opt_def opts[] = {
      R_HTTP_API},
     {"media-root", "INFERD_MEDIA_ROOT", OPT_STR, F(media_root), 0, 0, 0, 0, "DIR",
      "jobs may read files under DIR by {\"path\"}; empty refuses path sources (default empty)",
-     R_DAEMON},
+     R_DAEMON | R_INDEX},
     {"db", "INFERD_DB", OPT_STR, F(db_url), 0, 0, 0, 0, "URL",
      "store: sqlite:PATH or postgres://... (default sqlite:DATA_DIR/inferd.db)",
      R_DAEMON | R_RECLUSTER},
@@ -129,11 +130,11 @@ static const opt_def opts[] = {
     {"token", "INFERD_TOKEN", OPT_STR, F(token), 0, 0, 0, 0, "TOKEN",
      "require \"Authorization: Bearer TOKEN\" on every endpoint but /health; prefer "
      "--token-file, flags show in ps (default empty: no auth)",
-     R_DAEMON},
+     R_DAEMON | R_INDEX},
     {"token-file", "INFERD_TOKEN_FILE", OPT_STR, F(token_file), 0, 0, 0, 0, "FILE",
      "read the token from the first line of FILE (keep it 0600), instead of --token (default "
      "empty)",
-     R_DAEMON},
+     R_DAEMON | R_INDEX},
     {"allow-no-auth", "INFERD_ALLOW_NO_AUTH", OPT_BOOL, F(allow_no_auth), 0, 0, 0, 0, NULL,
      "serve the API on an address other than loopback without a token; without it, "
      "serve and api refuse to start that way (default off)",
@@ -277,7 +278,29 @@ static const opt_def opts[] = {
      "limit on each file's transfer, seconds (default 0: none)", R_FETCH},
     {"no-verify", NULL, OPT_BOOL, F(no_verify), 0, 0, 0, 0, NULL,
      "do not hash the files (the SHA column shows \"-\")", R_LIST},
-    {"quiet", NULL, OPT_BOOL, F(quiet), 0, 0, 0, 0, NULL, "no progress on stderr", R_MODELS, 'q'},
+    /* index */
+    {"url", "INFERD_URL", OPT_STR, F(url), 0, 0, 0, 0, "URL",
+     "the inferd API to submit to (default http://127.0.0.1:8002)", R_INDEX},
+    {"batch", NULL, OPT_INT, F(batch), 1, 1000, 0, 0, "N",
+     "jobs per request to POST /v1/jobs/batch, 1..1000; 1 sends each file alone to POST "
+     "/v1/jobs (default 200)",
+     R_INDEX},
+    {"state", "INFERD_INDEX_STATE", OPT_STR, F(state_file), 0, 0, 0, 0, "FILE",
+     "remembers each submitted file's size and modification time, so that a new run submits "
+     "only new or changed files (default ~/.local/state/inferd/index-HOST-PORT.tsv)",
+     R_INDEX},
+    {"all", NULL, OPT_BOOL, F(all), 0, 0, 0, 0, NULL,
+     "submit every image file, changed or not (default off)", R_INDEX},
+    {"watch", NULL, OPT_BOOL, F(watch), 0, 0, 0, 0, NULL,
+     "keep running after the first pass and submit files as they appear or change (inotify) "
+     "until Ctrl-C (default off)",
+     R_INDEX},
+    {"no-wait", NULL, OPT_BOOL, F(no_wait), 0, 0, 0, 0, NULL,
+     "end once every file is submitted instead of following the jobs to their end (default "
+     "off)",
+     R_INDEX},
+    {"quiet", NULL, OPT_BOOL, F(quiet), 0, 0, 0, 0, NULL, "no progress on stderr",
+     R_MODELS | R_INDEX, 'q'},
     {"verbose", NULL, OPT_VERBOSE, F(verbose), 0, 0, 0, 0, NULL, "debug logging",
      R_DAEMON | R_RECLUSTER | R_ANALYZE, 'v'},
     {"help", NULL, OPT_HELP, 0, 0, 0, 0, 0, 0, NULL, "print this help and exit", R_ALL, 'h'},
@@ -478,6 +501,8 @@ static void set_defaults(config *c, config_role role)
     c->retries = 3;
     c->connect_timeout_s = 10;
     c->stall_timeout_s = 60;
+    strcpy(c->url, "http://127.0.0.1:8002");
+    c->batch = 200;
 }
 
 /* Loopback listen addresses: 127.0.0.0/8, ::1 and "localhost". */
@@ -563,6 +588,7 @@ static const struct {
 } operands[CONFIG_ROLES] = {
     [CONFIG_ROLE_ANALYZE] = {1, 1 << 30, "IMAGE"},
     [CONFIG_ROLE_MODELS_FETCH] = {1, 1, "NAME"},
+    [CONFIG_ROLE_INDEX] = {1, 1 << 30, "DIR"},
 };
 
 static int online_cores(void)
@@ -588,6 +614,8 @@ const char *config_role_name(config_role role)
         return "models fetch";
     case CONFIG_ROLE_MODELS_LIST:
         return "models list";
+    case CONFIG_ROLE_INDEX:
+        return "index";
     }
     return "?";
 }
@@ -828,6 +856,16 @@ static const char *const usage_head[NROLES] = {
     "\n"
     "Prints NAME, TASK, DIM, LICENCE and SHA (ok, or what is wrong) for every model\n"
     "directory; exits 1 when a model fails its check, 2 on a usage error.\n",
+    "usage: inferd index [options] DIR...\n"
+    "\n"
+    "Walks each DIR (recursively, skipping hidden entries), picks image files by their\n"
+    "content (JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF) and submits them to a running\n"
+    "inferd as path jobs, in batches: a file's asset id is its path relative to the\n"
+    "media root (files outside it are refused). It shows live progress from the\n"
+    "server's events and ends with a summary; a new run submits only new or changed\n"
+    "files. Ctrl-C stops submitting: what was submitted keeps running on the server.\n"
+    "Exit status: 0 every file done, 1 a file failed or was refused, 2 usage error,\n"
+    "3 the server could not be reached, 130 interrupted.\n",
 };
 
 static void usage_build(void)
@@ -863,6 +901,13 @@ static void usage_build(void)
                 help = "image embedding model, \"\" to skip (default mobilenet-v2-mid)";
             if (role == CONFIG_ROLE_ANALYZE && strcmp(o->flag, "face-embedder") == 0)
                 help = "face embedding model, \"\" to skip (default dlib-resnet)";
+            if (role == CONFIG_ROLE_INDEX && strcmp(o->flag, "media-root") == 0)
+                help = "the server's --media-root as this machine sees it: files are "
+                       "submitted by their path relative to it (default: the one the server "
+                       "reports in GET /v1/info)";
+            if (role == CONFIG_ROLE_INDEX && strcmp(o->flag, "token") == 0)
+                help = "send \"Authorization: Bearer TOKEN\"; prefer --token-file, flags show "
+                       "in ps (default empty)";
             if (role == CONFIG_ROLE_MODELS_FETCH && strcmp(o->flag, "allow-private-urls") == 0)
                 help = "let --base-url and the catalogue's URLs reach loopback/private/link-local "
                        "addresses (a mirror on a local network) (default off)";

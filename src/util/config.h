@@ -22,9 +22,10 @@ typedef enum {
     CONFIG_ROLE_ANALYZE = 4,      /* `inferd analyze IMAGE...`: the model options */
     CONFIG_ROLE_MODELS_FETCH = 5, /* `inferd models fetch NAME` */
     CONFIG_ROLE_MODELS_LIST = 6,  /* `inferd models list` */
+    CONFIG_ROLE_INDEX = 7,        /* `inferd index DIR...`: a client of a running inferd */
 } config_role;
 
-#define CONFIG_ROLES 7
+#define CONFIG_ROLES 8
 
 typedef struct {
     config_role role;
@@ -88,6 +89,13 @@ typedef struct {
     int64_t stall_timeout_s;   /* --stall-timeout, default 60 */
     int64_t timeout_s;         /* --timeout per file, default 0: none */
     int no_verify;         /* --no-verify: list without hashing */
+    /* index */
+    char url[512];         /* --url of the API, default http://127.0.0.1:8002 */
+    int batch;             /* --batch jobs per request, default 200 */
+    char state_file[1024]; /* --state FILE, "" = ~/.local/state/inferd/index-HOST-PORT.tsv */
+    int all;               /* --all: submit unchanged files too */
+    int watch;             /* --watch: inotify after the first pass */
+    int no_wait;           /* --no-wait: end after submitting */
     int quiet;             /* -q, --quiet: no progress */
     int verbose;
     /* The operands (IMAGE..., NAME): args[0..nargs) is argv[1..] of config_parse_role,

@@ -481,6 +481,8 @@ class Daemon:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             hdrs = dict(headers or {})
+            if getattr(self, "token", None):
+                hdrs.setdefault("Authorization", "Bearer " + self.token)
             if isinstance(body, (dict, list)):
                 body = json.dumps(body).encode()
                 hdrs.setdefault("Content-Type", "application/json")

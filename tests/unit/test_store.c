@@ -1164,6 +1164,55 @@ static void test_group_commit_threads(void **state)
 }
 
 /*
+ * store_job_enqueue_many: one transaction, in order; a repeat of an earlier
+ * spec in the batch (or of a live job) is deduplicated; an invalid spec
+ * fails the whole batch, naming it, and enqueues nothing.
+ */
+static void test_enqueue_many(void **state)
+{
+    fixture *f = *state;
+    int64_t live = enqueue(f->s, "em-live", 0);
+    job_spec sp[4] = {
+        {.asset_id = "em-0", .tasks = JOB_TASK_ALL, .source = SRC},
+        {.asset_id = "em-1", .tasks = JOB_TASK_FACES, .source = SRC, .payload = "{\"k\":1}"},
+        {.asset_id = "em-0", .tasks = JOB_TASK_ALL, .source = SRC},
+        {.asset_id = "em-live", .tasks = JOB_TASK_ALL, .source = SRC},
+    };
+    job out[4];
+    int ex[4];
+    assert_int_equal(store_job_enqueue_many(f->s, sp, 4, out, ex, NULL), ERR_OK);
+    assert_string_equal(out[0].asset_id, "em-0");
+    assert_string_equal(out[1].asset_id, "em-1");
+    assert_string_equal(out[1].payload, "{\"k\":1}");
+    assert_int_equal(out[0].state, JOB_QUEUED);
+    assert_int_equal(ex[0], 0);
+    assert_int_equal(ex[1], 0);
+    assert_int_equal(ex[2], 1);
+    assert_int_equal(out[2].id, out[0].id);
+    assert_int_equal(ex[3], 1);
+    assert_int_equal(out[3].id, live);
+    assert_true(out[1].id > out[0].id);
+    for (int i = 0; i < 4; i++)
+        job_clear(&out[i]);
+    store_counts c;
+    assert_int_equal(store_counts_get(f->s, &c, NULL), ERR_OK);
+    assert_int_equal(c.queued, 3);
+
+    job_spec bad[2] = {
+        {.asset_id = "em-2", .tasks = JOB_TASK_ALL, .source = SRC},
+        {.asset_id = "em-3", .tasks = JOB_TASK_ALL, .source = "[1]"},
+    };
+    err_t e = {0};
+    assert_int_equal(store_job_enqueue_many(f->s, bad, 2, out, ex, &e), ERR_INVAL);
+    assert_non_null(strstr(e.msg, "jobs[1]: source"));
+    assert_int_equal(store_counts_get(f->s, &c, NULL), ERR_OK);
+    assert_int_equal(c.queued, 3);
+    assert_int_equal(store_job_enqueue_many(f->s, bad, 0, out, ex, &e), ERR_INVAL);
+    assert_int_equal(store_job_enqueue_many(f->s, bad, STORE_ENQUEUE_MAX + 1, out, ex, &e),
+                     ERR_INVAL);
+}
+
+/*
  * store_job_complete_many: one call for five leased jobs, of which one was
  * failed meanwhile (ERR_LEASE for it alone) and one was asked to cancel
  * (ends cancelled, its results dropped); the other three are done with
@@ -2081,6 +2130,7 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_complete_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
