@@ -23,7 +23,7 @@ JOBS ?= $(shell nproc)
 MODELS_DIR ?= var/models
 ARGS ?=
 
-.PHONY: all setup build build-asan build-tsan build-fuzz models testref run index analyze test test-asan \
+.PHONY: all setup build build-asan build-tsan build-fuzz models testref testbrowser run index analyze test test-asan \
 	test-tsan test-fuzz fuzz bench bench-faces clean
 
 all: build
@@ -56,6 +56,9 @@ models: build
 testref:
 	@scripts/setup.sh testref
 
+testbrowser:
+	@scripts/setup.sh browser
+
 # `make run` reads path jobs under MEDIA_ROOT (this clone by default, so that
 # `make index ARGS=.deps/testdata` works at once); ARGS="--media-root DIR" wins.
 MEDIA_ROOT ?= $(CURDIR)
@@ -69,7 +72,7 @@ index: build
 analyze: models
 	$(BUILD)/inferd analyze --models-dir $(MODELS_DIR) $(if $(ARGS),$(ARGS),.deps/testdata/faceapi/sample1.jpg)
 
-test: models testref build-asan build-tsan build-fuzz
+test: models testref testbrowser build-asan build-tsan build-fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-tsan

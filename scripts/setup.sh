@@ -9,7 +9,9 @@
 #   scripts/setup.sh ort      ONNX Runtime C API into .deps/onnxruntime
 #                             (skipped when pkg-config finds libonnxruntime)
 #   scripts/setup.sh testdata test images and the CLIP vocabulary into .deps/testdata
-#   scripts/setup.sh all      all of the above
+#   scripts/setup.sh testref  the TF.js reference runners of the parity test
+#   scripts/setup.sh browser  puppeteer-core for the browser test (tests/browser)
+#   scripts/setup.sh all      deps, ort and testdata
 #
 # Models are provisioned by models/provision.sh, which needs the built
 # converter (make does the ordering).
@@ -41,7 +43,7 @@ APT_PACKAGES=(
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev zlib1g-dev python3 python3-skimage imagemagick opencv-doc libhnswlib-dev strace
-    openssl clang-14 libclang-rt-14-dev
+    openssl clang-14 libclang-rt-14-dev chromium
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -257,8 +259,30 @@ testref() {
     log "tfjs reference installed into $dir/node_modules"
 }
 
+# browser — puppeteer-core for the browser test (tests/browser/ui.test.mjs),
+# by `npm ci` from the committed tests/browser/package-lock.json, stamped like
+# testref. It drives Debian's chromium (a deps package): puppeteer-core
+# downloads no browser, and --ignore-scripts runs nothing from the registry.
+browser() {
+    local dir="$ROOT/tests/browser" want
+    local stamp="$dir/node_modules/.inferd-stamp"
+    command -v npm >/dev/null || die "npm not found: run scripts/setup.sh deps"
+    want=$(sha256_of "$dir/package-lock.json")
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+        [ -f "$dir/node_modules/puppeteer-core/package.json" ]; then
+        log "puppeteer-core present"
+        return 0
+    fi
+    log "npm ci in tests/browser"
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
+        die "npm ci in tests/browser failed"
+    echo "$want" >"$stamp"
+    log "puppeteer-core installed into $dir/node_modules"
+}
+
 case "${1:-all}" in
 deps) deps ;;
+browser) browser ;;
 ort) ort ;;
 testdata) testdata ;;
 testref) testref ;;
@@ -267,5 +291,5 @@ all)
     ort
     testdata
     ;;
-*) die "unknown step '$1' (deps|ort|testdata|all)" ;;
+*) die "unknown step '$1' (deps|ort|testdata|testref|browser|all)" ;;
 esac

@@ -89,8 +89,9 @@ static char *json_line(json_t *o, size_t flags, size_t *len)
     return t;
 }
 
-static enum MHD_Result queue_buffer(struct MHD_Connection *c, unsigned status, char *text,
-                                    size_t len, const char *ctype, const char *location)
+static enum MHD_Result queue_buffer_cc(struct MHD_Connection *c, unsigned status, char *text,
+                                       size_t len, const char *ctype, const char *location,
+                                       const char *cache)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         len, text, text != NULL ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -102,10 +103,23 @@ static enum MHD_Result queue_buffer(struct MHD_Connection *c, unsigned status, c
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (location != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result queue_buffer(struct MHD_Connection *c, unsigned status, char *text,
+                                    size_t len, const char *ctype, const char *location)
+{
+    return queue_buffer_cc(c, status, text, len, ctype, location, "no-store");
+}
+
+enum MHD_Result api__send_bytes(struct MHD_Connection *c, unsigned status, void *data, size_t len,
+                                const char *ctype, const char *cache)
+{
+    return queue_buffer_cc(c, status, data, len, ctype, NULL, cache);
 }
 
 enum MHD_Result api__send_json(struct MHD_Connection *c, unsigned status, json_t *body,
@@ -378,6 +392,12 @@ static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *me
         return api__handle_jobs_batch(&q);
     case API_R_INFO:
         return api__handle_info(&q);
+    case API_R_ASSETS:
+        return api__handle_assets(&q);
+    case API_R_THUMB:
+        return api__handle_thumb(&q);
+    case API_R_UI:
+        return api__handle_ui(&q);
     case API_R_JOB:
         return api__handle_job(&q);
     case API_R_ASSET:
@@ -418,7 +438,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                     "method %.20s not allowed on %.200s (allowed: %s)", method, url,
                                     api__route_allow(route.id));
         const char *token = a->deps->cfg->token;
-        if (token[0] != '\0' && route.id != API_R_HEALTH &&
+        /* The page itself is public: it asks for the token and sends it with each call. */
+        if (token[0] != '\0' && route.id != API_R_HEALTH && route.id != API_R_UI &&
             !token_ok(token, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_AUTHORIZATION)))
             return api__send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",

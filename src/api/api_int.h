@@ -46,13 +46,16 @@ typedef enum {
     API_R_HEALTH,
     API_R_READY,
     API_R_METRICS,
-    API_R_JOBS,    /* /v1/jobs */
-    API_R_JOBS_BATCH, /* POST /v1/jobs/batch */
-    API_R_INFO,       /* GET /v1/info */
-    API_R_JOB,     /* /v1/jobs/{id} */
-    API_R_ASSET,   /* /v1/assets/{asset_id} */
-    API_R_PREDICT, /* /v1/predict */
-    API_R_EVENTS,  /* /v1/events */
+    API_R_JOBS,          /* /v1/jobs */
+    API_R_JOBS_BATCH,    /* POST /v1/jobs/batch */
+    API_R_INFO,          /* GET /v1/info */
+    API_R_ASSETS,        /* GET /v1/assets */
+    API_R_THUMB,         /* GET /v1/assets/{id}/thumbnail */
+    API_R_UI,            /* GET / and /ui/{file}: the web page (no token) */
+    API_R_JOB,           /* /v1/jobs/{id} */
+    API_R_ASSET,         /* /v1/assets/{asset_id} */
+    API_R_PREDICT,       /* /v1/predict */
+    API_R_EVENTS,        /* /v1/events */
     API_R_SEARCH_IMAGES, /* POST /v1/search/images */
     API_R_SEARCH_FACES,  /* POST /v1/search/faces */
     API_R_DUPLICATES,    /* GET /v1/assets/{id}/duplicates */
@@ -61,13 +64,13 @@ typedef enum {
     API_R_PERSON_MERGE,  /* POST /v1/people/{id}/merge */
 } api_route_id;
 
-
 typedef struct {
     api_route_id id;
     int64_t person_id;                     /* API_R_PERSON, API_R_PERSON_MERGE */
     int64_t job_id;                        /* API_R_JOB */
     char asset_id[STORE_ASSET_ID_MAX + 1]; /* API_R_ASSET, API_R_DUPLICATES */
     char bad_id[96]; /* non-empty: the route matched but its id is malformed (400), why */
+    char file[64];   /* API_R_UI: the file asked for ("index.html" for /) */
 } api_route;
 
 /*
@@ -288,9 +291,30 @@ typedef struct {
     fetch_upload **upload;
 } api_call;
 
+/* --- ui.c: the web page ---------------------------------------------------- */
+
+/* One file of web/, compiled in (cmake/embed_web.cmake). */
+typedef struct {
+    const char *name; /* "index.html", "app.js", ... */
+    const char *type; /* Content-Type */
+    const unsigned char *data;
+    size_t len;
+} api_web_file;
+
+extern const api_web_file api__web_files[];
+extern const int api__web_nfiles;
+
+/* Sends `len` bytes at `data` (malloc'd; taken, also on failure) with the given
+ * Content-Type and Cache-Control. */
+enum MHD_Result api__send_bytes(struct MHD_Connection *c, unsigned status, void *data, size_t len,
+                                const char *ctype, const char *cache);
+
 enum MHD_Result api__handle_health(api_call *q);
 enum MHD_Result api__handle_ready(api_call *q);
 enum MHD_Result api__handle_info(api_call *q);
+enum MHD_Result api__handle_assets(api_call *q);
+enum MHD_Result api__handle_thumb(api_call *q);
+enum MHD_Result api__handle_ui(api_call *q);
 enum MHD_Result api__handle_jobs(api_call *q);
 enum MHD_Result api__handle_jobs_batch(api_call *q);
 enum MHD_Result api__handle_job(api_call *q);

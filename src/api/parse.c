@@ -39,14 +39,13 @@ static const struct {
     api_route_id id;
     const char *allow;
 } route_methods[] = {
-    {API_R_HEALTH, "GET"},      {API_R_READY, "GET"},
-    {API_R_METRICS, "GET"},     {API_R_JOBS, "GET, POST"},
-    {API_R_JOBS_BATCH, "POST"}, {API_R_INFO, "GET"},
-    {API_R_JOB, "GET, DELETE"}, {API_R_ASSET, "GET, DELETE"},
-    {API_R_PREDICT, "POST"},    {API_R_EVENTS, "GET"},
-    {API_R_SEARCH_IMAGES, "POST"}, {API_R_SEARCH_FACES, "POST"},
-    {API_R_DUPLICATES, "GET"},  {API_R_PEOPLE, "GET"},
-    {API_R_PERSON, "GET, PATCH"}, {API_R_PERSON_MERGE, "POST"},
+    {API_R_HEALTH, "GET"},        {API_R_READY, "GET"},          {API_R_METRICS, "GET"},
+    {API_R_JOBS, "GET, POST"},    {API_R_JOBS_BATCH, "POST"},    {API_R_INFO, "GET"},
+    {API_R_ASSETS, "GET"},        {API_R_THUMB, "GET"},          {API_R_UI, "GET"},
+    {API_R_JOB, "GET, DELETE"},   {API_R_ASSET, "GET, DELETE"},  {API_R_PREDICT, "POST"},
+    {API_R_EVENTS, "GET"},        {API_R_SEARCH_IMAGES, "POST"}, {API_R_SEARCH_FACES, "POST"},
+    {API_R_DUPLICATES, "GET"},    {API_R_PEOPLE, "GET"},         {API_R_PERSON, "GET, PATCH"},
+    {API_R_PERSON_MERGE, "POST"},
 };
 
 const char *api__route_allow(api_route_id id)
@@ -126,6 +125,19 @@ api_route_id api__route_match(const char *path, api_route *r)
         return r->id = API_R_JOBS_BATCH;
     if (path_is(path, n, "/v1/info"))
         return r->id = API_R_INFO;
+    if (path_is(path, n, "/v1/assets"))
+        return r->id = API_R_ASSETS;
+    if (strcmp(path, "/") == 0) {
+        snprintf(r->file, sizeof r->file, "index.html");
+        return r->id = API_R_UI;
+    }
+    static const char ui[] = "/ui/";
+    if (strncmp(path, ui, sizeof ui - 1) == 0 && n - (sizeof ui - 1) < sizeof r->file &&
+        n > sizeof ui - 1) {
+        memcpy(r->file, path + sizeof ui - 1, n - (sizeof ui - 1));
+        r->file[n - (sizeof ui - 1)] = '\0';
+        return r->id = API_R_UI;
+    }
     if (path_is(path, n, "/v1/predict"))
         return r->id = API_R_PREDICT;
     if (path_is(path, n, "/v1/events"))
@@ -167,9 +179,14 @@ api_route_id api__route_match(const char *path, api_route *r)
         r->id = API_R_ASSET;
         /* {id}/duplicates: an asset id that itself ends in "/duplicates" cannot be addressed. */
         static const char dup[] = "/duplicates";
+        static const char thumb[] = "/thumbnail";
         if (sl > sizeof dup - 1 && strncmp(s + sl - (sizeof dup - 1), dup, sizeof dup - 1) == 0) {
             r->id = API_R_DUPLICATES;
             sl -= sizeof dup - 1;
+        } else if (sl > sizeof thumb - 1 &&
+                   strncmp(s + sl - (sizeof thumb - 1), thumb, sizeof thumb - 1) == 0) {
+            r->id = API_R_THUMB;
+            sl -= sizeof thumb - 1;
         }
         if (sl > STORE_ASSET_ID_MAX) {
             snprintf(r->bad_id, sizeof r->bad_id, "asset id: longer than %d characters",

@@ -27,6 +27,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "vision/vision.h"
 
 #define MSG_MAX 512
 
@@ -56,11 +57,15 @@ enum MHD_Result api__handle_health(api_call *q)
     json_object_set_new(o, "status", json_string("ok"));
     json_object_set_new(o, "role", json_string(d->role != NULL ? d->role : "serve"));
     json_object_set_new(o, "worker_id", json_string(d->cfg->worker_id));
+    /* Whether the other endpoints want the token: the page asks for it up front. */
+    json_object_set_new(o, "auth", json_boolean(d->cfg->token[0] != '\0'));
     json_object_set_new(o, "queue_size", valid ? json_integer(c.queued) : json_null());
     json_object_set_new(o, "running", valid ? json_integer(c.running) : json_null());
     json_object_set_new(o, "slots", json_integer(slots));
     json_object_set_new(o, "busy", json_integer(busy));
     json_object_set_new(o, "failed", valid ? json_integer(c.failed) : json_null());
+    json_object_set_new(o, "done", valid ? json_integer(c.done) : json_null());
+    json_object_set_new(o, "cancelled", valid ? json_integer(c.cancelled) : json_null());
     json_object_set_new(o, "uptime_s",
                         json_integer((json_int_t)((store_now_ms() - a->started_ms) / 1000)));
     json_object_set_new(o, "counts_age_ms", valid ? json_integer(age_ms) : json_null());
@@ -492,6 +497,100 @@ enum MHD_Result api__handle_asset(api_call *q)
     if (rc != ERR_OK)
         return api__send_err(q->conn, &e);
     return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* GET /v1/assets?limit=N&cursor=ID: a page of assets in id order (store_assets_list). */
+enum MHD_Result api__handle_assets(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    char msg[MSG_MAX];
+    long long limit = 100;
+    const char *v = api__arg(q->conn, "limit");
+    if (v != NULL && api__parse_int("limit", v, 1, 1000, &limit, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    const char *cursor = api__arg(q->conn, "cursor");
+    if (cursor != NULL && cursor[0] != '\0' && !api__asset_id_valid(cursor))
+        return bad_request(q, "cursor: expected an asset id (the next_cursor of a page)");
+    json_t *o = NULL;
+    err_t e;
+    err_clear(&e);
+    if (store_assets_list(d->st, cursor, (int)limit, &o, &e) != ERR_OK)
+        return api__send_err(q->conn, &e);
+    return api__send_json(q->conn, MHD_HTTP_OK, o, NULL);
+}
+
+/* The box of face `face_id` of asset JSON `a` in fractions of the image, widened by a third
+ * on each side for context (the crop is clamped to the image); 0 if the asset has no such face. */
+static int face_region(const json_t *a, long long face_id, float out[4])
+{
+    double w = (double)json_integer_value(json_object_get(a, "width"));
+    double h = (double)json_integer_value(json_object_get(a, "height"));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(a, "faces"), i, f)
+    {
+        if (json_integer_value(json_object_get(f, "id")) != face_id || w <= 0 || h <= 0)
+            continue;
+        json_t *b = json_object_get(f, "box");
+        double x1 = json_number_value(json_array_get(b, 0)),
+               y1 = json_number_value(json_array_get(b, 1));
+        double x2 = json_number_value(json_array_get(b, 2)),
+               y2 = json_number_value(json_array_get(b, 3));
+        double mx = (x2 - x1) / 3.0, my = (y2 - y1) / 3.0;
+        out[0] = (float)((x1 - mx) / w);
+        out[1] = (float)((y1 - my) / h);
+        out[2] = (float)((x2 + mx) / w);
+        out[3] = (float)((y2 + my) / h);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * GET /v1/assets/{id}/thumbnail: the JPEG stored with the asset's last job
+ * (longest side WORKER_THUMB_SIDE); ?face=FACE_ID: that face cut out of it,
+ * with some context, at most 160 pixels. 404 when the asset, its thumbnail
+ * or the face is unknown. Pages never need the original.
+ */
+enum MHD_Result api__handle_thumb(api_call *q)
+{
+    const api_deps *d = q->a->deps;
+    const char *id = q->route->asset_id;
+    char msg[MSG_MAX];
+    long long face = 0;
+    const char *v = api__arg(q->conn, "face");
+    if (v != NULL && api__parse_int("face", v, 1, INT64_MAX, &face, msg, sizeof msg) != 0)
+        return bad_request(q, msg);
+    unsigned char *jpeg = NULL;
+    size_t len = 0;
+    int w = 0, h = 0;
+    err_t e;
+    err_clear(&e);
+    int rc = store_thumb_get(d->st, id, &jpeg, &len, &w, &h, &e);
+    if (rc == ERR_NOENT)
+        return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found",
+                               "asset \"%s\" has no thumbnail", id);
+    if (rc != ERR_OK)
+        return api__send_err(q->conn, &e);
+    if (face == 0)
+        return api__send_bytes(q->conn, MHD_HTTP_OK, jpeg, len, "image/jpeg",
+                               "private, max-age=60");
+    json_t *a = NULL;
+    float box[4];
+    rc = store_asset_get(d->st, id, 0, &a, &e);
+    if (rc == ERR_OK && !face_region(a, face, box))
+        rc = err_set(&e, ERR_NOENT, "asset \"%s\" has no face %lld", id, face);
+    json_decref(a);
+    unsigned char *crop = NULL;
+    size_t clen = 0;
+    if (rc == ERR_OK)
+        rc = vision_jpeg_crop(jpeg, len, box, 160, &crop, &clen, &e);
+    free(jpeg);
+    if (rc == ERR_NOENT)
+        return api__send_error(q->conn, MHD_HTTP_NOT_FOUND, "not_found", "%s", e.msg);
+    if (rc != ERR_OK)
+        return api__send_err(q->conn, &e);
+    return api__send_bytes(q->conn, MHD_HTTP_OK, crop, clen, "image/jpeg", "private, max-age=60");
 }
 
 /* --- predict -------------------------------------------------------------- */

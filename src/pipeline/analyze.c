@@ -152,6 +152,7 @@ void analysis_free(analysis *a)
     for (int i = 0; i < a->nfaces; i++)
         free(a->faces[i].embedding);
     free(a->faces);
+    free(a->thumb);
     free(a);
 }
 
@@ -291,6 +292,13 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     int rc = ERR_OK;
     a->width = img->orig_width;
     a->height = img->orig_height;
+    if (call != NULL && call->thumb_side > 0) {
+        double tt = clock_mono_msf();
+        if ((rc = vision_thumbnail_jpeg(img, call->thumb_side, &a->thumb, &a->thumb_len,
+                                        &a->thumb_w, &a->thumb_h, e)) != ERR_OK)
+            goto out;
+        t_decoded += clock_mono_msf() - tt; /* counted as decoding */
+    }
     a->timings_ms[STAGE_DECODE] = t_decoded - t_start;
 
     double t = clock_mono_msf();

@@ -75,6 +75,11 @@ typedef struct {
     analysis_face *faces;
     double timings_ms[STAGE_COUNT];
     double total_ms;
+    /* A JPEG of the decoded image for pages to show, when the call asked (thumb_side):
+     * owned by the analysis. Its time counts in the decode stage. */
+    unsigned char *thumb;
+    size_t thumb_len;
+    int thumb_w, thumb_h;
 } analysis;
 
 /*
@@ -138,6 +143,7 @@ typedef struct {
 /* How one call runs, beyond what the pipeline was made with. */
 typedef struct {
     const pipeline_share *share; /* publish the face detection through it; NULL: none */
+    int thumb_side;              /* > 0: make analysis.thumb fitting this side (never upscaled) */
     /*
      * clock_mono_ms() at which the call gives up with ERR_TIMEOUT (0: never):
      * a decode in progress is killed (libvips), a model run terminated (ORT),

@@ -241,6 +241,10 @@ static void build_result(worker *w, const job *j, const analysis *a, store_face 
     memset(r, 0, sizeof *r);
     r->width = a->width;
     r->height = a->height;
+    r->thumb = a->thumb;
+    r->thumb_len = a->thumb_len;
+    r->thumb_w = a->thumb_w;
+    r->thumb_h = a->thumb_h;
     if (a->image_model != NULL && a->image_embedding != NULL) {
         r->image_model = a->image_model;
         r->image_dim = a->image_dim;
@@ -343,7 +347,8 @@ static void analyze_job(run *rn, const job *j)
     unsigned tasks = j->tasks & PIPELINE_ALL;
     pipeline_share share = {.ctx = rn->s, .offer = slot_offer, .withdraw = slot_withdraw};
     pipeline_call call = {.share = w->o.slots > 1 && !w->o.no_help ? &share : NULL,
-                          .deadline_ms = deadline};
+                          .deadline_ms = deadline,
+                          .thumb_side = WORKER_THUMB_SIDE};
     if (fr.path != NULL)
         rc = pipeline_analyze_file_ex(w->o.pl, fr.path, tasks, &call, &a, &e);
     else

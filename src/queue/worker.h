@@ -41,6 +41,9 @@
 
 typedef struct worker worker;
 
+/* Longest side of the thumbnail each job stores with its results (store_thumb_get). */
+#define WORKER_THUMB_SIDE 512
+
 typedef struct {
     store *st;
     pipeline *pl;

@@ -1451,6 +1451,63 @@ int store_asset_delete(store *s, const char *asset_id, err_t *e)
     return s->ops->asset_delete(s, asset_id, e);
 }
 
+int store_thumb_get(store *s, const char *asset_id, unsigned char **jpeg, size_t *len, int *w,
+                    int *h, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    *jpeg = NULL;
+    *len = 0;
+    *w = *h = 0;
+    if (s == NULL)
+        return err_set(e, ERR_INVAL, "store_thumb_get: no store");
+    int rc = check_asset_id(asset_id, e);
+    if (rc)
+        return rc;
+    return s->ops->thumb_get(s, asset_id, jpeg, len, w, h, e);
+}
+
+/* store_assets_list's row callback: one asset object onto the array `ctx`. */
+static void asset_list_row(void *ctx, const store_cols *c)
+{
+    json_t *o = json_object();
+    const char *id = c->text(c->res, 0);
+    json_object_set_new(o, "asset_id", json_string(id != NULL ? id : ""));
+    json_object_set_new(o, "width", json_integer(c->i64(c->res, 1)));
+    json_object_set_new(o, "height", json_integer(c->i64(c->res, 2)));
+    json_object_set_new(o, "faces", json_integer(c->i64(c->res, 5)));
+    json_object_set_new(o, "thumbnail", json_boolean(c->i64(c->res, 6) != 0));
+    json_object_set_new(o, "payload", store__json_or_null(c->text(c->res, 3)));
+    json_object_set_new(o, "updated_at", time_json(c->i64(c->res, 4)));
+    json_array_append_new((json_t *)ctx, o);
+}
+
+int store_assets_list(store *s, const char *after, int limit, json_t **out, err_t *e)
+{
+    err_t local;
+    e = E_OR_LOCAL(e, local);
+    *out = NULL;
+    if (s == NULL || limit < 1 || limit > 1000)
+        return err_set(e, ERR_INVAL, "store_assets_list: limit 1..1000");
+    json_t *arr = json_array();
+    int64_t total = 0;
+    int rc =
+        s->ops->assets_list(s, after != NULL ? after : "", limit, asset_list_row, arr, &total, e);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    size_t n = json_array_size(arr);
+    json_t *last = n > 0 ? json_object_get(json_array_get(arr, n - 1), "asset_id") : NULL;
+    json_t *o = json_object();
+    json_object_set_new(o, "assets", arr);
+    json_object_set_new(o, "next_cursor",
+                        n == (size_t)limit && last != NULL ? json_copy(last) : json_null());
+    json_object_set_new(o, "total", json_integer(total));
+    *out = o;
+    return ERR_OK;
+}
+
 int store_outbox_read(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                       int *n, err_t *e)
 {

@@ -147,6 +147,10 @@ typedef struct {
     int nfaces;
     const store_face *faces;
     const char *timings; /* JSON text {stage: ms} */
+    /* A JPEG to show the asset by (NULL: keep the one stored, if any). */
+    const unsigned char *thumb;
+    size_t thumb_len;
+    int thumb_w, thumb_h;
 } store_result;
 
 typedef struct {
@@ -363,6 +367,22 @@ int store_asset_get(store *s, const char *asset_id, int with_vectors, json_t **o
  * publisher forwards the event like any other.
  */
 int store_asset_delete(store *s, const char *asset_id, err_t *e);
+
+/*
+ * The asset's thumbnail: a JPEG the last job that made one stored (*jpeg is
+ * the caller's, free()), *w x *h pixels. ERR_NOENT when the asset has none.
+ */
+int store_thumb_get(store *s, const char *asset_id, unsigned char **jpeg, size_t *len, int *w,
+                    int *h, err_t *e);
+
+/*
+ * A page of assets in asset id order, after `after` (NULL or "": from the
+ * start), at most `limit` (1..1000): *out is the caller's new object
+ * {"assets": [{"asset_id", "width", "height", "faces" (count), "thumbnail"
+ * (bool), "payload", "updated_at"}], "next_cursor": the last id or null when
+ * the page is the last, "total": every asset}.
+ */
+int store_assets_list(store *s, const char *after, int limit, json_t **out, err_t *e);
 
 /* --- outbox -------------------------------------------------------------- */
 

@@ -188,6 +188,12 @@ typedef struct {
 #define STORE_ROW_COLS                                                                             \
     "id, asset_id, state, tasks, attempts, max_attempts, cancel_requested, timings, payload"
 
+/* The columns of an asset list row (store_assets_list), for `FROM assets a`. */
+#define STORE_ASSET_LIST_COLS                                                                      \
+    "a.asset_id, a.width, a.height, a.payload, a.updated_ms,"                                      \
+    " (SELECT count(*) FROM faces f WHERE f.asset_id = a.asset_id),"                               \
+    " CASE WHEN EXISTS (SELECT 1 FROM thumbs t WHERE t.asset_id = a.asset_id) THEN 1 ELSE 0 END"
+
 /* Fills `j` (zeroed first; strings owned by it) from a STORE_JOB_COLS row. */
 void store__job_from_cols(const store_cols *c, job *j);
 
@@ -220,6 +226,13 @@ typedef struct store_ops {
     int (*counts_get)(store *s, store_counts *c, err_t *e);
     int (*asset_read)(store *s, const char *asset_id, int with_vectors, store_asset *out, err_t *e);
     int (*asset_delete)(store *s, const char *asset_id, err_t *e);
+    int (*thumb_get)(store *s, const char *asset_id, unsigned char **jpeg, size_t *len, int *w,
+                     int *h, err_t *e);
+    /* Runs STORE_ASSET_LIST_COLS rows of assets with asset_id > after (in that order, at most
+     * `limit`) through each(); *total: every asset. */
+    int (*assets_list)(store *s, const char *after, int limit,
+                       void (*each)(void *ctx, const store_cols *c), void *ctx, int64_t *total,
+                       err_t *e);
     int (*outbox_read)(store *s, int64_t after_id, int unsent_only, int limit, outbox_event **out,
                        int *n, err_t *e);
     int (*outbox_mark_sent)(store *s, int64_t id, err_t *e);

@@ -77,7 +77,7 @@
 #include "util/clock.h"
 
 #define PG_POOL 4
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 #define PG_SCHEMA_MAX 48
 #define PG_MAXP 16
 /* Statements in flight in one pipeline at most (q_send). */
@@ -218,6 +218,13 @@ static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
     ");",
     /* 2: jobs.worker_id, the owner of the last claim, kept after the job finishes. */
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS worker_id TEXT;",
+    /* 3: one thumbnail per asset (JPEG), for pages to show */
+    "CREATE TABLE IF NOT EXISTS thumbs ("
+    "  asset_id TEXT PRIMARY KEY REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  width INTEGER NOT NULL,"
+    "  height INTEGER NOT NULL,"
+    "  jpeg BYTEA NOT NULL"
+    ");",
 };
 
 #define JOB_COLS STORE_JOB_COLS
@@ -1377,6 +1384,21 @@ static int pg_results_put(store *base, store_tx *tx, const store_row *row, const
             return rc;
     }
 
+    if (r->thumb != NULL) {
+        pg_params t = {0};
+        p_text(&t, asset_id);
+        p_i64(&t, r->thumb_w);
+        p_i64(&t, r->thumb_h);
+        p_bin(&t, r->thumb, (int)r->thumb_len);
+        rc = q_send(s, c,
+                    "INSERT INTO thumbs(asset_id, width, height, jpeg) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (asset_id) DO UPDATE SET width = excluded.width,"
+                    " height = excluded.height, jpeg = excluded.jpeg",
+                    &t, "thumbnail", e);
+        if (rc)
+            return rc;
+    }
+
     if (r->face_model == NULL && r->detector_model == NULL)
         return ERR_OK;
     const char *det = r->detector_model != NULL ? r->detector_model : "";
@@ -1572,6 +1594,71 @@ static int put_deleted_event(pg_store *s, pg_conn *c, const char *asset_id, err_
         return ERR_OK;
     store_event ev = {.job_id = job_id, .asset_id = asset_id, .deleted = 1};
     return pg_event_put(&s->base, (store_tx *)c, &ev, store_now_ms(), e);
+}
+
+static int pg_thumb_get(store *base, const char *asset_id, unsigned char **jpeg, size_t *len,
+                        int *w, int *h, err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    PGresult *r = NULL;
+    pg_params p = {0};
+    p_text(&p, asset_id);
+    int rc = pg_query(s, BEGIN_RO, "SELECT width, height, jpeg FROM thumbs WHERE asset_id = $1", &p,
+                      "thumbnail", &r, e);
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1) {
+        *w = atoi(PQgetvalue(r, 0, 0));
+        *h = atoi(PQgetvalue(r, 0, 1));
+        size_t n = 0;
+        unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 2), &n);
+        if (b == NULL) {
+            rc = err_set(e, ERR_NOMEM, "thumbnail of %s: out of memory", asset_id);
+        } else {
+            *jpeg = xmalloc(n > 0 ? n : 1);
+            memcpy(*jpeg, b, n);
+            *len = n;
+            PQfreemem(b);
+        }
+    } else {
+        rc = err_set(e, ERR_NOENT, "asset %s has no thumbnail", asset_id);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_assets_list(store *base, const char *after, int limit,
+                          void (*each)(void *ctx, const store_cols *c), void *ctx, int64_t *total,
+                          err_t *e)
+{
+    pg_store *s = (pg_store *)base;
+    PGresult *r = NULL;
+    pg_params p = {0};
+    p_text(&p, after);
+    p_i64(&p, limit);
+    /* One statement: the page and the total come from the same snapshot. */
+    int rc = pg_query(s, BEGIN_RO,
+                      "SELECT " STORE_ASSET_LIST_COLS ", (SELECT count(*) FROM assets)"
+                      " FROM assets a WHERE a.asset_id > $1 ORDER BY a.asset_id LIMIT $2",
+                      &p, "assets list", &r, e);
+    if (rc)
+        return rc;
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        pg_cell_row x = {r, i};
+        store_cols c = {.text = pg_col_text, .i64 = pg_col_i64, .res = &x};
+        each(ctx, &c);
+    }
+    *total = n > 0 ? atoll(PQgetvalue(r, 0, 7)) : 0;
+    PQclear(r);
+    if (n == 0) { /* an empty page carries no total */
+        rc = pg_query(s, BEGIN_RO, "SELECT count(*) FROM assets", NULL, "assets count", &r, e);
+        if (rc)
+            return rc;
+        *total = atoll(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    return ERR_OK;
 }
 
 static int pg_asset_delete(store *base, const char *asset_id, err_t *e)
@@ -2079,6 +2166,8 @@ static const store_ops pg_ops = {
     .counts_get = pg_counts_get,
     .asset_read = pg_asset_read,
     .asset_delete = pg_asset_delete,
+    .thumb_get = pg_thumb_get,
+    .assets_list = pg_assets_list,
     .outbox_read = pg_outbox_read,
     .outbox_max_id = pg_outbox_max_id,
     .upload_sources = pg_upload_sources,

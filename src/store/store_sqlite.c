@@ -55,7 +55,7 @@
 #include "util/xalloc.h"
 
 #define SQ_READERS 4
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 
 /* How many of the write connection's statements stay prepared (w_prep). */
 #define SQ_WCACHE 48
@@ -192,6 +192,13 @@ static const char *const sq_migrations[SQ_SCHEMA_VERSION] = {
      * step when the column is already there (added by hand).
      */
     "ALTER TABLE jobs ADD COLUMN worker_id TEXT;",
+    /* 4: one thumbnail per asset (JPEG), for pages to show */
+    "CREATE TABLE IF NOT EXISTS thumbs ("
+    "  asset_id TEXT PRIMARY KEY REFERENCES assets(asset_id) ON DELETE CASCADE,"
+    "  width INTEGER NOT NULL,"
+    "  height INTEGER NOT NULL,"
+    "  jpeg BLOB NOT NULL"
+    ");",
 };
 
 #define JOB_COLS STORE_JOB_COLS
@@ -1051,6 +1058,24 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
             return rc;
     }
 
+    if (r->thumb != NULL) {
+        rc = w_prep(s,
+                    "INSERT OR REPLACE INTO thumbs(asset_id, width, height, jpeg)"
+                    " VALUES (?, ?, ?, ?)",
+                    &st, e);
+        if (rc)
+            return rc;
+        bind_text(st, 1, asset_id);
+        sqlite3_bind_int(st, 2, r->thumb_w);
+        sqlite3_bind_int(st, 3, r->thumb_h);
+        sqlite3_bind_blob(st, 4, r->thumb, (int)r->thumb_len, SQLITE_TRANSIENT);
+        rc = q_step(s, db, st, "thumbnail", e);
+        w_done(s, st);
+        st = NULL;
+        if (rc)
+            return rc;
+    }
+
     if (r->face_model == NULL && r->detector_model == NULL)
         return ERR_OK;
     const char *det = r->detector_model != NULL ? r->detector_model : "";
@@ -1265,6 +1290,68 @@ static int put_deleted_event(sq_store *s, const char *asset_id, err_t *e)
         return rc < 0 ? rc : ERR_OK;
     store_event ev = {.job_id = job_id, .asset_id = asset_id, .deleted = 1};
     return sq_event_put(&s->base, (store_tx *)s, &ev, store_now_ms(), e);
+}
+
+static int sq_thumb_get(store *base, const char *asset_id, unsigned char **jpeg, size_t *len,
+                        int *w, int *h, err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    int rc = q_prep(s, db, "SELECT width, height, jpeg FROM thumbs WHERE asset_id = ?", &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, asset_id);
+        rc = q_step(s, db, st, "thumbnail", e);
+        if (rc == 1) {
+            *w = sqlite3_column_int(st, 0);
+            *h = sqlite3_column_int(st, 1);
+            int n = sqlite3_column_bytes(st, 2);
+            *jpeg = xmalloc(n > 0 ? (size_t)n : 1);
+            memcpy(*jpeg, sqlite3_column_blob(st, 2), (size_t)n);
+            *len = (size_t)n;
+            rc = ERR_OK;
+        } else if (rc == 0) {
+            rc = err_set(e, ERR_NOENT, "asset %s has no thumbnail", asset_id);
+        }
+    }
+    sqlite3_finalize(st);
+    rput(s, db);
+    return rc;
+}
+
+static int sq_assets_list(store *base, const char *after, int limit,
+                          void (*each)(void *ctx, const store_cols *c), void *ctx, int64_t *total,
+                          err_t *e)
+{
+    sq_store *s = (sq_store *)base;
+    sqlite3 *db = rget(s);
+    sqlite3_stmt *st = NULL;
+    /* One read transaction: the page and the total agree. */
+    int rc = q_exec(s, db, "BEGIN", "assets list", e);
+    if (rc == ERR_OK)
+        rc = q_prep(s, db,
+                    "SELECT " STORE_ASSET_LIST_COLS " FROM assets a WHERE a.asset_id > ?1"
+                    " ORDER BY a.asset_id LIMIT ?2",
+                    &st, e);
+    if (rc == ERR_OK) {
+        bind_text(st, 1, after);
+        sqlite3_bind_int(st, 2, limit);
+        store_cols c = {.text = sq_col_text, .i64 = sq_col_i64, .res = st};
+        while ((rc = q_step(s, db, st, "assets list", e)) == 1)
+            each(ctx, &c);
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (rc == ERR_OK)
+        rc = q_prep(s, db, "SELECT count(*) FROM assets", &st, e);
+    if (rc == ERR_OK && (rc = q_step(s, db, st, "assets count", e)) == 1) {
+        *total = sqlite3_column_int64(st, 0);
+        rc = ERR_OK;
+    }
+    sqlite3_finalize(st);
+    q_exec(s, db, "COMMIT", "assets list", NULL);
+    rput(s, db);
+    return rc;
 }
 
 static int sq_asset_delete(store *base, const char *asset_id, err_t *e)
@@ -1710,6 +1797,8 @@ static const store_ops sq_ops = {
     .counts_get = sq_counts_get,
     .asset_read = sq_asset_read,
     .asset_delete = sq_asset_delete,
+    .thumb_get = sq_thumb_get,
+    .assets_list = sq_assets_list,
     .upload_sources = sq_upload_sources,
     .outbox_read = sq_outbox_read,
     .outbox_max_id = sq_outbox_max_id,

@@ -39,6 +39,7 @@
 
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/xalloc.h"
 #include "vision/vision.h"
 
 static int vision__inited;
@@ -587,4 +588,83 @@ int vision_decode_buffer(const void *buf, size_t len, const vision_decode_opts *
     if (!buf || !out)
         return err_set(e, ERR_INVAL, "NULL argument");
     return decode__run(NULL, buf, len, opts, out, e);
+}
+
+/* libvips' buffer as our own malloc'd copy (callers free() it). */
+static unsigned char *own_buffer(void *vbuf, size_t len)
+{
+    unsigned char *out = xmalloc(len > 0 ? len : 1);
+    memcpy(out, vbuf, len);
+    g_free(vbuf);
+    return out;
+}
+
+int vision_thumbnail_jpeg(const vision_image *img, int max_side, unsigned char **out, size_t *len,
+                          int *w, int *h, err_t *e)
+{
+    *out = NULL;
+    *len = 0;
+    if (img == NULL || img->rgb == NULL || max_side < 1)
+        return err_set(e, ERR_INVAL, "thumbnail: no image");
+    VipsImage *in = vips_image_new_from_memory(img->rgb, (size_t)img->width * img->height * 3,
+                                               img->width, img->height, 3, VIPS_FORMAT_UCHAR);
+    VipsImage *th = NULL;
+    void *buf = NULL;
+    int rc = ERR_OK;
+    if (in == NULL ||
+        vips_thumbnail_image(in, &th, max_side, "height", max_side, "size", VIPS_SIZE_DOWN, NULL) !=
+            0 ||
+        vips_jpegsave_buffer(th, &buf, len, "Q", 75, "strip", TRUE, NULL) != 0) {
+        rc = err_set(e, ERR_INTERNAL, "thumbnail: %s", vips_error_buffer());
+        vips_error_clear();
+    } else {
+        *w = vips_image_get_width(th);
+        *h = vips_image_get_height(th);
+        *out = own_buffer(buf, *len);
+    }
+    if (th != NULL)
+        g_object_unref(th);
+    if (in != NULL)
+        g_object_unref(in);
+    return rc;
+}
+
+int vision_jpeg_crop(const void *jpeg, size_t len, const float box[4], int max_side,
+                     unsigned char **out, size_t *outlen, err_t *e)
+{
+    *out = NULL;
+    *outlen = 0;
+    VipsImage *in = vips_image_new_from_buffer(jpeg, len, "", "access", VIPS_ACCESS_RANDOM, NULL);
+    if (in == NULL) {
+        int rc = err_set(e, ERR_DECODE, "crop: %s", vips_error_buffer());
+        vips_error_clear();
+        return rc;
+    }
+    int W = vips_image_get_width(in), H = vips_image_get_height(in);
+    float fx1 = box[0] < 0 ? 0 : box[0], fy1 = box[1] < 0 ? 0 : box[1];
+    float fx2 = box[2] > 1 ? 1 : box[2], fy2 = box[3] > 1 ? 1 : box[3];
+    int x = (int)(fx1 * (float)W), y = (int)(fy1 * (float)H);
+    int cw = (int)(fx2 * (float)W + 0.5f) - x, ch = (int)(fy2 * (float)H + 0.5f) - y;
+    if (cw < 1 || ch < 1 || x >= W || y >= H) {
+        g_object_unref(in);
+        return err_set(e, ERR_INVAL, "crop: empty region");
+    }
+    VipsImage *cut = NULL, *th = NULL;
+    void *buf = NULL;
+    int rc = ERR_OK;
+    if (vips_extract_area(in, &cut, x, y, cw, ch, NULL) != 0 ||
+        vips_thumbnail_image(cut, &th, max_side, "height", max_side, "size", VIPS_SIZE_DOWN,
+                             NULL) != 0 ||
+        vips_jpegsave_buffer(th, &buf, outlen, "Q", 80, "strip", TRUE, NULL) != 0) {
+        rc = err_set(e, ERR_INTERNAL, "crop: %s", vips_error_buffer());
+        vips_error_clear();
+    } else {
+        *out = own_buffer(buf, *outlen);
+    }
+    if (th != NULL)
+        g_object_unref(th);
+    if (cut != NULL)
+        g_object_unref(cut);
+    g_object_unref(in);
+    return rc;
 }

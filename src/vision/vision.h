@@ -174,6 +174,24 @@ int vision_image_new(int width, int height, vision_image **out, err_t *e);
 /* Frees the image, its pixels and its pyramid. NULL is a no-op. */
 void vision_image_free(vision_image *img);
 
+/*
+ * A JPEG (quality 75, no metadata) of `img` scaled down to fit `max_side`
+ * (never up). *out is the caller's (free()); *w, *h its size. ERR_NOMEM or
+ * ERR_INTERNAL with libvips' reason.
+ */
+int vision_thumbnail_jpeg(const vision_image *img, int max_side, unsigned char **out, size_t *len,
+                          int *w, int *h, err_t *e);
+
+/*
+ * Cuts the region (x1, y1)-(x2, y2), in fractions 0..1 of the image's width
+ * and height, out of the JPEG `jpeg` (clamped to the image), scales it to fit
+ * `max_side` and encodes it as JPEG: a face crop from a stored thumbnail.
+ * *out is the caller's (free()). ERR_DECODE for a JPEG libvips cannot read,
+ * ERR_INVAL for an empty region.
+ */
+int vision_jpeg_crop(const void *jpeg, size_t len, const float box[4], int max_side,
+                     unsigned char **out, size_t *outlen, err_t *e);
+
 /* ---- preprocessing (pure) ----------------------------------------------- */
 
 /*

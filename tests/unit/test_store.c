@@ -1163,6 +1163,116 @@ static void test_group_commit_threads(void **state)
     outbox_event_array_free(ev, n);
 }
 
+/* store_assets_list: id order, keyset pages, the total, face counts and the thumbnail flag. */
+static void test_assets_list(void **state)
+{
+    fixture *f = *state;
+    json_t *o = NULL;
+    assert_int_equal(store_assets_list(f->s, NULL, 10, &o, NULL), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "assets")), 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "total")), 0);
+    json_decref(o);
+    static const unsigned char jpg[] = {0xFF, 0xD8, 0xFF, 0xD9};
+    const char *ids[] = {"l-b", "l-a", "l-c"};
+    for (int i = 0; i < 3; i++) {
+        result_buf rb;
+        store_result r = *make_result(&rb, "clip", i);
+        if (i == 1) {
+            r.thumb = jpg;
+            r.thumb_len = sizeof jpg;
+            r.thumb_w = r.thumb_h = 1;
+        }
+        job j;
+        enqueue(f->s, ids[i], 0);
+        claim_one(f->s, "w", 30000, &j);
+        assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
+        job_clear(&j);
+    }
+    assert_int_equal(store_assets_list(f->s, "", 2, &o, NULL), ERR_OK);
+    json_t *a = json_object_get(o, "assets");
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "asset_id")),
+                        "l-a");
+    assert_true(json_is_true(json_object_get(json_array_get(a, 0), "thumbnail")));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(a, 0), "faces")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(a, 0), "width")), 640);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(a, 1), "asset_id")),
+                        "l-b");
+    assert_true(json_is_false(json_object_get(json_array_get(a, 1), "thumbnail")));
+    assert_string_equal(json_string_value(json_object_get(o, "next_cursor")), "l-b");
+    assert_int_equal(json_integer_value(json_object_get(o, "total")), 3);
+    json_decref(o);
+    assert_int_equal(store_assets_list(f->s, "l-b", 2, &o, NULL), ERR_OK);
+    a = json_object_get(o, "assets");
+    assert_int_equal(json_array_size(a), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "asset_id")),
+                        "l-c");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(a, 0), "faces")), 2);
+    assert_true(json_is_null(json_object_get(o, "next_cursor")));
+    assert_int_equal(json_integer_value(json_object_get(o, "total")), 3);
+    json_decref(o);
+    assert_int_equal(store_assets_list(f->s, NULL, 0, &o, NULL), ERR_INVAL);
+}
+
+/*
+ * Thumbnails: stored with a job's results (bytes kept exactly, NUL bytes
+ * included), kept by a later job that brings none, replaced by one that
+ * does, gone with the asset; an asset without one is ERR_NOENT.
+ */
+static void test_thumbs(void **state)
+{
+    fixture *f = *state;
+    unsigned char *jpeg = NULL;
+    size_t len = 0;
+    int w = 0, h = 0;
+    assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_NOENT);
+    static const unsigned char one[] = {0xFF, 0xD8, 0x00, 0x01, 0x02, 0x00, 0xFF, 0xD9};
+    result_buf rb;
+    store_result r = *make_result(&rb, "clip", 1);
+    r.thumb = one;
+    r.thumb_len = sizeof one;
+    r.thumb_w = 64;
+    r.thumb_h = 48;
+    job j;
+    enqueue(f->s, "th", 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
+    job_clear(&j);
+    assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
+    assert_int_equal(len, sizeof one);
+    assert_memory_equal(jpeg, one, sizeof one);
+    assert_int_equal(w, 64);
+    assert_int_equal(h, 48);
+    free(jpeg);
+
+    r.thumb = NULL; /* a job without one keeps it */
+    enqueue(f->s, "th", 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
+    job_clear(&j);
+    assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
+    assert_int_equal(len, sizeof one);
+    free(jpeg);
+
+    static const unsigned char two[] = {0xFF, 0xD8, 0x42, 0xFF, 0xD9};
+    r.thumb = two;
+    r.thumb_len = sizeof two;
+    r.thumb_w = 32;
+    enqueue(f->s, "th", 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
+    job_clear(&j);
+    assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
+    assert_int_equal(len, sizeof two);
+    assert_memory_equal(jpeg, two, sizeof two);
+    assert_int_equal(w, 32);
+    free(jpeg);
+
+    assert_int_equal(store_asset_delete(f->s, "th", NULL), ERR_OK);
+    assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_NOENT);
+    assert_null(jpeg);
+}
+
 /*
  * store_job_enqueue_many: one transaction, in order; a repeat of an earlier
  * spec in the batch (or of a live job) is deduplicated; an invalid spec
@@ -1443,7 +1553,7 @@ static void test_schema_newer(void **state)
  * worker_id: the last claimer, set by the claim, kept after the job ends
  * (lease_owner is cleared), replaced by a later claim after a rescue, and
  * shown by job_to_json(). The schema holds one row per version (PostgreSQL)
- * or user_version 3 (SQLite).
+ * or user_version 4 (SQLite).
  */
 static void test_worker_id(void **state)
 {
@@ -1489,7 +1599,7 @@ static void test_worker_id(void **state)
         PGresult *res = PQexec(raw, "SELECT string_agg(version::text, ',' ORDER BY version)"
                                     " FROM schema_version");
         assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-        assert_string_equal(PQgetvalue(res, 0, 0), "1,2");
+        assert_string_equal(PQgetvalue(res, 0, 0), "1,2,3");
         PQclear(res);
         PQfinish(raw);
     } else if (ts_store_url_sqlite_path(f->url) != NULL) {
@@ -1498,7 +1608,7 @@ static void test_worker_id(void **state)
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 3);
+        assert_int_equal(sqlite3_column_int(st, 0), 4);
         sqlite3_finalize(st);
         sqlite3_close(db);
     }
@@ -1701,10 +1811,10 @@ static void test_concurrent_open(void **state)
         PGresult *r = PQexec(raw, "SELECT count(*), count(DISTINCT version), min(version),"
                                   " max(version) FROM schema_version");
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-        assert_string_equal(PQgetvalue(r, 0, 0), "2");
-        assert_string_equal(PQgetvalue(r, 0, 1), "2");
+        assert_string_equal(PQgetvalue(r, 0, 0), "3");
+        assert_string_equal(PQgetvalue(r, 0, 1), "3");
         assert_string_equal(PQgetvalue(r, 0, 2), "1");
-        assert_string_equal(PQgetvalue(r, 0, 3), "2");
+        assert_string_equal(PQgetvalue(r, 0, 3), "3");
         PQclear(r);
         PQfinish(raw);
     }
@@ -2131,6 +2241,8 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_complete_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thumbs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_assets_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
