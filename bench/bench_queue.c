@@ -3,7 +3,7 @@
  * no-op pipeline, against SQLite or PostgreSQL, with K worker processes.
  *
  *   bench_queue --db URL [--jobs N] [--procs K] [--threads T] [--batch B] [--lease-ms MS]
- *               [--realistic]
+ *               [--realistic] [--thumb JPEG]
  *
  * Enqueues N jobs (timed apart: enqueue_us is one enqueue's share, the cost
  * an API request pays; on SQLite it is mostly the commit's fsync unless the
@@ -17,7 +17,9 @@
  * completions that coincide meet in the store's group commit. The result
  * is empty by default (what is measured is the queue, the commit and its
  * outbox row), or with --realistic what a default pipeline stores: a
- * 1792-D image vector, NSFW scores and four faces with 128-D vectors.
+ * 1792-D image vector, NSFW scores and four faces with 128-D vectors; with
+ * --thumb each job also stores that JPEG as its thumbnail (bench/ui fills a
+ * store with 10k assets this way).
  * Prints one line: backend, procs, batch, result, jobs, seconds, jobs/s,
  * and per-job microseconds (wall / jobs). Run by bench/queue, which puts
  * the numbers side by side with the pipeline's own time. Not a test.
@@ -43,10 +45,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --thumb FILE: a JPEG every job stores as its thumbnail (what a real job adds). */
+static unsigned char *g_thumb;
+static size_t g_thumb_len;
+
 /* What one job stores: nothing, or (realistic) a default pipeline's output. */
 static store_result make_result(int realistic)
 {
     store_result r = {.width = 640, .height = 480, .timings = "{\"total\":38.0}"};
+    r.thumb = g_thumb;
+    r.thumb_len = g_thumb_len;
+    r.thumb_w = 512;
+    r.thumb_h = 384;
     if (!realistic)
         return r;
     static float image[1792], face[4][128];
@@ -223,9 +233,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_queue: %s needs a value\n", a);
             return 2;
         }
-        if (strcmp(a, "--db") == 0)
+        if (strcmp(a, "--db") == 0) {
             url = v;
-        else if (strcmp(a, "--jobs") == 0)
+        } else if (strcmp(a, "--thumb") == 0) {
+            FILE *f = fopen(v, "rb");
+            static unsigned char buf[1 << 20];
+            g_thumb_len = f != NULL ? fread(buf, 1, sizeof buf, f) : 0;
+            if (f != NULL)
+                fclose(f);
+            if (g_thumb_len == 0) {
+                fprintf(stderr, "bench_queue: --thumb %s: cannot read\n", v);
+                return 2;
+            }
+            g_thumb = buf;
+        } else if (strcmp(a, "--jobs") == 0)
             njobs = atoi(v);
         else if (strcmp(a, "--procs") == 0)
             procs = atoi(v);
