@@ -139,7 +139,8 @@ def main(ctx):
     expect_error(d, "GET", "/v1/assets/never-seen", None, (404,), "unknown asset")
     expect_error(d, "DELETE", "/v1/assets/never-seen", None, (404,), "delete unknown asset")
     expect_error(d, "GET", "/v1/nothing", None, (404,), "unknown route")
-    expect_error(d, "GET", "/", None, (404,), "root")
+    expect_error(d, "GET", "/ui/no-such-file.js", None, (404,), "unknown page file")
+    expect_error(d, "POST", "/", b"{}", (405,), "POST to the page")
     for m_, p in (("PUT", J), ("DELETE", "/health"), ("POST", "/health"), ("PATCH", "/v1/jobs/1"),
                   ("GET", "/v1/predict"), ("POST", "/v1/events")):
         st, js = d.request(m_, p, b"" if m_ in ("PUT", "POST", "PATCH") else None)

@@ -21,7 +21,8 @@ def main(ctx):
     rows = pg.query("SELECT version, count(*) FROM schema_version GROUP BY version ORDER BY 1",
                     SCHEMA)
     log("schema_version: %s" % rows)
-    check(rows == [["1", "1"], ["2", "1"]], "schema_version rows %s, want 1 and 2 once" % rows)
+    check(rows == [["1", "1"], ["2", "1"], ["3", "1"]],
+          "schema_version rows %s, want 1, 2 and 3 once" % rows)
     tables = pg.query("SELECT table_name FROM information_schema.tables WHERE table_schema = '%s'"
                       " ORDER BY 1" % SCHEMA)
     names = [t[0] for t in tables]

@@ -240,12 +240,25 @@ static void test_routes(void **state)
     assert_int_equal(api__route_match(longp, &r), API_R_ASSET);
     assert_string_not_equal(r.bad_id, "");
 
-    assert_int_equal(api__route_match("/", &r), API_R_NONE);
+    /* The web page: / is its index, /ui/NAME its files (a name too long for the route: none). */
+    assert_int_equal(api__route_match("/", &r), API_R_UI);
+    assert_string_equal(r.file, "index.html");
+    assert_int_equal(api__route_match("/ui/app.js", &r), API_R_UI);
+    assert_string_equal(r.file, "app.js");
+    char longui[200] = "/ui/";
+    memset(longui + strlen(longui), 'x', 100);
+    assert_int_equal(api__route_match(longui, &r), API_R_NONE);
+    assert_int_equal(api__route_match("/ui/", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/jobs/batch", &r), API_R_JOBS_BATCH);
+    assert_int_equal(api__route_match("/v1/info", &r), API_R_INFO);
+    assert_int_equal(api__route_match("/v1/assets", &r), API_R_ASSETS);
+    assert_int_equal(api__route_match("/v1/assets/a/b.jpg/thumbnail", &r), API_R_THUMB);
+    assert_string_equal(r.asset_id, "a/b.jpg");
     assert_int_equal(api__route_match("", &r), API_R_NONE);
     assert_int_equal(api__route_match("/v1", &r), API_R_NONE);
     assert_int_equal(api__route_match("/v1/job", &r), API_R_NONE);
     assert_int_equal(api__route_match("/v1/jobsx", &r), API_R_NONE);
-    assert_int_equal(api__route_match("/v1/assets/", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/assets/", &r), API_R_ASSETS); /* trailing / ignored */
     assert_int_equal(api__route_match("/healthz", &r), API_R_NONE);
     assert_int_equal(api__route_match("//health", &r), API_R_NONE);
 
