@@ -11,6 +11,7 @@
 #   scripts/setup.sh testdata test images and the CLIP vocabulary into .deps/testdata
 #   scripts/setup.sh testref  the TF.js reference runners of the parity test
 #   scripts/setup.sh browser  puppeteer-core for the browser test (tests/browser)
+#   scripts/setup.sh promtool Prometheus' promtool for the metrics test
 #   scripts/setup.sh all      deps, ort and testdata
 #
 # Models are provisioned by models/provision.sh, which needs the built
@@ -277,9 +278,36 @@ browser() {
     npm_ci "$ROOT/tests/browser" puppeteer-core
 }
 
+# promtool — Prometheus' `promtool` for the metrics test (tests/e2e/21-metrics-
+# promtool.py): Debian's prometheus package, downloaded into the cache and
+# unpacked with dpkg -x into .deps/prometheus, so no server is installed or run.
+promtool_step() {
+    local out="$ROOT/.deps/prometheus" d="$CACHE/apt-bookworm" deb
+    if [ -x "$out/usr/bin/promtool" ]; then
+        log "promtool present"
+        return 0
+    fi
+    mkdir -p "$d"
+    if ! ls "$d"/prometheus_*.deb >/dev/null 2>&1; then
+        log "apt download prometheus"
+        (cd "$d" && apt-get -o APT::Sandbox::User=root download prometheus >/dev/null 2>&1) || {
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+            (cd "$d" && apt-get -o APT::Sandbox::User=root download prometheus >/dev/null 2>&1)
+        } || die "apt download prometheus failed"
+    fi
+    deb=$(ls "$d"/prometheus_*.deb | tail -1)
+    rm -rf "$out.tmp"
+    mkdir -p "$out.tmp"
+    dpkg -x "$deb" "$out.tmp" || die "dpkg -x $deb failed"
+    rm -rf "$out"
+    mv "$out.tmp" "$out"
+    log "promtool installed into $out"
+}
+
 case "${1:-all}" in
 deps) deps ;;
 browser) browser ;;
+promtool) promtool_step ;;
 ort) ort ;;
 testdata) testdata ;;
 testref) testref ;;
@@ -288,5 +316,5 @@ all)
     ort
     testdata
     ;;
-*) die "unknown step '$1' (deps|ort|testdata|testref|browser|all)" ;;
+*) die "unknown step '$1' (deps|ort|testdata|testref|browser|promtool|all)" ;;
 esac

@@ -128,23 +128,25 @@ enum MHD_Result api__handle_metrics(api_call *q)
         double util = ws.slots > 0 && uptime > 0 ? ws.busy_seconds / (ws.slots * uptime) : 0;
         gauge(&b, "inferd_slot_utilisation", "Busy slot-seconds over slot-seconds since start.",
               util);
+        /* Base units (Prometheus conventions): the ms buckets and sums as seconds. */
         const double *bounds = worker_hist_bounds();
-        sb_printf(&b, "# HELP inferd_stage_duration_ms Duration of each job stage in ms.\n"
-                      "# TYPE inferd_stage_duration_ms histogram\n");
+        sb_printf(&b, "# HELP inferd_stage_duration_seconds Duration of each job stage.\n"
+                      "# TYPE inferd_stage_duration_seconds histogram\n");
         for (int s = 0; s < 8; s++) {
             const worker_hist *h = &ws.stage[s];
             const char *name = worker_stage_names[s];
             uint64_t cum = 0;
             for (int i = 0; i < WORKER_HIST_BUCKETS; i++) {
                 cum += h->count[i];
-                sb_printf(&b, "inferd_stage_duration_ms_bucket{stage=\"%s\",le=\"%g\"} %llu\n",
-                          name, bounds[i], (unsigned long long)cum);
+                sb_printf(&b, "inferd_stage_duration_seconds_bucket{stage=\"%s\",le=\"%g\"} %llu\n",
+                          name, bounds[i] / 1000.0, (unsigned long long)cum);
             }
             cum += h->count[WORKER_HIST_BUCKETS];
-            sb_printf(&b, "inferd_stage_duration_ms_bucket{stage=\"%s\",le=\"+Inf\"} %llu\n", name,
-                      (unsigned long long)cum);
-            sb_printf(&b, "inferd_stage_duration_ms_sum{stage=\"%s\"} %.17g\n", name, h->sum_ms);
-            sb_printf(&b, "inferd_stage_duration_ms_count{stage=\"%s\"} %llu\n", name,
+            sb_printf(&b, "inferd_stage_duration_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %llu\n",
+                      name, (unsigned long long)cum);
+            sb_printf(&b, "inferd_stage_duration_seconds_sum{stage=\"%s\"} %.17g\n", name,
+                      h->sum_ms / 1000.0);
+            sb_printf(&b, "inferd_stage_duration_seconds_count{stage=\"%s\"} %llu\n", name,
                       (unsigned long long)h->total);
         }
     }
