@@ -46,6 +46,8 @@ static int get_str(json_t *obj, const char *key, int required, char *dst, size_t
     if (!json_is_string(v))
         return err_set(e, ERR_MANIFEST, "%s: \"%s\" must be a string", path, key);
     const char *s = json_string_value(v);
+    if (required && s[0] == '\0')
+        return err_set(e, ERR_MANIFEST, "%s: \"%s\" must not be empty", path, key);
     if (strlen(s) >= cap)
         return err_set(e, ERR_MANIFEST, "%s: \"%s\" is longer than %zu bytes", path, key, cap - 1);
     memcpy(dst, s, strlen(s) + 1);
