@@ -3,7 +3,7 @@
  * before any handler runs: route matching of the path, the query parameters
  * of GET /v1/jobs, the tasks list, and every JSON body the API parses
  * (POST /v1/jobs, /v1/search/images, /v1/search/faces, PATCH /v1/people/{id},
- * POST .../merge).
+ * POST .../merge, and Immich's /predict "entries").
  *
  * Input: "PATH\nSTATE\nLIMIT\nCURSOR\nBODY" (missing lines are empty). The
  * checks: nothing crashes, leaks or reads out of bounds (ASan, UBSan), and
@@ -32,6 +32,15 @@ static char *take_line(const char **p, const char *end)
 static void bodies(const char *body, size_t len)
 {
     char msg[512];
+    immich_entries en;
+    if (api__immich_parse_entries(body, len, &en, msg, sizeof msg) == 0) {
+        FUZZ_CHECK(en.clip_visual || en.clip_textual || en.faces);
+        FUZZ_CHECK(!en.clip_textual || (!en.clip_visual && !en.faces));
+        FUZZ_CHECK(!en.faces || (en.detection_model[0] != '\0' && en.recognition_model[0] != '\0'));
+        FUZZ_CHECK(en.min_score >= 0 && en.min_score <= 1);
+    } else {
+        FUZZ_CHECK(msg[0] != '\0' && !en.clip_visual && !en.faces);
+    }
     api_job_req jr;
     if (api__parse_job_json(body, len, &jr, msg, sizeof msg) == 0) {
         FUZZ_CHECK(jr.source != NULL && api__asset_id_valid(jr.asset_id));

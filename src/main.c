@@ -41,6 +41,7 @@
 #include <vips/vips.h>
 
 #include "api/api.h"
+#include "api/immich.h"
 #include "client/index.h"
 #include "events/events.h"
 #include "fetch/fetch.h"
@@ -205,6 +206,7 @@ static int cmd_run(config_role role, int argc, char **argv)
     fetcher *fe = NULL;
     events *ev = NULL;
     api *ap = NULL;
+    immich_srv *im = NULL;
     pipeline *pl = NULL;
     worker *wk = NULL;
     queue_listen *ql = NULL;
@@ -364,6 +366,15 @@ static int cmd_run(config_role role, int argc, char **argv)
     int v6 = strchr(cfg.listen_host, ':') != NULL;
     log_info("main", "listening on %s%s%s:%d", v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "",
              api_port(ap));
+    if (cfg.immich_listen[0] != '\0') {
+        if (immich_start(&deps, &im, &e) != ERR_OK) {
+            log_error("main", "--immich-listen: %s", e.msg);
+            goto out;
+        }
+        v6 = strchr(cfg.immich_host, ':') != NULL;
+        log_info("main", "immich machine-learning API on %s%s%s:%d (no token)", v6 ? "[" : "",
+                 cfg.immich_host, v6 ? "]" : "", immich_port(im));
+    }
     if (!runs_jobs) {
         log_info("main", "ready worker_id=%s role=api (no slots, no models)", cfg.worker_id);
         goto wait;
@@ -475,6 +486,7 @@ out:
     if (ev != NULL)
         events_stop(ev, 2000);
     search_stop(srch);
+    immich_free(im);
     if (ap != NULL)
         api_stop(ap);
     api_free(ap);

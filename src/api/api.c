@@ -574,7 +574,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* --- lifecycle ------------------------------------------------------------- */
 
 /* Binds and listens on host:port; returns the socket or -1 with `e` set. */
-static int open_listener(const char *host, int port, err_t *e)
+int api__open_listener(const char *host, int port, err_t *e)
 {
     char pstr[16];
     snprintf(pstr, sizeof pstr, "%d", port);
@@ -613,7 +613,7 @@ static int open_listener(const char *host, int port, err_t *e)
     return fd;
 }
 
-static int bound_port(int fd)
+int api__bound_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -630,12 +630,12 @@ int api_start(api_deps *deps, api **out, err_t *e)
 {
     *out = NULL;
     const config *cfg = deps->cfg;
-    int fd = open_listener(cfg->listen_host, cfg->listen_port, e);
+    int fd = api__open_listener(cfg->listen_host, cfg->listen_port, e);
     if (fd < 0)
         return e != NULL ? e->code : ERR_IO;
     api *a = xcalloc(1, sizeof *a);
     a->deps = deps;
-    a->port = bound_port(fd);
+    a->port = api__bound_port(fd);
     a->started_ms = store_now_ms();
     atomic_init(&a->stopping, 0);
     pthread_mutex_init(&a->lock, NULL);

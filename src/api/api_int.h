@@ -195,6 +195,33 @@ int api__parse_person_patch(const json_t *root, const char **name, char *msg, si
 int api__parse_person_merge(const json_t *root, int64_t target, int64_t from[API_MERGE_MAX],
                             int *n, char *msg, size_t msglen);
 
+/* --- parse.c: Immich's machine-learning API (immich.c) --------------------- */
+
+#define IMMICH_MODEL_NAME_MAX 128 /* bytes of a modelName, with the NUL */
+
+/* The tasks of a /predict "entries" field. */
+typedef struct {
+    int clip_visual, clip_textual, faces; /* which tasks were asked for */
+    char visual_model[IMMICH_MODEL_NAME_MAX];
+    char textual_model[IMMICH_MODEL_NAME_MAX];
+    char detection_model[IMMICH_MODEL_NAME_MAX];
+    char recognition_model[IMMICH_MODEL_NAME_MAX];
+    float min_score; /* facial-recognition detection.options.minScore; 0 = not given */
+} immich_entries;
+
+/*
+ * Parses the JSON text of "entries" (`len` bytes, not NUL-terminated):
+ * {"clip": {"visual"|"textual": {"modelName": S, "options": {...}}},
+ *  "facial-recognition": {"detection": {"modelName": S, "options": {"minScore": N}},
+ *                         "recognition": {"modelName": S}}}.
+ * Options other than minScore are accepted and ignored. Refused with a message in `msg`
+ * (and -1): invalid JSON, no task, "ocr" (inferd has none), an unknown task or type, a
+ * missing or over-long modelName, minScore outside (0, 1], facial-recognition without
+ * both types, clip.textual together with an image task. 0 on success.
+ */
+int api__immich_parse_entries(const char *text, size_t len, immich_entries *out, char *msg,
+                              size_t msglen);
+
 /* --- conns.c: the connection guard ------------------------------------------ */
 
 typedef struct {
@@ -254,6 +281,12 @@ struct api {
     int64_t spool_next_ms; /* the ticker's next sweep or count (monotonic ms) */
     int64_t spool_sweeps;  /* ticker passes over the spool: every 12th sweeps */
 };
+
+/* A listening TCP socket on host:port (IPv6 too; port 0 picks one), or -1 with ERR_IO in `e`. */
+int api__open_listener(const char *host, int port, err_t *e);
+
+/* The port a listening socket is bound to, or -1. */
+int api__bound_port(int fd);
 
 /* The spool as the last sweep left it; 0 when none ran yet. Never touches the disk. */
 int api__spool(api *a, fetch_spool_stats *out);

@@ -697,3 +697,119 @@ int api__parse_person_merge(const json_t *root, int64_t target, int64_t from[API
     *n = (int)k;
     return 0;
 }
+
+/* --- Immich's machine-learning API (api/immich.c) -------------------------- */
+
+/* entry.modelName into out (1..IMMICH_MODEL_NAME_MAX bytes); `what` names it in errors. */
+static int immich_model_name(const json_t *entry, const char *what, char *out, size_t cap,
+                             char *msg, size_t msglen)
+{
+    if (!json_is_object(entry))
+        return failf(msg, msglen, "entries: %s: expected an object with \"modelName\"", what);
+    const json_t *n = json_object_get(entry, "modelName");
+    if (!json_is_string(n) || json_string_length(n) == 0 || json_string_length(n) >= cap ||
+        strlen(json_string_value(n)) != json_string_length(n))
+        return failf(msg, msglen, "entries: %s.modelName: expected a model name of 1..%zu bytes",
+                     what, cap - 1);
+    const json_t *o = json_object_get(entry, "options");
+    if (o != NULL && !json_is_object(o) && !json_is_null(o))
+        return failf(msg, msglen, "entries: %s.options: expected an object", what);
+    memcpy(out, json_string_value(n), json_string_length(n) + 1);
+    return 0;
+}
+
+int api__immich_parse_entries(const char *text, size_t len, immich_entries *out, char *msg,
+                              size_t msglen)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *root = json_loadb(text != NULL ? text : "", len, 0, &je);
+    if (root == NULL)
+        return failf(msg, msglen, "entries: invalid JSON at line %d column %d: %s", je.line,
+                     je.column, je.text);
+    int rc = 0;
+    if (!json_is_object(root) || json_object_size(root) == 0) {
+        rc = failf(msg, msglen,
+                   "entries: expected an object of tasks, such as "
+                   "{\"clip\": {\"visual\": {\"modelName\": \"...\"}}}");
+        goto out;
+    }
+    const char *task;
+    json_t *types;
+    json_object_foreach(root, task, types)
+    {
+        if (strcmp(task, "ocr") == 0) {
+            rc = failf(msg, msglen,
+                       "entries: ocr: inferd has no OCR model; turn OCR off in "
+                       "Immich or send it to Immich's own machine-learning "
+                       "service");
+            goto out;
+        }
+        int clip = strcmp(task, "clip") == 0;
+        int faces = strcmp(task, "facial-recognition") == 0;
+        if (!clip && !faces) {
+            rc = failf(msg, msglen,
+                       "entries: unknown task \"%.64s\" (inferd answers clip and "
+                       "facial-recognition)",
+                       task);
+            goto out;
+        }
+        if (!json_is_object(types) || json_object_size(types) == 0) {
+            rc = failf(msg, msglen, "entries: %s: expected an object of model types", task);
+            goto out;
+        }
+        const char *type;
+        json_t *entry;
+        json_object_foreach(types, type, entry)
+        {
+            char what[96];
+            snprintf(what, sizeof what, "%s.%.40s", task, type);
+            if (clip && strcmp(type, "visual") == 0) {
+                out->clip_visual = 1;
+                rc = immich_model_name(entry, what, out->visual_model, sizeof out->visual_model,
+                                       msg, msglen);
+            } else if (clip && strcmp(type, "textual") == 0) {
+                out->clip_textual = 1;
+                rc = immich_model_name(entry, what, out->textual_model, sizeof out->textual_model,
+                                       msg, msglen);
+            } else if (faces && strcmp(type, "detection") == 0) {
+                rc = immich_model_name(entry, what, out->detection_model,
+                                       sizeof out->detection_model, msg, msglen);
+                const json_t *s = json_object_get(json_object_get(entry, "options"), "minScore");
+                if (rc == 0 && s != NULL &&
+                    (!json_is_number(s) || !(json_number_value(s) > 0) || json_number_value(s) > 1))
+                    rc = failf(msg, msglen,
+                               "entries: %s.options.minScore: expected a number in "
+                               "(0, 1]",
+                               what);
+                if (rc == 0 && s != NULL)
+                    out->min_score = (float)json_number_value(s);
+            } else if (faces && strcmp(type, "recognition") == 0) {
+                rc = immich_model_name(entry, what, out->recognition_model,
+                                       sizeof out->recognition_model, msg, msglen);
+            } else {
+                rc = failf(msg, msglen, "entries: %s: unknown model type", what);
+            }
+            if (rc != 0)
+                goto out;
+        }
+        if (faces) {
+            if (out->detection_model[0] == '\0' || out->recognition_model[0] == '\0') {
+                rc = failf(msg, msglen,
+                           "entries: facial-recognition: needs both \"detection\" "
+                           "and \"recognition\"");
+                goto out;
+            }
+            out->faces = 1;
+        }
+    }
+    if (out->clip_textual && (out->clip_visual || out->faces))
+        rc = failf(msg, msglen,
+                   "entries: clip.textual takes text, the other tasks an image: "
+                   "send them in separate requests");
+out:
+    json_decref(root);
+    if (rc != 0)
+        memset(out, 0, sizeof *out);
+    return rc;
+}

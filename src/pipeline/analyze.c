@@ -257,12 +257,15 @@ out:
 }
 
 /* Face detection, its views offered to other threads through `share` while this one runs. */
-static int detect(pipeline *p, const vision_image *img, const pipeline_share *share,
-                  int64_t deadline, vision_face **faces, int *nfaces, err_t *e)
+static int detect(pipeline *p, const vision_image *img, const pipeline_call *call,
+                  vision_face **faces, int *nfaces, err_t *e)
 {
+    const pipeline_share *share = call != NULL ? call->share : NULL;
     vision_detect_task *t = NULL;
     vision_detect_opts o = p->detect;
-    o.deadline_ms = deadline;
+    o.deadline_ms = call != NULL ? call->deadline_ms : 0;
+    if (call != NULL && call->min_score > 0)
+        o.score_threshold = call->min_score;
     int rc = vision_detect_begin(p->detector, img, &o, &t, e);
     if (rc != ERR_OK)
         return rc;
@@ -286,7 +289,6 @@ static int check_deadline(int64_t deadline, const char *what, err_t *e)
 static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipeline_call *call,
                    double t_start, double t_decoded, analysis **out, err_t *e)
 {
-    const pipeline_share *share = call != NULL ? call->share : NULL;
     int64_t deadline = call != NULL ? call->deadline_ms : 0;
     analysis *a = xcalloc(1, sizeof *a);
     int rc = ERR_OK;
@@ -313,7 +315,7 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     int nfaces = 0;
     if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
         ((rc = check_deadline(deadline, "face detection", e)) != ERR_OK ||
-         (rc = detect(p, img, share, deadline, &faces, &nfaces, e)) != ERR_OK))
+         (rc = detect(p, img, call, &faces, &nfaces, e)) != ERR_OK))
         goto out;
     a->timings_ms[STAGE_FACE_DETECTION] = clock_mono_msf() - t;
     a->nfaces = nfaces;

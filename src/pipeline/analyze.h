@@ -150,6 +150,7 @@ typedef struct {
      * and no further stage, view or batch starts. A job's deadline.
      */
     int64_t deadline_ms;
+    float min_score; /* > 0: the face detector's score threshold for this call only */
 } pipeline_call;
 
 /* As pipeline_analyze_file/_buffer, as `call` says (NULL: as those). */

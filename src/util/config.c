@@ -84,6 +84,14 @@ static const opt_def opts[] = {
      "address to serve HTTP on; [::1]:PORT for IPv6, [::]:PORT for every address, port 0 "
      "picks a free one (default 127.0.0.1:8002)",
      R_DAEMON},
+    {"immich-listen", "INFERD_IMMICH_LISTEN", OPT_STR, F(immich_listen), 0, 0, 0, 0, "HOST:PORT",
+     "also answer Immich's machine-learning API (GET /ping, POST /predict) on this address, "
+     "without a token (Immich sends none): keep it on a private network (default empty: off)",
+     R_SERVE},
+    {"immich-wait-ms", "INFERD_IMMICH_WAIT_MS", OPT_I64, F(immich_wait_ms), 0, 3600000, 0, 0, "MS",
+     "an Immich /predict waits this long for a free slot before it is answered 503 (default "
+     "60000)",
+     R_SERVE},
     {"data-dir", "INFERD_DATA_DIR", OPT_STR, F(data_dir), 0, 0, 0, 0, "DIR",
      "database, spooled uploads (DIR/uploads) (default ./var)", R_DAEMON | R_RECLUSTER},
     {"models-dir", "INFERD_MODELS_DIR", OPT_STR, F(models_dir), 0, 0, 0, 0, "DIR",
@@ -147,8 +155,7 @@ static const opt_def opts[] = {
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
      "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
-     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)",
-     R_PIPELINE},
+     "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)", R_PIPELINE},
     {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
      NULL, "let URL sources reach loopback/private/link-local addresses (default off)",
      R_DAEMON | R_FETCH},
@@ -156,25 +163,24 @@ static const opt_def opts[] = {
      "largest image upload, suffix K/M/G allowed; JSON bodies are capped at 1 MiB "
      "(default 64M)",
      R_HTTP_API},
-    {"max-connections", "INFERD_MAX_CONNECTIONS", OPT_INT, F(max_connections), 32, 65536, 0, 0,
-     "N",
+    {"max-connections", "INFERD_MAX_CONNECTIONS", OPT_INT, F(max_connections), 32, 65536, 0, 0, "N",
      "HTTP connections at once, one thread each; the last 16 are kept for loopback, so that "
      "a local health probe gets in whatever remote clients do (default 1024, lowered to fit "
      "the open-files limit)",
      R_DAEMON},
-    {"max-connections-per-ip", "INFERD_MAX_CONNECTIONS_PER_IP", OPT_INT,
-     F(max_connections_per_ip), 0, 65536, 0, 0, "N",
+    {"max-connections-per-ip", "INFERD_MAX_CONNECTIONS_PER_IP", OPT_INT, F(max_connections_per_ip),
+     0, 65536, 0, 0, "N",
      "connections from one client address, 0 = no limit; loopback is exempt (behind a "
      "reverse proxy every client is the proxy: raise it or rely on the proxy) (default 64)",
      R_DAEMON},
-    {"header-timeout-ms", "INFERD_HEADER_TIMEOUT_MS", OPT_I64, F(header_timeout_ms), 0,
-     3600000, 0, 0, "MS",
+    {"header-timeout-ms", "INFERD_HEADER_TIMEOUT_MS", OPT_I64, F(header_timeout_ms), 0, 3600000, 0,
+     0, "MS",
      "a connection that has not sent a request's headers this long after connecting (or "
      "after its last response) is closed, however it trickles bytes; 0 = never (default "
      "10000)",
      R_DAEMON},
-    {"max-event-streams", "INFERD_MAX_EVENT_STREAMS", OPT_INT, F(max_event_streams), 1, 65536,
-     0, 0, "N", "GET /v1/events streams open at once; more are refused with 503 (default 64)",
+    {"max-event-streams", "INFERD_MAX_EVENT_STREAMS", OPT_INT, F(max_event_streams), 1, 65536, 0, 0,
+     "N", "GET /v1/events streams open at once; more are refused with 503 (default 64)",
      R_HTTP_API},
     {"lease-ms", "INFERD_LEASE_MS", OPT_I64, F(lease_ms), 1000, 3600000, 0, 0, "MS",
      "job lease; a job whose worker is silent this long is requeued (default 30000)", R_JOBS},
@@ -196,8 +202,8 @@ static const opt_def opts[] = {
      "starts: the job ends failed with code timeout, not retried, and its slot is free "
      "(default 120000)",
      R_JOBS},
-    {"decode-memory", "INFERD_DECODE_MEMORY", OPT_SIZE, F(decode_memory), 16LL << 20,
-     1LL << 40, 0, 0, "BYTES",
+    {"decode-memory", "INFERD_DECODE_MEMORY", OPT_SIZE, F(decode_memory), 16LL << 20, 1LL << 40, 0,
+     0, "BYTES",
      "memory that image decodes in flight may hold together, suffix K/M/G: a decode waits "
      "for room, and an image that alone needs more (an interlaced PNG or a HEIF is decoded "
      "whole) fails too_big (default: a quarter of RAM, at most 1G)",
@@ -476,6 +482,7 @@ static void set_defaults(config *c, config_role role)
     c->slots = 0;            /* resolved after parsing: cores */
     c->intra_op_threads = 0; /* resolved after parsing */
     c->max_body = (size_t)64 << 20;
+    c->immich_wait_ms = 60000;
     c->lease_ms = 30000;
     c->poll_ms = 1000;
     c->max_attempts = 3;
@@ -761,6 +768,16 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
                      "inferd fetch URLs; set --token-file (or INFERD_TOKEN), or --allow-no-auth "
                      "to accept that",
                      c->listen_host);
+    if (c->immich_listen[0] != '\0') {
+        if (parse_listen(c->immich_listen, c->immich_host, sizeof c->immich_host,
+                         &c->immich_port) != 0)
+            return failf(err, errlen,
+                         "--immich-listen: expected HOST:PORT or [IPV6]:PORT with a port in "
+                         "0..65535, got \"%s\"",
+                         c->immich_listen);
+        if (c->immich_port != 0 && c->immich_port == c->listen_port)
+            return failf(err, errlen, "--immich-listen: port %d is --listen's too", c->immich_port);
+    }
     if (role == CONFIG_ROLE_SERVE || role == CONFIG_ROLE_WORKER) {
         if (c->slots == 0)
             c->slots = online_cores();

@@ -32,6 +32,12 @@ typedef struct {
     /* --listen HOST:PORT, default 127.0.0.1:8002 (worker role: 8003); port 0 = any free */
     char listen_host[256];
     int listen_port;
+    /* --immich-listen HOST:PORT: Immich's machine-learning API (serve role), "" = off;
+     * parsed into immich_host + immich_port */
+    char immich_listen[300];
+    char immich_host[256];
+    int immich_port;
+    int64_t immich_wait_ms; /* --immich-wait-ms: a /predict waits this long for a slot, 60000 */
     char data_dir[1024];   /* --data-dir, default ./var */
     char models_dir[1024]; /* --models-dir, default var/models */
     char media_root[1024]; /* --media-root, "" = path sources refused */

@@ -371,17 +371,83 @@ static void test_search_people_bodies(void **state)
     json_decref(r);
 }
 
+/* Immich's /predict "entries", in the shapes Immich's server sends, and what is refused. */
+static void test_immich_entries(void **state)
+{
+    (void)state;
+    immich_entries en;
+    char why[512];
+#define ENTRIES(s) api__immich_parse_entries((s), strlen(s), &en, why, sizeof why)
+    assert_int_equal(ENTRIES("{\"clip\":{\"visual\":{\"modelName\":\"ViT-B-32__openai\"}}}"), 0);
+    assert_true(en.clip_visual && !en.clip_textual && !en.faces);
+    assert_string_equal(en.visual_model, "ViT-B-32__openai");
+    assert_int_equal(ENTRIES("{\"clip\":{\"textual\":{\"modelName\":\"m\",\"options\":"
+                             "{\"language\":\"de\"}}}}"),
+                     0);
+    assert_true(en.clip_textual && !en.clip_visual);
+    assert_string_equal(en.textual_model, "m");
+    assert_int_equal(ENTRIES("{\"facial-recognition\":{\"detection\":{\"modelName\":\"buffalo_l\","
+                             "\"options\":{\"minScore\":0.7}},\"recognition\":{\"modelName\":"
+                             "\"buffalo_l\"}}}"),
+                     0);
+    assert_true(en.faces && !en.clip_visual);
+    assert_string_equal(en.detection_model, "buffalo_l");
+    assert_string_equal(en.recognition_model, "buffalo_l");
+    assert_float_equal(en.min_score, 0.7f, 1e-6);
+    /* Both image tasks in one request. */
+    assert_int_equal(ENTRIES("{\"clip\":{\"visual\":{\"modelName\":\"a\"}},\"facial-recognition\":"
+                             "{\"detection\":{\"modelName\":\"b\"},\"recognition\":{\"modelName\":"
+                             "\"b\"}}}"),
+                     0);
+    assert_true(en.faces && en.clip_visual && en.min_score == 0);
+
+    static const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"", "invalid JSON"},
+        {"[]", "expected an object of tasks"},
+        {"{}", "expected an object of tasks"},
+        {"{\"ocr\":{\"detection\":{\"modelName\":\"x\"}}}", "no OCR model"},
+        {"{\"image-classification\":{}}", "unknown task"},
+        {"{\"clip\":{}}", "expected an object of model types"},
+        {"{\"clip\":{\"visual\":{}}}", "modelName"},
+        {"{\"clip\":{\"visual\":{\"modelName\":\"\"}}}", "modelName"},
+        {"{\"clip\":{\"visual\":{\"modelName\":7}}}", "modelName"},
+        {"{\"clip\":{\"visual\":{\"modelName\":\"a\\u0000b\"}}}", "not allowed"},
+        {"{\"clip\":{\"visual\":{\"modelName\":\"a\",\"options\":3}}}", "options"},
+        {"{\"clip\":{\"audio\":{\"modelName\":\"a\"}}}", "unknown model type"},
+        {"{\"facial-recognition\":{\"detection\":{\"modelName\":\"b\"}}}", "needs both"},
+        {"{\"facial-recognition\":{\"detection\":{\"modelName\":\"b\",\"options\":{\"minScore\":"
+         "1.5}},\"recognition\":{\"modelName\":\"b\"}}}",
+         "minScore"},
+        {"{\"facial-recognition\":{\"detection\":{\"modelName\":\"b\",\"options\":{\"minScore\":"
+         "\"0.5\"}},\"recognition\":{\"modelName\":\"b\"}}}",
+         "minScore"},
+        {"{\"clip\":{\"visual\":{\"modelName\":\"a\"},\"textual\":{\"modelName\":\"a\"}}}",
+         "separate requests"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        assert_int_equal(ENTRIES(bad[i].json), -1);
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i].json, why, bad[i].why);
+        assert_false(en.clip_visual || en.clip_textual || en.faces);
+    }
+    char longname[400];
+    snprintf(longname, sizeof longname, "{\"clip\":{\"visual\":{\"modelName\":\"%0*d\"}}}",
+             IMMICH_MODEL_NAME_MAX, 0);
+    assert_int_equal(ENTRIES(longname), -1);
+#undef ENTRIES
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_job_minimal),
-        cmocka_unit_test(test_job_full),
-        cmocka_unit_test(test_job_errors),
-        cmocka_unit_test(test_tasks_csv),
-        cmocka_unit_test(test_list_query),
-        cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_asset_id),
-        cmocka_unit_test(test_search_people_bodies),
+        cmocka_unit_test(test_job_minimal),    cmocka_unit_test(test_job_full),
+        cmocka_unit_test(test_job_errors),     cmocka_unit_test(test_tasks_csv),
+        cmocka_unit_test(test_list_query),     cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_asset_id),       cmocka_unit_test(test_search_people_bodies),
+        cmocka_unit_test(test_immich_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
