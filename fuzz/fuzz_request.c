@@ -43,7 +43,7 @@ static void bodies(const char *body, size_t len)
     }
     api_job_req jr;
     if (api__parse_job_json(body, len, &jr, msg, sizeof msg) == 0) {
-        FUZZ_CHECK(jr.source != NULL && api__asset_id_valid(jr.asset_id));
+        FUZZ_CHECK(jr.source != NULL && store_asset_id_valid(jr.asset_id));
         api__job_req_clear(&jr);
     } else {
         FUZZ_CHECK(msg[0] != '\0' && jr.source == NULL);

@@ -90,9 +90,6 @@ int api__route_method_ok(api_route_id id, const char *method);
 
 /* --- parse.c: values ------------------------------------------------------ */
 
-/* Whether `s` is a valid asset id: 1..128 characters of [A-Za-z0-9._:@/-]. */
-int api__asset_id_valid(const char *s);
-
 /*
  * Parses a decimal integer in [lo, hi]. On failure writes "NAME: expected an
  * integer in LO..HI, got \"S\"" into msg and returns -1.

@@ -74,11 +74,6 @@ int api__route_method_ok(api_route_id id, const char *method)
     return 0;
 }
 
-int api__asset_id_valid(const char *s)
-{
-    return store_asset_id_valid(s);
-}
-
 /* Whether path (length n) equals `lit`. */
 static int path_is(const char *path, size_t n, const char *lit)
 {
@@ -195,7 +190,7 @@ api_route_id api__route_match(const char *path, api_route *r)
         }
         memcpy(r->asset_id, s, sl);
         r->asset_id[sl] = '\0';
-        if (!api__asset_id_valid(r->asset_id)) {
+        if (!store_asset_id_valid(r->asset_id)) {
             snprintf(r->bad_id, sizeof r->bad_id,
                      "asset id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
                      STORE_ASSET_ID_MAX);
@@ -360,7 +355,7 @@ static int parse_job_obj(json_t *root, api_job_req *out, char *msg, size_t msgle
         goto out;
     }
     if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
-        !api__asset_id_valid(json_string_value(v))) {
+        !store_asset_id_valid(json_string_value(v))) {
         failf(msg, msglen, "asset_id: expected a string of 1..%d characters of [A-Za-z0-9._:@/-]",
               STORE_ASSET_ID_MAX);
         goto out;
@@ -627,7 +622,7 @@ int api__parse_search_images(const json_t *root, search_image_query *sq, float *
         return -1;
     if (fj != NULL && !json_is_object(fj))
         return failf(msg, msglen, "filter: expected an object {payload key: value}");
-    if (aid != NULL && (!json_is_string(aid) || !api__asset_id_valid(json_string_value(aid))))
+    if (aid != NULL && (!json_is_string(aid) || !store_asset_id_valid(json_string_value(aid))))
         return failf(msg, msglen, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
                      STORE_ASSET_ID_MAX);
     if (tj != NULL &&

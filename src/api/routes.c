@@ -183,7 +183,7 @@ static int raw_job_req(api_call *q, api_job_req *r, char *msg, size_t msglen)
         snprintf(msg, msglen, "asset_id: required as a query parameter with an image body");
         return -1;
     }
-    if (!api__asset_id_valid(v)) {
+    if (!store_asset_id_valid(v)) {
         snprintf(msg, msglen, "asset_id: expected 1..%d characters of [A-Za-z0-9._:@/-]",
                  STORE_ASSET_ID_MAX);
         return -1;
@@ -509,7 +509,7 @@ enum MHD_Result api__handle_assets(api_call *q)
     if (v != NULL && api__parse_int("limit", v, 1, 1000, &limit, msg, sizeof msg) != 0)
         return bad_request(q, msg);
     const char *cursor = api__arg(q->conn, "cursor");
-    if (cursor != NULL && cursor[0] != '\0' && !api__asset_id_valid(cursor))
+    if (cursor != NULL && cursor[0] != '\0' && !store_asset_id_valid(cursor))
         return bad_request(q, "cursor: expected an asset id (the next_cursor of a page)");
     json_t *o = NULL;
     err_t e;

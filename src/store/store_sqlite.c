@@ -1349,7 +1349,8 @@ static int sq_assets_list(store *base, const char *after, int limit,
         rc = ERR_OK;
     }
     sqlite3_finalize(st);
-    q_exec(s, db, "COMMIT", "assets list", NULL);
+    if (rc == ERR_OK)
+        rc = q_exec(s, db, "COMMIT", "commit", e); /* on failure rput rolls back */
     rput(s, db);
     return rc;
 }

@@ -554,22 +554,17 @@ static int read_token_file(const char *path, char *token, size_t cap, char *err,
 }
 
 /* The row whose flag or older name is name[0..len), or NULL. */
+/* The row of the long flag (or older name) name[0..len), or with `len` 0 of the short flag
+ * `-name[0]`; NULL when none. */
 static const opt_def *find_flag(const char *name, size_t len)
 {
     for (size_t i = 0; i < NOPTS; i++) {
         const char *al = opts[i].alias;
-        if ((strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0) ||
-            (al != NULL && strlen(al) == len && strncmp(al, name, len) == 0))
+        if (len == 0 ? opts[i].short_flag != 0 && opts[i].short_flag == name[0]
+                     : (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0) ||
+                           (al != NULL && strlen(al) == len && strncmp(al, name, len) == 0))
             return &opts[i];
     }
-    return NULL;
-}
-
-static const opt_def *find_short(char f)
-{
-    for (size_t i = 0; i < NOPTS; i++)
-        if (opts[i].short_flag != 0 && opts[i].short_flag == f)
-            return &opts[i];
     return NULL;
 }
 
@@ -681,7 +676,7 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
         const char *name, *eq = NULL;
         size_t nl;
         if (a[1] != '-') { /* -X */
-            o = a[2] == '\0' ? find_short(a[1]) : NULL;
+            o = a[2] == '\0' ? find_flag(a + 1, 0) : NULL;
             if (o == NULL)
                 return failf(err, errlen, "%s: unknown option \"%s\" (see --help)", cmd, a);
             name = o->flag;

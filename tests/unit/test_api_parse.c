@@ -277,12 +277,12 @@ static void test_routes(void **state)
 static void test_asset_id(void **state)
 {
     (void)state;
-    assert_true(api__asset_id_valid("a"));
-    assert_true(api__asset_id_valid("A-z_0.9:@/x"));
-    assert_false(api__asset_id_valid(""));
-    assert_false(api__asset_id_valid("a b"));
-    assert_false(api__asset_id_valid("a?b"));
-    assert_false(api__asset_id_valid("a%2F"));
+    assert_true(store_asset_id_valid("a"));
+    assert_true(store_asset_id_valid("A-z_0.9:@/x"));
+    assert_false(store_asset_id_valid(""));
+    assert_false(store_asset_id_valid("a b"));
+    assert_false(store_asset_id_valid("a?b"));
+    assert_false(store_asset_id_valid("a%2F"));
 }
 
 /* Search and people bodies: accepted forms, and the field each refusal names. */
