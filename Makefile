@@ -58,6 +58,7 @@ testref:
 
 testbrowser:
 	@scripts/setup.sh browser
+	@scripts/setup.sh openapi
 	@scripts/setup.sh promtool
 
 # `make run` reads path jobs under MEDIA_ROOT (this clone by default, so that

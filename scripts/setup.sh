@@ -11,6 +11,7 @@
 #   scripts/setup.sh testdata test images and the CLIP vocabulary into .deps/testdata
 #   scripts/setup.sh testref  the TF.js reference runners of the parity test
 #   scripts/setup.sh browser  puppeteer-core for the browser test (tests/browser)
+#   scripts/setup.sh openapi  Redocly CLI for the OpenAPI lint test (tests/openapi)
 #   scripts/setup.sh promtool Prometheus' promtool for the metrics test
 #   scripts/setup.sh all      deps, ort and testdata
 #
@@ -44,7 +45,7 @@ APT_PACKAGES=(
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev zlib1g-dev python3 python3-skimage imagemagick opencv-doc libhnswlib-dev strace
-    openssl clang-14 libclang-rt-14-dev chromium
+    openssl clang-14 libclang-rt-14-dev chromium python3-jsonschema
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -278,6 +279,18 @@ browser() {
     npm_ci "$ROOT/tests/browser" puppeteer-core
 }
 
+# openapi — Redocly CLI for the lint of api/openapi.json (tests/openapi.cmake),
+# by `npm ci` from the committed tests/openapi/package-lock.json, stamped like
+# testref. The package bundles its dependencies; --ignore-scripts runs nothing
+# from the registry. It runs on node 20.19 or later (Debian 12's nodejs is 18).
+openapi() {
+    command -v npm >/dev/null || die "npm not found: run scripts/setup.sh deps"
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+             process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+        die "Redocly CLI needs node >= 20.19, this is $(node --version)"
+    npm_ci "$ROOT/tests/openapi" @redocly/cli
+}
+
 # promtool — Prometheus' `promtool` for the metrics test (tests/e2e/21-metrics-
 # promtool.py): Debian's prometheus package, downloaded into the cache and
 # unpacked with dpkg -x into .deps/prometheus, so no server is installed or run.
@@ -307,6 +320,7 @@ promtool_step() {
 case "${1:-all}" in
 deps) deps ;;
 browser) browser ;;
+openapi) openapi ;;
 promtool) promtool_step ;;
 ort) ort ;;
 testdata) testdata ;;
@@ -316,5 +330,5 @@ all)
     ort
     testdata
     ;;
-*) die "unknown step '$1' (deps|ort|testdata|testref|browser|promtool|all)" ;;
+*) die "unknown step '$1' (deps|ort|testdata|testref|browser|openapi|promtool|all)" ;;
 esac

@@ -398,6 +398,8 @@ static enum MHD_Result dispatch(api *a, struct MHD_Connection *c, const char *me
         return api__handle_thumb(&q);
     case API_R_UI:
         return api__handle_ui(&q);
+    case API_R_OPENAPI:
+        return api__handle_openapi(&q);
     case API_R_JOB:
         return api__handle_job(&q);
     case API_R_ASSET:
@@ -438,8 +440,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                     "method %.20s not allowed on %.200s (allowed: %s)", method, url,
                                     api__route_allow(route.id));
         const char *token = a->deps->cfg->token;
-        /* The page itself is public: it asks for the token and sends it with each call. */
+        /* The page itself is public: it asks for the token and sends it with each call. The
+         * OpenAPI document is public like the page: it describes the API, it holds no data. */
         if (token[0] != '\0' && route.id != API_R_HEALTH && route.id != API_R_UI &&
+            route.id != API_R_OPENAPI &&
             !token_ok(token, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_AUTHORIZATION)))
             return api__send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",

@@ -6,6 +6,7 @@
  *   routes.c   the handlers (jobs, assets, predict, health, ready)
  *   metrics.c  GET /metrics (Prometheus text)
  *   sse.c      GET /v1/events (Server-Sent Events)
+ *   ui.c       GET / and /ui/{file} (the web page), GET /openapi.json
  *
  * Threading: see api.c. Everything in parse.c is reentrant.
  */
@@ -62,6 +63,7 @@ typedef enum {
     API_R_PEOPLE,        /* GET /v1/people */
     API_R_PERSON,        /* GET, PATCH /v1/people/{id} */
     API_R_PERSON_MERGE,  /* POST /v1/people/{id}/merge */
+    API_R_OPENAPI,       /* GET /openapi.json: the API's OpenAPI document (no token) */
 } api_route_id;
 
 typedef struct {
@@ -321,9 +323,9 @@ typedef struct {
     fetch_upload **upload;
 } api_call;
 
-/* --- ui.c: the web page ---------------------------------------------------- */
+/* --- ui.c: the web page and the OpenAPI document --------------------------- */
 
-/* One file of web/, compiled in (cmake/embed_web.cmake). */
+/* One file of web/ or api/, compiled in (cmake/embed_web.cmake). */
 typedef struct {
     const char *name; /* "index.html", "app.js", ... */
     const char *type; /* Content-Type */
@@ -333,6 +335,9 @@ typedef struct {
 
 extern const api_web_file api__web_files[];
 extern const int api__web_nfiles;
+/* api/openapi.json (one file): GET /openapi.json. */
+extern const api_web_file api__spec_files[];
+extern const int api__spec_nfiles;
 
 /* Sends `len` bytes at `data` (malloc'd; taken, also on failure) with the given
  * Content-Type and Cache-Control. */
@@ -345,6 +350,7 @@ enum MHD_Result api__handle_info(api_call *q);
 enum MHD_Result api__handle_assets(api_call *q);
 enum MHD_Result api__handle_thumb(api_call *q);
 enum MHD_Result api__handle_ui(api_call *q);
+enum MHD_Result api__handle_openapi(api_call *q);
 enum MHD_Result api__handle_jobs(api_call *q);
 enum MHD_Result api__handle_jobs_batch(api_call *q);
 enum MHD_Result api__handle_job(api_call *q);

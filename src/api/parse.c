@@ -45,7 +45,7 @@ static const struct {
     {API_R_JOB, "GET, DELETE"},   {API_R_ASSET, "GET, DELETE"},  {API_R_PREDICT, "POST"},
     {API_R_EVENTS, "GET"},        {API_R_SEARCH_IMAGES, "POST"}, {API_R_SEARCH_FACES, "POST"},
     {API_R_DUPLICATES, "GET"},    {API_R_PEOPLE, "GET"},         {API_R_PERSON, "GET, PATCH"},
-    {API_R_PERSON_MERGE, "POST"},
+    {API_R_PERSON_MERGE, "POST"}, {API_R_OPENAPI, "GET"},
 };
 
 const char *api__route_allow(api_route_id id)
@@ -122,6 +122,8 @@ api_route_id api__route_match(const char *path, api_route *r)
         return r->id = API_R_INFO;
     if (path_is(path, n, "/v1/assets"))
         return r->id = API_R_ASSETS;
+    if (path_is(path, n, "/openapi.json"))
+        return r->id = API_R_OPENAPI;
     if (strcmp(path, "/") == 0) {
         snprintf(r->file, sizeof r->file, "index.html");
         return r->id = API_R_UI;

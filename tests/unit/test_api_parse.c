@@ -249,6 +249,13 @@ static void test_routes(void **state)
     memset(longui + strlen(longui), 'x', 100);
     assert_int_equal(api__route_match(longui, &r), API_R_NONE);
     assert_int_equal(api__route_match("/ui/", &r), API_R_NONE);
+    /* The OpenAPI document: its own route, not a page file. */
+    assert_int_equal(api__route_match("/openapi.json", &r), API_R_OPENAPI);
+    assert_int_equal(api__route_match("/openapi.json/", &r), API_R_OPENAPI);
+    assert_string_equal(api__route_allow(API_R_OPENAPI), "GET");
+    assert_false(api__route_method_ok(API_R_OPENAPI, "POST"));
+    assert_int_equal(api__route_match("/openapi.jsonx", &r), API_R_NONE);
+    assert_int_equal(api__route_match("/v1/openapi.json", &r), API_R_NONE);
     assert_int_equal(api__route_match("/v1/jobs/batch", &r), API_R_JOBS_BATCH);
     assert_int_equal(api__route_match("/v1/info", &r), API_R_INFO);
     assert_int_equal(api__route_match("/v1/assets", &r), API_R_ASSETS);
@@ -440,14 +447,80 @@ static void test_immich_entries(void **state)
 #undef ENTRIES
 }
 
+/*
+ * api/openapi.json against the router: every path of the document is a route
+ * (its templates filled with valid ids) whose methods are exactly the
+ * document's operations there, and every route is in the document. A route
+ * added without its description, or a described one the server lacks, fails.
+ */
+static void test_openapi_routes(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *doc = json_load_file(INFERD_SRCDIR "/api/openapi.json", 0, &je);
+    if (doc == NULL)
+        fail_msg("api/openapi.json: line %d: %s", je.line, je.text);
+    assert_string_equal(json_string_value(json_object_get(doc, "openapi")), "3.1.0");
+    json_t *paths = json_object_get(doc, "paths");
+    assert_true(json_object_size(paths) > 0);
+    int seen[API_R_OPENAPI + 1] = {0};
+    const char *path;
+    json_t *item;
+    json_object_foreach(paths, path, item)
+    {
+        /* {id} -> 7, {asset_id} -> a/b.jpg (an id with a slash), {file} -> app.js */
+        static const char *const fill[][2] = {
+            {"{id}", "7"}, {"{asset_id}", "a/b.jpg"}, {"{file}", "app.js"}};
+        char url[256] = "";
+        for (const char *p = path; *p != '\0';) {
+            size_t k = 0;
+            for (; k < sizeof fill / sizeof fill[0]; k++)
+                if (strncmp(p, fill[k][0], strlen(fill[k][0])) == 0)
+                    break;
+            if (k < sizeof fill / sizeof fill[0]) {
+                strncat(url, fill[k][1], sizeof url - strlen(url) - 1);
+                p += strlen(fill[k][0]);
+            } else {
+                strncat(url, p, 1);
+                p++;
+            }
+        }
+        assert_null(strchr(url, '{'));
+        api_route r;
+        api_route_id id = api__route_match(url, &r);
+        if (id == API_R_NONE || r.bad_id[0] != '\0')
+            fail_msg("openapi path %s (%s): no route (%s)", path, url, r.bad_id);
+        seen[id] = 1;
+        static const char *const methods[][2] = {
+            {"get", "GET"},       {"post", "POST"}, {"put", "PUT"},         {"patch", "PATCH"},
+            {"delete", "DELETE"}, {"head", "HEAD"}, {"options", "OPTIONS"}, {"trace", "TRACE"}};
+        int described = 0;
+        for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+            int doc_has = json_object_get(item, methods[m][0]) != NULL;
+            described += doc_has;
+            if (doc_has != api__route_method_ok(id, methods[m][1]))
+                fail_msg("openapi path %s: %s is %s in the document but %s by the server "
+                         "(allowed: %s)",
+                         path, methods[m][1], doc_has ? "described" : "not described",
+                         doc_has ? "refused" : "accepted", api__route_allow(id));
+        }
+        assert_true(described > 0);
+    }
+    for (int id = API_R_NONE + 1; id <= API_R_OPENAPI; id++)
+        if (!seen[id])
+            fail_msg("route %d (allowed: %s) is not in api/openapi.json", id,
+                     api__route_allow((api_route_id)id));
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_job_minimal),    cmocka_unit_test(test_job_full),
-        cmocka_unit_test(test_job_errors),     cmocka_unit_test(test_tasks_csv),
-        cmocka_unit_test(test_list_query),     cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_asset_id),       cmocka_unit_test(test_search_people_bodies),
-        cmocka_unit_test(test_immich_entries),
+        cmocka_unit_test(test_job_minimal),          cmocka_unit_test(test_job_full),
+        cmocka_unit_test(test_job_errors),           cmocka_unit_test(test_tasks_csv),
+        cmocka_unit_test(test_list_query),           cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_openapi_routes),       cmocka_unit_test(test_asset_id),
+        cmocka_unit_test(test_search_people_bodies), cmocka_unit_test(test_immich_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
