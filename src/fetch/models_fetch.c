@@ -1502,11 +1502,16 @@ static int hub_model_build(const mf_opts *o, const char *model, mf_model *m, err
     for (size_t l = 0; l < sizeof hub_layouts / sizeof hub_layouts[0] && lay == NULL; l++) {
         size_t k = 0;
         missing[l][0] = '\0';
-        for (size_t i = 0; hub_layouts[l].need[i] != NULL; i++)
-            if (tree_find(tree, hub_layouts[l].need[i]) == NULL)
+        int lacks = 0;
+        for (size_t i = 0; hub_layouts[l].need[i] != NULL; i++) {
+            if (tree_find(tree, hub_layouts[l].need[i]) != NULL)
+                continue;
+            lacks = 1;
+            if (k < sizeof missing[l])
                 k += (size_t)snprintf(missing[l] + k, sizeof missing[l] - k, "%s%s", k ? ", " : "",
                                       hub_layouts[l].need[i]);
-        if (k == 0)
+        }
+        if (!lacks)
             lay = &hub_layouts[l];
     }
     if (lay == NULL) {
