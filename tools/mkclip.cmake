@@ -13,12 +13,14 @@ target_compile_definitions(mkclip PRIVATE ${INFERD_DEFS})
 target_link_libraries(mkclip PRIVATE onnx_pb PkgConfig::JANSSON PkgConfig::ZLIB Threads::Threads)
 set_target_properties(mkclip PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
 
-# test_clip runs mkclip at test time: build it whenever test_clip is built.
-# tests/ is processed after tools/, so the dependency is added once the
-# top-level directory is done.
+# test_clip and test_models_hub run mkclip at test time: build it whenever
+# they are built. tests/ is processed after tools/, so the dependency is
+# added once the top-level directory is done.
 function(inferd_mkclip_test_dep)
-  if(TARGET test_clip)
-    add_dependencies(test_clip mkclip)
-  endif()
+  foreach(t test_clip test_models_hub)
+    if(TARGET ${t})
+      add_dependencies(${t} mkclip)
+    endif()
+  endforeach()
 endfunction()
 cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL inferd_mkclip_test_dep)

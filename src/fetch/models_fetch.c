@@ -1,7 +1,8 @@
 /*
  * fetch/models_fetch.c — `inferd models fetch|list`: installs a model
- * directory described by a catalogue entry (format in models_fetch.h) and
- * lists installed models. This file calls libcurl for model downloads with
+ * directory described by a catalogue entry or an Immich repository on a
+ * Hugging Face compatible hub (formats in models_fetch.h) and lists
+ * installed models. This file calls libcurl for model downloads with
  * the same rules as fetch.c (http/https only, redirects capped, no proxy,
  * the SSRF guard on every connect) and translates its codes the same way.
  *
@@ -35,6 +36,14 @@
  *   downloaded again.
  * - One fetch per MODELS_DIR at a time: flock(2) on the directory itself,
  *   so no lock file is left behind.
+ * - Hub source (immich/MODEL, format in models_fetch.h). The listing becomes
+ *   an mf_model like a catalogue entry, so the download, resume, check and
+ *   install code is shared. A file outside LFS has no sha256 on the hub, only
+ *   its git blob id: its mf_file keeps sha256 "" until a check by git id
+ *   (file_check) fills it in from the checked bytes, and fetch.json records
+ *   it, so that `models list` checks every file the same way. A hub install
+ *   counts as ours (repaired or updated without --force) when its fetch.json
+ *   names the same repository, whatever the revision.
  *
  * Threading: single-threaded CLI code; libcurl's global state is set up and
  * released by models_fetch_main (curl counts init/cleanup pairs).
@@ -61,6 +70,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "util/config.h"
 #include "util/err.h"
@@ -81,11 +91,17 @@
 #define MF_PARTIAL ".partial"
 #define MF_RECORD "fetch.json"
 #define MF_MANIFEST "manifest.json"
+#define MF_MAX_TREE ((size_t)8 << 20) /* one page of a hub's file listing */
+#define MF_MAX_TREE_PAGES 64
+#define HUB_PREFIX "immich/" /* `models fetch immich/MODEL` */
+#define HUB_ORG "immich-app" /* ... is the hub repository immich-app/MODEL */
 
 typedef struct {
     const char *models_dir;
     const char *catalog;
     const char *base_url;
+    const char *hub_url;  /* immich/MODEL: the hub, or NULL */
+    const char *revision; /* immich/MODEL: branch, tag or commit */
     int force;
     int allow_private;
     int quiet;
@@ -98,9 +114,10 @@ typedef struct {
 
 typedef struct {
     char *path; /* relative to the model directory */
-    char *url;  /* {base} expanded */
-    char sha256[65];
+    char *url;  /* {base} expanded, or the hub's resolve URL */
+    char sha256[65]; /* "" for a hub file outside LFS until it is checked */
     uint64_t size;
+    char git_oid[41]; /* a hub file outside LFS: its git blob id, else "" */
 } mf_file;
 
 typedef struct {
@@ -108,6 +125,9 @@ typedef struct {
     mf_file *files;
     size_t nfiles;
     json_t *manifest; /* borrowed from the catalogue, or NULL */
+    const char *source; /* "catalogue" or "hub", in messages */
+    char *repo;         /* hub: "immich-app/MODEL" (owned), else NULL */
+    const char *layout; /* hub: "clip" or "face" */
 } mf_model;
 
 static void mf_model_clear(mf_model *m)
@@ -117,6 +137,7 @@ static void mf_model_clear(mf_model *m)
         free(m->files[i].url);
     }
     free(m->files);
+    free(m->repo);
     memset(m, 0, sizeof *m);
 }
 
@@ -321,12 +342,51 @@ typedef struct {
     long status; /* final HTTP status, set by mf_get */
     fetch__guard g;
     char content_range[128]; /* of the last response */
+    char link_next[2048];    /* the last response's Link rel="next" URL, or "" */
     char range[32];          /* "OFFSET-" for CURLOPT_RANGE */
     const char *label;       /* for progress: "NAME/PATH" */
     double last_progress;
     int progress_shown;
     int last_decile;
 } mf_xfer;
+
+/*
+ * Finds the rel="next" target in a Link header value (`v`, `n` bytes, not
+ * NUL-terminated): "<URL>; rel=\"next\", <URL2>; rel=\"last\"". Copies it
+ * into `out` when it fits; leaves `out` alone otherwise.
+ */
+static void link_next(const char *v, size_t n, char *out, size_t cap)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t lt, gt, end;
+        while (i < n && v[i] != '<')
+            i++;
+        if (i >= n)
+            return;
+        lt = i + 1;
+        gt = lt;
+        while (gt < n && v[gt] != '>')
+            gt++;
+        if (gt >= n)
+            return;
+        end = gt + 1;
+        while (end < n && v[end] != ',' && v[end] != '<')
+            end++;
+        /* The parameters between '>' and the next link. */
+        for (size_t k = gt + 1; k + 8 <= end; k++)
+            if ((k + 10 <= end && strncasecmp(v + k, "rel=\"next\"", 10) == 0) ||
+                strncasecmp(v + k, "rel=next", 8) == 0) {
+                if (gt - lt < cap) {
+                    memcpy(out, v + lt, gt - lt);
+                    out[gt - lt] = '\0';
+                }
+                return;
+            }
+        i = end;
+    }
+}
 
 static size_t mf_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -335,6 +395,9 @@ static size_t mf_header(char *ptr, size_t size, size_t nmemb, void *ud)
 
     if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
         x->content_range[0] = '\0'; /* a new response (after a redirect or 100) */
+        x->link_next[0] = '\0';
+    } else if (n > 5 && strncasecmp(ptr, "Link:", 5) == 0) {
+        link_next(ptr + 5, n - 5, x->link_next, sizeof x->link_next);
     } else if (n > 14 && strncasecmp(ptr, "Content-Range:", 14) == 0) {
         size_t m = n - 14;
         const char *v = ptr + 14;
@@ -645,6 +708,7 @@ static int model_parse(json_t *cat, const char *name, const char *base, mf_model
 
     memset(m, 0, sizeof *m);
     m->name = name;
+    m->source = "catalogue";
     if (!name_ok(name))
         return err_set(e, ERR_INVAL,
                        "model name \"%.*s\" must be 1-%d characters of [A-Za-z0-9._-], not "
@@ -780,18 +844,108 @@ static int file_verify(const char *dir, const char *path, const char *sha, uint6
 }
 
 /*
+ * The git blob id of file `path` (SHA-1 of "blob SIZE\0" and the contents),
+ * as 40 lowercase hex digits into `out`. ERR_NOENT / ERR_IO when unreadable.
+ */
+static int git_blob_oid_file(const char *path, char out[41], err_t *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    EVP_MD_CTX *c = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char hdr[40];
+    uint8_t buf[65536];
+    int rc = ERR_OK, hl;
+
+    if (fd < 0)
+        return err_set(e, errno == ENOENT ? ERR_NOENT : ERR_IO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    hl = snprintf(hdr, sizeof hdr, "blob %lld", (long long)st.st_size);
+    c = EVP_MD_CTX_new();
+    if (c == NULL || EVP_DigestInit_ex(c, EVP_sha1(), NULL) != 1 ||
+        EVP_DigestUpdate(c, hdr, (size_t)hl + 1) != 1) { /* the NUL is hashed too */
+        rc = err_set(e, ERR_NOMEM, "%s: SHA-1 unavailable", path);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (EVP_DigestUpdate(c, buf, (size_t)n) != 1) {
+            rc = err_set(e, ERR_NOMEM, "%s: SHA-1 failed", path);
+            goto out;
+        }
+    }
+    if (EVP_DigestFinal_ex(c, md, &mdlen) != 1 || mdlen != 20) {
+        rc = err_set(e, ERR_NOMEM, "%s: SHA-1 failed", path);
+        goto out;
+    }
+    for (unsigned i = 0; i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+out:
+    EVP_MD_CTX_free(c);
+    close(fd);
+    return rc;
+}
+
+/*
+ * file_verify for model file `f` in `dir`: by its sha256, or, for a hub file
+ * outside LFS whose sha256 is not known yet, by its size and git blob id;
+ * that check then fills in f->sha256 (recorded in fetch.json).
+ */
+static int file_check(const char *dir, mf_file *f, err_t *e)
+{
+    char *full;
+    char oid[41], hex[65];
+    struct stat st;
+    int rc;
+
+    if (f->sha256[0] != '\0' || f->git_oid[0] == '\0')
+        return file_verify(dir, f->path, f->sha256, f->size, e);
+    full = join(dir, f->path);
+    if (lstat(full, &st) != 0) {
+        rc = err_set(e, errno == ENOENT ? ERR_NOENT : ERR_IO, "%s: %s", full, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = err_set(e, ERR_CHECKSUM, "%s is not a regular file", full);
+    } else if ((uint64_t)st.st_size != f->size) {
+        rc = err_set(e, ERR_CHECKSUM, "%s is %lld bytes, expected %llu", full,
+                     (long long)st.st_size, (unsigned long long)f->size);
+    } else {
+        rc = git_blob_oid_file(full, oid, e);
+        if (rc == ERR_OK && strcmp(oid, f->git_oid) != 0)
+            rc = err_set(e, ERR_CHECKSUM, "%s has git id %s, expected %s", full, oid, f->git_oid);
+        if (rc == ERR_OK)
+            rc = sha256_file_hex(full, hex, e);
+        if (rc == ERR_OK)
+            memcpy(f->sha256, hex, sizeof hex);
+    }
+    free(full);
+    return rc;
+}
+
+/*
  * Whether installed directory `dir` holds model `m`: every file verifies and,
  * when the catalogue gives a manifest, manifest.json equals it. `good[i]` (may
  * be NULL) is set for each file that verified. Returns ERR_OK or the first
  * failure (message in `e`).
  */
-static int install_verify(const char *dir, const mf_model *m, int *good, err_t *e)
+static int install_verify(const char *dir, mf_model *m, int *good, err_t *e)
 {
     int rc = ERR_OK;
     err_t fe;
 
     for (size_t i = 0; i < m->nfiles; i++) {
-        int r = file_verify(dir, m->files[i].path, m->files[i].sha256, m->files[i].size, &fe);
+        int r = file_check(dir, &m->files[i], &fe);
         if (good)
             good[i] = r == ERR_OK;
         if (r && rc == ERR_OK) {
@@ -814,7 +968,9 @@ static int install_verify(const char *dir, const mf_model *m, int *good, err_t *
 
 /*
  * Whether `dir`/fetch.json records exactly the files and hashes of `m`: the
- * directory was installed by this command from this catalogue entry.
+ * directory was installed by this command from this catalogue entry. For a
+ * hub model: installed by this command from the same repository (any
+ * revision: fetching it again updates it).
  */
 static int install_is_ours(const char *dir, const mf_model *m)
 {
@@ -822,6 +978,14 @@ static int install_is_ours(const char *dir, const mf_model *m)
     json_t *rec = json_load_file(p, 0, NULL);
     json_t *files = json_object_get(rec, "files");
     int ours = json_is_array(files) && json_array_size(files) == m->nfiles;
+
+    if (m->repo != NULL) {
+        const char *r = json_string_value(json_object_get(rec, "repo"));
+        ours = json_is_array(files) && r != NULL && strcmp(r, m->repo) == 0;
+        json_decref(rec);
+        free(p);
+        return ours;
+    }
 
     for (size_t i = 0; ours && i < m->nfiles; i++) {
         json_t *f = json_array_get(files, i);
@@ -898,14 +1062,14 @@ static int write_json(const char *path, json_t *j, err_t *e)
  * in place, complete and verified. On a checksum or size mismatch the part is
  * deleted and ERR_CHECKSUM names the file and both hashes.
  */
-static int file_fetch(const mf_opts *o, const mf_model *m, const mf_file *f, const char *stage,
-                      err_t *e)
+static int file_fetch(const mf_opts *o, const mf_model *m, mf_file *f, const char *stage, err_t *e)
 {
     char *final = join(stage, f->path);
     char *part = concat(final, ".part");
     char label[MF_MAX_PATH + MF_MAX_NAME + 2];
-    char hex[65];
-    int attempt = 0, from_zero_again = 0, resumed = 0;
+    char hex[65], oid[41];
+    const char *got, *want, *kind;
+    int attempt = 0, from_zero_again = 0, resumed = 0, by_git;
     int rc;
 
     snprintf(label, sizeof label, "%s/%s", m->name, f->path);
@@ -999,32 +1163,44 @@ static int file_fetch(const mf_opts *o, const mf_model *m, const mf_file *f, con
         if ((uint64_t)st.st_size != f->size) {
             unlink(part);
             rc = err_set(e, ERR_CHECKSUM,
-                         "%s: the server sent %lld bytes, the catalogue says %llu; deleted the "
+                         "%s: the server sent %lld bytes, the %s says %llu; deleted the "
                          "download, nothing installed",
-                         label, (long long)st.st_size, (unsigned long long)f->size);
+                         label, (long long)st.st_size, m->source, (unsigned long long)f->size);
             goto out;
         }
         rc = sha256_file_hex(part, hex, e);
         if (rc)
             goto out;
-        if (strcmp(hex, f->sha256) != 0) {
+        /* A hub file outside LFS has only its git blob id to be checked against. */
+        by_git = f->sha256[0] == '\0';
+        if (by_git) {
+            rc = git_blob_oid_file(part, oid, e);
+            if (rc)
+                goto out;
+        }
+        got = by_git ? oid : hex;
+        want = by_git ? f->git_oid : f->sha256;
+        kind = by_git ? "git id" : "sha256";
+        if (strcmp(got, want) != 0) {
             unlink(part);
             if (resumed && !from_zero_again) {
                 from_zero_again = 1;
                 resumed = 0;
                 if (!o->quiet)
                     fprintf(stderr,
-                            "%s: sha256 %s after resuming, expected %s; downloading it "
+                            "%s: %s %s after resuming, expected %s; downloading it "
                             "again from the start\n",
-                            label, hex, f->sha256);
+                            label, kind, got, want);
                 continue;
             }
             rc = err_set(e, ERR_CHECKSUM,
-                         "%s: sha256 mismatch: downloaded %s, catalogue says %s; deleted the "
+                         "%s: %s mismatch: downloaded %s, %s says %s; deleted the "
                          "download, nothing installed",
-                         label, hex, f->sha256);
+                         label, kind, got, m->source, want);
             goto out;
         }
+        if (by_git)
+            memcpy(f->sha256, hex, sizeof hex);
         break;
     }
     if (rename(part, final) != 0) {
@@ -1034,7 +1210,7 @@ static int file_fetch(const mf_opts *o, const mf_model *m, const mf_file *f, con
     if (!o->quiet) {
         char sz[32];
         human_size(f->size, sz, sizeof sz);
-        fprintf(stderr, "%s: %s, sha256 ok\n", label, sz);
+        fprintf(stderr, "%s: %s, %s ok\n", label, sz, f->git_oid[0] ? "git id" : "sha256");
     }
 out:
     if (rc != ERR_OK) {
@@ -1052,12 +1228,27 @@ static json_t *record_new(const mf_opts *o, const mf_model *m)
 {
     json_t *files = json_array();
     json_t *rec;
-    char *shown = is_http_url(o->catalog) ? fetch__url_redacted(o->catalog) : NULL;
+    char *shown;
 
-    for (size_t i = 0; i < m->nfiles; i++)
-        json_array_append_new(files,
-                              json_pack("{s:s, s:s, s:I}", "path", m->files[i].path, "sha256",
-                                        m->files[i].sha256, "size", (json_int_t)m->files[i].size));
+    for (size_t i = 0; i < m->nfiles; i++) {
+        json_t *f = json_pack("{s:s, s:s, s:I}", "path", m->files[i].path, "sha256",
+                              m->files[i].sha256, "size", (json_int_t)m->files[i].size);
+        if (m->files[i].git_oid[0] != '\0')
+            json_object_set_new(f, "git_oid", json_string(m->files[i].git_oid));
+        else if (m->repo != NULL)
+            json_object_set_new(f, "lfs", json_true());
+        json_array_append_new(files, f);
+    }
+    if (m->repo != NULL) {
+        /* From a hub: the repository and revision instead of a catalogue. */
+        shown = fetch__url_redacted(o->hub_url);
+        rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "name", m->name, "hub_url",
+                        shown ? shown : "?", "repo", m->repo, "revision", o->revision, "layout",
+                        m->layout, "fetched_at", (json_int_t)time(NULL), "files", files);
+        curl_free(shown);
+        return rec;
+    }
+    shown = is_http_url(o->catalog) ? fetch__url_redacted(o->catalog) : NULL;
     /* The catalogue as shown in messages: a URL without user and password. */
     rec = json_pack("{s:s, s:s, s:I, s:o}", "name", m->name, "catalog", shown ? shown : o->catalog,
                     "fetched_at", (json_int_t)time(NULL), "files", files);
@@ -1097,10 +1288,289 @@ static int install_swap(const char *stage, const char *dest, const char *aside, 
     return ERR_OK;
 }
 
-static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
+/* ---------------------------------------------------------------- hub */
+
+/*
+ * The files inferd takes from an Immich repository, by layout: all of
+ * `need` must be listed, `opt` are taken when listed; anything else (other
+ * runtimes' exports: *.armnn, *.rknn, openvino/, rknpu/, READMEs) is skipped.
+ */
+typedef struct {
+    const char *name; /* "clip", "face": fetch.json's "layout" */
+    const char *const *need;
+    const char *const *opt;
+} hub_layout;
+
+static const char *const clip_need[] = {"visual/model.onnx", "textual/model.onnx",
+                                        "textual/tokenizer.json", NULL};
+static const char *const clip_opt[] = {"visual/preprocess_cfg.json",
+                                       "textual/tokenizer_config.json", "config.json", NULL};
+static const char *const face_need[] = {"detection/model.onnx", "recognition/model.onnx", NULL};
+static const char *const face_opt[] = {NULL};
+static const hub_layout hub_layouts[] = {
+    {"clip", clip_need, clip_opt},
+    {"face", face_need, face_opt},
+};
+
+/* The file entry for `path` in a tree listing (an array), or NULL. */
+static json_t *tree_find(json_t *tree, const char *path)
+{
+    size_t i;
+    json_t *ent;
+
+    json_array_foreach(tree, i, ent)
+    {
+        const char *p = json_string_value(json_object_get(ent, "path"));
+        const char *t = json_string_value(json_object_get(ent, "type"));
+        if (p != NULL && strcmp(p, path) == 0 && (t == NULL || strcmp(t, "file") == 0))
+            return ent;
+    }
+    return NULL;
+}
+
+/*
+ * Fills `f` from tree entry `ent` for `path`: size, and the LFS sha256
+ * (lfs.oid) or else the git blob id (oid); the URL is
+ * HUB/REPO/resolve/REV/PATH. ERR_FORMAT naming the file when the entry lacks them.
+ */
+static int hub_file(const char *hub, const char *repo, const char *rev, json_t *ent,
+                    const char *path, mf_file *f, err_t *e)
+{
+    json_t *size = json_object_get(ent, "size");
+    json_t *lfs = json_object_get(ent, "lfs");
+    size_t hl = strlen(hub);
+
+    memset(f, 0, sizeof *f);
+    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+        (uint64_t)json_integer_value(size) > MF_MAX_FILE_SIZE)
+        return err_set(e, ERR_FORMAT, "%s: the hub lists %s without a usable \"size\"", repo, path);
+    f->size = (uint64_t)json_integer_value(size);
+    if (json_is_object(lfs)) {
+        const char *oid = json_string_value(json_object_get(lfs, "oid"));
+        json_t *ls = json_object_get(lfs, "size");
+        size_t j;
+        if (oid != NULL && strncmp(oid, "sha256:", 7) == 0)
+            oid += 7;
+        if (oid == NULL || strlen(oid) != 64)
+            return err_set(e, ERR_FORMAT, "%s: the hub lists %s without a sha256 lfs.oid", repo,
+                           path);
+        for (j = 0; j < 64; j++)
+            f->sha256[j] = (char)(oid[j] >= 'A' && oid[j] <= 'F' ? oid[j] - 'A' + 'a' : oid[j]);
+        f->sha256[64] = '\0';
+        if (!is_hex64(f->sha256))
+            return err_set(e, ERR_FORMAT, "%s: %s: lfs.oid is not 64 hex digits", repo, path);
+        if (ls != NULL && (!json_is_integer(ls) || (uint64_t)json_integer_value(ls) != f->size))
+            return err_set(e, ERR_FORMAT, "%s: %s: lfs.size differs from size", repo, path);
+    } else {
+        const char *oid = json_string_value(json_object_get(ent, "oid"));
+        size_t j;
+        if (oid == NULL || strlen(oid) != 40)
+            return err_set(e, ERR_FORMAT, "%s: the hub lists %s without a git \"oid\"", repo, path);
+        for (j = 0; j < 40; j++) {
+            char c = (char)(oid[j] >= 'A' && oid[j] <= 'F' ? oid[j] - 'A' + 'a' : oid[j]);
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                return err_set(e, ERR_FORMAT, "%s: %s: oid is not 40 hex digits", repo, path);
+            f->git_oid[j] = c;
+        }
+        f->git_oid[40] = '\0';
+    }
+    while (hl > 0 && hub[hl - 1] == '/')
+        hl--;
+    f->path = xstrdup(path);
+    f->url = xmalloc(hl + strlen(repo) + strlen(rev) + strlen(path) + 16);
+    sprintf(f->url, "%.*s/%s/resolve/%s/%s", (int)hl, hub, repo, rev, path);
+    return ERR_OK;
+}
+
+/*
+ * Lists repository `repo` at o->revision: GET HUB/api/models/REPO/tree/REV
+ * ?recursive=true, following Link rel="next" pages. `*out` is a new array
+ * of the entries (caller decrefs). A 401/404 becomes ERR_NOENT naming the
+ * repository and revision.
+ */
+static int hub_tree(const mf_opts *o, const char *repo, json_t **out, err_t *e)
+{
+    size_t hl = strlen(o->hub_url);
+    char *url;
+    json_t *all = json_array();
+    int rc = ERR_OK;
+
+    *out = NULL;
+    while (hl > 0 && o->hub_url[hl - 1] == '/')
+        hl--;
+    url = xmalloc(hl + strlen(repo) + strlen(o->revision) + 64);
+    sprintf(url, "%.*s/api/models/%s/tree/%s?recursive=true", (int)hl, o->hub_url, repo,
+            o->revision);
+    for (int page = 0;; page++) {
+        mf_xfer x;
+        json_error_t je;
+        json_t *arr;
+
+        if (page == MF_MAX_TREE_PAGES) {
+            rc = err_set(e, ERR_TOOBIG, "%s: the file listing has more than %d pages", repo,
+                         MF_MAX_TREE_PAGES);
+            break;
+        }
+        memset(&x, 0, sizeof x);
+        x.o = o;
+        x.fd = -1;
+        x.cap = MF_MAX_TREE;
+        rc = mf_get(&x, url, e);
+        if (rc != ERR_OK) {
+            free(x.buf);
+            if (x.status == 404 || x.status == 401) {
+                char *shown = fetch__url_redacted(o->hub_url);
+                rc = err_set(e, ERR_NOENT,
+                             "%s: no such repository or revision \"%s\" on %s (HTTP %ld; "
+                             "see the names Immich's machine-learning service uses)",
+                             repo, o->revision, shown ? shown : "the hub", x.status);
+                curl_free(shown);
+            }
+            break;
+        }
+        arr = json_loadb((const char *)x.buf, x.len, 0, &je);
+        free(x.buf);
+        if (!json_is_array(arr)) {
+            json_decref(arr);
+            rc = err_set(e, ERR_FORMAT,
+                         "%s: the hub's file listing is not a JSON array (is --hub-url a "
+                         "Hugging Face compatible hub?)",
+                         repo);
+            break;
+        }
+        json_array_extend(all, arr);
+        json_decref(arr);
+        if (x.link_next[0] == '\0')
+            break;
+        if (!is_http_url(x.link_next)) {
+            rc = err_set(e, ERR_FORMAT, "%s: the listing's next page is not an http(s) URL", repo);
+            break;
+        }
+        free(url);
+        url = xstrdup(x.link_next);
+    }
+    free(url);
+    if (rc != ERR_OK) {
+        json_decref(all);
+        return rc;
+    }
+    *out = all;
+    return ERR_OK;
+}
+
+/*
+ * Fills `m` for `models fetch immich/MODEL` (`model` is MODEL, which `m`
+ * borrows as its name): lists the hub repository immich-app/MODEL, picks
+ * the layout and its files. Owned by `m` (mf_model_clear). ERR_INVAL for a
+ * bad name, revision or missing --hub-url, ERR_NOENT for an unknown
+ * repository, ERR_FORMAT for one with neither layout.
+ */
+static int hub_model_build(const mf_opts *o, const char *model, mf_model *m, err_t *e)
+{
+    json_t *tree = NULL;
+    const hub_layout *lay = NULL;
+    char missing[2][512];
+    size_t n = 0;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    m->name = model;
+    m->source = "hub";
+    if (!name_ok(model))
+        return err_set(e, ERR_INVAL,
+                       "model name \"%.*s\" (after " HUB_PREFIX ") must be 1-%d characters of "
+                       "[A-Za-z0-9._-], not starting with '.'",
+                       MF_MAX_NAME, model, MF_MAX_NAME);
+    if (o->hub_url == NULL)
+        return err_set(e, ERR_INVAL,
+                       HUB_PREFIX "%s: point --hub-url (or INFERD_HUB_URL) at the Hugging Face "
+                                  "hub or a mirror of it",
+                       model);
+    if (!is_http_url(o->hub_url))
+        return err_set(e, ERR_INVAL, "--hub-url must start with http:// or https://");
+    if (!name_ok(o->revision))
+        return err_set(e, ERR_INVAL,
+                       "--revision \"%.*s\" must be a branch, tag or commit of [A-Za-z0-9._-], "
+                       "not starting with '.'",
+                       MF_MAX_NAME, o->revision);
+    m->repo = xmalloc(strlen(HUB_ORG) + strlen(model) + 2);
+    sprintf(m->repo, "%s/%s", HUB_ORG, model);
+    rc = hub_tree(o, m->repo, &tree, e);
+    if (rc)
+        goto fail;
+
+    for (size_t l = 0; l < sizeof hub_layouts / sizeof hub_layouts[0] && lay == NULL; l++) {
+        size_t k = 0;
+        missing[l][0] = '\0';
+        int lacks = 0;
+        for (size_t i = 0; hub_layouts[l].need[i] != NULL; i++) {
+            if (tree_find(tree, hub_layouts[l].need[i]) != NULL)
+                continue;
+            lacks = 1;
+            if (k < sizeof missing[l])
+                k += (size_t)snprintf(missing[l] + k, sizeof missing[l] - k, "%s%s", k ? ", " : "",
+                                      hub_layouts[l].need[i]);
+        }
+        if (!lacks)
+            lay = &hub_layouts[l];
+    }
+    if (lay == NULL) {
+        rc = err_set(e, ERR_FORMAT,
+                     "%s (revision %s) has neither layout inferd loads: a CLIP model lacks %s; "
+                     "a face model lacks %s",
+                     m->repo, o->revision, missing[0], missing[1]);
+        goto fail;
+    }
+    m->layout = lay->name;
+    {
+        size_t cap = 0;
+        while (lay->need[cap] != NULL)
+            cap++;
+        for (size_t i = 0; lay->opt[i] != NULL; i++)
+            cap++;
+        m->files = xcalloc(cap, sizeof *m->files);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const char *const *list = pass == 0 ? lay->need : lay->opt;
+        for (size_t i = 0; list[i] != NULL; i++) {
+            json_t *ent = tree_find(tree, list[i]);
+            if (ent == NULL)
+                continue;
+            rc = hub_file(o->hub_url, m->repo, o->revision, ent, list[i], &m->files[n], e);
+            if (rc)
+                goto fail;
+            m->nfiles = ++n;
+        }
+    }
+    if (!o->quiet) {
+        uint64_t total = 0;
+        size_t listed = 0, i;
+        json_t *ent;
+        char sz[32];
+        for (i = 0; i < n; i++)
+            total += m->files[i].size;
+        json_array_foreach(tree, i, ent)
+        {
+            const char *t = json_string_value(json_object_get(ent, "type"));
+            listed += t == NULL || strcmp(t, "file") == 0;
+        }
+        human_size(total, sz, sizeof sz);
+        fprintf(stderr, "%s@%s: %s model, %zu of its %zu files (%s); the others skipped\n", m->repo,
+                o->revision, lay->name, n, listed, sz);
+    }
+    json_decref(tree);
+    return ERR_OK;
+fail:
+    json_decref(tree);
+    mf_model_clear(m);
+    return rc;
+}
+
+static int cmd_fetch(const mf_opts *o, const char *spec, err_t *e)
 {
     json_t *cat = NULL;
     mf_model m;
+    const char *name;
     char *dest = NULL, *partial = NULL, *stage = NULL, *aside = NULL;
     int *good = NULL;
     int lockfd = -1;
@@ -1109,12 +1579,17 @@ static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
     err_t ve;
 
     memset(&m, 0, sizeof m);
-    rc = catalog_load(o, &cat, e);
-    if (rc)
-        return rc;
-    rc = model_parse(cat, name, o->base_url, &m, e);
+    if (strncmp(spec, HUB_PREFIX, strlen(HUB_PREFIX)) == 0) {
+        rc = hub_model_build(o, spec + strlen(HUB_PREFIX), &m, e);
+    } else {
+        rc = catalog_load(o, &cat, e);
+        if (rc)
+            return rc;
+        rc = model_parse(cat, spec, o->base_url, &m, e);
+    }
     if (rc)
         goto out;
+    name = m.name;
     rc = mkdir_p(o->models_dir, e);
     if (rc)
         goto out;
@@ -1155,9 +1630,9 @@ static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
         if (!S_ISDIR(st.st_mode) || !install_is_ours(dest, &m)) {
             if (!o->force) {
                 rc = err_set(e, ERR_CONFLICT,
-                             "%s exists but does not match the catalogue entry (%s) and was not "
-                             "installed from it; --force replaces it",
-                             dest, ve.msg);
+                             "%s exists but does not match the %s's files (%s) and was not "
+                             "installed from %s; --force replaces it",
+                             dest, m.source, ve.msg, m.repo ? m.repo : "this catalogue entry");
                 goto out;
             }
         }
@@ -1172,9 +1647,9 @@ static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
     if (rc)
         goto out;
     for (size_t i = 0; i < m.nfiles; i++) {
-        const mf_file *f = &m.files[i];
+        mf_file *f = &m.files[i];
         char *final = join(stage, f->path);
-        int have = file_verify(stage, f->path, f->sha256, f->size, NULL) == ERR_OK;
+        int have = file_check(stage, f, NULL) == ERR_OK;
 
         if (!have) {
             unlink(final);
@@ -1194,7 +1669,8 @@ static int cmd_fetch(const mf_opts *o, const char *name, err_t *e)
         free(final);
         if (have) {
             if (!o->quiet)
-                fprintf(stderr, "%s/%s: already here, sha256 ok\n", name, f->path);
+                fprintf(stderr, "%s/%s: already here, %s ok\n", name, f->path,
+                        f->git_oid[0] ? "git id" : "sha256");
             continue;
         }
         rc = file_fetch(o, &m, f, stage, e);
@@ -1316,6 +1792,39 @@ static int list_check(const char *dir, json_t *man, int verify, char *out, size_
     return bad;
 }
 
+/*
+ * The layout of a model directory without manifest.json: "clip" (Immich /
+ * OpenCLIP: visual/model.onnx), "face" (Immich: detection/ and recognition/
+ * model.onnx), or NULL. For "clip", `*dim` is config.json's embed_dim when given.
+ */
+static const char *dir_layout(const char *dir, long long *dim)
+{
+    static const char *const probe[] = {"visual/model.onnx", "detection/model.onnx",
+                                        "recognition/model.onnx"};
+    int has[3];
+    struct stat st;
+
+    *dim = 0;
+    for (int i = 0; i < 3; i++) {
+        char *p = join(dir, probe[i]);
+        has[i] = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+        free(p);
+    }
+    if (has[0]) {
+        char *p = join(dir, "config.json");
+        json_t *cfg = json_load_file(p, 0, NULL);
+        json_t *d = json_object_get(cfg, "embed_dim");
+        if (json_is_integer(d))
+            *dim = (long long)json_integer_value(d);
+        json_decref(cfg);
+        free(p);
+        return "clip";
+    }
+    if (has[1] && has[2])
+        return "face";
+    return NULL;
+}
+
 static int cmd_list(const mf_opts *o, int verify, err_t *e)
 {
     DIR *d = opendir(o->models_dir);
@@ -1362,14 +1871,24 @@ static int cmd_list(const mf_opts *o, int verify, err_t *e)
         const char *lic = json_string_value(json_object_get(man, "licence"));
         json_t *dim = json_object_get(man, "embedding_dim");
         char dims[24], sha[MF_MAX_PATH + 16];
+        const char *layout = NULL;
+        long long ldim = 0;
 
+        if (man == NULL) {
+            layout = dir_layout(dir, &ldim);
+            if (layout != NULL)
+                task = strcmp(layout, "clip") == 0 ? "clip" : "face (det+rec)";
+        }
         if (json_is_integer(dim))
             snprintf(dims, sizeof dims, "%lld", (long long)json_integer_value(dim));
+        else if (ldim > 0)
+            snprintf(dims, sizeof dims, "%lld", ldim);
         else
             snprintf(dims, sizeof dims, "-");
         bad |= list_check(dir, man, verify, sha, sizeof sha);
         printf("%-28s %-16s %5s  %-14s %s\n", names[i],
-               man == NULL ? "(no manifest)" : (task ? task : "-"), dims, lic ? lic : "-", sha);
+               man == NULL && layout == NULL ? "(no manifest)" : (task ? task : "-"), dims,
+               lic ? lic : "-", sha);
         json_decref(man);
         free(mp);
         free(dir);
@@ -1431,6 +1950,8 @@ int models_fetch_main(int argc, char **argv)
         .models_dir = cfg.models_dir,
         .catalog = cfg.catalog,
         .base_url = cfg.base_url[0] != '\0' ? cfg.base_url : NULL,
+        .hub_url = cfg.hub_url[0] != '\0' ? cfg.hub_url : NULL,
+        .revision = cfg.revision,
         .force = cfg.force,
         .allow_private = cfg.allow_private_urls,
         .quiet = cfg.quiet,

@@ -27,10 +27,29 @@
  * "{base}" in a URL is replaced by --base-url, so that the catalogue names
  * no host: a user points --base-url at a mirror of the model files.
  *
+ * `models fetch immich/MODEL` takes its files from a Hugging Face compatible
+ * hub instead (--hub-url, no default; --revision, default "main"): the
+ * repository immich-app/MODEL that Immich's machine-learning service uses.
+ * GET HUB/api/models/immich-app/MODEL/tree/REV?recursive=true lists it (a
+ * JSON array of {"type", "path", "size", "oid", "lfs": {"oid", "size"}},
+ * pages followed by Link rel="next"); the files of one known layout are
+ * taken and every other file is skipped:
+ *   clip: visual/model.onnx, textual/model.onnx, textual/tokenizer.json
+ *         (required), visual/preprocess_cfg.json,
+ *         textual/tokenizer_config.json, config.json (when listed)
+ *   face: detection/model.onnx, recognition/model.onnx
+ * Each comes from HUB/immich-app/MODEL/resolve/REV/PATH and is checked by
+ * size and by lfs.oid (sha256) or, outside LFS, by its git blob id "oid"
+ * (SHA-1 of "blob SIZE\0" + contents). The install is MODELS_DIR/MODEL,
+ * without manifest.json (infer/clip.c loads the CLIP layout as it is);
+ * fetch.json records hub_url, repo, revision, layout and every file's
+ * sha256 (computed for the non-LFS ones) and git_oid or lfs.
+ *
  * A fetch downloads every file into MODELS_DIR/.partial/NAME/PATH.part
  * (resumed with a Range request when the part exists), checks size and
  * SHA-256, writes manifest.json and fetch.json (the catalogue entry it was
  * installed from), then renames the directory to MODELS_DIR/NAME in one step.
+ * Both sources share that machinery.
  * Threading: a CLI entry point for the main thread of a short-lived process;
  * it initialises and cleans up libcurl's global state itself (balanced, so a
  * caller that uses libcurl too is unaffected).

@@ -270,6 +270,14 @@ static const opt_def opts[] = {
      R_FETCH},
     {"catalog", "INFERD_CATALOG", OPT_STR, F(catalog), 0, 0, 0, 0, "FILE|URL",
      "the catalogue (default models/catalog.json)", R_FETCH},
+    {"hub-url", "INFERD_HUB_URL", OPT_STR, F(hub_url), 0, 0, 0, 0, "URL",
+     "for NAME immich/MODEL: a Hugging Face compatible hub (the Hugging Face hub or a "
+     "mirror), http(s); files come from its repository immich-app/MODEL (default empty)",
+     R_FETCH},
+    {"revision", NULL, OPT_STR, F(revision), 0, 0, 0, 0, "REV",
+     "for NAME immich/MODEL: the branch, tag or commit to fetch, [A-Za-z0-9._-] (default "
+     "main)",
+     R_FETCH},
     {"force", NULL, OPT_BOOL, F(force), 0, 0, 0, 0, NULL,
      "replace MODELS_DIR/NAME even when it was not installed from this catalogue entry "
      "(another version, your own files)",
@@ -505,6 +513,7 @@ static void set_defaults(config *c, config_role role)
     c->people_max_distance = 0; /* each face model's own (people_default_max_distance) */
     c->duplicates_threshold = 0.95f;
     strcpy(c->catalog, "models/catalog.json");
+    strcpy(c->revision, "main");
     c->retries = 3;
     c->connect_timeout_s = 10;
     c->stall_timeout_s = 60;
@@ -853,6 +862,7 @@ static const char *const usage_head[NROLES] = {
     "image is processed. Exit status: 0 when every image succeeded, 1 when any failed,\n"
     "2 on a usage or model loading error.\n",
     "usage: inferd models fetch [options] NAME\n"
+    "       inferd models fetch [options] --hub-url URL immich/MODEL\n"
     "\n"
     "Downloads model NAME as described by the catalogue, checks the size and sha256\n"
     "of every file, and installs it as MODELS_DIR/NAME in one step. A download that\n"
@@ -863,6 +873,14 @@ static const char *const usage_head[NROLES] = {
     "\n"
     "The catalogue names no download host: its URLs are templates such as\n"
     "{base}/NAME/model.onnx. Point --base-url at a mirror of the model files.\n"
+    "\n"
+    "immich/MODEL fetches Immich's model repository immich-app/MODEL from the\n"
+    "Hugging Face compatible hub at --hub-url (the Hugging Face hub or a mirror; no\n"
+    "default): it lists the repository at --revision, takes the files of a CLIP model\n"
+    "(visual/, textual/, config.json) or of a face model (detection/, recognition/),\n"
+    "skips other runtimes' files (ArmNN, RKNN, OpenVINO), checks sizes, the sha256 of\n"
+    "large (LFS) files and the git id of the others, and installs MODELS_DIR/MODEL,\n"
+    "usable as --image-embedder MODEL (CLIP) or --detector MODEL (faces).\n"
     "Exit status: 0 success or nothing to do, 1 failure, 2 usage error.\n",
     "usage: inferd models list [options]\n"
     "\n"
@@ -921,8 +939,9 @@ static void usage_build(void)
                 help = "send \"Authorization: Bearer TOKEN\"; prefer --token-file, flags show "
                        "in ps (default empty)";
             if (role == CONFIG_ROLE_MODELS_FETCH && strcmp(o->flag, "allow-private-urls") == 0)
-                help = "let --base-url and the catalogue's URLs reach loopback/private/link-local "
-                       "addresses (a mirror on a local network) (default off)";
+                help = "let --base-url, --hub-url and the catalogue's URLs reach "
+                       "loopback/private/link-local addresses (a mirror on a local network) "
+                       "(default off)";
             if (role != CONFIG_ROLE_SERVE && role != CONFIG_ROLE_API &&
                 role != CONFIG_ROLE_WORKER && strcmp(o->flag, "models-dir") == 0)
                 help = "model directories (default var/models)";

@@ -89,6 +89,8 @@ typedef struct {
     /* models fetch / list */
     char base_url[1024];   /* --base-url: replaces {base} in the catalogue's URLs */
     char catalog[1024];    /* --catalog FILE|URL, default models/catalog.json */
+    char hub_url[1024];    /* --hub-url: the hub that serves immich/MODEL, default empty */
+    char revision[128];    /* --revision of a hub repository, default "main" */
     int force;             /* --force: replace a directory not installed from this entry */
     int retries;           /* --retries, default 3 */
     int64_t connect_timeout_s; /* --connect-timeout, default 10 */

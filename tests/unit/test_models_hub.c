@@ -1,0 +1,708 @@
+/*
+ * tests/unit/test_models_hub.c — `inferd models fetch immich/MODEL`
+ * (fetch/models_fetch.c, the hub source) against hub_server.py: a local
+ * Hugging-Face-compatible hub (tree API, resolve paths, LFS entries) on
+ * 127.0.0.1 serving repositories written at setup: a CLIP model from
+ * tools/mkclip plus files of other runtimes, a face model (ONNX files in
+ * detection/ and recognition/), a repository with neither layout and one with
+ * half a CLIP layout. Each test runs the CLI entry point in-process with its
+ * own models directory and checks the files it leaves, the requests the
+ * server saw and, for CLIP, that infer/clip.c loads the result.
+ *
+ * mkclip is found beside the test binary's directory (build/mkclip for
+ * build/tests/test_models_hub) or at $INFERD_MKCLIP.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "fetch/models_fetch.h"
+#include "infer/clip.h"
+#include "testsupport.h"
+#include "util/sha256.h"
+
+#define SERVER_PY INFERD_SRCDIR "/tests/unit/hub_server.py"
+#define MERGES INFERD_SRCDIR "/tests/fixtures/clip/merges.txt"
+#define DIM 64
+#define CUT 10000 /* bytes of visual/model.onnx sent before a cut */
+
+static char tmpdir[256];
+static char repos[300]; /* tmpdir/srv/immich-app */
+static char hub[64];
+static ts_server server = TS_SERVER_NONE;
+static int port;
+static int test_no;
+static char out_buf[16384]; /* stdout + stderr of the last run() */
+
+/* What a CLIP install holds: the files inferd needs, none of the others. */
+static const char *const clip_files[] = {
+    "visual/model.onnx",      "visual/preprocess_cfg.json",    "textual/model.onnx",
+    "textual/tokenizer.json", "textual/tokenizer_config.json", "config.json"};
+static const char *const clip_skipped[] = {"visual/model.armnn",
+                                           "textual/fp16/model.armnn",
+                                           "rknpu/rk3588/visual/model.rknn",
+                                           "openvino/visual/model.xml",
+                                           "README.md",
+                                           ".gitattributes"};
+
+/* Malloc'd contents of `path` (NUL-terminated), `*n` its size; NULL when missing. */
+static uint8_t *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+    long len;
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)len + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = 0;
+    fclose(f);
+    if (n)
+        *n = (size_t)len;
+    return buf;
+}
+
+static int exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int exists(const char *fmt, ...)
+{
+    char p[512];
+    struct stat st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, sizeof p, fmt, ap);
+    va_end(ap);
+    return stat(p, &st) == 0;
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (system(cmd) != 0)
+        fail_msg("command failed: %s", cmd);
+}
+
+/* Whether files `a` and `b` have the same bytes. */
+static int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = x != NULL && y != NULL && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Writes the hub's repositories under TMPDIR/srv/immich-app. */
+static int make_fixtures(void)
+{
+    char mkclip[4096];
+    const char *env_tool = getenv("INFERD_MKCLIP");
+    if (env_tool != NULL) {
+        snprintf(mkclip, sizeof mkclip, "%s", env_tool);
+    } else {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+            return -1;
+        self[n] = '\0';
+        snprintf(mkclip, sizeof mkclip, "%s/../mkclip", dirname(self));
+    }
+    if (access(mkclip, X_OK) != 0) {
+        fprintf(stderr, "test_models_hub: %s not found (build mkclip or set INFERD_MKCLIP)\n",
+                mkclip);
+        return -1;
+    }
+    snprintf(repos, sizeof repos, "%s/srv/immich-app", tmpdir);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && %s --dim %d --merges %s %s/clip-tiny", repos, mkclip,
+             DIM, MERGES, repos);
+    if (system(cmd) != 0)
+        return -1;
+    /* Other runtimes' exports and repository files that must be skipped. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s/clip-tiny && mkdir -p textual/fp16 rknpu/rk3588/visual openvino/visual && "
+             "cp visual/model.onnx visual/model.armnn && "
+             "cp textual/model.onnx textual/fp16/model.armnn && "
+             "cp visual/model.onnx rknpu/rk3588/visual/model.rknn && "
+             "echo '<net/>' > openvino/visual/model.xml && echo '# clip-tiny' > README.md && "
+             "echo '*.onnx filter=lfs' > .gitattributes",
+             repos);
+    if (system(cmd) != 0)
+        return -1;
+    /* A face model: any ONNX files do for fetching. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p face-tiny/detection face-tiny/recognition face-tiny/rknpu && "
+             "cp clip-tiny/visual/model.onnx face-tiny/detection/model.onnx && "
+             "cp clip-tiny/textual/model.onnx face-tiny/recognition/model.onnx && "
+             "cp clip-tiny/visual/model.onnx face-tiny/detection/model.armnn && "
+             "cp clip-tiny/visual/model.onnx face-tiny/rknpu/detection.rknn && "
+             "mkdir -p odd half/visual && cp clip-tiny/visual/model.onnx odd/model.onnx && "
+             "echo '# odd' > odd/README.md && cp clip-tiny/visual/model.onnx half/visual/",
+             repos);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- server */
+
+static int start_server(void)
+{
+    char root[300];
+    char line[128];
+    snprintf(root, sizeof root, "%s/srv", tmpdir);
+    char *argv[] = {"python3", "-u", SERVER_PY, root, NULL};
+    if (ts_server_start(&server, "test_models_hub", argv, line, sizeof line) != 0)
+        return -1;
+    if (sscanf(line, "PORT %d", &port) != 1) {
+        fprintf(stderr, "hub_server.py did not start: '%s'\n", line);
+        ts_server_stop(&server);
+        return -1;
+    }
+    snprintf(hub, sizeof hub, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), n = size * nmemb;
+    if (have + n >= 65536)
+        return 0;
+    memcpy(buf + have, ptr, n);
+    buf[have + n] = '\0';
+    return n;
+}
+
+/* GET `path` on the test server (a control request); the body in a static buffer. */
+static const char *control(const char *path)
+{
+    static char body[65536];
+    char url[256];
+    CURL *h = curl_easy_init();
+    CURLcode cc;
+
+    assert_non_null(h);
+    body[0] = '\0';
+    snprintf(url, sizeof url, "%s%s", hub, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    cc = curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    if (cc != CURLE_OK)
+        fail_msg("control %s: %s", path, curl_easy_strerror(cc));
+    return body;
+}
+
+static void set_mode(const char *query)
+{
+    char p[128];
+    snprintf(p, sizeof p, "/_mode%s%s", query[0] ? "?" : "", query);
+    assert_string_equal(control(p), "ok");
+}
+
+/* The requests the server saw since the last set_mode: new reference. */
+static json_t *server_log(void)
+{
+    json_t *j = json_loads(control("/_log"), 0, NULL);
+    assert_true(json_is_array(j));
+    return j;
+}
+
+/* Requests whose path contains `needle`, and the body bytes sent for them. */
+static int requests_for(json_t *log, const char *needle, long *sent)
+{
+    size_t i;
+    json_t *r;
+    int n = 0;
+    if (sent)
+        *sent = 0;
+    json_array_foreach(log, i, r)
+    {
+        if (strstr(json_string_value(json_object_get(r, "path")), needle) != NULL) {
+            n++;
+            if (sent)
+                *sent += (long)json_integer_value(json_object_get(r, "sent"));
+        }
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- running the CLI */
+
+/* Runs models_fetch_main("models", ...), output captured in out_buf; returns its status. */
+static int run(const char *first, ...)
+{
+    char *argv[32];
+    int argc = 0, rc, save1, save2, fd;
+    char cap[300];
+    const char *a;
+    va_list ap;
+    uint8_t *text;
+
+    argv[argc++] = (char *)"models";
+    va_start(ap, first);
+    for (a = first; a != NULL && argc < 31; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    snprintf(cap, sizeof cap, "%s/out.txt", tmpdir);
+    fflush(stdout);
+    fflush(stderr);
+    fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    save1 = dup(1);
+    save2 = dup(2);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    rc = models_fetch_main(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(save1, 1);
+    dup2(save2, 2);
+    close(save1);
+    close(save2);
+    text = read_file(cap, NULL);
+    snprintf(out_buf, sizeof out_buf, "%s", text ? (char *)text : "");
+    free(text);
+    return rc;
+}
+
+static void new_models_dir(char *dir, size_t cap)
+{
+    snprintf(dir, cap, "%s/m%d", tmpdir, ++test_no);
+}
+
+#define FETCH(model, dir, ...)                                                                     \
+    run("fetch", model, "--models-dir", dir, "--hub-url", hub, "--allow-private-urls",             \
+        ##__VA_ARGS__, (const char *)NULL)
+
+static void expect_rc(int got, int want)
+{
+    if (got != want)
+        fail_msg("exit status %d, expected %d; output:\n%s", got, want, out_buf);
+}
+
+static void expect_out(const char *needle)
+{
+    if (strstr(out_buf, needle) == NULL)
+        fail_msg("output lacks \"%s\":\n%s", needle, out_buf);
+}
+
+/* MODELS/clip-tiny holds the six served files byte for byte and nothing else but fetch.json. */
+static void check_clip_installed(const char *dir)
+{
+    char a[512], b[512];
+    json_t *rec, *files, *f;
+    size_t i;
+
+    for (i = 0; i < sizeof clip_files / sizeof clip_files[0]; i++) {
+        snprintf(a, sizeof a, "%s/clip-tiny/%s", dir, clip_files[i]);
+        snprintf(b, sizeof b, "%s/clip-tiny/%s", repos, clip_files[i]);
+        if (!same_file(a, b))
+            fail_msg("%s differs from the served %s", a, b);
+    }
+    for (i = 0; i < sizeof clip_skipped / sizeof clip_skipped[0]; i++)
+        if (exists("%s/clip-tiny/%s", dir, clip_skipped[i]))
+            fail_msg("%s/clip-tiny/%s was installed; it should have been skipped", dir,
+                     clip_skipped[i]);
+    assert_false(exists("%s/clip-tiny/rknpu", dir));
+    assert_false(exists("%s/clip-tiny/openvino", dir));
+    assert_false(exists("%s/.partial/clip-tiny", dir));
+
+    snprintf(a, sizeof a, "%s/clip-tiny/fetch.json", dir);
+    rec = json_load_file(a, 0, NULL);
+    assert_non_null(rec);
+    assert_string_equal(json_string_value(json_object_get(rec, "repo")), "immich-app/clip-tiny");
+    assert_string_equal(json_string_value(json_object_get(rec, "revision")), "main");
+    assert_string_equal(json_string_value(json_object_get(rec, "layout")), "clip");
+    files = json_object_get(rec, "files");
+    assert_int_equal(json_array_size(files), sizeof clip_files / sizeof clip_files[0]);
+    json_array_foreach(files, i, f)
+    {
+        const char *p = json_string_value(json_object_get(f, "path"));
+        char hex[65];
+        err_t e;
+        snprintf(b, sizeof b, "%s/clip-tiny/%s", repos, p);
+        assert_int_equal(sha256_file_hex(b, hex, &e), ERR_OK);
+        /* Recorded for every file: from the hub (LFS) or computed after the git id check. */
+        assert_string_equal(json_string_value(json_object_get(f, "sha256")), hex);
+        if (strstr(p, ".onnx") != NULL) {
+            assert_true(json_is_true(json_object_get(f, "lfs")));
+        } else {
+            assert_int_equal(strlen(json_string_value(json_object_get(f, "git_oid"))), 40);
+        }
+    }
+    json_decref(rec);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_clip_fetch_loads(void **state)
+{
+    char dir[300], mdir[400];
+    json_t *log;
+    infer_env *env = NULL;
+    infer_env_opts eo = {.intra_op_threads = 1};
+    clip_model *cm = NULL;
+    err_t e;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("");
+    expect_rc(FETCH("immich/clip-tiny", dir), 0);
+    expect_out("immich-app/clip-tiny@main: clip model, 6 of its");
+    expect_out("the others skipped");
+    expect_out("clip-tiny: installed in");
+    expect_out("visual/model.onnx: 26");
+    expect_out("config.json: 157 B, git id ok");
+    check_clip_installed(dir);
+    log = server_log();
+    /* One listing, one GET per needed file, none for the skipped ones. */
+    assert_int_equal(requests_for(log, "/api/models/immich-app/clip-tiny/tree/main", NULL), 1);
+    assert_int_equal(requests_for(log, "/resolve/", NULL), 6);
+    assert_int_equal(requests_for(log, "armnn", NULL), 0);
+    assert_int_equal(requests_for(log, "rknpu", NULL), 0);
+    assert_int_equal(requests_for(log, "openvino", NULL), 0);
+    assert_int_equal(requests_for(log, "README", NULL), 0);
+    json_decref(log);
+
+    /* `models list` recognises the layout and checks the recorded hashes. */
+    expect_rc(run("list", "--models-dir", dir, (const char *)NULL), 0);
+    expect_out("clip-tiny");
+    expect_out("clip ");
+    expect_out(" 64 ");
+    expect_out(" ok");
+
+    /* The fetched directory is a CLIP model inferd loads, text encoder included. */
+    snprintf(mdir, sizeof mdir, "%s/clip-tiny", dir);
+    assert_int_equal(infer_env_new(&eo, &env, &e), ERR_OK);
+    if (clip_model_load(env, mdir, &cm, &e) != ERR_OK)
+        fail_msg("clip_model_load(%s): %s", mdir, e.msg);
+    assert_int_equal(clip_embedding_dim(cm), DIM);
+    clip_model_free(cm);
+    infer_env_free(env);
+
+    /* Again: nothing to download, only the listing is asked for. */
+    set_mode("");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 0);
+    expect_out("clip-tiny: present in");
+    expect_out("6 files verified");
+    log = server_log();
+    assert_int_equal(json_array_size(log), 1);
+    json_decref(log);
+
+    /* A corrupted small file fails the list check and is fetched again alone. */
+    sh("printf 'x' >> %s/clip-tiny/config.json", dir);
+    expect_rc(run("list", "--models-dir", dir, (const char *)NULL), 1);
+    expect_out("MISMATCH config.json");
+    set_mode("");
+    expect_rc(FETCH("immich/clip-tiny", dir), 0);
+    expect_out("fails its check");
+    check_clip_installed(dir);
+    log = server_log();
+    assert_int_equal(requests_for(log, "/resolve/", NULL), 1);
+    assert_int_equal(requests_for(log, "/resolve/main/config.json", NULL), 1);
+    json_decref(log);
+}
+
+static void test_face_fetch(void **state)
+{
+    char dir[300], a[512], b[512];
+    json_t *log, *rec;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("redirect=1"); /* LFS files come from elsewhere, as on the real hub */
+    expect_rc(FETCH("immich/face-tiny", dir, "-q"), 0);
+    expect_out("face-tiny: installed in");
+    expect_out("2 files");
+    snprintf(a, sizeof a, "%s/face-tiny/detection/model.onnx", dir);
+    snprintf(b, sizeof b, "%s/face-tiny/detection/model.onnx", repos);
+    assert_true(same_file(a, b));
+    snprintf(a, sizeof a, "%s/face-tiny/recognition/model.onnx", dir);
+    snprintf(b, sizeof b, "%s/face-tiny/recognition/model.onnx", repos);
+    assert_true(same_file(a, b));
+    assert_false(exists("%s/face-tiny/detection/model.armnn", dir));
+    assert_false(exists("%s/face-tiny/rknpu", dir));
+    log = server_log();
+    assert_int_equal(requests_for(log, "/_lfs/", NULL), 2);
+    json_decref(log);
+    snprintf(a, sizeof a, "%s/face-tiny/fetch.json", dir);
+    rec = json_load_file(a, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(rec, "layout")), "face");
+    json_decref(rec);
+
+    expect_rc(run("list", "--models-dir", dir, (const char *)NULL), 0);
+    expect_out("face (det+rec)");
+    expect_out(" ok");
+}
+
+static void test_cut_download_resumes(void **state)
+{
+    char dir[300], part[512];
+    struct stat st;
+    json_t *log, *r;
+    size_t i;
+    long sent;
+    int saw = 0;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("cut=10000");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q", "--retries", "0"), 1);
+    expect_out("run again to resume");
+    assert_false(exists("%s/clip-tiny", dir));
+    snprintf(part, sizeof part, "%s/.partial/clip-tiny/visual/model.onnx.part", dir);
+    assert_int_equal(stat(part, &st), 0);
+    assert_int_equal(st.st_size, CUT);
+
+    set_mode("");
+    expect_rc(FETCH("immich/clip-tiny", dir), 0);
+    expect_out("resuming at byte 10000");
+    check_clip_installed(dir);
+    log = server_log();
+    json_array_foreach(log, i, r)
+    {
+        if (strstr(json_string_value(json_object_get(r, "path")), "visual/model.onnx")) {
+            assert_string_equal(json_string_value(json_object_get(r, "range")), "bytes=10000-");
+            assert_int_equal(json_integer_value(json_object_get(r, "status")), 206);
+            saw = 1;
+        }
+    }
+    assert_true(saw);
+    snprintf(part, sizeof part, "%s/clip-tiny/visual/model.onnx", repos);
+    assert_int_equal(stat(part, &st), 0);
+    assert_int_equal(requests_for(log, "/resolve/main/visual/model.onnx", &sent), 1);
+    assert_int_equal(sent, st.st_size - CUT); /* only the rest was sent again */
+    json_decref(log);
+}
+
+static void test_wrong_sha256_refused(void **state)
+{
+    char dir[300], p[512], hex[65];
+    err_t e;
+    (void)state;
+
+    snprintf(p, sizeof p, "%s/clip-tiny/visual/model.onnx", repos);
+    assert_int_equal(sha256_file_hex(p, hex, &e), ERR_OK);
+    new_models_dir(dir, sizeof dir);
+    set_mode("wrong=1");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 1);
+    expect_out("clip-tiny/visual/model.onnx: sha256 mismatch");
+    expect_out(hex); /* what the hub's lfs.oid says */
+    expect_out("nothing installed");
+    assert_false(exists("%s/clip-tiny", dir));
+    assert_false(exists("%s/.partial", dir));
+}
+
+static void test_wrong_git_id_refused(void **state)
+{
+    char dir[300];
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("wrongsmall=1");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 1);
+    expect_out("clip-tiny/textual/tokenizer.json: git id mismatch");
+    expect_out("hub says");
+    assert_false(exists("%s/clip-tiny", dir));
+    assert_false(exists("%s/.partial/clip-tiny/textual/tokenizer.json", dir));
+}
+
+static void test_size_mismatch_refused(void **state)
+{
+    char dir[300];
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("bigger=1");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 1);
+    expect_out("clip-tiny/visual/model.onnx: the server sent 27");
+    expect_out("the hub says");
+    assert_false(exists("%s/clip-tiny", dir));
+    assert_false(exists("%s/.partial", dir));
+}
+
+static void test_unknown_repo_and_revision(void **state)
+{
+    char dir[300];
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("");
+    expect_rc(FETCH("immich/no-such-model", dir, "-q"), 1);
+    expect_out("immich-app/no-such-model: no such repository or revision \"main\"");
+    expect_out("HTTP 404");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q", "--revision", "v9"), 1);
+    expect_out("immich-app/clip-tiny: no such repository or revision \"v9\"");
+    assert_false(exists("%s/no-such-model", dir));
+    assert_false(exists("%s/clip-tiny", dir));
+}
+
+static void test_no_known_layout(void **state)
+{
+    char dir[300];
+    json_t *log;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("");
+    expect_rc(FETCH("immich/odd", dir, "-q"), 1);
+    expect_out("immich-app/odd (revision main) has neither layout inferd loads");
+    expect_out("a CLIP model lacks visual/model.onnx, textual/model.onnx, textual/tokenizer.json");
+    expect_out("a face model lacks detection/model.onnx, recognition/model.onnx");
+    expect_rc(FETCH("immich/half", dir, "-q"), 1);
+    expect_out("a CLIP model lacks textual/model.onnx, textual/tokenizer.json;");
+    log = server_log();
+    assert_int_equal(requests_for(log, "/resolve/", NULL), 0);
+    json_decref(log);
+    assert_false(exists("%s/odd", dir));
+    assert_false(exists("%s/half", dir));
+}
+
+static void test_names_options_and_guard(void **state)
+{
+    char dir[300];
+    json_t *log;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("");
+    static const char *const bad[] = {"immich/../clip-tiny", "immich/a/b", "immich/.hidden",
+                                      "immich/", "immich/x y"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect_rc(FETCH(bad[i], dir, "-q"), 1);
+        expect_out("must be 1-128 characters of [A-Za-z0-9._-]");
+    }
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q", "--revision", "../main"), 1);
+    expect_out("--revision \"../main\" must be");
+    expect_rc(run("fetch", "immich/clip-tiny", "--models-dir", dir, (const char *)NULL), 1);
+    expect_out("point --hub-url (or INFERD_HUB_URL) at the Hugging Face hub or a mirror");
+    expect_rc(run("fetch", "immich/clip-tiny", "--models-dir", dir, "--hub-url", "ftp://x",
+                  (const char *)NULL),
+              1);
+    expect_out("--hub-url must start with http:// or https://");
+    /* Loopback is refused without --allow-private-urls, before any request. */
+    expect_rc(run("fetch", "immich/clip-tiny", "--models-dir", dir, "--hub-url", hub, "-q",
+                  (const char *)NULL),
+              1);
+    expect_out("127.0.0.1 is loopback; refused");
+    log = server_log();
+    assert_int_equal(json_array_size(log), 0);
+    json_decref(log);
+    assert_false(exists("%s/clip-tiny", dir));
+
+    /* INFERD_HUB_URL stands for --hub-url. */
+    setenv("INFERD_HUB_URL", hub, 1);
+    expect_rc(run("fetch", "immich/face-tiny", "--models-dir", dir, "--allow-private-urls", "-q",
+                  (const char *)NULL),
+              0);
+    unsetenv("INFERD_HUB_URL");
+    assert_true(exists("%s/face-tiny/detection/model.onnx", dir));
+
+    expect_rc(run("fetch", "--help", (const char *)NULL), 0);
+    expect_out("--hub-url URL");
+    expect_out("immich/MODEL");
+}
+
+/* A listing paged with Link rel="next" is read to its end. */
+static void test_paged_listing(void **state)
+{
+    char dir[300];
+    json_t *log;
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    set_mode("page=4");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 0);
+    check_clip_installed(dir);
+    log = server_log();
+    assert_true(requests_for(log, "/tree/main", NULL) >= 5);
+    json_decref(log);
+}
+
+/* A directory the user made is not replaced without --force. */
+static void test_foreign_directory_needs_force(void **state)
+{
+    char dir[300];
+    (void)state;
+
+    new_models_dir(dir, sizeof dir);
+    sh("mkdir -p %s/clip-tiny && echo mine > %s/clip-tiny/notes.txt", dir, dir);
+    set_mode("");
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 1);
+    expect_out("--force");
+    assert_true(exists("%s/clip-tiny/notes.txt", dir));
+    expect_rc(FETCH("immich/clip-tiny", dir, "-q", "--force"), 0);
+    check_clip_installed(dir);
+    assert_false(exists("%s/clip-tiny/notes.txt", dir));
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/inferd-hub-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -1;
+    if (make_fixtures() != 0)
+        return -1;
+    return start_server();
+}
+
+static int group_teardown(void **state)
+{
+    char cmd[300];
+    (void)state;
+    ts_server_stop(&server);
+    curl_global_cleanup();
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clip_fetch_loads),
+        cmocka_unit_test(test_face_fetch),
+        cmocka_unit_test(test_cut_download_resumes),
+        cmocka_unit_test(test_wrong_sha256_refused),
+        cmocka_unit_test(test_wrong_git_id_refused),
+        cmocka_unit_test(test_size_mismatch_refused),
+        cmocka_unit_test(test_unknown_repo_and_revision),
+        cmocka_unit_test(test_no_known_layout),
+        cmocka_unit_test(test_names_options_and_guard),
+        cmocka_unit_test(test_paged_listing),
+        cmocka_unit_test(test_foreign_directory_needs_force),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
