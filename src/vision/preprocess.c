@@ -17,6 +17,12 @@
  * views) start from the pyramid level of pyramid.c that leaves a shrink in
  * [1, 2), so each output pixel has two or three taps per axis whatever the
  * photo's size; vision_resample() works on the buffer it is given.
+ *
+ * Two whole-image samplers stand apart because a model was trained on
+ * another library's resize and must be fed exactly that: TF's
+ * resizeBilinear(alignCorners) (nsfwjs) and Pillow's Image.resize with a
+ * shortest-side centre crop or a squash (OpenCLIP, as Immich feeds it), the
+ * latter reproduced bit for bit on the full image (see "Pillow-exact" below).
  */
 #include <math.h>
 #include <stdlib.h>
