@@ -121,6 +121,44 @@ static int get_size(json_t *obj, const char *key, int *h, int *w, const char *pa
     return ERR_OK;
 }
 
+/*
+ * input.resize from preprocess_cfg's "resize_mode" ("shortest", the default,
+ * or "squash") and "interpolation" ("bicubic", the default, or "bilinear"),
+ * OpenCLIP's defaults for configs that predate the keys, as Immich uses them.
+ * Anything else (OpenCLIP's "longest", Pillow's other filters) is refused
+ * naming the file and key rather than fed differently from Immich.
+ */
+static int get_resize(json_t *obj, image_resize *out, const char *path, err_t *e)
+{
+    const char *mode = "shortest", *interp = "bicubic";
+    json_t *v;
+
+    if (obj != NULL && (v = json_object_get(obj, "resize_mode")) != NULL) {
+        if (!json_is_string(v))
+            return err_set(e, ERR_MANIFEST, "%s: \"resize_mode\" must be a string", path);
+        mode = json_string_value(v);
+    }
+    if (obj != NULL && (v = json_object_get(obj, "interpolation")) != NULL) {
+        if (!json_is_string(v))
+            return err_set(e, ERR_MANIFEST, "%s: \"interpolation\" must be a string", path);
+        interp = json_string_value(v);
+    }
+    int shortest = strcmp(mode, "shortest") == 0, cubic = strcmp(interp, "bicubic") == 0;
+    if (!shortest && strcmp(mode, "squash") != 0)
+        return err_set(e, ERR_MANIFEST,
+                       "%s: \"resize_mode\" = \"%s\" is not supported (expected shortest or "
+                       "squash)",
+                       path, mode);
+    if (!cubic && strcmp(interp, "bilinear") != 0)
+        return err_set(e, ERR_MANIFEST,
+                       "%s: \"interpolation\" = \"%s\" is not supported (expected bicubic or "
+                       "bilinear)",
+                       path, interp);
+    *out = shortest ? (cubic ? RESIZE_SHORTEST_CROP_BICUBIC : RESIZE_SHORTEST_CROP_BILINEAR)
+                    : (cubic ? RESIZE_SQUASH_BICUBIC : RESIZE_SQUASH_BILINEAR);
+    return ERR_OK;
+}
+
 /* The model config: config.json, else open_clip_config.json's model_cfg. */
 typedef struct {
     int embed_dim; /* 0 when unknown */
@@ -200,9 +238,11 @@ int clip_visual_manifest(const char *dir, model_manifest *man, err_t *e)
         p = json_object_get(ocfg, "preprocess_cfg");
         where = ocfg_path;
     }
-    if (p != NULL && ((rc = get_size(p, "size", &h, &w, where, e)) ||
-                      (rc = get_vec3(p, "mean", 0, mean, where, e)) ||
-                      (rc = get_vec3(p, "std", 1, std, where, e))))
+    image_resize resize = RESIZE_SHORTEST_CROP_BICUBIC;
+    if (p != NULL &&
+        ((rc = get_size(p, "size", &h, &w, where, e)) ||
+         (rc = get_vec3(p, "mean", 0, mean, where, e)) ||
+         (rc = get_vec3(p, "std", 1, std, where, e)) || (rc = get_resize(p, &resize, where, e))))
         goto out;
 
     const char *base = strrchr(dir, '/');
@@ -216,6 +256,7 @@ int clip_visual_manifest(const char *dir, model_manifest *man, err_t *e)
     man->width = w;
     man->height = h;
     man->channels = 3;
+    man->resize = resize;
     for (int i = 0; i < 3; i++) {
         man->mean[i] = mean[i] * 255.0f; /* the pipeline feeds RGB in 0..255 */
         man->std[i] = std[i] * 255.0f;

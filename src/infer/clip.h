@@ -21,10 +21,14 @@
  *
  * The visual side becomes an ordinary image_embedding infer_model (its
  * manifest synthesised from preprocess_cfg: NCHW, mean/std scaled to 0..255,
- * output role "embedding", family "clip"), so the existing pipeline runs it
- * like any other image embedder. interpolation and resize_mode are read but
- * not honoured: the pipeline's own resize is used (a small, known deviation
- * from CLIP's bicubic shortest-side resize + centre crop).
+ * output role "embedding", family "clip", input.resize from "resize_mode"
+ * and "interpolation"), so the existing pipeline runs it like any other image
+ * embedder. The image is resized as Immich's machine-learning service does
+ * with Pillow, bit for bit on the same decoded pixels (vision_preprocess):
+ * resize_mode "shortest" (the default, OpenCLIP's) scales the shortest side
+ * to the input and centre-crops ("shortest_crop_*"), "squash" stretches
+ * ("squash_*"); interpolation "bicubic" (the default) or "bilinear". Other
+ * values fail with ERR_MANIFEST naming the file and key.
  *
  * The text side is optional: a directory without textual/model.onnx loads,
  * and clip_encode_text then fails naming the missing file.
@@ -86,7 +90,8 @@ int clip_encode_text(clip_model *m, const char *text, float *out, err_t *e);
  * Synthesises the image_embedding manifest of `dir`/visual from its
  * preprocess_cfg.json (or open_clip_config.json, or OpenAI CLIP's defaults:
  * 224, mean 0.48145466 0.4578275 0.40821073, std 0.26862954 0.26130258
- * 0.27577711). `embedding_dim` is config.json's embed_dim or 0 when unknown.
+ * 0.27577711; resize shortest_crop_bicubic). `embedding_dim` is config.json's
+ * embed_dim or 0 when unknown.
  * Errors as clip_model_load for the config files. The manifest has no labels
  * (nothing to clear).
  */

@@ -32,6 +32,32 @@ const char *manifest_task_name(model_task t)
     return "unknown";
 }
 
+/* input.resize names, indexed by image_resize. */
+static const char *const resize_names[] = {
+    [RESIZE_AREA] = "area",
+    [RESIZE_BILINEAR_ALIGN_CORNERS] = "bilinear_align_corners",
+    [RESIZE_SHORTEST_CROP_BICUBIC] = "shortest_crop_bicubic",
+    [RESIZE_SHORTEST_CROP_BILINEAR] = "shortest_crop_bilinear",
+    [RESIZE_SQUASH_BICUBIC] = "squash_bicubic",
+    [RESIZE_SQUASH_BILINEAR] = "squash_bilinear",
+};
+
+const char *manifest_resize_name(image_resize r)
+{
+    if ((unsigned)r < sizeof resize_names / sizeof resize_names[0] && resize_names[r])
+        return resize_names[r];
+    return "unknown";
+}
+
+/* The image_resize named `s`, or -1. */
+static int manifest__resize_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof resize_names / sizeof resize_names[0]; i++)
+        if (resize_names[i] && strcmp(resize_names[i], s) == 0)
+            return (int)i;
+    return -1;
+}
+
 /* Copies string key `key` of `obj` into dst[cap]. Missing optional keys leave dst empty. */
 static int get_str(json_t *obj, const char *key, int required, char *dst, size_t cap,
                    const char *path, err_t *e)
@@ -256,15 +282,18 @@ int manifest_parse(const char *text, size_t len, const char *path, model_manifes
     char resize[32];
     if ((rc = get_str(in, "resize", 0, resize, sizeof resize, path, e)))
         goto out;
-    if (resize[0] == '\0' || strcmp(resize, "area") == 0) {
-        m->resize = RESIZE_AREA;
-    } else if (strcmp(resize, "bilinear_align_corners") == 0) {
-        m->resize = RESIZE_BILINEAR_ALIGN_CORNERS;
-    } else {
-        rc = err_set(e, ERR_MANIFEST,
-                     "%s: input.resize = \"%s\" (expected area or bilinear_align_corners)", path,
-                     resize);
-        goto out;
+    m->resize = RESIZE_AREA;
+    if (resize[0] != '\0') {
+        int r = manifest__resize_parse(resize);
+        if (r < 0) {
+            rc = err_set(e, ERR_MANIFEST,
+                         "%s: input.resize = \"%s\" (expected area, bilinear_align_corners, "
+                         "shortest_crop_bicubic, shortest_crop_bilinear, squash_bicubic or "
+                         "squash_bilinear)",
+                         path, resize);
+            goto out;
+        }
+        m->resize = (image_resize)r;
     }
     if ((rc = get_vec(in, "mean", m->channels, 0.0f, m->mean, path, e)) ||
         (rc = get_vec(in, "std", m->channels, 1.0f, m->std, path, e)))

@@ -30,6 +30,18 @@
  *     TensorFlow's resizeBilinear(alignCorners: true) does, one bilinear tap
  *     per input pixel on a grid from corner to corner, the way a TF.js model
  *     that resizes that way (nsfwjs) saw its inputs.
+ *   "shortest_crop_bicubic" / "shortest_crop_bilinear" do what OpenCLIP's
+ *     and Immich's Pillow preprocessing does: scale so that the shortest
+ *     side equals the input side S = max(width, height) (the other side
+ *     int(long / short * S), truncated, as Immich computes it), with Pillow's
+ *     Image.resize filter (BICUBIC a = -0.5 or BILINEAR, widened by the
+ *     shrink factor so that shrinking is antialiased), horizontal pass then
+ *     vertical with an 8-bit intermediate, then the centre crop at
+ *     left = int((w' - width) / 2), top = int((h' - height) / 2). It is
+ *     computed on the full decoded image in Pillow's own fixed-point
+ *     arithmetic, so the same pixels give the same 8-bit result.
+ *   "squash_bicubic" / "squash_bilinear": the same filters stretching the
+ *     whole image to the input (OpenCLIP's resize_mode "squash").
  *
  * How a face embedder's input is cut out of the photo ("crop"):
  *   {"method": "align"} (the default) warps the face so that its right eye,
@@ -68,7 +80,17 @@ typedef enum { LAYOUT_NHWC = 0, LAYOUT_NCHW = 1 } tensor_layout;
 
 typedef enum { CROP_ALIGN = 0, CROP_BOX = 1 } face_crop_method;
 
-typedef enum { RESIZE_AREA = 0, RESIZE_BILINEAR_ALIGN_CORNERS = 1 } image_resize;
+typedef enum {
+    RESIZE_AREA = 0,
+    RESIZE_BILINEAR_ALIGN_CORNERS = 1,
+    RESIZE_SHORTEST_CROP_BICUBIC = 2, /* Pillow-exact: see the comment at the top */
+    RESIZE_SHORTEST_CROP_BILINEAR = 3,
+    RESIZE_SQUASH_BICUBIC = 4,
+    RESIZE_SQUASH_BILINEAR = 5,
+} image_resize;
+
+/* The input.resize name of `r` ("area", "shortest_crop_bicubic", ...). */
+const char *manifest_resize_name(image_resize r);
 
 typedef struct {
     char role[32];

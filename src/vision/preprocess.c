@@ -17,6 +17,12 @@
  * views) start from the pyramid level of pyramid.c that leaves a shrink in
  * [1, 2), so each output pixel has two or three taps per axis whatever the
  * photo's size; vision_resample() works on the buffer it is given.
+ *
+ * Two whole-image samplers stand apart because a model was trained on
+ * another library's resize and must be fed exactly that: TF's
+ * resizeBilinear(alignCorners) (nsfwjs) and Pillow's Image.resize with a
+ * shortest-side centre crop or a squash (OpenCLIP, as Immich feeds it), the
+ * latter reproduced bit for bit on the full image (see "Pillow-exact" below).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -403,6 +409,277 @@ int vision_preprocess_region(const vision_image *img, const model_manifest *m, f
 }
 
 /*
+ * ---- Pillow-exact resizing (input.resize shortest_crop_* and squash_*) ----
+ *
+ * CLIP models are fed what OpenCLIP's (and Immich's) Pillow preprocessing
+ * makes, so this reproduces Pillow's Image.resize convolution: per axis, the
+ * output pixel i of a resize from n to out pixels is centred at
+ * (i + 0.5) * n / out; the filter (bicubic with a = -0.5, support 2, or
+ * the triangle, support 1) is widened by the shrink factor when shrinking
+ * (antialiasing); taps are the source pixels whose centres fall within the
+ * support, weights normalised to sum 1 and rounded to 22-bit fixed point;
+ * sums are rounded and clamped to 8 bits. The horizontal pass runs first over
+ * every source row the vertical pass needs, into an 8-bit buffer, then the
+ * vertical pass. Weights are computed in doubles with the same expressions, so
+ * the same image gives the same bytes. Only the output pixels that the
+ * centre crop keeps are computed (each output pixel's taps depend on its own
+ * index alone, so this changes nothing), which also bounds the work for a
+ * panorama whose short side is tiny.
+ *
+ * It reads the full decoded image, not a pyramid level: a level is rounded to
+ * 8 bits and box-filtered, which moves results by a grey level or more at
+ * edges, and exactness is the point of this mode (embeddings that agree with
+ * the ones Immich computes).
+ */
+#define PIL__BITS 22 /* Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2 */
+
+static double pil__bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0.0)
+        x = -x;
+    if (x < 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0)
+        return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+static double pil__triangle(double x)
+{
+    if (x < 0.0)
+        x = -x;
+    if (x < 1.0)
+        return 1.0 - x;
+    return 0.0;
+}
+
+typedef struct {
+    double (*f)(double);
+    double support;
+} pil__filter;
+
+typedef struct {
+    int ksize;  /* weights per output */
+    int *first; /* per output: first source index */
+    int *count; /* per output: taps used (<= ksize) */
+    int32_t *k; /* ksize per output: fixed-point weights */
+} pil__axis;
+
+static void pil__axis_free(pil__axis *a)
+{
+    free(a->first);
+    free(a->count);
+    free(a->k);
+}
+
+/*
+ * The taps of outputs [o0, o0 + n) of an axis resized from `in` to `out`
+ * pixels, as Pillow's precompute_coeffs + normalize_coeffs_8bpc.
+ */
+static int pil__axis_build(pil__axis *a, int in, int out, int o0, int n, const pil__filter *fl)
+{
+    double scale = (double)in / out, fscale = scale < 1.0 ? 1.0 : scale;
+    double support = fl->support * fscale, ss = 1.0 / fscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    double *w;
+
+    memset(a, 0, sizeof(*a));
+    a->ksize = ksize;
+    a->first = malloc(sizeof(int) * (size_t)n);
+    a->count = malloc(sizeof(int) * (size_t)n);
+    a->k = calloc((size_t)n * (size_t)ksize, sizeof(int32_t));
+    w = malloc(sizeof(double) * (size_t)ksize);
+    if (!a->first || !a->count || !a->k || !w) {
+        free(w);
+        pil__axis_free(a);
+        return ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        double center = ((double)(o0 + i) + 0.5) * scale, sum = 0.0;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5), cnt;
+        int32_t *k = a->k + (size_t)i * ksize;
+
+        if (lo < 0)
+            lo = 0;
+        if (hi > in)
+            hi = in;
+        cnt = hi - lo;
+        if (cnt > ksize) /* cannot happen: the support spans < ksize pixels */
+            cnt = ksize;
+        for (int t = 0; t < cnt; t++) {
+            w[t] = fl->f(((double)(t + lo) - center + 0.5) * ss);
+            sum += w[t];
+        }
+        for (int t = 0; t < cnt; t++) {
+            double x = sum != 0.0 ? w[t] / sum : w[t];
+            x *= (double)(1 << PIL__BITS);
+            k[t] = (int32_t)(x < 0 ? x - 0.5 : x + 0.5);
+        }
+        a->first[i] = lo;
+        a->count[i] = cnt < 0 ? 0 : cnt;
+    }
+    free(w);
+    return ERR_OK;
+}
+
+/* Pillow's clip8: a fixed-point sum (with its rounding half added) to 0..255. */
+static inline uint8_t pil__clip8(int32_t v)
+{
+    if (v >= (255 << PIL__BITS))
+        return 255;
+    if (v <= 0)
+        return 0;
+    return (uint8_t)(v >> PIL__BITS);
+}
+
+/*
+ * The out_w x out_h window at (cx, cy) of the w x h RGB image `rgb` resized
+ * to rw x rh with filter `fl`, written to the tensor as (v - mean) * inv in
+ * NCHW (`planar`) or NHWC.
+ */
+static int pil__resize_crop(const uint8_t *rgb, int w, int h, int rw, int rh, int cx, int cy,
+                            int out_w, int out_h, const pil__filter *fl, const float mean[3],
+                            const float inv[3], int planar, float *out)
+{
+    pil__axis ax, ay;
+    uint8_t *tmp = NULL;
+    int y0, y1, rc;
+    size_t plane = (size_t)out_w * out_h, trow = (size_t)out_w * 3;
+
+    rc = pil__axis_build(&ax, w, rw, cx, out_w, fl);
+    if (rc)
+        return rc;
+    rc = pil__axis_build(&ay, h, rh, cy, out_h, fl);
+    if (rc) {
+        pil__axis_free(&ax);
+        return rc;
+    }
+    /* The source rows the vertical taps read: a contiguous band. */
+    y0 = h;
+    y1 = 0;
+    for (int j = 0; j < out_h; j++) {
+        if (ay.count[j] == 0)
+            continue;
+        if (ay.first[j] < y0)
+            y0 = ay.first[j];
+        if (ay.first[j] + ay.count[j] > y1)
+            y1 = ay.first[j] + ay.count[j];
+    }
+    if (y1 < y0)
+        y1 = y0;
+    tmp = malloc(trow * (size_t)(y1 - y0 > 0 ? y1 - y0 : 1));
+    if (!tmp) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    /* Horizontal pass: source rows [y0, y1) to out_w 8-bit pixels each. */
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *src = rgb + (size_t)y * w * 3;
+        uint8_t *t = tmp + (size_t)(y - y0) * trow;
+        for (int i = 0; i < out_w; i++) {
+            const int32_t *k = ax.k + (size_t)i * ax.ksize;
+            const uint8_t *p = src + (size_t)ax.first[i] * 3;
+            int32_t r = 1 << (PIL__BITS - 1), g = r, b = r;
+            for (int q = 0; q < ax.count[i]; q++) {
+                r += p[3 * q + 0] * k[q];
+                g += p[3 * q + 1] * k[q];
+                b += p[3 * q + 2] * k[q];
+            }
+            t[3 * i + 0] = pil__clip8(r);
+            t[3 * i + 1] = pil__clip8(g);
+            t[3 * i + 2] = pil__clip8(b);
+        }
+    }
+    /* Vertical pass, straight into the tensor. */
+    for (int j = 0; j < out_h; j++) {
+        const int32_t *k = ay.k + (size_t)j * ay.ksize;
+        const uint8_t *col = tmp + (size_t)(ay.first[j] - y0) * trow;
+        int cnt = ay.count[j];
+        for (int i = 0; i < out_w; i++) {
+            int32_t acc[3] = {1 << (PIL__BITS - 1), 1 << (PIL__BITS - 1), 1 << (PIL__BITS - 1)};
+            for (int q = 0; q < cnt; q++) {
+                const uint8_t *p = col + (size_t)q * trow + 3 * i;
+                acc[0] += p[0] * k[q];
+                acc[1] += p[1] * k[q];
+                acc[2] += p[2] * k[q];
+            }
+            for (int c = 0; c < 3; c++) {
+                float v = ((float)pil__clip8(acc[c]) - mean[c]) * inv[c];
+                if (planar)
+                    out[c * plane + (size_t)j * out_w + i] = v;
+                else
+                    out[((size_t)j * out_w + i) * 3 + c] = v;
+            }
+        }
+    }
+    rc = ERR_OK;
+out:
+    free(tmp);
+    pil__axis_free(&ax);
+    pil__axis_free(&ay);
+    return rc;
+}
+
+int vision_pil_geometry(int w, int h, const model_manifest *m, int *rw, int *rh, int *cx, int *cy)
+{
+    int shortest =
+        m->resize == RESIZE_SHORTEST_CROP_BICUBIC || m->resize == RESIZE_SHORTEST_CROP_BILINEAR;
+
+    if (w <= 0 || h <= 0 || m->width <= 0 || m->height <= 0)
+        return ERR_INVAL;
+    if (!shortest) {
+        *rw = m->width;
+        *rh = m->height;
+        *cx = *cy = 0;
+        return ERR_OK;
+    }
+    /* Immich's resize_pil with size S, in the same double arithmetic; then crop_pil. */
+    int s = m->width > m->height ? m->width : m->height;
+    double lng;
+    if (w < h) {
+        lng = ((double)h / (double)w) * s;
+        *rw = s;
+        *rh = lng >= (double)INT32_MAX ? INT32_MAX : (int)lng;
+    } else {
+        lng = ((double)w / (double)h) * s;
+        *rw = lng >= (double)INT32_MAX ? INT32_MAX : (int)lng;
+        *rh = s;
+    }
+    *cx = (int)((double)*rw / 2 - (double)m->width / 2);
+    *cy = (int)((double)*rh / 2 - (double)m->height / 2);
+    return ERR_OK;
+}
+
+/* input.resize shortest_crop_* / squash_*: the whole image, Pillow-exact. */
+static int preprocess__pil(const vision_image *img, const model_manifest *m, float *tensor,
+                           vision_xform *xf, err_t *e)
+{
+    static const pil__filter bicubic = {pil__bicubic, 2.0}, triangle = {pil__triangle, 1.0};
+    const pil__filter *fl =
+        m->resize == RESIZE_SHORTEST_CROP_BILINEAR || m->resize == RESIZE_SQUASH_BILINEAR
+            ? &triangle
+            : &bicubic;
+    float inv[3];
+    int rw, rh, cx, cy, rc;
+
+    if (preprocess__norm(m, inv))
+        return err_set(e, ERR_INVAL, "model %s: input is not RGB with a non-zero std", m->name);
+    if (vision_pil_geometry(img->width, img->height, m, &rw, &rh, &cx, &cy))
+        return err_set(e, ERR_INVAL, "preprocess: empty image");
+    rc = pil__resize_crop(img->rgb, img->width, img->height, rw, rh, cx, cy, m->width, m->height,
+                          fl, m->mean, inv, m->layout == LAYOUT_NCHW, tensor);
+    if (rc)
+        return err_set(e, rc, "preprocess for model %s failed", m->name);
+    if (xf) {
+        xf->scale = (float)img->width / (float)rw;
+        xf->x0 = (float)cx * xf->scale;
+        xf->y0 = (float)cy * (float)img->height / (float)rh;
+    }
+    return ERR_OK;
+}
+
+/*
  * The whole image stretched to the input as TensorFlow's resizeBilinear with
  * alignCorners does it: input pixel (u, v) is the bilinear tap at
  * (u (W-1)/(w-1), v (H-1)/(h-1)) of the image (corner pixels map onto corner
@@ -469,6 +746,8 @@ int vision_preprocess(const vision_image *img, const model_manifest *m, int lett
             xf->scale = rw / (float)m->width;
         }
         return ERR_OK;
+    } else if (m->resize != RESIZE_AREA) {
+        return preprocess__pil(img, m, tensor, xf, e);
     }
     rc = vision_preprocess_region(img, m, rx, ry, rw, rh, black, tensor, e);
     if (rc)

@@ -243,17 +243,31 @@ int vision_preprocess_region(const vision_image *img, const model_manifest *m, f
 /*
  * Fills `tensor` from the whole image. With `letterbox` the image keeps its
  * aspect ratio, centred on a black square/rectangle of the input's aspect
- * (detection); without, it is stretched to the input size (classification
- * and embedding), as the manifest's input.resize says: averaged
+ * (detection); without, it is resized as the manifest's input.resize says
+ * (classification and embedding): stretched to the input and averaged
  * ("area", through vision_preprocess_region(), which builds the pyramid on
- * first use) or sampled as TF's resizeBilinear(alignCorners) does
- * ("bilinear_align_corners", one tap per input pixel on level 0). `xf` (may
- * be NULL) receives the input->image mapping (with letterbox one scale
- * applies to both axes; without, the x scale). Errors as
- * vision_preprocess_region().
+ * first use), stretched and sampled as TF's resizeBilinear(alignCorners)
+ * does ("bilinear_align_corners", one tap per input pixel on level 0), or
+ * resized as Pillow's Image.resize does, bit for bit, on level 0
+ * ("squash_bicubic/bilinear" stretched; "shortest_crop_bicubic/bilinear"
+ * shortest side to the input then centre-cropped, as OpenCLIP and Immich
+ * feed CLIP; geometry in vision_pil_geometry()). `xf` (may be NULL) receives
+ * the input->image mapping (with letterbox one scale applies to both axes;
+ * without, the x scale). Errors as vision_preprocess_region().
  */
 int vision_preprocess(const vision_image *img, const model_manifest *m, int letterbox,
                       float *tensor, vision_xform *xf, err_t *e);
+
+/*
+ * The geometry of m->resize's Pillow modes for a w x h image: the image is
+ * resized to *rw x *rh and the input is its window at (*cx, *cy). Squash:
+ * the input size, window at 0. Shortest_crop: with S = max(width, height),
+ * the shorter side becomes S and the longer int(long / short * S) (Immich's
+ * resize_pil, truncating, in doubles; a square image gives S x S), window
+ * at int(rw / 2 - width / 2), int(rh / 2 - height / 2) (Immich's crop_pil).
+ * ERR_INVAL for a non-positive size.
+ */
+int vision_pil_geometry(int w, int h, const model_manifest *m, int *rw, int *rh, int *cx, int *cy);
 
 /* ---- faces -------------------------------------------------------------- */
 

@@ -131,8 +131,68 @@ static void test_load_shapes(void **state)
     assert_true(fabsf(man->mean[0] - 0.48145466f * 255.0f) < 1e-3f);
     assert_true(fabsf(man->std[2] - 0.27577711f * 255.0f) < 1e-3f);
     assert_non_null(manifest_output_by_role(man, "embedding"));
+    /* mkclip writes Immich's "interpolation": "bicubic", "resize_mode": "shortest". */
+    assert_int_equal(man->resize, RESIZE_SHORTEST_CROP_BICUBIC);
     clip_model_free(m);
     clip_model_free(NULL);
+}
+
+/* Writes `json` as dir `name`'s visual/preprocess_cfg.json; returns the directory. */
+static const char *write_cfg(const char *name, const char *json)
+{
+    static char dir[4200];
+    char p[4400];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    snprintf(p, sizeof p, "mkdir -p %s/visual", dir);
+    assert_int_equal(system(p), 0);
+    snprintf(p, sizeof p, "%s/visual/preprocess_cfg.json", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    return dir;
+}
+
+/* preprocess_cfg's resize_mode and interpolation become input.resize. */
+static void test_visual_resize(void **state)
+{
+    static const struct {
+        const char *keys;
+        image_resize want;
+    } ok[] = {
+        {"", RESIZE_SHORTEST_CROP_BICUBIC}, /* OpenCLIP's defaults */
+        {",\"interpolation\":\"bilinear\"", RESIZE_SHORTEST_CROP_BILINEAR},
+        {",\"resize_mode\":\"squash\"", RESIZE_SQUASH_BICUBIC},
+        {",\"resize_mode\":\"squash\",\"interpolation\":\"bilinear\"", RESIZE_SQUASH_BILINEAR},
+        {",\"resize_mode\":\"shortest\",\"interpolation\":\"bicubic\"",
+         RESIZE_SHORTEST_CROP_BICUBIC},
+    };
+    static const struct {
+        const char *keys, *names;
+    } bad[] = {
+        {",\"resize_mode\":\"longest\"", "\"resize_mode\" = \"longest\""},
+        {",\"interpolation\":\"lanczos\"", "\"interpolation\" = \"lanczos\""},
+        {",\"interpolation\":3", "\"interpolation\""},
+    };
+    model_manifest man;
+    err_t e = {0};
+    char json[512], name[32];
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(json, sizeof json, "{\"size\":[224,224]%s}", ok[i].keys);
+        snprintf(name, sizeof name, "resize-ok-%zu", i);
+        assert_int_equal(clip_visual_manifest(write_cfg(name, json), &man, &e), ERR_OK);
+        assert_int_equal(man.resize, ok[i].want);
+        manifest_clear(&man);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(json, sizeof json, "{\"size\":224%s}", bad[i].keys);
+        snprintf(name, sizeof name, "resize-bad-%zu", i);
+        assert_int_equal(clip_visual_manifest(write_cfg(name, json), &man, &e), ERR_MANIFEST);
+        if (strstr(e.msg, "visual/preprocess_cfg.json") == NULL ||
+            strstr(e.msg, bad[i].names) == NULL)
+            fail_msg("case %zu: '%s' does not name the file and %s", i, e.msg, bad[i].names);
+    }
 }
 
 static void test_encode_text(void **state)
@@ -281,7 +341,7 @@ int main(void)
         cmocka_unit_test(test_mkclip_deterministic), cmocka_unit_test(test_load_shapes),
         cmocka_unit_test(test_encode_text),          cmocka_unit_test(test_int64_ids),
         cmocka_unit_test(test_encode_image),         cmocka_unit_test(test_missing_textual),
-        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_load_errors),          cmocka_unit_test(test_visual_resize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -201,6 +201,22 @@ static void test_manifest_crop_center_resize(void **state)
     assert_int_equal(m.resize, RESIZE_BILINEAR_ALIGN_CORNERS);
     manifest_clear(&m);
 
+    /* The Pillow-exact modes (CLIP), each name back to itself. */
+    static const image_resize pil_modes[] = {RESIZE_SHORTEST_CROP_BICUBIC,
+                                             RESIZE_SHORTEST_CROP_BILINEAR, RESIZE_SQUASH_BICUBIC,
+                                             RESIZE_SQUASH_BILINEAR};
+    for (size_t i = 0; i < sizeof pil_modes / sizeof pil_modes[0]; i++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, ",\"resize\":\"%s\"", manifest_resize_name(pil_modes[i]));
+        snprintf(json, sizeof json, FACE_HEAD "}", extra);
+        assert_int_equal(load_json(dir, json, &m, &e), ERR_OK);
+        assert_int_equal(m.resize, pil_modes[i]);
+        manifest_clear(&m);
+    }
+    assert_string_equal(manifest_resize_name(RESIZE_SHORTEST_CROP_BICUBIC),
+                        "shortest_crop_bicubic");
+    assert_string_equal(manifest_resize_name((image_resize)99), "unknown");
+
     snprintf(json, sizeof json,
              FACE_HEAD ",\"crop\":{\"method\":\"align\",\"template\":[[1,2],[3,4],[5,6],[7,8]]}}",
              "");
@@ -221,6 +237,7 @@ static void test_manifest_crop_center_resize(void **state)
         {"", ",\"embedding_center\":[1,2,3]", "embedding_center"},
         {"", ",\"embedding_center\":[1,2,3,\"x\"]", "embedding_center[3]"},
         {",\"resize\":\"nearest\"", "", "nearest"},
+        {",\"resize\":\"shortest_crop_lanczos\"", "", "shortest_crop_lanczos"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char tail[300];

@@ -1261,6 +1261,102 @@ static void test_preprocess_align_corners(void **state)
     vision_image_free(img);
 }
 
+/*
+ * input.resize shortest_crop_* / squash_*: Immich's geometry (shortest side to
+ * the input, the other truncated, centre crop at the truncated half
+ * difference), and Pillow's filter properties that do not need Pillow
+ * (tests/pillow/pillow_parity.py compares with Pillow itself): a constant
+ * stays constant, a resize by 1 is the identity (so a short side equal to the
+ * input leaves the cropped window untouched), shrinking is antialiased.
+ */
+static void test_preprocess_pil_modes(void **state)
+{
+    (void)state;
+    static const struct {
+        int w, h, side;
+        image_resize r;
+        int rw, rh, cx, cy;
+    } geo[] = {
+        {1440, 1080, 224, RESIZE_SHORTEST_CROP_BICUBIC, 298, 224, 37, 0},
+        {1080, 1440, 224, RESIZE_SHORTEST_CROP_BILINEAR, 224, 298, 0, 37},
+        {1000, 667, 224, RESIZE_SHORTEST_CROP_BICUBIC, 335, 224, 55, 0}, /* 335.83 truncated */
+        {500, 500, 336, RESIZE_SHORTEST_CROP_BICUBIC, 336, 336, 0, 0},
+        {100, 60, 224, RESIZE_SHORTEST_CROP_BICUBIC, 373, 224, 74, 0}, /* enlarged */
+        {1440, 1080, 224, RESIZE_SQUASH_BICUBIC, 224, 224, 0, 0},
+    };
+    model_manifest m;
+    memset(&m, 0, sizeof m);
+    m.channels = 3;
+    m.layout = LAYOUT_NCHW;
+    for (int c = 0; c < 3; c++)
+        m.std[c] = 1;
+    for (size_t i = 0; i < sizeof geo / sizeof geo[0]; i++) {
+        int rw, rh, cx, cy;
+        m.width = m.height = geo[i].side;
+        m.resize = geo[i].r;
+        assert_int_equal(vision_pil_geometry(geo[i].w, geo[i].h, &m, &rw, &rh, &cx, &cy), ERR_OK);
+        if (rw != geo[i].rw || rh != geo[i].rh || cx != geo[i].cx || cy != geo[i].cy)
+            fail_msg("case %zu: %dx%d at %d,%d", i, rw, rh, cx, cy);
+    }
+
+    vision_image *img;
+    err_t e;
+    float *t = malloc(sizeof(float) * 3 * 64 * 64);
+    assert_non_null(t);
+    m.width = m.height = 64;
+    m.mean[0] = 10;
+    m.std[0] = 2;
+
+    /* A constant image stays constant through either filter, enlarged or shrunk. */
+    static const int sizes[][2] = {{200, 90}, {37, 50}};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(vision_image_new(sizes[k][0], sizes[k][1], &img, &e), ERR_OK);
+        memset(img->rgb, 77, (size_t)img->width * img->height * 3);
+        for (int f = 0; f < 2; f++) {
+            m.resize = f ? RESIZE_SHORTEST_CROP_BILINEAR : RESIZE_SHORTEST_CROP_BICUBIC;
+            assert_int_equal(vision_preprocess(img, &m, 0, t, NULL, &e), ERR_OK);
+            for (int p = 0; p < 64 * 64; p++)
+                assert_true(t[p] == (77.0f - 10) / 2 && t[64 * 64 + p] == 77.0f);
+        }
+        vision_image_free(img);
+    }
+
+    /* 100x64 to 64: no scaling, the window is columns 18..81 (int(100/2 - 32)), exactly. */
+    assert_int_equal(vision_image_new(100, 64, &img, &e), ERR_OK);
+    for (size_t p = 0; p < (size_t)100 * 64 * 3; p++)
+        img->rgb[p] = (uint8_t)((p * 2654435761u) >> 24);
+    for (int f = 0; f < 2; f++) {
+        m.resize = f ? RESIZE_SHORTEST_CROP_BILINEAR : RESIZE_SHORTEST_CROP_BICUBIC;
+        assert_int_equal(vision_preprocess(img, &m, 0, t, NULL, &e), ERR_OK);
+        for (int y = 0; y < 64; y++)
+            for (int x = 0; x < 64; x++)
+                for (int c = 0; c < 3; c++) {
+                    float want = ((float)img->rgb[((size_t)y * 100 + x + 18) * 3 + c] - m.mean[c]) /
+                                 m.std[c];
+                    assert_true(t[c * 64 * 64 + y * 64 + x] == want);
+                }
+    }
+    vision_image_free(img);
+
+    /* A one-pixel checkerboard shrunk 2x averages to mid-grey, not to a pattern. */
+    assert_int_equal(vision_image_new(128, 128, &img, &e), ERR_OK);
+    for (int y = 0; y < 128; y++)
+        for (int x = 0; x < 128; x++)
+            memset(img->rgb + ((size_t)y * 128 + x) * 3, (x + y) % 2 ? 255 : 0, 3);
+    m.mean[0] = 0;
+    m.std[0] = 1;
+    for (int f = 0; f < 2; f++) {
+        m.resize = f ? RESIZE_SQUASH_BILINEAR : RESIZE_SQUASH_BICUBIC;
+        assert_int_equal(vision_preprocess(img, &m, 0, t, NULL, &e), ERR_OK);
+        /* Away from the border, where the clipped filter is no longer symmetric. */
+        for (int y = 4; y < 60; y++)
+            for (int x = 4; x < 60; x++)
+                assert_true(fabsf(t[y * 64 + x] - 127.5f) <= 1.0f);
+    }
+    vision_image_free(img);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1290,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_decode_memory_budget),
         cmocka_unit_test(test_face_map_box_and_template),
         cmocka_unit_test(test_preprocess_align_corners),
+        cmocka_unit_test(test_preprocess_pil_modes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
