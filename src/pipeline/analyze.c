@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "infer/clip.h"
+#include "infer/insightface.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 #include "util/clock.h"
@@ -65,6 +66,11 @@ static int load(pipeline *p, const pipeline_opts *o, const char *name, model_tas
             *out = clip_visual(p->clip);
             return ERR_OK;
         }
+    }
+    if ((task == TASK_FACE_DETECTION || task == TASK_FACE_EMBEDDING) &&
+        insightface_dir_has(dir, task)) {
+        /* No manifest: an Immich facial-recognition pack (detection/ + recognition/). */
+        return insightface_load(p->env, dir, task, out, e);
     }
     rc = infer_model_load(p->env, dir, o->verify_models, out, e);
     if (rc != ERR_OK)
@@ -258,11 +264,13 @@ out:
 
 /* Face detection, its views offered to other threads through `share` while this one runs. */
 static int detect(pipeline *p, const vision_image *img, const pipeline_share *share,
-                  int64_t deadline, vision_face **faces, int *nfaces, err_t *e)
+                  int64_t deadline, float min_score, vision_face **faces, int *nfaces, err_t *e)
 {
     vision_detect_task *t = NULL;
     vision_detect_opts o = p->detect;
     o.deadline_ms = deadline;
+    if (min_score > 0)
+        o.score_threshold = min_score;
     int rc = vision_detect_begin(p->detector, img, &o, &t, e);
     if (rc != ERR_OK)
         return rc;
@@ -313,7 +321,8 @@ static int analyze(pipeline *p, vision_image *img, unsigned tasks, const pipelin
     int nfaces = 0;
     if (p->detector != NULL && (tasks & PIPELINE_FACES) &&
         ((rc = check_deadline(deadline, "face detection", e)) != ERR_OK ||
-         (rc = detect(p, img, share, deadline, &faces, &nfaces, e)) != ERR_OK))
+         (rc = detect(p, img, share, deadline, call != NULL ? call->min_score : 0, &faces, &nfaces,
+                      e)) != ERR_OK))
         goto out;
     a->timings_ms[STAGE_FACE_DETECTION] = clock_mono_msf() - t;
     a->nfaces = nfaces;
@@ -431,7 +440,7 @@ json_t *analysis_to_json(const analysis *a, int with_vectors)
         json_object_set_new(fo, "box", box);
         json_object_set_new(fo, "score", num(f->det.score, 1e4));
         json_t *kps = json_array();
-        for (int k = 0; k < VISION_FACE_KPS; k++) {
+        for (int k = 0; k < vision_face_nkps(&f->det); k++) {
             json_t *pt = json_array();
             json_array_append_new(pt, num(f->det.kps[k][0], 10));
             json_array_append_new(pt, num(f->det.kps[k][1], 10));
