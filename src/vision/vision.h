@@ -1,6 +1,6 @@
 /*
  * vision/vision.h — images in, faces out: decoding, preprocessing, BlazeFace
- * detection, face alignment.
+ * and SCRFD detection, face alignment.
  *
  * This subsystem turns untrusted bytes into a bounded RGB image (decode.c, the
  * one file that calls libvips), samples regions of that image into model input
@@ -9,9 +9,11 @@
  * photo's), decodes and merges
  * BlazeFace outputs (blazeface.c, pure), runs the detector over the whole
  * image and over overlapping tiles so that small faces in group photos are
- * found (detect.c), and cuts a detected face out for the embedder as its
- * manifest says: aligned onto a keypoint template or the box's square
- * (align.c, pure). Only detect.c and the tensor helpers know
+ * found (detect.c), runs Immich's SCRFD detector as insightface does
+ * (scrfd.c, pure; one view through detect.c), and cuts a detected face out
+ * for the embedder as its manifest says: aligned onto a keypoint template
+ * (four BlazeFace points, or five SCRFD points as insightface's norm_crop)
+ * or the box's square (align.c, pure). Only detect.c and the tensor helpers know
  * about infer/; nothing here knows about the daemon.
  *
  * Coordinates: pixel (x, y) covers [x, x+1) x [y, y+1); a pixel's centre is
