@@ -19,9 +19,12 @@
  *   NMS     hard, IoU > 0.4 suppresses, areas with the +1 of pixel-inclusive
  *           boxes; results by descending score.
  *
- * The resize reproduces OpenCV's bit-exact 8-bit INTER_LINEAR (weights in
- * 1/256, one rounding); the blob and decode are float32 like insightface's
- * numpy arrays, so boxes agree with Immich's to float rounding. Score ties
+ * The resize reproduces OpenCV's 8-bit INTER_LINEAR arithmetic (11-bit
+ * weights, the AVX2 vertical pass's rounding, the scalar tail's, INTER_AREA
+ * for an exact halving), not the bit-exact INTER_LINEAR_EXACT; an SSE-only
+ * OpenCV build may differ by one grey level in a row's last values. The blob
+ * and decode are float32 like insightface's numpy arrays, so boxes agree
+ * with Immich's to float rounding. Score ties
  * are broken by anchor order (numpy's argsort leaves them unspecified).
  */
 #include <math.h>
@@ -50,61 +53,110 @@ void vision_scrfd_letterbox(int w, int h, int size, int *new_w, int *new_h, floa
     *det_scale = (float)((double)*new_h / (double)h);
 }
 
-/* One axis of OpenCV's linear resize: first tap and its weight (of 256) per output index. */
-static void scrfd__axis(int n, int dn, int *idx, int *w0)
+/*
+ * One axis of OpenCV's INTER_LINEAR for 8-bit images: the first tap and the
+ * two 11-bit weights per output index. The position is computed in double
+ * and rounded to float, each weight rounded on its own (cvRound), and a
+ * position before the first or past the last pixel clamped to it with
+ * weight (2048, 0).
+ */
+static void scrfd__axis(int n, int dn, int *idx, int16_t *w)
 {
     double scale = 1.0 / ((double)dn / (double)n); /* as cv::resize: 1 / inv_scale */
     for (int d = 0; d < dn; d++) {
-        double f = ((double)d + 0.5) * scale - 0.5;
-        int s = (int)floor(f);
-        double t = f - s;
+        float f = (float)(((double)d + 0.5) * scale - 0.5);
+        int s = (int)floorf(f);
+        f -= (float)s;
         if (s < 0) {
             s = 0;
-            t = 0;
+            f = 0;
         }
         if (s >= n - 1) {
             s = n - 1;
-            t = 0;
+            f = 0;
         }
-        int wt = (int)lrint(t * 256.0);
         idx[d] = s;
-        w0[d] = 256 - wt;
+        w[2 * d] = (int16_t)lrintf((1.0f - f) * 2048.0f);
+        w[2 * d + 1] = (int16_t)lrintf(f * 2048.0f);
     }
+}
+
+/*
+ * Where OpenCV's vectorised vertical pass (AVX2: 32 then 16 values a step)
+ * stops in a row of `width` values; the rest is its scalar loop.
+ */
+static int scrfd__simd_end(int width)
+{
+    int x = 0;
+    while (x <= width - 32)
+        x += 32;
+    while (x < width - 16)
+        x += 16;
+    return x;
 }
 
 int vision_resize_linear(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh)
 {
     if (!src || !dst || w <= 0 || h <= 0 || dw <= 0 || dh <= 0)
         return ERR_INVAL;
-    int *xi = malloc(sizeof(int) * (size_t)dw * 2);
-    int *yi = malloc(sizeof(int) * (size_t)dh * 2);
-    if (!xi || !yi) {
+    if (dw == w && dh == h) { /* cv::resize copies */
+        memcpy(dst, src, (size_t)w * (size_t)h * 3);
+        return ERR_OK;
+    }
+    if (w == 2 * dw && h == 2 * dh) {
+        /* An exact halving is INTER_AREA's fast path in OpenCV: 2x2 means, rounded. */
+        for (int v = 0; v < dh; v++)
+            for (int u = 0; u < dw * 3; u++) {
+                const uint8_t *p =
+                    src + ((size_t)(2 * v) * (size_t)w * 3) + (size_t)(u / 3) * 6 + (size_t)(u % 3);
+                const uint8_t *q = p + (size_t)w * 3;
+                dst[(size_t)v * (size_t)dw * 3 + (size_t)u] =
+                    (uint8_t)((p[0] + p[3] + q[0] + q[3] + 2) >> 2);
+            }
+        return ERR_OK;
+    }
+    int *xi = malloc(sizeof(int) * (size_t)(dw + dh));
+    int16_t *wt = malloc(sizeof(int16_t) * 2 * (size_t)(dw + dh));
+    int32_t *r0 = malloc(sizeof(int32_t) * 2 * (size_t)dw * 3);
+    if (!xi || !wt || !r0) {
         free(xi);
-        free(yi);
+        free(wt);
+        free(r0);
         return ERR_NOMEM;
     }
-    int *xw = xi + dw, *yw = yi + dh;
+    int *yi = xi + dw;
+    int16_t *xw = wt, *yw = wt + 2 * dw;
+    int32_t *r1 = r0 + (size_t)dw * 3;
+    int width = dw * 3, vend = scrfd__simd_end(width);
     scrfd__axis(w, dw, xi, xw);
     scrfd__axis(h, dh, yi, yw);
     for (int v = 0; v < dh; v++) {
-        int y0 = yi[v], y1 = y0 + 1 < h ? y0 + 1 : y0;
-        uint32_t wy0 = (uint32_t)yw[v], wy1 = 256 - wy0;
-        const uint8_t *r0 = src + (size_t)y0 * (size_t)w * 3;
-        const uint8_t *r1 = src + (size_t)y1 * (size_t)w * 3;
-        uint8_t *o = dst + (size_t)v * (size_t)dw * 3;
-        for (int u = 0; u < dw; u++) {
-            int x0 = xi[u], x1 = x0 + 1 < w ? x0 + 1 : x0;
-            uint32_t wx0 = (uint32_t)xw[u], wx1 = 256 - wx0;
-            for (int c = 0; c < 3; c++) {
-                uint32_t a = r0[x0 * 3 + c] * wx0 + r0[x1 * 3 + c] * wx1;
-                uint32_t b = r1[x0 * 3 + c] * wx0 + r1[x1 * 3 + c] * wx1;
-                uint32_t s = a * wy0 + b * wy1;
-                o[u * 3 + c] = (uint8_t)((s + (1u << 15)) >> 16);
+        /* Horizontal pass of the two source rows: exact sums with 11-bit weights. */
+        for (int k = 0; k < 2; k++) {
+            int sy = yi[v] + k < h ? yi[v] + k : h - 1;
+            const uint8_t *row = src + (size_t)sy * (size_t)w * 3;
+            int32_t *o = k ? r1 : r0;
+            for (int u = 0; u < dw; u++) {
+                int x0 = xi[u], x1 = x0 + 1 < w ? x0 + 1 : x0;
+                for (int c = 0; c < 3; c++)
+                    o[u * 3 + c] = row[x0 * 3 + c] * xw[2 * u] + row[x1 * 3 + c] * xw[2 * u + 1];
             }
+        }
+        /* Vertical pass: the vector loop's rounding, then the scalar tail's. */
+        int32_t b0 = yw[2 * v], b1 = yw[2 * v + 1];
+        uint8_t *o = dst + (size_t)v * (size_t)width;
+        for (int x = 0; x < width; x++) {
+            int32_t y;
+            if (x < vend)
+                y = ((((r0[x] >> 4) * b0) >> 16) + (((r1[x] >> 4) * b1) >> 16) + 2) >> 2;
+            else
+                y = (r0[x] * b0 + r1[x] * b1 + (1 << 21)) >> 22;
+            o[x] = (uint8_t)(y < 0 ? 0 : y > 255 ? 255 : y);
         }
     }
     free(xi);
-    free(yi);
+    free(wt);
+    free(r0);
     return ERR_OK;
 }
 

@@ -376,11 +376,11 @@ void vision_scrfd_letterbox(int w, int h, int size, int *new_w, int *new_h, floa
 
 /*
  * Resizes packed 8-bit RGB w x h to dw x dh as cv2.resize(INTER_LINEAR) does
- * on 8-bit images (OpenCV's bit-exact path): source position
- * (d + 0.5) * w / dw - 0.5 clamped to the image, two taps per axis with
- * weights in 1/256, rounded once at the end. No antialiasing: a shrink by
- * more than 2 skips pixels, as OpenCV does. `dst` holds dw*dh*3 bytes.
- * ERR_INVAL for non-positive sizes.
+ * on 8-bit images: source position (d + 0.5) * w / dw - 0.5 clamped to the
+ * image, two taps per axis with 11-bit weights, OpenCV's fixed-point
+ * rounding (see scrfd.c); an exact halving is OpenCV's 2x2 mean. No
+ * antialiasing: a shrink by more than 2 skips pixels, as OpenCV does. `dst`
+ * holds dw*dh*3 bytes. ERR_INVAL for non-positive sizes, ERR_NOMEM.
  */
 int vision_resize_linear(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh);
 

@@ -139,6 +139,23 @@ static void test_resize_linear(void **state)
     assert_int_equal(vision_resize_linear(src, 4, 1, dst, 4, 1), ERR_OK);
     assert_memory_equal(src, dst, 12);
     assert_int_equal(vision_resize_linear(src, 0, 1, dst, 4, 1), ERR_INVAL);
+    /* An exact halving is OpenCV's 2x2 mean, (sum + 2) / 4: rows {0,100,200,255}, {1,2,3,4}. */
+    uint8_t two[24];
+    const uint8_t r2[4] = {1, 2, 3, 4};
+    memcpy(two, src, 12);
+    for (int i = 0; i < 12; i++)
+        two[12 + i] = r2[i / 3];
+    assert_int_equal(vision_resize_linear(two, 4, 2, dst, 2, 1), ERR_OK);
+    assert_int_equal(dst[0], (0 + 100 + 1 + 2 + 2) / 4);
+    assert_int_equal(dst[3], (200 + 255 + 3 + 4 + 2) / 4);
+    /* A flat image stays flat through both of OpenCV's roundings (a 40-pixel row has both). */
+    uint8_t *flat = malloc(64 * 48 * 3), *out = malloc(40 * 30 * 3);
+    memset(flat, 77, 64 * 48 * 3);
+    assert_int_equal(vision_resize_linear(flat, 64, 48, out, 40, 30), ERR_OK);
+    for (int i = 0; i < 40 * 30 * 3; i++)
+        assert_int_equal(out[i], 77);
+    free(flat);
+    free(out);
 }
 
 /* ---- NMS ----------------------------------------------------------------- */
