@@ -7,14 +7,11 @@
  *   {
  *     "name": "mobileface",                 model id, as stored with results
  *     "task": "face_embedding",             face_detection | face_embedding | image_embedding
- *     "family": "mobileface",               blazeface | mobileface | arcface | mobilenet_v2 | clip
- *     "file": "model.onnx",
- *     "sha256": "<hex of the .onnx file>",
- *     "input": { "name": "data:0", "layout": "NHWC",   NHWC | NCHW
- *                "width": 112, "height": 112, "channels": 3,
- *                "mean": [0,0,0], "std": [1,1,1],   x' = (x - mean) / std, x = RGB 0..255
- *                "resize": "area" },               image embedders: see below
- *     "outputs": { "embedding": "batchnorm0/add_1:0", ... },   role -> tensor name
+ *     "family": "mobileface",               blazeface | scrfd | mobileface | arcface | mobilenet_v2
+ * | clip "file": "model.onnx", "sha256": "<hex of the .onnx file>", "input": { "name": "data:0",
+ * "layout": "NHWC",   NHWC | NCHW "width": 112, "height": 112, "channels": 3, "mean": [0,0,0],
+ * "std": [1,1,1],   x' = (x - mean) / std, x = RGB 0..255 "resize": "area" },               image
+ * embedders: see below "outputs": { "embedding": "batchnorm0/add_1:0", ... },   role -> tensor name
  *     "embedding_dim": 256,                 0 when the task has no embedding
  *     "labels": { "nsfw": ["drawing", ...] },   optional: class names per output role
  *     "crop": { ... },                      face_embedding only, optional: see below

@@ -330,6 +330,50 @@ static void test_detect_orig_pixels(void **state)
     infer_model_free(det);
 }
 
+/* A manifest.json with family "scrfd" (roles by position, "#K") works as the synthesised one. */
+static void test_detect_manifest(void **state)
+{
+    (void)state;
+    char dir[4200], cmd[9000];
+    snprintf(dir, sizeof dir, "%s/scrfd-manifest", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/buffalo_l/detection/model.onnx %s/", dir,
+             tmpdir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/manifest.json", dir);
+    FILE *f = fopen(cmd, "w");
+    assert_non_null(f);
+    fputs("{\"name\": \"toy-scrfd\", \"task\": \"face_detection\", \"family\": \"scrfd\",\n"
+          " \"input\": {\"name\": \"#0\", \"layout\": \"NCHW\", \"width\": 640,"
+          " \"height\": 640, \"channels\": 3,\n"
+          "  \"mean\": [127.5, 127.5, 127.5], \"std\": [128, 128, 128]},\n"
+          " \"outputs\": {\"score_8\": \"#0\", \"score_16\": \"#1\", \"score_32\": \"#2\","
+          " \"bbox_8\": \"#3\", \"bbox_16\": \"#4\", \"bbox_32\": \"#5\", \"kps_8\": \"#6\","
+          " \"kps_16\": \"#7\", \"kps_32\": \"#8\"},\n"
+          " \"embedding_dim\": 0}\n",
+          f);
+    assert_int_equal(fclose(f), 0);
+    assert_false(insightface_dir_has(dir, TASK_FACE_DETECTION));
+    infer_model *det = NULL;
+    err_t e = {0};
+    int rc = infer_model_load(env, dir, 0, &det, &e);
+    if (rc != ERR_OK)
+        fprintf(stderr, "load: %s\n", e.msg);
+    assert_int_equal(rc, ERR_OK);
+    /* "#K" became the real names, insightface-style numbers. */
+    assert_string_equal(manifest_output_by_role(infer_model_manifest(det), "bbox_8")->name, "451");
+    vision_image *img = texture(600, 900, 5);
+    vision_face *faces = NULL;
+    int n = 0;
+    vision_detect_opts o = {.score_threshold = 0.7f};
+    assert_int_equal(vision_detect_faces(det, img, &o, &faces, &n, &e), ERR_OK);
+    assert_int_equal(n, 2);
+    expect_face(&faces[0], &F1, 640.0f / 900.0f);
+    expect_face(&faces[1], &F2, 640.0f / 900.0f);
+    free(faces);
+    vision_image_free(img);
+    infer_model_free(det);
+}
+
 /* ---- alignment ----------------------------------------------------------- */
 
 static model_manifest arcface_manifest(void)
@@ -557,11 +601,17 @@ static void test_recognizer_seed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_letterbox),          cmocka_unit_test(test_resize_linear),
-        cmocka_unit_test(test_nms_hard),           cmocka_unit_test(test_detect_landscape),
-        cmocka_unit_test(test_detect_portrait),    cmocka_unit_test(test_detect_batch_dim_dynamic),
-        cmocka_unit_test(test_detect_orig_pixels), cmocka_unit_test(test_umeyama5),
-        cmocka_unit_test(test_warp_affine_cv),     cmocka_unit_test(test_pipeline_embeddings),
+        cmocka_unit_test(test_letterbox),
+        cmocka_unit_test(test_resize_linear),
+        cmocka_unit_test(test_nms_hard),
+        cmocka_unit_test(test_detect_landscape),
+        cmocka_unit_test(test_detect_portrait),
+        cmocka_unit_test(test_detect_batch_dim_dynamic),
+        cmocka_unit_test(test_detect_orig_pixels),
+        cmocka_unit_test(test_detect_manifest),
+        cmocka_unit_test(test_umeyama5),
+        cmocka_unit_test(test_warp_affine_cv),
+        cmocka_unit_test(test_pipeline_embeddings),
         cmocka_unit_test(test_recognizer_seed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
