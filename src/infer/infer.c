@@ -238,6 +238,46 @@ static long find_name(OrtSession *s, int is_input, const char *name, err_t *e, i
 
 static int open_session(infer_model *m, const char *dir, const char *path, err_t *e);
 
+/*
+ * Resolves a manifest tensor name "#K" (the K-th input or output, see
+ * infer/manifest.h) into the model's real name, written back into `name`
+ * (cap bytes). Other names are left alone. ERR_MANIFEST when K is out of
+ * range or the real name does not fit.
+ */
+static int resolve_index_name(OrtSession *s, int is_input, char *name, size_t cap, const char *dir,
+                              err_t *e)
+{
+    if (name[0] != '#')
+        return ERR_OK;
+    char *end = NULL;
+    long k = strtol(name + 1, &end, 10);
+    size_t n = 0;
+    OrtStatus *st =
+        is_input ? api()->SessionGetInputCount(s, &n) : api()->SessionGetOutputCount(s, &n);
+    if (st != NULL)
+        return status_err(st, ERR_MODEL, e, "count");
+    if (end == name + 1 || *end != '\0' || k < 0 || (size_t)k >= n)
+        return err_set(e, ERR_MANIFEST, "%s: %s \"%s\": the model has %zu", dir,
+                       is_input ? "input" : "output", name, n);
+    OrtAllocator *alloc;
+    if ((st = api()->GetAllocatorWithDefaultOptions(&alloc)) != NULL)
+        return status_err(st, ERR_RUNTIME, e, "allocator");
+    char *nm = NULL;
+    st = is_input ? api()->SessionGetInputName(s, (size_t)k, alloc, &nm)
+                  : api()->SessionGetOutputName(s, (size_t)k, alloc, &nm);
+    if (st != NULL)
+        return status_err(st, ERR_MODEL, e, "name");
+    int rc = ERR_OK;
+    if (strlen(nm) >= cap)
+        rc = err_set(e, ERR_MANIFEST, "%s: tensor name \"%s\" is too long", dir, nm);
+    else
+        memcpy(name, nm, strlen(nm) + 1);
+    OrtStatus *fst = api()->AllocatorFree(alloc, nm);
+    if (fst != NULL)
+        api()->ReleaseStatus(fst);
+    return rc;
+}
+
 int infer_model_load(infer_env *env, const char *dir, int verify_sha256, infer_model **out,
                      err_t *e)
 {
@@ -289,6 +329,13 @@ static int open_session(infer_model *m, const char *dir, const char *path, err_t
     ORT_TRY(api()->SetSessionExecutionMode(so, ORT_SEQUENTIAL), ERR_RUNTIME, "execution mode");
     ORT_TRY(api()->CreateSession(env->env, path, so, &m->session), ERR_MODEL, path);
 
+    if ((rc = resolve_index_name(m->session, 1, m->man.input_name, sizeof m->man.input_name, dir,
+                                 e)) != ERR_OK)
+        goto out;
+    for (int i = 0; i < m->man.noutputs; i++)
+        if ((rc = resolve_index_name(m->session, 0, m->man.outputs[i].name,
+                                     sizeof m->man.outputs[i].name, dir, e)) != ERR_OK)
+            goto out;
     long idx = find_name(m->session, 1, m->man.input_name, e, &rc);
     if (rc != ERR_OK)
         goto out;
@@ -368,6 +415,21 @@ const model_manifest *infer_model_manifest(const infer_model *m)
 size_t infer_input_size(const infer_model *m)
 {
     return (size_t)m->man.width * (size_t)m->man.height * (size_t)m->man.channels;
+}
+
+int infer_output_shape(const infer_model *m, const char *role, int64_t dims[8])
+{
+    for (int i = 0; i < m->man.noutputs; i++)
+        if (strcmp(m->man.outputs[i].role, role) == 0) {
+            memcpy(dims, m->out_shape[i].dims, sizeof(int64_t) * (size_t)m->out_shape[i].rank);
+            return m->out_shape[i].rank;
+        }
+    return -1;
+}
+
+void infer_model_set_embedding_dim(infer_model *m, int dim)
+{
+    m->man.embedding_dim = dim;
 }
 
 int infer_fixed_batch(const infer_model *m)

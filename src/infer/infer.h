@@ -50,7 +50,8 @@ int infer_api_version(void);
 /*
  * Loads the model directory `dir` (manifest.json + model file) into one
  * session. Checks that the manifest's input and output names exist in the
- * model. When `verify_sha256` is non-zero the model file's sha256 must equal
+ * model (a name "#K" is the model's K-th: infer_model_manifest() then shows
+ * the real name). When `verify_sha256` is non-zero the model file's sha256 must equal
  * the manifest's (ERR_CHECKSUM otherwise). `*out` is owned by the caller:
  * release with infer_model_free(). `env` must outlive the model.
  */
@@ -74,6 +75,20 @@ size_t infer_input_size(const infer_model *m);
  * when the batch is dynamic (any batch >= 1 is accepted).
  */
 int infer_fixed_batch(const infer_model *m);
+
+/*
+ * The declared shape of the output with manifest role `role` into
+ * dims[0..rank) (-1 where dynamic); returns the rank, or -1 when the model
+ * has no such role.
+ */
+int infer_output_shape(const infer_model *m, const char *role, int64_t dims[8]);
+
+/*
+ * Sets the manifest's embedding_dim of a model whose loader learnt it only
+ * after loading (from the output shape or a probe run). Load time only: not
+ * safe against concurrent runs.
+ */
+void infer_model_set_embedding_dim(infer_model *m, int dim);
 
 /* One output request for infer_run(). */
 typedef struct {

@@ -158,9 +158,13 @@ static int load_crop(json_t *root, model_manifest *m, const char *path, err_t *e
             return rc;
         return ERR_OK;
     }
+    if (strcmp(method, "align5") == 0) {
+        m->crop_method = CROP_ALIGN5;
+        return ERR_OK;
+    }
     if (strcmp(method, "align") != 0)
-        return err_set(e, ERR_MANIFEST, "%s: crop.method = \"%s\" (expected align or box)", path,
-                       method);
+        return err_set(e, ERR_MANIFEST, "%s: crop.method = \"%s\" (expected align, align5 or box)",
+                       path, method);
     json_t *t = json_object_get(c, "template");
     if (t == NULL)
         return ERR_OK;

@@ -7,14 +7,11 @@
  *   {
  *     "name": "mobileface",                 model id, as stored with results
  *     "task": "face_embedding",             face_detection | face_embedding | image_embedding
- *     "family": "mobileface",               blazeface | mobileface | arcface | mobilenet_v2 | clip
- *     "file": "model.onnx",
- *     "sha256": "<hex of the .onnx file>",
- *     "input": { "name": "data:0", "layout": "NHWC",   NHWC | NCHW
- *                "width": 112, "height": 112, "channels": 3,
- *                "mean": [0,0,0], "std": [1,1,1],   x' = (x - mean) / std, x = RGB 0..255
- *                "resize": "area" },               image embedders: see below
- *     "outputs": { "embedding": "batchnorm0/add_1:0", ... },   role -> tensor name
+ *     "family": "mobileface",               blazeface | scrfd | mobileface | arcface | mobilenet_v2
+ * | clip "file": "model.onnx", "sha256": "<hex of the .onnx file>", "input": { "name": "data:0",
+ * "layout": "NHWC",   NHWC | NCHW "width": 112, "height": 112, "channels": 3, "mean": [0,0,0],
+ * "std": [1,1,1],   x' = (x - mean) / std, x = RGB 0..255 "resize": "area" },               image
+ * embedders: see below "outputs": { "embedding": "batchnorm0/add_1:0", ... },   role -> tensor name
  *     "embedding_dim": 256,                 0 when the task has no embedding
  *     "labels": { "nsfw": ["drawing", ...] },   optional: class names per output role
  *     "crop": { ... },                      face_embedding only, optional: see below
@@ -56,16 +53,27 @@
  * common direction) compares poorly by cosine until that direction is taken
  * out. The centre is the mean of unit descriptors of many different faces.
  *
+ *   {"method": "align5"} warps the five-point faces of an SCRFD detector
+ *     onto ArcFace's five-point template exactly as insightface's norm_crop
+ *     (Immich) does; faces with BlazeFace's keypoints fall back to "align".
+ *
  * Output roles by task: image_embedding: "embedding" (+ optional "nsfw");
  * face_embedding: "embedding"; face_detection (blazeface): "scores_16",
- * "boxes_16", "scores_8", "boxes_8" (the 16x16x2 and 8x8x6 anchor grids).
+ * "boxes_16", "scores_8", "boxes_8" (the 16x16x2 and 8x8x6 anchor grids);
+ * face_detection (family "scrfd", see vision/scrfd.c): "score_8",
+ * "score_16", "score_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16",
+ * "kps_32".
+ *
+ * A tensor name "#K" (K a decimal index) names the model's K-th input or
+ * output, for models whose tensor names are arbitrary (insightface exports
+ * call them "448", "471", ...): the loader replaces it with the real name.
  */
 #ifndef INFERD_INFER_MANIFEST_H
 #define INFERD_INFER_MANIFEST_H
 
 #include "util/err.h"
 
-#define MANIFEST_MAX_OUTPUTS 8
+#define MANIFEST_MAX_OUTPUTS 12
 #define MANIFEST_MAX_LABELS 32
 #define MANIFEST_MAX_CENTER 1024 /* longest "embedding_center" */
 
@@ -78,7 +86,13 @@ typedef enum {
 
 typedef enum { LAYOUT_NHWC = 0, LAYOUT_NCHW = 1 } tensor_layout;
 
-typedef enum { CROP_ALIGN = 0, CROP_BOX = 1 } face_crop_method;
+/*
+ * CROP_ALIGN5 is insightface's norm_crop as Immich runs it: the five SCRFD
+ * keypoints onto ArcFace's five-point template by a least-squares
+ * similarity, sampled as cv2.warpAffine does (one bilinear tap per pixel on
+ * the decoded image itself, no pyramid).
+ */
+typedef enum { CROP_ALIGN = 0, CROP_BOX = 1, CROP_ALIGN5 = 2 } face_crop_method;
 
 typedef enum {
     RESIZE_AREA = 0,

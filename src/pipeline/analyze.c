@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "infer/clip.h"
+#include "infer/insightface.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 #include "util/clock.h"
@@ -65,6 +66,11 @@ static int load(pipeline *p, const pipeline_opts *o, const char *name, model_tas
             *out = clip_visual(p->clip);
             return ERR_OK;
         }
+    }
+    if ((task == TASK_FACE_DETECTION || task == TASK_FACE_EMBEDDING) &&
+        insightface_dir_has(dir, task)) {
+        /* No manifest: an Immich facial-recognition pack (detection/ + recognition/). */
+        return insightface_load(p->env, dir, task, out, e);
     }
     rc = infer_model_load(p->env, dir, o->verify_models, out, e);
     if (rc != ERR_OK)
@@ -433,7 +439,7 @@ json_t *analysis_to_json(const analysis *a, int with_vectors)
         json_object_set_new(fo, "box", box);
         json_object_set_new(fo, "score", num(f->det.score, 1e4));
         json_t *kps = json_array();
-        for (int k = 0; k < VISION_FACE_KPS; k++) {
+        for (int k = 0; k < vision_face_nkps(&f->det); k++) {
             json_t *pt = json_array();
             json_array_append_new(pt, num(f->det.kps[k][0], 10));
             json_array_append_new(pt, num(f->det.kps[k][1], 10));

@@ -54,7 +54,7 @@ typedef enum {
 const char *pipeline_stage_name(pipeline_stage s);
 
 typedef struct {
-    vision_face det;  /* box, score, keypoints in original pixels */
+    vision_face det;  /* box, score, keypoints (det.nkps says which) in original pixels */
     float *embedding; /* L2-normalised, face_dim floats; NULL without a face embedder */
 } analysis_face;
 
@@ -150,7 +150,9 @@ typedef struct {
      * and no further stage, view or batch starts. A job's deadline.
      */
     int64_t deadline_ms;
-    float min_score; /* > 0: the face detector's score threshold for this call only */
+    /* > 0: the face detector's score threshold for this call instead of the pipeline's
+     * (Immich's per-request minScore). */
+    float min_score;
 } pipeline_call;
 
 /* As pipeline_analyze_file/_buffer, as `call` says (NULL: as those). */
@@ -165,7 +167,8 @@ void analysis_free(analysis *a);
 /*
  * The result as a new JSON object (the shape `inferd analyze` prints and the
  * API reuses): width, height, image_embedding {model, dim, norm[, vector]},
- * nsfw {label: score}, faces [{box, score, keypoints, embedding {model, dim
+ * nsfw {label: score}, faces [{box, score, keypoints (6 BlazeFace points, or
+ * SCRFD's 5), embedding {model, dim
  * [, vector]}}], timings_ms. Vectors only when `with_vectors`. The caller
  * owns the reference (json_decref).
  */

@@ -278,6 +278,7 @@ static void build_result(worker *w, const job *j, const analysis *a, store_face 
                 faces[i].kps[k][0] = f->det.kps[k][0];
                 faces[i].kps[k][1] = f->det.kps[k][1];
             }
+            faces[i].nkps = vision_face_nkps(&f->det);
             faces[i].vector = f->embedding;
         }
         r->nfaces = a->nfaces;

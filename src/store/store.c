@@ -1298,7 +1298,7 @@ static json_t *floats_json(const float *v, int n)
     return a;
 }
 
-/* Stored keypoints text [[x,y] x6] as JSON rounded to 0.1 px. */
+/* Stored keypoints text [[x,y] x6 or x5] as JSON rounded to 0.1 px. */
 static json_t *keypoints_json(const char *text)
 {
     json_t *in = store__json_or_null(text);

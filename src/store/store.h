@@ -126,6 +126,7 @@ typedef struct {
     float box[4]; /* x1, y1, x2, y2 in original pixels */
     float score;
     float kps[6][2];
+    int nkps;            /* keypoints stored from kps: 5 (SCRFD); 0 or 6 = all six */
     const float *vector; /* dim floats, L2-normalised, or NULL */
 } store_face;
 
@@ -351,7 +352,7 @@ int store_counts_get(store *s, store_counts *c, err_t *e);
  * The asset as a new JSON object: {asset_id, payload (object or null), width,
  * height, updated_at, image_embeddings: [{model, dim, norm, nsfw (object or
  * null)[, vector]}] by model, faces: [{id, box [x1,y1,x2,y2], score,
- * keypoints [[x,y] x6], detector, model, dim[, vector], person_id}] by id};
+ * keypoints [[x,y] x6 or x5], detector, model, dim[, vector], person_id}] by id};
  * numbers rounded as `inferd analyze` prints them, vectors (exact float32)
  * only with `with_vectors`. ERR_NOENT when the store has nothing for the
  * asset. Caller owns the reference.

@@ -123,7 +123,7 @@ typedef struct {
     int64_t id;
     double box[4];
     double score;
-    char *keypoints; /* JSON text [[x,y] x6] */
+    char *keypoints; /* JSON text [[x,y] x6, or x5 for SCRFD] */
     char *detector, *model;
     int dim;
     float *vector;

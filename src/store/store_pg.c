@@ -1328,12 +1328,12 @@ static int pg_job_heartbeat(store *base, const char *owner, int64_t lease_ms, er
                     &p, "heartbeat", NULL, e);
 }
 
-/* The keypoints of `f` as JSON text [[x,y] x6], as store_sqlite.c writes them. */
+/* The keypoints of `f` as JSON text [[x,y] x6 or x5], as store_sqlite.c writes them. */
 static void keypoints_text(const store_face *f, char *kps, size_t size)
 {
     size_t len = 0;
     kps[len++] = '[';
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < (f->nkps == 5 ? 5 : 6); k++)
         len += (size_t)snprintf(kps + len, size - len, "%s[%.9g,%.9g]", k ? "," : "", f->kps[k][0],
                                 f->kps[k][1]);
     snprintf(kps + len, size - len, "]");

@@ -1095,7 +1095,7 @@ static int sq_results_put(store *base, store_tx *tx, const store_row *row, const
         char kps[6 * 2 * 20 + 16];
         size_t len = 0;
         kps[len++] = '[';
-        for (int k = 0; k < 6; k++)
+        for (int k = 0; k < (f->nkps == 5 ? 5 : 6); k++)
             len += (size_t)snprintf(kps + len, sizeof kps - len, "%s[%.9g,%.9g]", k ? "," : "",
                                     f->kps[k][0], f->kps[k][1]);
         snprintf(kps + len, sizeof kps - len, "]");

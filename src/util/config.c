@@ -107,7 +107,8 @@ static const opt_def opts[] = {
      "recluster` (default dlib-resnet)",
      R_PIPELINE},
     {"detector", "INFERD_DETECTOR", OPT_STR, F(detector), 0, 0, 0, 0, "NAME",
-     "face detection model (a folder under the models dir) (default blazeface-back-256)",
+     "face detection model (a folder under the models dir, or an Immich face pack such as "
+     "buffalo_l) (default blazeface-back-256)",
      R_PIPELINE},
     {"clip-model", "INFERD_CLIP_MODEL", OPT_STR, F(clip_model), 0, 0, 0, 0, "DIR",
      "CLIP model directory whose text encoder serves {\"text\"} image searches when the image "

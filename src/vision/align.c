@@ -17,6 +17,12 @@
  * pyramid has already averaged the detail a 2x-plus shrink would alias.
  * (Before, each output pixel averaged up to 4x4 bilinear taps of the full
  * image in double: ~4 ms per face, six times the embedder's run.)
+ *
+ * Five-point faces (SCRFD) are fitted by all five points onto ArcFace's
+ * five-point template, and under crop method "align5" sampled as
+ * insightface's norm_crop samples them for Immich (cv2.warpAffine on the
+ * image itself, vision_warp_affine_cv), so that the embeddings are
+ * Immich's.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +41,11 @@ const float vision_align_template[4][2] = {
     {73.5318f, 51.5014f},
     {56.0252f, 71.7366f},
     {56.1396f, 92.2848f},
+};
+
+const float vision_arcface_template5[5][2] = {
+    {38.2946f, 51.6963f}, {73.5318f, 51.5014f}, {56.0252f, 71.7366f},
+    {41.5493f, 92.3655f}, {70.7299f, 92.2041f},
 };
 
 int vision_similarity(const float (*src)[2], const float (*dst)[2], int n, float M[2][3])
@@ -429,12 +440,69 @@ int vision_face_map(const model_manifest *m, const vision_face *f, float M[2][3]
         M[1][2] = (side * 0.5f - cy) * s;
         return ERR_OK;
     }
+    if (vision_face_nkps(f) == VISION_FACE_KPS5) {
+        float t5[5][2];
+        for (int i = 0; i < 5; i++)
+            for (int c = 0; c < 2; c++)
+                t5[i][c] = vision_arcface_template5[i][c] * size / 112.0f;
+        if (vision_similarity((const float(*)[2])f->kps, (const float(*)[2])t5, 5, M))
+            return err_set(e, ERR_INVAL, "align: degenerate keypoints");
+        return ERR_OK;
+    }
     float t[4][2];
     for (int i = 0; i < 4; i++)
         for (int c = 0; c < 2; c++)
             t[i][c] = m->crop_has_template ? m->crop_template[i][c]
                                            : vision_align_template[i][c] * size / 112.0f;
     return align__fit((const float(*)[2])f->kps, (const float(*)[2])t, M, e);
+}
+
+/*
+ * cv2.warpAffine, INTER_LINEAR, BORDER_CONSTANT 0, 8-bit: the inverse map in
+ * double; per output pixel the source position in 1/32 pixel from
+ * AB_BITS = 10 fixed-point row and column terms, rounded by half a 1/32;
+ * bilinear weights of 1/32768 (products of multiples of 1/32, so exact) and
+ * one rounding. Taps outside the image read 0.
+ */
+int vision_warp_affine_cv(const vision_image *img, const float M[2][3], int out_size,
+                          uint8_t *out_rgb, err_t *e)
+{
+    if (!img || !img->rgb || !M || !out_rgb || out_size < 1)
+        return err_set(e, ERR_INVAL, "align: bad arguments (out_size %d)", out_size);
+    double D = (double)M[0][0] * M[1][1] - (double)M[0][1] * M[1][0];
+    if (!(fabs(D) > 1e-12))
+        return err_set(e, ERR_INVAL, "align: degenerate transform");
+    D = 1.0 / D;
+    double A11 = M[1][1] * D, A22 = M[0][0] * D;
+    double A12 = -M[0][1] * D, A21 = -M[1][0] * D;
+    double b1 = -A11 * M[0][2] - A12 * M[1][2];
+    double b2 = -A21 * M[0][2] - A22 * M[1][2];
+    const int W = img->width, H = img->height;
+    const uint8_t *src = img->rgb;
+    for (int y = 0; y < out_size; y++) {
+        long X0 = lrint((A12 * y + b1) * 1024) + 16;
+        long Y0 = lrint((A22 * y + b2) * 1024) + 16;
+        uint8_t *o = out_rgb + (size_t)y * (size_t)out_size * 3;
+        for (int x = 0; x < out_size; x++) {
+            long X = (X0 + lrint(A11 * x * 1024)) >> 5;
+            long Y = (Y0 + lrint(A21 * x * 1024)) >> 5;
+            long sx = X >> 5, sy = Y >> 5;
+            int fx = (int)(X & 31), fy = (int)(Y & 31);
+            int32_t w[4] = {(32 - fx) * (32 - fy) * 32, fx * (32 - fy) * 32, (32 - fx) * fy * 32,
+                            fx * fy * 32};
+            for (int c = 0; c < 3; c++) {
+                int32_t acc = 0;
+                for (int k = 0; k < 4; k++) {
+                    long px = sx + (k & 1), py = sy + (k >> 1);
+                    if (px >= 0 && py >= 0 && px < W && py < H)
+                        acc += w[k] * src[((size_t)py * (size_t)W + (size_t)px) * 3 + (size_t)c];
+                }
+                acc = (acc + (1 << 14)) >> 15;
+                o[x * 3 + c] = (uint8_t)(acc > 255 ? 255 : acc);
+            }
+        }
+    }
+    return ERR_OK;
 }
 
 int vision_warp_rgb(const vision_image *img, const float M[2][3], int out_size, uint8_t *out_rgb,
@@ -560,6 +628,16 @@ int vision_warp_tensor(const vision_image *img, const float M[2][3], const model
         return err_set(e, ERR_INVAL, "align: bad arguments (out_size %d)", m->width);
     if ((rc = align__tensor_check(m->width, m, j.inv, e)) != ERR_OK)
         return rc;
+    if (m->crop_method == CROP_ALIGN5) {
+        uint8_t *crop = malloc((size_t)m->width * (size_t)m->width * 3);
+        if (!crop)
+            return err_set(e, ERR_NOMEM, "align: crop");
+        rc = vision_warp_affine_cv(img, M, m->width, crop, e);
+        if (rc == ERR_OK)
+            rc = vision_face_tensor(crop, m->width, m, tensor, e);
+        free(crop);
+        return rc;
+    }
     for (int c = 0; c < 3; c++)
         j.mean[c] = m->mean[c];
     j.mode = m->layout == LAYOUT_NCHW ? ALIGN__NCHW : ALIGN__NHWC;

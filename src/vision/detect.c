@@ -44,6 +44,12 @@
  * for a helper to leave, only for the views it claimed (each ~10 ms).
  * Each work() call allocates its own tensor and output buffers (~850 KB,
  * only once it has claimed a view). Lock order: task lock, then nothing.
+ *
+ * SCRFD (manifest family "scrfd", vision/scrfd.c) rides the same task with a
+ * single view, the whole image fitted as insightface does: the view decodes,
+ * runs hard NMS itself (Immich's 0.4) and keeps up to max_faces; finish then
+ * only scales to original pixels. Nothing is shared (one view), but the
+ * pipeline's begin/work/finish sequence stays the same for both families.
  */
 #include <math.h>
 #include <pthread.h>
@@ -134,6 +140,10 @@ static int detect__cut(const vision_face *f, const vision_view *v, int w, int h)
 
 /* ---- shareable detection ---------------------------------------------- */
 
+static const char *const detect__scrfd_roles[9] = {
+    "score_8", "score_16", "score_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"};
+static const int detect__scrfd_k[3] = {1, 4, 10}; /* floats per anchor: scores, boxes, kps */
+
 static const char *const detect__roles[4] = {"scores_16", "boxes_16", "scores_8", "boxes_8"};
 static const size_t detect__sizes[4] = {VISION_BF_ANCHORS_16, VISION_BF_ANCHORS_16 *VISION_BF_REGS,
                                         VISION_BF_ANCHORS_8, VISION_BF_ANCHORS_8 *VISION_BF_REGS};
@@ -151,6 +161,8 @@ struct vision_detect_task {
     int64_t deadline_ms; /* monotonic ms; 0 = none */
     int nviews;
     vision_view views[DETECT_MAX_VIEWS];
+    int scrfd;    /* family "scrfd": one view, hard NMS in the view */
+    int per_view; /* result slots per view */
 
     atomic_int next;   /* next view to claim; >= nviews: none left */
     atomic_int refs;   /* the owner's + one per retain */
@@ -162,7 +174,7 @@ struct vision_detect_task {
     int rc;               /* first error, ERR_OK while none */
     err_t err;
     int nres[DETECT_MAX_VIEWS];
-    vision_face *res; /* nviews x DETECT_PER_VIEW: view vi's kept detections at vi * PER_VIEW */
+    vision_face *res; /* nviews x per_view: view vi's kept detections at vi * per_view */
 };
 
 static void detect__task_free(vision_detect_task *t)
@@ -171,6 +183,124 @@ static void detect__task_free(vision_detect_task *t)
     pthread_mutex_destroy(&t->lock);
     free(t->res);
     free(t);
+}
+
+/* Allocates a task of `nviews` views with `per_view` result slots each; NULL on ENOMEM. */
+static vision_detect_task *detect__task_new(int nviews, int per_view)
+{
+    vision_detect_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->per_view = per_view;
+    t->res = malloc(sizeof(*t->res) * (size_t)(nviews > 0 ? nviews : 1) * (size_t)per_view);
+    if (!t->res) {
+        free(t);
+        return NULL;
+    }
+    atomic_init(&t->next, 0);
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->failed, 0);
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    t->rc = ERR_OK;
+    return t;
+}
+
+static int detect__begin_scrfd(infer_model *det, const model_manifest *m, const vision_image *img,
+                               const vision_detect_opts *opts, vision_detect_task **out, err_t *e)
+{
+    vision_detect_task *t;
+
+    if (m->width != m->height || m->width < 32 || m->width % 32 != 0 || m->channels != 3)
+        return err_set(e, ERR_INVAL,
+                       "detect: SCRFD model %s needs a square RGB input, a multiple "
+                       "of 32",
+                       m->name);
+    for (int r = 0; r < 9; r++)
+        if (!manifest_output_by_role(m, detect__scrfd_roles[r]))
+            return err_set(e, ERR_INVAL, "detect: model %s has no output role %s", m->name,
+                           detect__scrfd_roles[r]);
+    int max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
+    if (!(t = detect__task_new(1, max_faces)))
+        return err_set(e, ERR_NOMEM, "detect task");
+    t->scrfd = 1;
+    t->det = det;
+    t->img = img;
+    t->m = m;
+    t->thr = opts && opts->score_threshold > 0 ? opts->score_threshold : 0.7f;
+    t->iou = VISION_SCRFD_NMS;
+    t->max_faces = max_faces;
+    t->deadline_ms = opts ? opts->deadline_ms : 0;
+    t->nviews = 1;
+    t->views[0].x0 = 0;
+    t->views[0].y0 = 0;
+    t->views[0].side = (float)(img->width > img->height ? img->width : img->height);
+    t->views[0].whole = 1;
+    *out = t;
+    return ERR_OK;
+}
+
+/* Runs t's one SCRFD view: the blob, the model, decode and NMS into the result slot. */
+static int detect__view_scrfd(vision_detect_task *t, err_t *e)
+{
+    int size = t->m->width, rc, n, cap;
+    size_t anchors[3], total = 0;
+    float *tensor = NULL, *buf = NULL, det_scale;
+    vision_face *cand = NULL;
+    infer_output outs[9];
+    const float *lv[3][3];
+
+    for (int l = 0; l < 3; l++) {
+        int g = size / (8 << l);
+        anchors[l] = (size_t)g * (size_t)g * VISION_SCRFD_ANCHORS;
+        total += anchors[l];
+    }
+    tensor = malloc(sizeof(float) * (size_t)size * (size_t)size * 3);
+    buf = malloc(sizeof(float) * total * (1 + 4 + 10));
+    if (!tensor || !buf) {
+        rc = err_set(e, ERR_NOMEM, "detect buffers");
+        goto out;
+    }
+    if ((rc = vision_scrfd_blob(t->img, t->m, tensor, &det_scale, e)) != ERR_OK)
+        goto out;
+    memset(outs, 0, sizeof(outs));
+    float *p = buf;
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < 3; l++) {
+            infer_output *o = &outs[k * 3 + l];
+            o->role = detect__scrfd_roles[k * 3 + l];
+            o->data = p;
+            o->cap = anchors[l] * (size_t)detect__scrfd_k[k];
+            lv[k][l] = p;
+            p += o->cap;
+        }
+    if ((rc = infer_run_until(t->det, tensor, 1, outs, 9, t->deadline_ms, e)) != ERR_OK)
+        goto out;
+    for (int i = 0; i < 9; i++)
+        if (outs[i].count != outs[i].cap) {
+            rc = err_set(e, ERR_MODEL, "detect: output %s has %zu values, expected %zu",
+                         outs[i].role, outs[i].count, outs[i].cap);
+            goto out;
+        }
+    cap = (int)total;
+    if (!(cand = malloc(sizeof(*cand) * total))) {
+        rc = err_set(e, ERR_NOMEM, "detect candidates");
+        goto out;
+    }
+    n = vision_scrfd_decode(lv[0], lv[1], lv[2], size, t->thr, det_scale, cand, cap);
+    if ((n = vision_nms_hard(cand, n > cap ? cap : n, t->iou)) < 0) {
+        rc = err_set(e, ERR_NOMEM, "detect: nms");
+        goto out;
+    }
+    if (n > t->per_view)
+        n = t->per_view;
+    memcpy(t->res, cand, sizeof(*cand) * (size_t)n);
+    t->nres[0] = n;
+out:
+    free(tensor);
+    free(buf);
+    free(cand);
+    return rc;
 }
 
 int vision_detect_begin(infer_model *det, const vision_image *img, const vision_detect_opts *opts,
@@ -184,6 +314,8 @@ int vision_detect_begin(infer_model *det, const vision_image *img, const vision_
     if (!det || !img || !img->rgb)
         return err_set(e, ERR_INVAL, "detect: NULL argument");
     m = infer_model_manifest(det);
+    if (m->task == TASK_FACE_DETECTION && strcmp(m->family, "scrfd") == 0)
+        return detect__begin_scrfd(det, m, img, opts, out, e);
     if (m->task != TASK_FACE_DETECTION || m->width != VISION_BF_INPUT ||
         m->height != VISION_BF_INPUT || m->channels != 3)
         return err_set(e, ERR_INVAL, "detect: model %s is not a 256x256 BlazeFace detector",
@@ -196,9 +328,14 @@ int vision_detect_begin(infer_model *det, const vision_image *img, const vision_
     if (!vision_image_levels(img, &nlevels, e))
         return ERR_NOMEM;
 
-    t = calloc(1, sizeof(*t));
+    vision_view views[DETECT_MAX_VIEWS];
+    int nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), views,
+                                    DETECT_MAX_VIEWS);
+    t = detect__task_new(nviews, DETECT_PER_VIEW);
     if (!t)
         return err_set(e, ERR_NOMEM, "detect task");
+    t->nviews = nviews;
+    memcpy(t->views, views, sizeof(views[0]) * (size_t)nviews);
     t->det = det;
     t->img = img;
     t->m = m;
@@ -206,19 +343,6 @@ int vision_detect_begin(infer_model *det, const vision_image *img, const vision_
     t->iou = opts && opts->iou_threshold > 0 ? opts->iou_threshold : 0.3f;
     t->max_faces = opts && opts->max_faces > 0 ? opts->max_faces : 256;
     t->deadline_ms = opts ? opts->deadline_ms : 0;
-    t->nviews = vision_detect_plan(img->width, img->height, !(opts && opts->no_tiles), t->views,
-                                   DETECT_MAX_VIEWS);
-    t->res = malloc(sizeof(*t->res) * (size_t)(t->nviews > 0 ? t->nviews : 1) * DETECT_PER_VIEW);
-    if (!t->res) {
-        free(t);
-        return err_set(e, ERR_NOMEM, "detect buffers");
-    }
-    atomic_init(&t->next, 0);
-    atomic_init(&t->refs, 1);
-    atomic_init(&t->failed, 0);
-    pthread_mutex_init(&t->lock, NULL);
-    pthread_cond_init(&t->cond, NULL);
-    t->rc = ERR_OK;
     *out = t;
     return ERR_OK;
 }
@@ -279,7 +403,10 @@ int vision_detect_work(vision_detect_task *t, int max_views)
         if (vi >= t->nviews)
             break;
         /* From here until `done` is counted, the owner waits for this view. */
-        if (!atomic_load(&t->failed)) {
+        if (!atomic_load(&t->failed) && t->scrfd) {
+            rc = detect__view_scrfd(t, &e);
+            ran++;
+        } else if (!atomic_load(&t->failed)) {
             if (!tensor) {
                 tensor = malloc(sizeof(float) * DETECT_TENSOR_FLOATS);
                 outbuf = malloc(sizeof(float) * DETECT_OUT_FLOATS);
@@ -345,17 +472,18 @@ int vision_detect_finish(vision_detect_task *t, vision_face **faces, int *nfaces
         goto out;
 
     /* Merge in view order, exactly as one thread running the views in turn would. */
-    all = malloc(sizeof(*all) * (size_t)(t->nviews > 0 ? t->nviews : 1) * DETECT_PER_VIEW);
+    all = malloc(sizeof(*all) * (size_t)(t->nviews > 0 ? t->nviews : 1) * (size_t)t->per_view);
     if (!all) {
         rc = err_set(e, ERR_NOMEM, "detect buffers");
         goto out;
     }
     for (int vi = 0; vi < t->nviews; vi++) {
-        memcpy(all + nall, t->res + (size_t)vi * DETECT_PER_VIEW,
+        memcpy(all + nall, t->res + (size_t)vi * (size_t)t->per_view,
                sizeof(*all) * (size_t)t->nres[vi]);
         nall += t->nres[vi];
     }
-    rc = vision_nms_weighted(all, nall, t->iou);
+    /* SCRFD's one view ran its hard NMS already. */
+    rc = t->scrfd ? nall : vision_nms_weighted(all, nall, t->iou);
     if (rc < 0) {
         rc = err_set(e, ERR_NOMEM, "detect: nms");
         goto out;

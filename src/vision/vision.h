@@ -1,6 +1,6 @@
 /*
  * vision/vision.h — images in, faces out: decoding, preprocessing, BlazeFace
- * detection, face alignment.
+ * and SCRFD detection, face alignment.
  *
  * This subsystem turns untrusted bytes into a bounded RGB image (decode.c, the
  * one file that calls libvips), samples regions of that image into model input
@@ -9,9 +9,11 @@
  * photo's), decodes and merges
  * BlazeFace outputs (blazeface.c, pure), runs the detector over the whole
  * image and over overlapping tiles so that small faces in group photos are
- * found (detect.c), and cuts a detected face out for the embedder as its
- * manifest says: aligned onto a keypoint template or the box's square
- * (align.c, pure). Only detect.c and the tensor helpers know
+ * found (detect.c), runs Immich's SCRFD detector as insightface does
+ * (scrfd.c, pure; one view through detect.c), and cuts a detected face out
+ * for the embedder as its manifest says: aligned onto a keypoint template
+ * (four BlazeFace points, or five SCRFD points as insightface's norm_crop)
+ * or the box's square (align.c, pure). Only detect.c and the tensor helpers know
  * about infer/; nothing here knows about the daemon.
  *
  * Coordinates: pixel (x, y) covers [x, x+1) x [y, y+1); a pixel's centre is
@@ -289,11 +291,40 @@ typedef struct {
     float x1, y1, x2, y2;
 } vision_box;
 
+/*
+ * The five-point keypoints of SCRFD (insightface, Immich), in the model's
+ * order and named as they appear in the image: on an upright frontal face
+ * the eye on the image's left, the one on its right, the nose tip, the
+ * mouth corner on the image's left, the one on its right.
+ */
+enum {
+    VISION_KP5_EYE_LEFT = 0,
+    VISION_KP5_EYE_RIGHT = 1,
+    VISION_KP5_NOSE = 2,
+    VISION_KP5_MOUTH_LEFT = 3,
+    VISION_KP5_MOUTH_RIGHT = 4,
+    VISION_FACE_KPS5 = 5
+};
+
 typedef struct {
     vision_box box;                /* image pixels */
     float score;                   /* 0..1 */
     float kps[VISION_FACE_KPS][2]; /* (x, y) image pixels */
+    /*
+     * Which keypoints kps holds: 0 (or VISION_FACE_KPS) BlazeFace's six
+     * (VISION_KP_*); VISION_FACE_KPS5 the five-point set of SCRFD
+     * (VISION_KP5_*) in kps[0..5), kps[5] zero. Boxes and keypoints of a
+     * five-point face follow insightface's convention (pixel centres at
+     * integers), as Immich reports them.
+     */
+    int nkps;
 } vision_face;
+
+/* How many keypoints `f` carries: 6 or 5 (see vision_face.nkps). */
+static inline int vision_face_nkps(const vision_face *f)
+{
+    return f->nkps == VISION_FACE_KPS5 ? VISION_FACE_KPS5 : VISION_FACE_KPS;
+}
 
 /*
  * Scales a face's box and keypoints by (sx, sy): between original and
@@ -342,8 +373,70 @@ int vision_bf_decode(const float *scores16, const float *boxes16, const float *s
  */
 int vision_nms_weighted(vision_face *faces, int n, float iou);
 
+/* ---- SCRFD (insightface's RetinaFace class, as Immich runs it) ---------- */
+
+#define VISION_SCRFD_INPUT 640 /* Immich's input_size (640, 640) */
+#define VISION_SCRFD_NMS 0.4f  /* insightface's nms_thresh */
+#define VISION_SCRFD_LEVELS 3  /* strides 8, 16, 32 */
+#define VISION_SCRFD_ANCHORS 2 /* anchors per cell */
+
+/*
+ * insightface's fit of a w x h image into a size x size input: the image is
+ * resized to new_w x new_h (the longer side becomes `size`, the other
+ * int(size * ratio), truncated) and pasted at the top-left corner of a black
+ * square. *det_scale = new_h / h; detections are divided by it.
+ */
+void vision_scrfd_letterbox(int w, int h, int size, int *new_w, int *new_h, float *det_scale);
+
+/*
+ * Resizes packed 8-bit RGB w x h to dw x dh as cv2.resize(INTER_LINEAR) does
+ * on 8-bit images: source position (d + 0.5) * w / dw - 0.5 clamped to the
+ * image, two taps per axis with 11-bit weights, OpenCV's fixed-point
+ * rounding (see scrfd.c); an exact halving is OpenCV's 2x2 mean. No
+ * antialiasing: a shrink by more than 2 skips pixels, as OpenCV does. `dst`
+ * holds dw*dh*3 bytes. ERR_INVAL for non-positive sizes, ERR_NOMEM.
+ */
+int vision_resize_linear(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh);
+
+/*
+ * The SCRFD input of `img` (its decoded pixels) as insightface makes it:
+ * vision_scrfd_letterbox to m->width (square inputs only), the resize of
+ * vision_resize_linear, a black canvas, then (RGB - mean) / std in the
+ * manifest's layout. `tensor` holds m->width*m->height*3 floats;
+ * *det_scale receives new_h / img->height. ERR_INVAL for a non-square or
+ * non-RGB manifest or a zero std, ERR_NOMEM.
+ */
+int vision_scrfd_blob(const vision_image *img, const model_manifest *m, float *tensor,
+                      float *det_scale, err_t *e);
+
+/*
+ * Decodes one SCRFD run on a size x size input: for each stride s of 8, 16,
+ * 32 (level i), score[i] holds A = (size/s)^2 * 2 scores, bbox[i] A x 4
+ * distances, kps[i] A x 10 offsets, anchors row-major over the grid with two
+ * anchors per cell at the cell's corner (x*s, y*s). Every anchor with score
+ * >= `threshold` becomes a five-point face: box (cx - d0 s, cy - d1 s,
+ * cx + d2 s, cy + d3 s), keypoint k (cx + o[2k] s, cy + o[2k+1] s), all
+ * divided by det_scale (in float, as insightface's float32 arrays). Faces
+ * come in anchor order (stride 8 first). Writes at most `cap`; returns how
+ * many anchors passed (which may exceed cap).
+ */
+int vision_scrfd_decode(const float *const score[VISION_SCRFD_LEVELS],
+                        const float *const bbox[VISION_SCRFD_LEVELS],
+                        const float *const kps[VISION_SCRFD_LEVELS], int size, float threshold,
+                        float det_scale, vision_face *out, int cap);
+
+/*
+ * insightface's hard NMS, in place: faces sorted by descending score
+ * (stable: ties keep their order), then each kept face drops every later one
+ * whose overlap with it is > `iou`, overlap computed with areas
+ * (x2 - x1 + 1) * (y2 - y1 + 1) as insightface does. Returns the number
+ * kept, now at faces[0..n) by descending score; ERR_NOMEM (negative) when
+ * its scratch cannot be allocated.
+ */
+int vision_nms_hard(vision_face *faces, int n, float iou);
+
 typedef struct {
-    float score_threshold; /* 0 = 0.75 */
+    float score_threshold; /* 0 = 0.75 (BlazeFace), 0.7 (SCRFD, Immich's minScore) */
     float iou_threshold;   /* weighted-NMS overlap; 0 = 0.3 */
     int no_tiles;          /* 1: only the whole image (fast, misses small faces) */
     int max_faces;         /* 0 = 256; extra faces (lowest scores) are dropped */
@@ -369,7 +462,11 @@ typedef struct {
 int vision_detect_plan(int w, int h, int tiles, vision_view *views, int cap);
 
 /*
- * Detects faces with the BlazeFace model `det` (a face_detection manifest
+ * Detects faces with the face_detection model `det`, dispatching on its
+ * manifest family. Family "scrfd" (vision_scrfd_*): one view, the whole
+ * image fitted as insightface does, hard NMS at 0.4, five-point faces, as
+ * Immich; opts->iou_threshold and no_tiles do not apply. Otherwise
+ * BlazeFace (a manifest
  * with roles scores_16, boxes_16, scores_8, boxes_8 and a 256x256 input).
  * The detector sees the views of vision_detect_plan() (never smaller than
  * the input, so no tile is enlarged), so that faces from ~1/40 of the
@@ -446,6 +543,24 @@ int vision_detect_finish(vision_detect_task *t, vision_face **faces, int *nfaces
 /* ---- alignment (pure) --------------------------------------------------- */
 
 /*
+ * ArcFace's five-point template (insightface's arcface_dst) for a 112x112
+ * crop, in VISION_KP5_* order.
+ */
+extern const float vision_arcface_template5[5][2];
+
+/*
+ * Samples the out_size x out_size crop of `img` (decoded pixels) whose pixel
+ * (u, v) is image pixel M^-1 (u, v) exactly as cv2.warpAffine(INTER_LINEAR,
+ * BORDER_CONSTANT 0) does on 8-bit images: pixel centres at integers, the
+ * inverse map in double, source positions in 1/32 pixel, bilinear weights in
+ * 1/32768, taps outside the image black. Level 0 only (no pyramid): what
+ * insightface's norm_crop sees. ERR_INVAL for out_size < 1 or a singular
+ * map.
+ */
+int vision_warp_affine_cv(const vision_image *img, const float M[2][3], int out_size,
+                          uint8_t *out_rgb, err_t *e);
+
+/*
  * Least-squares similarity transform (rotation, uniform scale, translation;
  * no reflection) mapping src[i] to dst[i], i < n (n >= 2), as the 2x3 matrix
  * M: dst = M * (x, y, 1). Umeyama's closed form in 2-D. ERR_INVAL when the
@@ -493,7 +608,9 @@ int vision_face_tensor(const uint8_t *crop, int size, const model_manifest *m, f
  * of the decoded image (detections come in original pixels: scale them by
  * width / orig_width first), as the embedder's manifest says faces are cut
  * out ("crop", see infer/manifest.h): the similarity that puts the eyes,
- * nose and mouth on the template (method "align"), or the upright square of
+ * nose and mouth on the template (method "align"; a five-point face is
+ * fitted by its five points onto vision_arcface_template5 scaled to the
+ * input, as is any face under "align5"), or the upright square of
  * side crop_scale * max(box width, height) around the box centre moved down
  * by crop_shift_y sides (method "box"). ERR_INVAL for an input that is not
  * square or narrower than 8, degenerate keypoints or an empty box.
@@ -516,7 +633,9 @@ int vision_warp_rgb(const vision_image *img, const float M[2][3], int out_size, 
  * writes the embedder's input tensor (m->width*m->height*3 floats, the
  * manifest's mean/std and layout) directly, without the intermediate crop
  * and without allocating. The values equal those of the two calls. Builds
- * the pyramid on first use. ERR_INVAL for a singular map, a non-square input
+ * the pyramid on first use. Under crop method "align5" (CROP_ALIGN5) the
+ * crop is vision_warp_affine_cv()'s instead (Immich's norm_crop; it
+ * allocates the crop). ERR_INVAL for a singular map, a non-square input
  * narrower than 8, a manifest that is not 3-channel or has a zero std;
  * ERR_NOMEM when the pyramid cannot be built.
  */
