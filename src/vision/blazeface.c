@@ -81,6 +81,7 @@ static int bf__decode_grid(const float anchors[VISION_BF_ANCHORS][2], int first,
             continue;
         f = &out[w++];
         f->score = 1.0f / (1.0f + expf(-scores[i]));
+        f->nkps = VISION_FACE_KPS;
         cx = an[0] + r[0];
         cy = an[1] + r[1];
         bw = r[2];
@@ -172,6 +173,7 @@ int vision_nms_weighted(vision_face *faces, int n, float iou)
         }
         m = &res[nres++];
         m->score = faces[i].score;
+        m->nkps = faces[i].nkps;
         if (wsum <= 0) {
             /* All-zero scores: keep the best member as it is. */
             *m = faces[i];
