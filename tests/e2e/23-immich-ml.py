@@ -3,6 +3,7 @@ import json
 import os
 import struct
 import subprocess
+import zlib
 
 from inferdtest import (check, face_images, free_port, inferd_bin, log, models_dir, run_test,
                         wait_until)
@@ -25,6 +26,30 @@ def jpeg_size(path):
             return w, h
         i += 2 + seglen
     raise AssertionError("%s: no SOF marker" % path)
+
+
+def write_png(path, w, h):
+    """A w x h grey gradient PNG (any content: the generated detector ignores it)."""
+    rows = b"".join(b"\0" + bytes(((x + y) * 255 // (w + h)) for x in range(w)) for y in range(h))
+
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def planted_faces(w, h, min_score):
+    """The faces tools/mkfaces plants (its file comment), as Immich reports them on a w x h
+    image: the 640 letterbox's scale, boxes divided by it and rounded half to even."""
+    if h / w > 1:
+        scale = 640 / h
+    else:
+        scale = int(640 * h / w) / h
+    faces = [((288, 200, 352, 288), 0.95), ((96, 48, 224, 224), 0.85)]  # F1, F2; F1', F3 lost to NMS
+    return [{"box": [round(v / scale) for v in box], "score": score}
+            for box, score in faces if score >= min_score]
 
 
 def immich_port(d):
@@ -74,6 +99,23 @@ def main(ctx):
                         asset_id=os.path.basename(p)) for p in imgs],
         "text": ["a photo of a face", "two people at the beach"],
     }
+    # Immich's own face pack layout (detection/ + recognition/), generated: its detector's
+    # faces are known in advance, so the boxes are checked against values computed here.
+    mkfaces = os.path.join(os.path.dirname(inferd_bin()), "mkfaces")
+    check(os.access(mkfaces, os.X_OK), "mkfaces not found at %s" % mkfaces)
+    out = subprocess.run([mkfaces, os.path.join(models, "buffalo_l")], capture_output=True,
+                         text=True, timeout=120)
+    check(out.returncode == 0, "mkfaces: %s" % out.stderr)
+    pack = ctx.daemon(slots=1, name="pack",
+                      extra=["--models-dir", models, "--image-embedder", "ViT-B-32__tiny",
+                             "--detector", "buffalo_l", "--face-embedder", "buffalo_l",
+                             "--immich-listen", "127.0.0.1:%d" % free_port()])
+    planted = ctx.path("planted.png")
+    write_png(planted, 1000, 750)
+    cfg["pack"] = {"immich": "http://127.0.0.1:%d" % immich_port(pack), "name": "buffalo_l",
+                   "image": planted, "minScore": 0.5, "faces": planted_faces(1000, 750, 0.5),
+                   "strict": planted_faces(1000, 750, 0.9)}
+    log("planted faces: %s" % cfg["pack"]["faces"])
     cfg_path = ctx.path("client.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)

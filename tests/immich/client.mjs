@@ -182,19 +182,23 @@ for (const text of cfg.text) {
 // --- a generated detector whose faces are known in advance ---
 if (cfg.pack) {
   const p = cfg.pack;
-  const r = await predict(p.immich, { imagePath: p.image }, faces(p.name, 0.5));
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const got = r.body['facial-recognition'];
-  assert.equal(got.length, p.faces.length, `faces: ${JSON.stringify(got.map((f) => f.boundingBox))}`);
-  got.forEach((f, i) => {
-    const b = f.boundingBox;
-    assert.deepEqual([b.x1, b.y1, b.x2, b.y2], p.faces[i].box, `face ${i} box`);
-    assert.ok(Math.abs(f.score - p.faces[i].score) < 1e-4, `face ${i} score ${f.score}`);
-    const e = parseVector(f.embedding, 'e');
-    assert.equal(e.length, 512);
-    assert.ok(Math.abs(norm(e) - 1) < 1e-4);
-  });
-  ok(`${p.name}: ${got.length} faces at the boxes computed by hand`);
+  for (const [minScore, want] of [[p.minScore, p.faces], [0.9, p.strict]]) {
+    const r = await predict(p.immich, { imagePath: p.image }, faces(p.name, minScore));
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.imageWidth, 1000);
+    assert.equal(r.body.imageHeight, 750);
+    const got = r.body['facial-recognition'];
+    assert.equal(got.length, want.length, `faces: ${JSON.stringify(got.map((f) => f.boundingBox))}`);
+    got.forEach((f, i) => {
+      const b = f.boundingBox;
+      assert.deepEqual([b.x1, b.y1, b.x2, b.y2], want[i].box, `face ${i} box`);
+      assert.ok(Math.abs(f.score - want[i].score) < 1e-4, `face ${i} score ${f.score}`);
+      const e = parseVector(f.embedding, 'e');
+      assert.equal(e.length, 512, 'ArcFace: 512-D, no padding');
+      assert.ok(Math.abs(norm(e) - 1) < 1e-4);
+    });
+    ok(`${p.name}, minScore ${minScore}: ${got.length} faces at the boxes computed by hand ${JSON.stringify(want.map((f) => f.box))}`);
+  }
 }
 
 // --- errors Immich can meet, each with a clear detail ---
