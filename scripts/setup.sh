@@ -44,8 +44,8 @@ APT_PACKAGES=(
     libvips-dev libjansson-dev libsqlite3-dev libpq-dev postgresql libcurl4-openssl-dev libssl-dev
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-    libcmocka-dev zlib1g-dev python3 python3-skimage python3-pil python3-numpy imagemagick
-    opencv-doc libhnswlib-dev strace openssl clang-14 libclang-rt-14-dev chromium
+    libcmocka-dev zlib1g-dev libutf8proc-dev python3 python3-skimage python3-pil python3-numpy
+    imagemagick opencv-doc libhnswlib-dev strace openssl clang-14 libclang-rt-14-dev chromium
     python3-jsonschema
 )
 

@@ -10,7 +10,8 @@ add_executable(mkclip "${CMAKE_SOURCE_DIR}/tools/mkclip/mkclip.c"
 target_include_directories(mkclip PRIVATE "${CMAKE_SOURCE_DIR}/src" "${CMAKE_SOURCE_DIR}/tools/onnxb")
 target_compile_options(mkclip PRIVATE ${INFERD_WARNINGS})
 target_compile_definitions(mkclip PRIVATE ${INFERD_DEFS})
-target_link_libraries(mkclip PRIVATE onnx_pb PkgConfig::JANSSON PkgConfig::ZLIB Threads::Threads)
+target_link_libraries(mkclip PRIVATE onnx_pb PkgConfig::JANSSON PkgConfig::ZLIB PkgConfig::UTF8PROC
+  Threads::Threads)
 set_target_properties(mkclip PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
 
 # test_clip and test_models_hub run mkclip at test time: build it whenever

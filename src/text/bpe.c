@@ -12,6 +12,13 @@
  * BPE_MAX_PIECE bytes are merged in chunks of that size so that one huge
  * "word" cannot make a query cost seconds (CLIP itself has no such cap; no
  * real query comes near it).
+ *
+ * Unicode character data (general categories, lower-case mappings,
+ * canonical and compatibility decompositions, composition) comes from
+ * utf8proc's tables through its per-code-point functions; nothing it
+ * allocates is kept (NFC works on our own xmalloc'd buffers). White_Space
+ * and the few Case_Ignorable/Cased code points that are not a matter of
+ * category or mapping are listed here, as utf8proc has no such properties.
  */
 #include "text/tokenizer.h"
 
@@ -22,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <utf8proc.h>
 #include <zlib.h>
 
 #include "util/xalloc.h"
@@ -552,13 +560,14 @@ int64_t text_tokenizer_id(const text_tokenizer *t, const char *tok)
     return strmap_get(&t->vocab, tok, strlen(tok));
 }
 
-/* ---- Unicode approximation (see tokenizer.h) ----------------------------- */
+/* ---- Unicode character data (utf8proc; see tokenizer.h) ------------------ */
 
 /*
  * \s of the `regex` module that simple_tokenizer.py imports as `re` (used by
- * whitespace_clean and the pattern): Unicode White_Space. Python's own
- * str.isspace(), which strip() uses, also counts U+001C-001F; see
- * cp_strip_space().
+ * whitespace_clean and the pattern): Unicode White_Space, a property
+ * utf8proc does not expose (it is not a general category), so listed here.
+ * Python's own str.isspace(), which strip() uses, also counts U+001C-001F;
+ * see cp_strip_space().
  */
 static int cp_space(uint32_t c)
 {
@@ -573,116 +582,98 @@ static int cp_strip_space(uint32_t c)
     return cp_space(c) || (c >= 0x1C && c <= 0x1F);
 }
 
+/* \p{N}: general category Nd, Nl or No. */
 static int cp_number(uint32_t c)
 {
-    return (c >= '0' && c <= '9') || c == 0xB2 || c == 0xB3 || c == 0xB9 ||
-           (c >= 0xBC && c <= 0xBE) || (c >= 0x660 && c <= 0x669) || (c >= 0x6F0 && c <= 0x6F9) ||
-           (c >= 0x966 && c <= 0x96F) || c == 0x2070 || (c >= 0x2074 && c <= 0x2079) ||
-           (c >= 0x2080 && c <= 0x2089) || (c >= 0x2150 && c <= 0x2189) ||
-           (c >= 0x2460 && c <= 0x249B) || (c >= 0x2776 && c <= 0x2793) ||
-           (c >= 0xFF10 && c <= 0xFF19);
+    if (c < 0x80)
+        return c >= '0' && c <= '9';
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 
+/* \p{L}: general category Lu, Ll, Lt, Lm or Lo. */
 static int cp_letter(uint32_t c)
 {
     if (c < 0x80)
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (cp_space(c) || cp_number(c))
-        return 0;
-    if (c <= 0xBF)
-        return c == 0xAA || c == 0xB5 || c == 0xBA;
-    if (c == 0xD7 || c == 0xF7 || (c >= 0x300 && c <= 0x36F) || (c >= 0x2000 && c <= 0x20FF) ||
-        (c >= 0x2190 && c <= 0x2BFF) || (c >= 0x2E00 && c <= 0x2E7F) ||
-        (c >= 0x3000 && c <= 0x3004) || (c >= 0x3008 && c <= 0x3020) ||
-        (c >= 0xE000 && c <= 0xF8FF) || (c >= 0xFE00 && c <= 0xFE1F) ||
-        (c >= 0xFE30 && c <= 0xFE4F) || c == 0xFEFF || (c >= 0xFF01 && c <= 0xFF0F) ||
-        (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) ||
-        (c >= 0xFF5B && c <= 0xFF65) || (c >= 0xFFF0 && c <= 0xFFFF) ||
-        (c >= 0x1F000 && c <= 0x1FAFF) || (c >= 0xE0000 && c <= 0xE007F))
-        return 0;
-    return 1;
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO;
 }
 
 /*
- * Python's str.lower() for the blocks tokenizer.h names, as runs
- * {first, last, delta, step}: every `step`-th code point from `first` to
- * `last` lower-cases to itself + delta. Taken from CPython 3.11 (Unicode 14)
- * for U+0000-017F and U+0370-052F; tests/tokenizer/corpus.json holds every
- * capital of these blocks, so the differential test checks each run. U+0130
- * and U+03A3 need more than a table (cp_lower, clean_text).
+ * Python's str.lower() of c into out[0..); returns how many code points (1
+ * or 2). That is the simple lower-case mapping (utf8proc_tolower) except for
+ * SpecialCasing's one unconditional lower-case expansion, İ -> i + U+0307;
+ * the conditional final sigma is clean_text's (final_sigma()), and Python
+ * ignores SpecialCasing's language-specific rules, as this does.
  */
-static const struct {
-    uint32_t first, last;
-    int32_t delta;
-    uint32_t step;
-} lower_runs[] = {
-    {0x41, 0x5A, 32, 1},     {0xC0, 0xD6, 32, 1},   {0xD8, 0xDE, 32, 1},   {0x100, 0x12E, 1, 2},
-    {0x132, 0x136, 1, 2},    {0x139, 0x147, 1, 2},  {0x14A, 0x176, 1, 2},  {0x178, 0x178, -121, 1},
-    {0x179, 0x17D, 1, 2},    {0x370, 0x372, 1, 2},  {0x376, 0x376, 1, 1},  {0x37F, 0x37F, 116, 1},
-    {0x386, 0x386, 38, 1},   {0x388, 0x38A, 37, 1}, {0x38C, 0x38C, 64, 1}, {0x38E, 0x38F, 63, 1},
-    {0x391, 0x3A1, 32, 1},   {0x3A3, 0x3AB, 32, 1}, {0x3CF, 0x3CF, 8, 1},  {0x3D8, 0x3EE, 1, 2},
-    {0x3F4, 0x3F4, -60, 1},  {0x3F7, 0x3F7, 1, 1},  {0x3F9, 0x3F9, -7, 1}, {0x3FA, 0x3FA, 1, 1},
-    {0x3FD, 0x3FF, -130, 1}, {0x400, 0x40F, 80, 1}, {0x410, 0x42F, 32, 1}, {0x460, 0x480, 1, 2},
-    {0x48A, 0x4BE, 1, 2},    {0x4C0, 0x4C0, 15, 1}, {0x4C1, 0x4CD, 1, 2},  {0x4D0, 0x52E, 1, 2},
-};
-
-/* Lower-cases c into out[0..); returns how many code points (1 or 2). */
 static int cp_lower(uint32_t c, uint32_t *out)
 {
-    if (c == 0x130) { /* İ lower-cases to i + combining dot above, as in Python */
+    if (c < 0x80) {
+        out[0] = c >= 'A' && c <= 'Z' ? c + 32 : c;
+        return 1;
+    }
+    if (c == 0x130) {
         out[0] = 'i';
         out[1] = 0x307;
         return 2;
     }
-    out[0] = c;
-    for (size_t r = 0; r < sizeof lower_runs / sizeof lower_runs[0]; r++) {
-        if (c < lower_runs[r].first)
-            break;
-        if (c <= lower_runs[r].last && (c - lower_runs[r].first) % lower_runs[r].step == 0) {
-            out[0] = (uint32_t)((int32_t)c + lower_runs[r].delta);
-            break;
-        }
-    }
+    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
     return 1;
 }
 
-typedef struct {
-    uint32_t first, last;
-} cp_range;
-
-static int in_ranges(uint32_t c, const cp_range *r, size_t n)
+/*
+ * Unicode's Case_Ignorable: general category Mn, Me, Cf, Lm or Sk, or
+ * Word_Break MidLetter, MidNumLet or Single_Quote (the code points listed;
+ * Word_Break is not in utf8proc).
+ */
+static int cp_case_ignorable(uint32_t c)
 {
-    for (size_t i = 0; i < n; i++)
-        if (c >= r[i].first && c <= r[i].last)
-            return 1;
-    return 0;
+    switch (c) {
+    case 0x27:
+    case 0x2E:
+    case 0x3A:
+    case 0xB7:
+    case 0x387:
+    case 0x55F:
+    case 0x5F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
+        return 1;
+    }
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
+           k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK;
 }
 
 /*
- * Unicode's Case_Ignorable and Cased properties, which decide Python's final
- * sigma. Exact (Unicode 14) for U+0000-058F, U+1E00-206F and U+FE00-FF6F, the
- * neighbourhood of Greek text; elsewhere nothing is case-ignorable and only
- * the scripts tokenizer.h lower-cases are cased.
+ * Unicode's Cased (Lowercase, Uppercase or Lt): category Lu, Ll or Lt, or a
+ * character with a case mapping (the Roman numerals and circled letters of
+ * Other_Lowercase/Other_Uppercase), or one of the few others in those two
+ * properties that have no mapping and are not case-ignorable (ª º and the
+ * squared and negative squared/circled Latin capitals). The remaining ones
+ * are modifier letters (Lm) or marks: case-ignorable, which final_sigma()
+ * skips before asking whether a character is cased.
  */
-static const cp_range case_ignorable[] = {
-    {0x27, 0x27},     {0x2E, 0x2E},     {0x3A, 0x3A},     {0x5E, 0x5E},     {0x60, 0x60},
-    {0xA8, 0xA8},     {0xAD, 0xAD},     {0xAF, 0xAF},     {0xB4, 0xB4},     {0xB7, 0xB8},
-    {0x2B0, 0x36F},   {0x374, 0x375},   {0x37A, 0x37A},   {0x384, 0x385},   {0x387, 0x387},
-    {0x483, 0x489},   {0x559, 0x559},   {0x55F, 0x55F},   {0x1FBD, 0x1FBD}, {0x1FBF, 0x1FC1},
-    {0x1FCD, 0x1FCF}, {0x1FDD, 0x1FDF}, {0x1FED, 0x1FEF}, {0x1FFD, 0x1FFE}, {0x200B, 0x200F},
-    {0x2018, 0x2019}, {0x2024, 0x2024}, {0x2027, 0x2027}, {0x202A, 0x202E}, {0x2060, 0x2064},
-    {0x2066, 0x206F}, {0xFE00, 0xFE0F}, {0xFE13, 0xFE13}, {0xFE20, 0xFE2F}, {0xFE52, 0xFE52},
-    {0xFE55, 0xFE55}, {0xFEFF, 0xFEFF}, {0xFF07, 0xFF07}, {0xFF0E, 0xFF0E}, {0xFF1A, 0xFF1A},
-    {0xFF3E, 0xFF3E}, {0xFF40, 0xFF40},
-};
-static const cp_range cased[] = {
-    {0x41, 0x5A},     {0x61, 0x7A},     {0xAA, 0xAA},   {0xB5, 0xB5},   {0xBA, 0xBA},
-    {0xC0, 0xD6},     {0xD8, 0xF6},     {0xF8, 0x1BA},  {0x1BC, 0x1BF}, {0x1C4, 0x293},
-    {0x295, 0x2AF},   {0x370, 0x373},   {0x376, 0x377}, {0x37B, 0x37D}, {0x37F, 0x37F},
-    {0x386, 0x386},   {0x388, 0x38A},   {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5},
-    {0x3F7, 0x481},   {0x48A, 0x52F},   {0x531, 0x556}, {0x560, 0x588}, {0x1E00, 0x1FFC},
-    {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A},
-};
+static int cp_cased(uint32_t c)
+{
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    if (k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT)
+        return 1;
+    if (utf8proc_tolower((utf8proc_int32_t)c) != (utf8proc_int32_t)c ||
+        utf8proc_toupper((utf8proc_int32_t)c) != (utf8proc_int32_t)c)
+        return 1;
+    return c == 0xAA || c == 0xBA || (c >= 0x1F130 && c <= 0x1F149) ||
+           (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189);
+}
 
 /*
  * Whether the capital sigma cp[i] lower-cases to final ς: CPython's
@@ -692,17 +683,72 @@ static const cp_range cased[] = {
  */
 static int final_sigma(const uint32_t *cp, size_t lo, size_t hi, size_t i)
 {
-    const size_t ni = sizeof case_ignorable / sizeof case_ignorable[0];
-    const size_t nc = sizeof cased / sizeof cased[0];
     size_t j = i;
-    while (j > lo && in_ranges(cp[j - 1], case_ignorable, ni))
+    while (j > lo && cp_case_ignorable(cp[j - 1]))
         j--;
-    if (j == lo || !in_ranges(cp[j - 1], cased, nc) || in_ranges(cp[j - 1], case_ignorable, ni))
+    if (j == lo || !cp_cased(cp[j - 1]))
         return 0;
     j = i + 1;
-    while (j < hi && in_ranges(cp[j], case_ignorable, ni))
+    while (j < hi && cp_case_ignorable(cp[j]))
         j++;
-    return j == hi || !in_ranges(cp[j], cased, nc);
+    return j == hi || !cp_cased(cp[j]);
+}
+
+/*
+ * Unicode NFC of cp[0..n), which it frees; returns a new malloc'd array and
+ * its length in *n_out. Text below U+0300 is NFC already (no character there
+ * decomposes to anything NFC keeps decomposed, nor composes with a
+ * following one), so it comes back as it is. Otherwise: each character's
+ * canonical decomposition (utf8proc_decompose_char), canonical ordering of
+ * combining marks, then utf8proc's composition (UTF8PROC_STABLE, as its
+ * utf8proc_NFC).
+ */
+static uint32_t *nfc(uint32_t *cp, size_t n, size_t *n_out)
+{
+    size_t i = 0;
+    while (i < n && cp[i] < 0x300)
+        i++;
+    if (i == n) {
+        *n_out = n;
+        return cp;
+    }
+    size_t cap = 2 * n + 8, k = 0;
+    utf8proc_int32_t *d = xmalloc(cap * sizeof *d);
+    for (i = 0; i < n; i++) {
+        utf8proc_int32_t one[8]; /* canonical decompositions are at most 4 long */
+        utf8proc_ssize_t m =
+            utf8proc_decompose_char((utf8proc_int32_t)cp[i], one, 8, UTF8PROC_DECOMPOSE, NULL);
+        if (m < 1 || m > 8) { /* not for a valid code point, which cp[i] is */
+            one[0] = (utf8proc_int32_t)cp[i];
+            m = 1;
+        }
+        if (k + (size_t)m > cap) {
+            cap = 2 * cap + (size_t)m;
+            d = xrealloc(d, cap * sizeof *d);
+        }
+        memcpy(d + k, one, (size_t)m * sizeof *one);
+        k += (size_t)m;
+    }
+    free(cp);
+    /* Canonical ordering: a stable sort of each run of non-starters by class. */
+    for (size_t p = 0; p + 1 < k;) {
+        int c1 = utf8proc_get_property(d[p])->combining_class;
+        int c2 = utf8proc_get_property(d[p + 1])->combining_class;
+        if (c2 > 0 && c1 > c2) {
+            utf8proc_int32_t t = d[p];
+            d[p] = d[p + 1];
+            d[p + 1] = t;
+            p = p > 0 ? p - 1 : p + 1;
+        } else {
+            p++;
+        }
+    }
+    utf8proc_ssize_t m =
+        utf8proc_normalize_utf32(d, (utf8proc_ssize_t)k, UTF8PROC_COMPOSE | UTF8PROC_STABLE);
+    if (m >= 0)
+        k = (size_t)m;
+    *n_out = k;
+    return (uint32_t *)d;
 }
 
 /* Decodes UTF-8 into code points; invalid or overlong sequences become U+FFFD. */
@@ -804,12 +850,14 @@ static size_t html_unescape(uint32_t *cp, size_t n)
  * the segment stops changing: unescape_html ("auto"), fix_encoding (mojibake
  * repair by badness heuristics), then fix_c1_controls, fix_latin_ligatures,
  * fix_character_width, uncurl_quotes, fix_line_breaks, fix_surrogates,
- * remove_terminal_escapes, remove_control_chars, and NFC. The fixers that are
- * plain character mappings are done here, in that order, from tables read
- * off ftfy 6.3.1 (ftfy/__init__.py, ftfy/fixes.py, ftfy/chardata.py); the
- * two that need Unicode data or heuristics (fix_encoding, NFC) are not, see
- * tokenizer.h. fix_surrogates has nothing to do: surrogates cannot arrive in
- * valid UTF-8 and utf8_decode() has already made invalid bytes U+FFFD.
+ * remove_terminal_escapes, remove_control_chars, and NFC. All but
+ * fix_encoding are done here, in that order: the character mappings from
+ * ftfy's own tables, read off ftfy 6.3.1 (ftfy/__init__.py, ftfy/fixes.py,
+ * ftfy/chardata.py), what needs Unicode data (the NFKC forms of
+ * fix_character_width, \d, NFC) through utf8proc. fix_encoding, a heuristic,
+ * is not (tokenizer.h). fix_surrogates has nothing to do: surrogates cannot
+ * arrive in valid UTF-8 and utf8_decode() has already made invalid bytes
+ * U+FFFD.
  */
 
 /* fix_c1_controls: U+0080-009F read as the Windows-1252 byte, "sloppily":
@@ -837,60 +885,38 @@ static const struct {
     {0xFB06, {'s', 't'}},
 };
 
-/* fix_character_width for U+FF5F-FF9D (U+FF01-FF5E are ASCII + 0xFEE0):
- * the NFKC form of each, one code point. */
-static const uint16_t width_ff5f[0xFF9E - 0xFF5F] = {
-    0x2985, 0x2986, 0x3002, 0x300C, 0x300D, 0x3001, 0x30FB, 0x30F2, 0x30A1, 0x30A3, 0x30A5,
-    0x30A7, 0x30A9, 0x30E3, 0x30E5, 0x30E7, 0x30C3, 0x30FC, 0x30A2, 0x30A4, 0x30A6, 0x30A8,
-    0x30AA, 0x30AB, 0x30AD, 0x30AF, 0x30B1, 0x30B3, 0x30B5, 0x30B7, 0x30B9, 0x30BB, 0x30BD,
-    0x30BF, 0x30C1, 0x30C4, 0x30C6, 0x30C8, 0x30CA, 0x30CB, 0x30CC, 0x30CD, 0x30CE, 0x30CF,
-    0x30D2, 0x30D5, 0x30D8, 0x30DB, 0x30DE, 0x30DF, 0x30E0, 0x30E1, 0x30E2, 0x30E4, 0x30E6,
-    0x30E8, 0x30E9, 0x30EA, 0x30EB, 0x30EC, 0x30ED, 0x30EF, 0x30F3,
-};
-
-/* The same for U+FFE0-FFEE; 0 where NFKC keeps the character (U+FFE7) and
- * for U+FFE3, which becomes two code points (see ftfy_width()). */
-static const uint16_t width_ffe0[0xFFEF - 0xFFE0] = {
-    0x00A2, 0x00A3, 0x00AC, 0,      0x00A6, 0x00A5, 0x20A9, 0,
-    0x2502, 0x2190, 0x2191, 0x2192, 0x2193, 0x25A0, 0x25CB,
-};
-
 /*
  * fix_character_width: ftfy maps U+3000 to ' ' and every U+FF01-FFEF whose
- * NFKC form differs to that form. Done here: full-width ASCII, the half-width
- * CJK punctuation and katakana U+FF5F-FF9D, and the full-width symbols
- * U+FFE0-FFEE (tables checked against Python's unicodedata). Not done: the
- * half-width voiced sound marks U+FF9E-FF9F and half-width Hangul
- * U+FFA0-FFDC, whose NFKC forms are combining marks and conjoining jamo that
- * only come out as CLIP sees them after NFC composition, which we lack;
- * mapping them without it would still not match, so they stay as typed.
- * Writes 1 or 2 code points to `out`; returns how many.
+ * NFKC form differs to that form (full-width ASCII and symbols, half-width
+ * katakana, voiced sound marks and Hangul). NFKC of one of these is its
+ * compatibility decomposition (utf8proc), which is one code point but for
+ * U+FFE3 (SPACE + COMBINING MACRON) and already composed; the voiced marks
+ * U+FF9E-FF9F and half-width Hangul become combining marks and conjoining
+ * jamo that the round's NFC then composes with their neighbours, as in ftfy
+ * ("ｶﾞ" -> "ガ"). Writes 1 or 2 code points to `out` (room for 2); returns
+ * how many.
  */
 static size_t ftfy_width(uint32_t c, uint32_t *out)
 {
+    out[0] = c;
     if (c == 0x3000) {
         out[0] = ' ';
         return 1;
     }
-    if (c >= 0xFF01 && c <= 0xFF5E) {
+    if (c < 0xFF01 || c > 0xFFEF)
+        return 1;
+    if (c <= 0xFF5E) {
         out[0] = c - 0xFEE0;
         return 1;
     }
-    if (c >= 0xFF5F && c <= 0xFF9D) {
-        out[0] = width_ff5f[c - 0xFF5F];
+    utf8proc_int32_t d[4];
+    utf8proc_ssize_t m = utf8proc_decompose_char((utf8proc_int32_t)c, d, 4,
+                                                 UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, NULL);
+    if (m < 1 || m > 2) /* no such character in the range */
         return 1;
-    }
-    if (c == 0xFFE3) { /* FULLWIDTH MACRON: NFKC gives SPACE + COMBINING MACRON */
-        out[0] = ' ';
-        out[1] = 0x304;
-        return 2;
-    }
-    if (c >= 0xFFE0 && c <= 0xFFEE && width_ffe0[c - 0xFFE0] != 0) {
-        out[0] = width_ffe0[c - 0xFFE0];
-        return 1;
-    }
-    out[0] = c;
-    return 1;
+    for (utf8proc_ssize_t i = 0; i < m; i++)
+        out[i] = (uint32_t)d[i];
+    return (size_t)m;
 }
 
 /* uncurl_quotes: ftfy's SINGLE_QUOTE_RE [\u02bc\u2018-\u201b] and
@@ -984,7 +1010,8 @@ static size_t ftfy_unescape(const uint32_t *in, size_t n, uint32_t *out)
 
 /*
  * One round of ftfy's fixers over in[0..n), into a new malloc'd array (room
- * for 3n: a ligature is at most three letters) whose length goes to *n_out.
+ * for 3n: a ligature is at most three letters, a width form two code points)
+ * whose length goes to *n_out.
  * `unescape` says whether unescape_html applies (see ftfy_fix()).
  */
 static uint32_t *ftfy_round(const uint32_t *in, size_t n, int unescape, size_t *n_out)
@@ -1020,13 +1047,15 @@ static uint32_t *ftfy_round(const uint32_t *in, size_t n, int unescape, size_t *
             continue;
         a[na++] = (c == '\r' || c == 0x2028 || c == 0x2029 || c == 0x85) ? '\n' : c;
     }
-    /* remove_terminal_escapes: ESC '[' [0-9;]* [A-Za-z] (Python's \d would
-     * also take other scripts' digits there; no one types those in one). */
+    /* remove_terminal_escapes: ESC '[' (\d|;)* [A-Za-z], Python's \d being
+     * any decimal digit (category Nd). */
     nb = 0;
     for (size_t i = 0; i < na; i++) {
         if (a[i] == 0x1B && i + 1 < na && a[i + 1] == '[') {
             size_t j = i + 2;
-            while (j < na && ((a[j] >= '0' && a[j] <= '9') || a[j] == ';'))
+            while (j < na && (a[j] == ';' || (a[j] >= '0' && a[j] <= '9') ||
+                              (a[j] >= 0x80 &&
+                               utf8proc_category((utf8proc_int32_t)a[j]) == UTF8PROC_CATEGORY_ND)))
                 j++;
             if (j < na && ((a[j] >= 'a' && a[j] <= 'z') || (a[j] >= 'A' && a[j] <= 'Z'))) {
                 i = j;
@@ -1041,8 +1070,8 @@ static uint32_t *ftfy_round(const uint32_t *in, size_t n, int unescape, size_t *
         if (!ftfy_control(b[i]))
             a[na++] = b[i];
     free(b);
-    *n_out = na;
-    return a;
+    /* normalization: NFC */
+    return nfc(a, na, n_out);
 }
 
 /*
@@ -1055,8 +1084,10 @@ static uint32_t *ftfy_round(const uint32_t *in, size_t n, int unescape, size_t *
  * text is two runs: up to the start of the first segment with a '<', with
  * unescaping, and the rest without. Each run is fixed until a round changes
  * nothing, as fix_and_explain loops. That ends: after the first round the
- * text holds nothing the maps change, so a later round changes something
- * only through unescaping, which shortens the text.
+ * text holds nothing the maps change (NFC makes none of the characters they
+ * map) and NFC is idempotent, so a later round changes something only
+ * through unescaping, which shortens the text. NFC per run is NFC per
+ * segment: nothing composes or reorders across a '\n'.
  */
 static uint32_t *ftfy_fix(uint32_t *cp, size_t n, size_t *n_out)
 {

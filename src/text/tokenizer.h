@@ -15,20 +15,21 @@
  *        - fix_c1_controls: U+0080-009F read as Windows-1252 (the five
  *          undefined bytes stay);
  *        - fix_latin_ligatures: ftfy's whole table (Ĳ ĳ ŉ Ǆ-ǌ Ǳ-ǳ, U+FB00-FB06);
- *        - fix_character_width: U+3000 to ' ', U+FF01-FF5E to ASCII, and the
- *          NFKC forms of U+FF5F-FF9D and U+FFE0-FFEE; not the half-width
- *          voiced marks U+FF9E-FF9F nor half-width Hangul U+FFA0-FFDC, whose
- *          forms need NFC composition to match;
+ *        - fix_character_width: U+3000 to ' ', every U+FF01-FFEF to its
+ *          NFKC form (full-width ASCII and symbols, half-width katakana,
+ *          voiced marks and Hangul, which NFC below then composes);
  *        - uncurl_quotes: U+02BC and U+2018-201B to ', U+201C-201F to ";
  *        - fix_line_breaks (CRLF, CR, U+2028/2029/0085 to LF);
- *        - remove_terminal_escapes (ESC [ digits/';' letter);
+ *        - remove_terminal_escapes (ESC [ (\d|;)* letter);
  *        - remove_control_chars: U+0000-0008, 000B, 000E-001F, 007F,
- *          206A-206F, FEFF, FFF9-FFFC.
- *      Not done, as they need Unicode tables or heuristics: fix_encoding
- *      (mojibake repair such as "cafÃ©" -> "café", and what it does to C1
- *      characters before fix_c1_controls sees them) and NFC normalisation
- *      (a decomposed "é" stays two code points); fix_surrogates has nothing
- *      to do on UTF-8 input;
+ *          206A-206F, FEFF, FFF9-FFFC;
+ *        - NFC normalisation (utf8proc's data, checked against Python's
+ *          unicodedata): a decomposed "é" becomes one code point, Hangul
+ *          jamo compose, composition exclusions such as U+0958 decompose.
+ *      Not done, as it is a heuristic: fix_encoding (mojibake repair such
+ *      as "cafÃ©" -> "café", and what it does to C1 characters before
+ *      fix_c1_controls sees them); fix_surrogates has nothing to do on
+ *      UTF-8 input;
  *   1. cleanup: a small HTML-unescape, applied twice like basic_clean:
  *      &amp; &lt; &gt; &quot; (also upper-case) &apos; &nbsp;, each with its
  *      ';', and numeric references as html.unescape reads them (&#NN or
@@ -37,7 +38,8 @@
  *      through cp1252, nor those to controls and noncharacters dropped);
  *      invalid UTF-8 bytes replaced by U+FFFD; leading/trailing
  *      str.isspace() characters stripped (\s plus U+001C-001F), every \s
- *      run collapsed to one space; then lower-cased;
+ *      run collapsed to one space; then lower-cased as str.lower() does
+ *      (see below);
  *   2. pre-tokenisation by CLIP's pattern
  *        <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
  *      with a hand-written UTF-8 scanner instead of a regex engine;
@@ -53,21 +55,19 @@
  *      tokenizer_config.json's "pad_token" when the model directory has one
  *      (HF tokenizers / Immich pad that way).
  *
- * Unicode approximation (documented, deliberate): without ICU we cannot know
- * \p{L} and \p{N} exactly. Here: ASCII is exact; a number is an ASCII digit,
- * superscript/fraction digits of Latin-1, and the decimal digits of Arabic,
- * Devanagari and full-width forms; whitespace (\s) is exact: the regex
- * module's \s that simple_tokenizer.py uses, Unicode White_Space; the
- * non-ASCII punctuation/symbol blocks (Latin-1 punctuation, combining marks
- * U+0300-036F, General Punctuation, currency, arrows..dingbats U+2190-2BFF,
- * CJK punctuation, full-width punctuation, variation selectors, emoji
- * U+1F000-1FAFF) count as neither letter nor number; every other code point
- * >= 0x80 counts as a letter. Lower-casing is str.lower()'s for ASCII,
- * Latin-1, Latin Extended-A, Greek (U+0370-03FF, final sigma included) and
- * Cyrillic (U+0400-052F); other characters are left as they are (most
- * scripts have no case). Text outside these ranges tokenises as CLIP would as
- * long as the approximation agrees, and always into valid ids: every byte has
- * a vocabulary entry, so nothing is ever "unknown". tests/tokenizer/
+ * Unicode character data comes from utf8proc (Debian's libutf8proc, Unicode
+ * 15 in 2.8): \p{L} is general category L*, \p{N} is N*, as in the regex
+ * module; lower-casing is Python's str.lower(): the simple lower-case
+ * mapping (utf8proc_tolower), plus SpecialCasing's one unconditional
+ * expansion (U+0130 İ -> i + U+0307) and the final sigma (Σ -> ς after a
+ * cased letter and before none, skipping case-ignorable characters both
+ * ways, as CPython decides it); NFC as above. Whitespace (\s) is the regex
+ * module's \s, Unicode White_Space, listed in bpe.c. For every code point
+ * assigned in Python 3.11's Unicode 14 these agree with Python (categories,
+ * lower(), final sigma, and NFC of every character and of random sequences
+ * of combining marks, checked when this was written); characters assigned
+ * since (Unicode 15) follow utf8proc, as a newer Python would. Every byte
+ * has a vocabulary entry, so nothing is ever "unknown". tests/tokenizer/
  * clip_js_diff.c checks all of this on the real vocabulary against an
  * independent implementation and lists the known differences.
  *

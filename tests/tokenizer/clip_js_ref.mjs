@@ -91,10 +91,14 @@ function rng(seed) {
 
 /*
  * Random strings from pieces on which the C tokenizer claims exact CLIP
- * semantics (tokenizer.h): ASCII, Latin-1 and Latin Extended-A letters in
- * both cases (less Ĳ ĳ ŉ, which ftfy's fix_latin_ligatures splits and the
- * port does not: js-no-ftfy), Greek and Cyrillic letters in both cases,
- * digits, ASCII punctuation and contractions, whitespace runs of several
+ * semantics (tokenizer.h): ASCII, Latin-1, Latin Extended-A/B and Latin
+ * Extended Additional letters in both cases (less Ĳ ĳ ŉ Ǆ-ǌ Ǳ-ǳ, which
+ * ftfy's fix_latin_ligatures splits and the port does not: js-no-ftfy),
+ * Greek, Cyrillic, Armenian, Georgian and Cherokee letters in both cases,
+ * Thai and Devanagari letters and vowel signs (only marks of combining class
+ * 0 or one other class, so that NFC, which the port lacks, changes nothing),
+ * digits of several scripts and symbols such as ™ ℃ (neither \p{L} nor
+ * \p{N}), ASCII punctuation and contractions, whitespace runs of several
  * kinds, the HTML entities the C side unescapes, CJK, kana, Hangul, emoji,
  * and English words so that BPE has long merges to find.
  */
@@ -106,6 +110,13 @@ function generate(n, seed) {
         ...range(0x61, 0x7a), ...range(0x41, 0x5a), ...range(0xc0, 0xd6), ...range(0xd8, 0xff),
         ...range(0x100, 0x131), ...range(0x134, 0x148), ...range(0x14a, 0x17f), ...range(0x391, 0x3a1), ...range(0x3a3, 0x3a9), ...range(0x3b1, 0x3c9),
         ...range(0x410, 0x44f), 'ё', 'Ё', 'ї', 'Ї', 'є', 'Є', 'ґ', 'Ґ',
+        ...range(0x180, 0x1c3), ...range(0x1cd, 0x1f0), ...range(0x1f4, 0x24f),
+        ...range(0x1e00, 0x1eff), ...range(0x531, 0x556), ...range(0x561, 0x586),
+        ...range(0x10d0, 0x10fa), ...range(0x1c90, 0x1cba), ...range(0x13a0, 0x13f5),
+        ...range(0xe01, 0xe2e), '\u0e31', ...range(0xe34, 0xe37), ...range(0x905, 0x939),
+        ...range(0x93e, 0x94d), ...range(0x9e6, 0x9ef), ...range(0xe50, 0xe59),
+        ...range(0xbe6, 0xbef), ...range(0x1d7ce, 0x1d7ff), ...range(0x2160, 0x217f),
+        '™', '℃', '№', '°', '∞',
     ];
     const words = ('a photo of the cat dog sunset beach mountain portrait city night street car ' +
         'people family birthday party wedding snow forest river lake flower tree red blue green ' +
