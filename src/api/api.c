@@ -567,6 +567,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    (void)cls;
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
     size_t n = strlen(buf);
@@ -576,6 +577,22 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* --- lifecycle ------------------------------------------------------------- */
+
+struct MHD_Daemon *api__start_daemon(int fd, api_conns *conns, int max_connections,
+                                     MHD_AccessHandlerCallback handler,
+                                     MHD_RequestCompletedCallback completed, void *cls)
+{
+    /* poll(), not select(): past FD_SETSIZE (1024) descriptors select() cannot watch a
+     * socket, and --max-connections may go above it. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    return MHD_start_daemon(
+        flags, 0, api_conns_accept, conns, handler, cls, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK, MHD_OPTION_NOTIFY_CONNECTION,
+        api_conns_notify, conns, MHD_OPTION_NOTIFY_COMPLETED, completed, cls, MHD_OPTION_END);
+}
 
 /* Binds and listens on host:port; returns the socket or -1 with `e` set. */
 int api__open_listener(const char *host, int port, err_t *e)
@@ -662,17 +679,7 @@ int api_start(api_deps *deps, api **out, err_t *e)
     }
     a->ticker_started = 1;
 
-    /* poll(), not select(): past FD_SETSIZE (1024) descriptors select() cannot watch a
-     * socket, and --max-connections may go above it. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
-    a->mhd = MHD_start_daemon(
-        flags, 0, api_conns_accept, a->conns, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)API_CONN_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
-        MHD_OPTION_NOTIFY_CONNECTION, api_conns_notify, a->conns, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_END);
+    a->mhd = api__start_daemon(fd, a->conns, cfg->max_connections, on_request, on_completed, a);
     if (a->mhd == NULL) {
         close(fd);
         api_stop(a);

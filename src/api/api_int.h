@@ -284,6 +284,15 @@ struct api {
 /* A listening TCP socket on host:port (IPv6 too; port 0 picks one), or -1 with ERR_IO in `e`. */
 int api__open_listener(const char *host, int port, err_t *e);
 
+/*
+ * A libmicrohttpd daemon on the listening socket `fd` (taken: closed with the daemon), one
+ * thread per connection under `conns`' limits, calling `handler` and `completed` with
+ * `cls`. NULL when libmicrohttpd cannot start (fd is then still the caller's).
+ */
+struct MHD_Daemon *api__start_daemon(int fd, api_conns *conns, int max_connections,
+                                     MHD_AccessHandlerCallback handler,
+                                     MHD_RequestCompletedCallback completed, void *cls);
+
 /* The port a listening socket is bound to, or -1. */
 int api__bound_port(int fd);
 

@@ -460,17 +460,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    log_warn("immich", "%s", line);
-}
-
 /* Closes connections that do not deliver their headers in time (api_conns_reap). */
 static void *reaper_main(void *arg)
 {
@@ -518,14 +507,7 @@ int immich_start(api_deps *deps, immich_srv **out, err_t *e)
         return err_set(e, ERR_INTERNAL, "immich: cannot start the reaper thread");
     }
     s->reaper_started = 1;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
-    s->mhd = MHD_start_daemon(
-        flags, 0, api_conns_accept, s->conns, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK, MHD_OPTION_NOTIFY_CONNECTION,
-        api_conns_notify, s->conns, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->mhd = api__start_daemon(fd, s->conns, cfg->max_connections, on_request, on_completed, s);
     if (s->mhd == NULL) {
         close(fd);
         immich_free(s);
