@@ -55,15 +55,6 @@ typedef struct {
     uint64_t rng;
 } graph;
 
-static float rnd(graph *g)
-{
-    g->rng ^= g->rng >> 12;
-    g->rng ^= g->rng << 25;
-    g->rng ^= g->rng >> 27;
-    uint64_t v = g->rng * 2685821657736338717ull;
-    return (float)((double)(v >> 11) / 9007199254740992.0) * 2.0f - 1.0f; /* [-1, 1) */
-}
-
 /* A node named after its one output. */
 static Onnx__NodeProto *node(graph *g, const char *op, int nin, const char *const *in,
                              const char *out)
@@ -86,36 +77,9 @@ static void init(graph *g, const char *name, int dtype, int rank, const int64_t 
     } else {
         float *f = buf;
         for (size_t i = 0; i < count; i++)
-            f[i] = rnd(g) * scale;
+            f[i] = onnxb_rand(&g->rng) * scale;
     }
     onnxb_init_tensor(&g->b, name, dtype, dims, rank, buf, count * elem);
-}
-
-/* Packs the graph as a ModelProto (IR 8, opset 13) into `path` and frees it. */
-static int write_model(graph *g, const char *gname, const char *path)
-{
-    onnxb_model_info info = {.graph_name = gname,
-                             .producer = "inferd-mkclip",
-                             .producer_version = "1",
-                             .ir_version = 8,
-                             .opset = 13};
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    err_t e = {0};
-    int ok = onnxb_pack(&g->b, &info, &buf, &n, &e) == ERR_OK;
-    onnxb_free(&g->b);
-    if (!ok) {
-        fprintf(stderr, "mkclip: %s\n", e.msg);
-        return -1;
-    }
-    FILE *f = fopen(path, "wb");
-    ok = f != NULL && fwrite(buf, 1, n, f) == n;
-    if (f != NULL && fclose(f) != 0)
-        ok = 0;
-    free(buf);
-    if (!ok)
-        fprintf(stderr, "mkclip: cannot write %s: %s\n", path, strerror(errno));
-    return ok ? 0 : -1;
 }
 
 /* Declares the graph's one input and one output (a negative dim: the batch). */
@@ -154,7 +118,7 @@ static int write_visual(uint64_t seed, int dim, const char *path)
 
     int64_t in_dims[4] = {-1, 3, IMG, IMG}, out_dims[2] = {-1, dim};
     io(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, in_dims, "embedding", 2, out_dims);
-    return write_model(&g, "clip_visual", path);
+    return onnxb_write_file(&g.b, "clip_visual", "mkclip", path);
 }
 
 static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const char *path)
@@ -202,7 +166,7 @@ static int write_textual(uint64_t seed, int dim, int vocab, int int64_ids, const
     int et =
         int64_ids ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
     io(&g, "text", et, 2, in_dims, "embedding", 2, out_dims);
-    return write_model(&g, "clip_textual", path);
+    return onnxb_write_file(&g.b, "clip_textual", "mkclip", path);
 }
 
 static int write_json(json_t *j, const char *path)

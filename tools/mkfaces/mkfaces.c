@@ -60,15 +60,6 @@ typedef struct {
     uint64_t rng;
 } graph;
 
-static float rnd(graph *g)
-{
-    g->rng ^= g->rng >> 12;
-    g->rng ^= g->rng << 25;
-    g->rng ^= g->rng >> 27;
-    uint64_t v = g->rng * 2685821657736338717ull;
-    return (float)((double)(v >> 11) / 9007199254740992.0) * 2.0f - 1.0f; /* [-1, 1) */
-}
-
 static Onnx__NodeProto *node(graph *g, const char *op, int nin, const char *const *in,
                              const char *out)
 {
@@ -85,32 +76,6 @@ static float *init_f(graph *g, const char *name, int rank, const int64_t *dims)
     onnxb_init_tensor(&g->b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, dims, rank, buf,
                       count * sizeof(float));
     return buf;
-}
-
-static int write_model(graph *g, const char *gname, const char *path)
-{
-    onnxb_model_info info = {.graph_name = gname,
-                             .producer = "inferd-mkfaces",
-                             .producer_version = "1",
-                             .ir_version = 8,
-                             .opset = 13};
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    err_t e = {0};
-    int ok = onnxb_pack(&g->b, &info, &buf, &n, &e) == ERR_OK;
-    onnxb_free(&g->b);
-    if (!ok) {
-        fprintf(stderr, "mkfaces: %s\n", e.msg);
-        return -1;
-    }
-    FILE *f = fopen(path, "wb");
-    ok = f != NULL && fwrite(buf, 1, n, f) == n;
-    if (f != NULL && fclose(f) != 0)
-        ok = 0;
-    free(buf);
-    if (!ok)
-        fprintf(stderr, "mkfaces: cannot write %s: %s\n", path, strerror(errno));
-    return ok ? 0 : -1;
 }
 
 /* One planted anchor (see the file comment). */
@@ -194,7 +159,7 @@ static int write_detector(int dynamic, int batch_dim, const char *path)
                                            ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, batch_dim ? 3 : 2,
                                            batch_dim ? dims : dims + 1));
         }
-    return write_model(&g, "scrfd_toy", path);
+    return onnxb_write_file(&g.b, "scrfd_toy", "mkfaces", path);
 }
 
 static int write_recognizer(uint64_t seed, const char *path)
@@ -205,10 +170,10 @@ static int write_recognizer(uint64_t seed, const char *path)
     int64_t wd[2] = {feat, DIM}, bd[1] = {DIM};
     float *w = init_f(&g, "fc.weight", 2, wd);
     for (int i = 0; i < feat * DIM; i++)
-        w[i] = rnd(&g);
+        w[i] = onnxb_rand(&g.rng);
     float *b = init_f(&g, "fc.bias", 1, bd);
     for (int i = 0; i < DIM; i++)
-        b[i] = rnd(&g) * 0.1f;
+        b[i] = onnxb_rand(&g.rng) * 0.1f;
     const char *p_in[1] = {"input.1"};
     Onnx__NodeProto *p = node(&g, "AveragePool", 1, p_in, "pooled");
     int64_t ks[2] = {POOL, POOL};
@@ -222,7 +187,7 @@ static int write_recognizer(uint64_t seed, const char *path)
     onnxb_input(&g.b,
                 onnxb_value(&g.b, "input.1", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, in_dims));
     onnxb_output(&g.b, onnxb_value(&g.b, "683", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, out_dims));
-    return write_model(&g, "arcface_toy", path);
+    return onnxb_write_file(&g.b, "arcface_toy", "mkfaces", path);
 }
 
 static int mkdir_p(const char *path)

@@ -5,6 +5,7 @@
  */
 #include "onnxb.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,4 +233,41 @@ int onnxb_pack(const onnxb *b, const onnxb_model_info *info, uint8_t **out, size
     *out = buf;
     *outlen = n;
     return ERR_OK;
+}
+
+int onnxb_write_file(onnxb *b, const char *graph_name, const char *tool, const char *path)
+{
+    char producer[64];
+    snprintf(producer, sizeof producer, "inferd-%s", tool);
+    onnxb_model_info info = {.graph_name = graph_name,
+                             .producer = producer,
+                             .producer_version = "1",
+                             .ir_version = 8,
+                             .opset = 13};
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    err_t e = {0};
+    int ok = onnxb_pack(b, &info, &buf, &n, &e) == ERR_OK;
+    onnxb_free(b);
+    if (!ok) {
+        fprintf(stderr, "%s: %s\n", tool, e.msg);
+        return -1;
+    }
+    FILE *f = fopen(path, "wb");
+    ok = f != NULL && fwrite(buf, 1, n, f) == n;
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    free(buf);
+    if (!ok)
+        fprintf(stderr, "%s: cannot write %s: %s\n", tool, path, strerror(errno));
+    return ok ? 0 : -1;
+}
+
+float onnxb_rand(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    uint64_t v = *state * 2685821657736338717ull;
+    return (float)((double)(v >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
 }

@@ -105,4 +105,16 @@ typedef struct {
 int onnxb_pack(const onnxb *b, const onnxb_model_info *info, uint8_t **out, size_t *outlen,
                err_t *e);
 
+/*
+ * Packs the graph as a ModelProto (IR 8, opset 13, producer "inferd-TOOL"), writes it
+ * to `path` and frees the builder. 0 on success; -1 with "TOOL: why" on stderr.
+ */
+int onnxb_write_file(onnxb *b, const char *graph_name, const char *tool, const char *path);
+
+/*
+ * The next number of an xorshift64* stream, uniform in [-1, 1): seeded weights for the
+ * test models the tools write (the same seed gives the same bytes). `*state` must not be 0.
+ */
+float onnxb_rand(uint64_t *state);
+
 #endif
