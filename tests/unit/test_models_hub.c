@@ -12,27 +12,10 @@
  * mkclip is found beside the test binary's directory (build/mkclip for
  * build/tests/test_models_hub) or at $INFERD_MKCLIP.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <fcntl.h>
 #include <libgen.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <curl/curl.h>
-#include <jansson.h>
-
-#include "fetch/models_fetch.h"
 #include "infer/clip.h"
-#include "testsupport.h"
+#include "models_harness.h"
 #include "util/sha256.h"
 
 #define SERVER_PY INFERD_SRCDIR "/tests/unit/hub_server.py"
@@ -40,13 +23,7 @@
 #define DIM 64
 #define CUT 10000 /* bytes of visual/model.onnx sent before a cut */
 
-static char tmpdir[256];
 static char repos[300]; /* tmpdir/srv/immich-app */
-static char hub[64];
-static ts_server server = TS_SERVER_NONE;
-static int port;
-static int test_no;
-static char out_buf[16384]; /* stdout + stderr of the last run() */
 
 /* What a CLIP install holds: the files inferd needs, none of the others. */
 static const char *const clip_files[] = {
@@ -58,39 +35,6 @@ static const char *const clip_skipped[] = {"visual/model.armnn",
                                            "openvino/visual/model.xml",
                                            "README.md",
                                            ".gitattributes"};
-
-/* Malloc'd contents of `path` (NUL-terminated), `*n` its size; NULL when missing. */
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf;
-    long len;
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = 0;
-    fclose(f);
-    if (n)
-        *n = (size_t)len;
-    return buf;
-}
-
-static int exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int exists(const char *fmt, ...)
-{
-    char p[512];
-    struct stat st;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p, sizeof p, fmt, ap);
-    va_end(ap);
-    return stat(p, &st) == 0;
-}
 
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
@@ -165,155 +109,9 @@ static int make_fixtures(void)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* ---------------------------------------------------------------- server */
-
-static int start_server(void)
-{
-    char root[300];
-    char line[128];
-    snprintf(root, sizeof root, "%s/srv", tmpdir);
-    char *argv[] = {"python3", "-u", SERVER_PY, root, NULL};
-    if (ts_server_start(&server, "test_models_hub", argv, line, sizeof line) != 0)
-        return -1;
-    if (sscanf(line, "PORT %d", &port) != 1) {
-        fprintf(stderr, "hub_server.py did not start: '%s'\n", line);
-        ts_server_stop(&server);
-        return -1;
-    }
-    snprintf(hub, sizeof hub, "http://127.0.0.1:%d", port);
-    return 0;
-}
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    char *buf = ud;
-    size_t have = strlen(buf), n = size * nmemb;
-    if (have + n >= 65536)
-        return 0;
-    memcpy(buf + have, ptr, n);
-    buf[have + n] = '\0';
-    return n;
-}
-
-/* GET `path` on the test server (a control request); the body in a static buffer. */
-static const char *control(const char *path)
-{
-    static char body[65536];
-    char url[256];
-    CURL *h = curl_easy_init();
-    CURLcode cc;
-
-    assert_non_null(h);
-    body[0] = '\0';
-    snprintf(url, sizeof url, "%s%s", hub, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    cc = curl_easy_perform(h);
-    curl_easy_cleanup(h);
-    if (cc != CURLE_OK)
-        fail_msg("control %s: %s", path, curl_easy_strerror(cc));
-    return body;
-}
-
-static void set_mode(const char *query)
-{
-    char p[128];
-    snprintf(p, sizeof p, "/_mode%s%s", query[0] ? "?" : "", query);
-    assert_string_equal(control(p), "ok");
-}
-
-/* The requests the server saw since the last set_mode: new reference. */
-static json_t *server_log(void)
-{
-    json_t *j = json_loads(control("/_log"), 0, NULL);
-    assert_true(json_is_array(j));
-    return j;
-}
-
-/* Requests whose path contains `needle`, and the body bytes sent for them. */
-static int requests_for(json_t *log, const char *needle, long *sent)
-{
-    size_t i;
-    json_t *r;
-    int n = 0;
-    if (sent)
-        *sent = 0;
-    json_array_foreach(log, i, r)
-    {
-        if (strstr(json_string_value(json_object_get(r, "path")), needle) != NULL) {
-            n++;
-            if (sent)
-                *sent += (long)json_integer_value(json_object_get(r, "sent"));
-        }
-    }
-    return n;
-}
-
-/* ---------------------------------------------------------------- running the CLI */
-
-/* Runs models_fetch_main("models", ...), output captured in out_buf; returns its status. */
-static int run(const char *first, ...)
-{
-    char *argv[32];
-    int argc = 0, rc, save1, save2, fd;
-    char cap[300];
-    const char *a;
-    va_list ap;
-    uint8_t *text;
-
-    argv[argc++] = (char *)"models";
-    va_start(ap, first);
-    for (a = first; a != NULL && argc < 31; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
-    va_end(ap);
-    argv[argc] = NULL;
-
-    snprintf(cap, sizeof cap, "%s/out.txt", tmpdir);
-    fflush(stdout);
-    fflush(stderr);
-    fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    save1 = dup(1);
-    save2 = dup(2);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    rc = models_fetch_main(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(save1, 1);
-    dup2(save2, 2);
-    close(save1);
-    close(save2);
-    text = read_file(cap, NULL);
-    snprintf(out_buf, sizeof out_buf, "%s", text ? (char *)text : "");
-    free(text);
-    return rc;
-}
-
-static void new_models_dir(char *dir, size_t cap)
-{
-    snprintf(dir, cap, "%s/m%d", tmpdir, ++test_no);
-}
-
 #define FETCH(model, dir, ...)                                                                     \
-    run("fetch", model, "--models-dir", dir, "--hub-url", hub, "--allow-private-urls",             \
+    run("fetch", model, "--models-dir", dir, "--hub-url", base, "--allow-private-urls",             \
         ##__VA_ARGS__, (const char *)NULL)
-
-static void expect_rc(int got, int want)
-{
-    if (got != want)
-        fail_msg("exit status %d, expected %d; output:\n%s", got, want, out_buf);
-}
-
-static void expect_out(const char *needle)
-{
-    if (strstr(out_buf, needle) == NULL)
-        fail_msg("output lacks \"%s\":\n%s", needle, out_buf);
-}
 
 /* MODELS/clip-tiny holds the six served files byte for byte and nothing else but fetch.json. */
 static void check_clip_installed(const char *dir)
@@ -385,12 +183,12 @@ static void test_clip_fetch_loads(void **state)
     check_clip_installed(dir);
     log = server_log();
     /* One listing, one GET per needed file, none for the skipped ones. */
-    assert_int_equal(requests_for(log, "/api/models/immich-app/clip-tiny/tree/main", NULL), 1);
-    assert_int_equal(requests_for(log, "/resolve/", NULL), 6);
-    assert_int_equal(requests_for(log, "armnn", NULL), 0);
-    assert_int_equal(requests_for(log, "rknpu", NULL), 0);
-    assert_int_equal(requests_for(log, "openvino", NULL), 0);
-    assert_int_equal(requests_for(log, "README", NULL), 0);
+    assert_int_equal(requests_for(log, "/api/models/immich-app/clip-tiny/tree/main", 1, NULL), 1);
+    assert_int_equal(requests_for(log, "/resolve/", 1, NULL), 6);
+    assert_int_equal(requests_for(log, "armnn", 1, NULL), 0);
+    assert_int_equal(requests_for(log, "rknpu", 1, NULL), 0);
+    assert_int_equal(requests_for(log, "openvino", 1, NULL), 0);
+    assert_int_equal(requests_for(log, "README", 1, NULL), 0);
     json_decref(log);
 
     /* `models list` recognises the layout and checks the recorded hashes. */
@@ -427,8 +225,8 @@ static void test_clip_fetch_loads(void **state)
     expect_out("fails its check");
     check_clip_installed(dir);
     log = server_log();
-    assert_int_equal(requests_for(log, "/resolve/", NULL), 1);
-    assert_int_equal(requests_for(log, "/resolve/main/config.json", NULL), 1);
+    assert_int_equal(requests_for(log, "/resolve/", 1, NULL), 1);
+    assert_int_equal(requests_for(log, "/resolve/main/config.json", 1, NULL), 1);
     json_decref(log);
 }
 
@@ -452,7 +250,7 @@ static void test_face_fetch(void **state)
     assert_false(exists("%s/face-tiny/detection/model.armnn", dir));
     assert_false(exists("%s/face-tiny/rknpu", dir));
     log = server_log();
-    assert_int_equal(requests_for(log, "/_lfs/", NULL), 2);
+    assert_int_equal(requests_for(log, "/_lfs/", 1, NULL), 2);
     json_decref(log);
     snprintf(a, sizeof a, "%s/face-tiny/fetch.json", dir);
     rec = json_load_file(a, 0, NULL);
@@ -499,7 +297,7 @@ static void test_cut_download_resumes(void **state)
     assert_true(saw);
     snprintf(part, sizeof part, "%s/clip-tiny/visual/model.onnx", repos);
     assert_int_equal(stat(part, &st), 0);
-    assert_int_equal(requests_for(log, "/resolve/main/visual/model.onnx", &sent), 1);
+    assert_int_equal(requests_for(log, "/resolve/main/visual/model.onnx", 1, &sent), 1);
     assert_int_equal(sent, st.st_size - CUT); /* only the rest was sent again */
     json_decref(log);
 }
@@ -581,7 +379,7 @@ static void test_no_known_layout(void **state)
     expect_rc(FETCH("immich/half", dir, "-q"), 1);
     expect_out("a CLIP model lacks textual/model.onnx, textual/tokenizer.json;");
     log = server_log();
-    assert_int_equal(requests_for(log, "/resolve/", NULL), 0);
+    assert_int_equal(requests_for(log, "/resolve/", 1, NULL), 0);
     json_decref(log);
     assert_false(exists("%s/odd", dir));
     assert_false(exists("%s/half", dir));
@@ -610,7 +408,7 @@ static void test_names_options_and_guard(void **state)
               1);
     expect_out("--hub-url must start with http:// or https://");
     /* Loopback is refused without --allow-private-urls, before any request. */
-    expect_rc(run("fetch", "immich/clip-tiny", "--models-dir", dir, "--hub-url", hub, "-q",
+    expect_rc(run("fetch", "immich/clip-tiny", "--models-dir", dir, "--hub-url", base, "-q",
                   (const char *)NULL),
               1);
     expect_out("127.0.0.1 is loopback; refused");
@@ -620,7 +418,7 @@ static void test_names_options_and_guard(void **state)
     assert_false(exists("%s/clip-tiny", dir));
 
     /* INFERD_HUB_URL stands for --hub-url. */
-    setenv("INFERD_HUB_URL", hub, 1);
+    setenv("INFERD_HUB_URL", base, 1);
     expect_rc(run("fetch", "immich/face-tiny", "--models-dir", dir, "--allow-private-urls", "-q",
                   (const char *)NULL),
               0);
@@ -644,7 +442,7 @@ static void test_paged_listing(void **state)
     expect_rc(FETCH("immich/clip-tiny", dir, "-q"), 0);
     check_clip_installed(dir);
     log = server_log();
-    assert_true(requests_for(log, "/tree/main", NULL) >= 5);
+    assert_true(requests_for(log, "/tree/main", 1, NULL) >= 5);
     json_decref(log);
 }
 
@@ -668,25 +466,15 @@ static void test_foreign_directory_needs_force(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/inferd-hub-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL)
+    if (mh_setup("inferd-hub") != 0 || make_fixtures() != 0)
         return -1;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return -1;
-    if (make_fixtures() != 0)
-        return -1;
-    return start_server();
+    return mh_start_server(SERVER_PY, "test_models_hub");
 }
 
 static int group_teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    ts_server_stop(&server);
-    curl_global_cleanup();
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return mh_teardown();
 }
 
 int main(void)
