@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -209,4 +210,23 @@ void ts_sleep_ms(long ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+int ts_tool_path(const char *who, const char *name, const char *env, char *out, size_t cap)
+{
+    const char *given = getenv(env);
+    if (given != NULL) {
+        snprintf(out, cap, "%s", given);
+    } else {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+            return -1;
+        self[n] = '\0';
+        snprintf(out, cap, "%s/../%s", dirname(self), name);
+    }
+    if (access(out, X_OK) == 0)
+        return 0;
+    fprintf(stderr, "%s: %s not found (build the %s target or set %s)\n", who, out, name, env);
+    return -1;
 }

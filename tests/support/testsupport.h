@@ -100,4 +100,12 @@ int64_t ts_now_ms(void);
 /* Sleeps `ms` milliseconds, resuming after a signal. */
 void ts_sleep_ms(long ms);
 
+/*
+ * The path of the build's tool `name` (mkclip, mkfaces) into out[0..cap): the variable
+ * `env` when set, else the build directory above the test binary's (build/NAME for
+ * build/tests/test_x). 0 when it is executable; -1 with a message naming the tool, the
+ * target to build and the variable, printed for `who`.
+ */
+int ts_tool_path(const char *who, const char *name, const char *env, char *out, size_t cap);
+
 #endif

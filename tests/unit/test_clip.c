@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "infer/clip.h"
+#include "testsupport.h"
 
 #define FIXTURE INFERD_SRCDIR "/tests/fixtures/clip/merges.txt"
 #define DIM 64
@@ -39,23 +39,8 @@ static int run_mkclip(const char *args, const char *name)
 
 static int setup(void **state)
 {
-    const char *env_tool = getenv("INFERD_MKCLIP");
-    if (env_tool != NULL) {
-        snprintf(mkclip, sizeof mkclip, "%s", env_tool);
-    } else {
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n <= 0)
-            return -1;
-        self[n] = '\0';
-        char *tests = dirname(self); /* build/tests */
-        snprintf(mkclip, sizeof mkclip, "%s/../mkclip", tests);
-    }
-    if (access(mkclip, X_OK) != 0) {
-        fprintf(stderr, "test_clip: %s not found (build the mkclip target or set INFERD_MKCLIP)\n",
-                mkclip);
+    if (ts_tool_path("test_clip", "mkclip", "INFERD_MKCLIP", mkclip, sizeof mkclip) != 0)
         return -1;
-    }
     if (mkdtemp(tmpdir) == NULL)
         return -1;
     if (run_mkclip("", "int32") || run_mkclip("", "again") ||

@@ -12,7 +12,6 @@
  * mkclip is found beside the test binary's directory (build/mkclip for
  * build/tests/test_models_hub) or at $INFERD_MKCLIP.
  */
-#include <libgen.h>
 
 #include "infer/clip.h"
 #include "models_harness.h"
@@ -63,22 +62,8 @@ static int same_file(const char *a, const char *b)
 static int make_fixtures(void)
 {
     char mkclip[4096];
-    const char *env_tool = getenv("INFERD_MKCLIP");
-    if (env_tool != NULL) {
-        snprintf(mkclip, sizeof mkclip, "%s", env_tool);
-    } else {
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n <= 0)
-            return -1;
-        self[n] = '\0';
-        snprintf(mkclip, sizeof mkclip, "%s/../mkclip", dirname(self));
-    }
-    if (access(mkclip, X_OK) != 0) {
-        fprintf(stderr, "test_models_hub: %s not found (build mkclip or set INFERD_MKCLIP)\n",
-                mkclip);
+    if (ts_tool_path("test_models_hub", "mkclip", "INFERD_MKCLIP", mkclip, sizeof mkclip) != 0)
         return -1;
-    }
     snprintf(repos, sizeof repos, "%s/srv/immich-app", tmpdir);
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "mkdir -p %s && %s --dim %d --merges %s %s/clip-tiny", repos, mkclip,

@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 
 #include "infer/insightface.h"
 #include "pipeline/analyze.h"
+#include "testsupport.h"
 #include "vision/vision.h"
 
 static infer_env *env;
@@ -57,22 +57,8 @@ static int run_mkfaces(const char *args, const char *name)
 static int setup(void **state)
 {
     (void)state;
-    const char *t = getenv("INFERD_MKFACES");
-    if (t != NULL) {
-        snprintf(mkfaces, sizeof mkfaces, "%s", t);
-    } else {
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n <= 0)
-            return -1;
-        self[n] = '\0';
-        snprintf(mkfaces, sizeof mkfaces, "%s/../mkfaces", dirname(self));
-    }
-    if (access(mkfaces, X_OK) != 0) {
-        fprintf(stderr, "test_scrfd: %s not found (build mkfaces or set INFERD_MKFACES)\n",
-                mkfaces);
+    if (ts_tool_path("test_scrfd", "mkfaces", "INFERD_MKFACES", mkfaces, sizeof mkfaces) != 0)
         return -1;
-    }
     if (mkdtemp(tmpdir) == NULL)
         return -1;
     if (run_mkfaces("", "buffalo_l") || run_mkfaces("--dynamic --batch-dim", "batched") ||
