@@ -245,9 +245,8 @@ int clip_visual_manifest(const char *dir, model_manifest *man, err_t *e)
          (rc = get_vec3(p, "std", 1, std, where, e)) || (rc = get_resize(p, &resize, where, e))))
         goto out;
 
-    const char *base = strrchr(dir, '/');
-    base = (base != NULL && base[1] != '\0') ? base + 1 : dir;
-    snprintf(man->name, sizeof man->name, "%s", base);
+    if ((rc = manifest_name_from_dir(man, dir, e)) != ERR_OK)
+        goto out;
     snprintf(man->family, sizeof man->family, "clip");
     snprintf(man->file, sizeof man->file, "visual/model.onnx");
     snprintf(man->input_name, sizeof man->input_name, "image");

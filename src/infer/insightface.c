@@ -48,18 +48,14 @@ int insightface_dir_has(const char *dir, model_task task)
     return if_file(p);
 }
 
-/* The common part of both manifests. */
-static void if_manifest(model_manifest *m, const char *dir, model_task task, const char *family,
-                        int size, float std)
+/* The common part of both manifests; ERR_MANIFEST for a directory name too long. */
+static int if_manifest(model_manifest *m, const char *dir, model_task task, const char *family,
+                       int size, float std, err_t *e)
 {
     memset(m, 0, sizeof *m);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    size_t len = strlen(tmp);
-    while (len > 1 && tmp[len - 1] == '/')
-        tmp[--len] = '\0';
-    const char *base = strrchr(tmp, '/');
-    snprintf(m->name, sizeof m->name, "%s", base != NULL && base[1] != '\0' ? base + 1 : tmp);
+    int rc = manifest_name_from_dir(m, dir, e);
+    if (rc != ERR_OK)
+        return rc;
     snprintf(m->family, sizeof m->family, "%s", family);
     snprintf(m->input_name, sizeof m->input_name, "#0");
     m->task = task;
@@ -71,6 +67,7 @@ static void if_manifest(model_manifest *m, const char *dir, model_task task, con
         m->std[c] = std;
     }
     snprintf(m->licence, sizeof m->licence, "insightface (non-commercial research)");
+    return ERR_OK;
 }
 
 static int load_detector(infer_env *env, const char *dir, infer_model **out, err_t *e)
@@ -80,14 +77,16 @@ static int load_detector(infer_env *env, const char *dir, infer_model **out, err
     snprintf(path, sizeof path, "%s/detection/model.onnx", dir);
     if (!if_file(path))
         return err_set(e, ERR_NOENT, "%s: no detection/model.onnx", dir);
-    if_manifest(&man, dir, TASK_FACE_DETECTION, "scrfd", IF_DET_SIZE, 128.0f);
+    int rc = if_manifest(&man, dir, TASK_FACE_DETECTION, "scrfd", IF_DET_SIZE, 128.0f, e);
+    if (rc != ERR_OK)
+        return rc;
     snprintf(man.file, sizeof man.file, "detection/model.onnx");
     man.noutputs = 9;
     for (int i = 0; i < 9; i++) {
         snprintf(man.outputs[i].role, sizeof man.outputs[i].role, "%s", if_roles[i]);
         snprintf(man.outputs[i].name, sizeof man.outputs[i].name, "#%d", i);
     }
-    int rc = infer_model_load_manifest(env, path, &man, out, e);
+    rc = infer_model_load_manifest(env, path, &man, out, e);
     if (rc != ERR_OK)
         return rc;
     /* A static input size replaces 640 (square only: insightface's fit assumes it). */
@@ -142,14 +141,16 @@ static int load_recognizer(infer_env *env, const char *dir, infer_model **out, e
     snprintf(path, sizeof path, "%s/recognition/model.onnx", dir);
     if (!if_file(path))
         return err_set(e, ERR_NOENT, "%s: no recognition/model.onnx", dir);
-    if_manifest(&man, dir, TASK_FACE_EMBEDDING, "arcface", IF_REC_SIZE, 127.5f);
+    int rc = if_manifest(&man, dir, TASK_FACE_EMBEDDING, "arcface", IF_REC_SIZE, 127.5f, e);
+    if (rc != ERR_OK)
+        return rc;
     snprintf(man.file, sizeof man.file, "recognition/model.onnx");
     man.crop_method = CROP_ALIGN5;
     man.crop_scale = 1.0f;
     man.noutputs = 1;
     snprintf(man.outputs[0].role, sizeof man.outputs[0].role, "embedding");
     snprintf(man.outputs[0].name, sizeof man.outputs[0].name, "#0");
-    int rc = infer_model_load_manifest(env, path, &man, out, e);
+    rc = infer_model_load_manifest(env, path, &man, out, e);
     if (rc != ERR_OK)
         return rc;
     int et, rank;

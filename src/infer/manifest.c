@@ -404,3 +404,20 @@ const manifest_output *manifest_output_by_role(const model_manifest *m, const ch
             return &m->outputs[i];
     return NULL;
 }
+
+int manifest_name_from_dir(model_manifest *m, const char *dir, err_t *e)
+{
+    size_t end = strlen(dir);
+    while (end > 1 && dir[end - 1] == '/')
+        end--;
+    size_t start = end;
+    while (start > 0 && dir[start - 1] != '/')
+        start--;
+    size_t n = end - start;
+    if (n == 0 || n >= sizeof m->name)
+        return err_set(e, ERR_MANIFEST, "%s: a model directory's name must be 1..%zu bytes", dir,
+                       sizeof m->name - 1);
+    memcpy(m->name, dir + start, n);
+    m->name[n] = '\0';
+    return ERR_OK;
+}

@@ -156,6 +156,14 @@ int manifest_load(const char *dir, model_manifest *m, err_t *e);
 int manifest_parse(const char *text, size_t len, const char *path, model_manifest *m,
                    err_t *e);
 
+/*
+ * The model name of a directory without a manifest (a CLIP or insightface pack): the last
+ * component of `dir` (trailing slashes ignored) into m->name. ERR_MANIFEST naming it when
+ * it does not fit (results are stored and Immich's requests matched under that name, so it
+ * is never cut short).
+ */
+int manifest_name_from_dir(model_manifest *m, const char *dir, err_t *e);
+
 /* Frees what manifest_load allocated inside `m`; safe on a zeroed struct. */
 void manifest_clear(model_manifest *m);
 

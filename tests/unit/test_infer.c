@@ -272,6 +272,24 @@ static void test_l2(void **state)
     assert_float_equal(z[0], 0.0f, 0);
 }
 
+/* A manifest-less directory's name becomes the model's name whole, or the load fails. */
+static void test_name_from_dir(void **state)
+{
+    (void)state;
+    model_manifest m;
+    err_t e;
+    memset(&m, 0, sizeof m);
+    assert_int_equal(manifest_name_from_dir(&m, "/models/ViT-B-32__openai/", &e), ERR_OK);
+    assert_string_equal(m.name, "ViT-B-32__openai");
+    assert_int_equal(manifest_name_from_dir(&m, "buffalo_l", &e), ERR_OK);
+    assert_string_equal(m.name, "buffalo_l");
+    char dir[200];
+    snprintf(dir, sizeof dir, "/models/%0*d", (int)sizeof m.name, 7);
+    assert_int_equal(manifest_name_from_dir(&m, dir, &e), ERR_MANIFEST);
+    assert_non_null(strstr(e.msg, "1..63 bytes"));
+    assert_int_equal(manifest_name_from_dir(&m, "/", &e), ERR_MANIFEST);
+}
+
 int main(void)
 {
     const char *d = getenv("INFERD_TEST_DETECTOR_DIR");
@@ -283,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_manifest_errors),
         cmocka_unit_test(test_manifest_crop_center_resize),
         cmocka_unit_test(test_l2),
+        cmocka_unit_test(test_name_from_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
