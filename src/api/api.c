@@ -660,11 +660,7 @@ int api_start(api_deps *deps, api **out, err_t *e)
     a->started_ms = store_now_ms();
     atomic_init(&a->stopping, 0);
     pthread_mutex_init(&a->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&a->cond);
 
     /* Before the ticker starts: it reaps through a->conns. */
     api_conns_opts co = {.max_connections = cfg->max_connections,

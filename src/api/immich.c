@@ -116,13 +116,7 @@ static json_t *vector_string(const float *v, int n, int pad)
 static int slot_take(immich_srv *s, int64_t wait_ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(wait_ms / 1000);
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    clock_deadline(&until, wait_ms);
     pthread_mutex_lock(&s->lock);
     int rc = 0;
     while (!s->stopping && s->busy >= s->slots && rc == 0)
@@ -467,8 +461,7 @@ static void *reaper_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->stopping) {
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += IMMICH_REAP_MS / 1000;
+        clock_deadline(&until, IMMICH_REAP_MS);
         pthread_cond_timedwait(&s->cond, &s->lock, &until);
         if (s->stopping)
             break;
@@ -492,11 +485,7 @@ int immich_start(api_deps *deps, immich_srv **out, err_t *e)
     s->port = api__bound_port(fd);
     s->slots = cfg->slots > 0 ? cfg->slots : 1;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&s->cond);
     api_conns_opts co = {.max_connections = cfg->max_connections,
                          .max_per_ip = cfg->max_connections_per_ip,
                          .header_timeout_ms = cfg->header_timeout_ms};

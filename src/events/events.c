@@ -247,11 +247,7 @@ int events_new(store *st, const events_opts *opts, events **out, err_t *e)
     }
     ev->owner = xstrdup(opts && opts->lease_owner && opts->lease_owner[0] ? opts->lease_owner
                                                                            : ev->client_id);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ev->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&ev->cond);
     pthread_mutex_init(&ev->lock, NULL);
     ev->stats.last_sent_id = 0;
 

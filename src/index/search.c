@@ -431,11 +431,7 @@ int search_new(const search_opts *o, search **out, err_t *e)
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->flock, NULL);
     pthread_mutex_init(&s->tlock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to wall-clock steps */
-    pthread_cond_init(&s->tcond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&s->tcond);
     atomic_init(&s->stopping, 0);
     store_vec *im = NULL, *fa = NULL;
     int ni = 0, nf = 0;

@@ -116,11 +116,7 @@ int infer_env_new(const infer_env_opts *opts, infer_env **out, err_t *e)
                        infer_runtime_version(), ORT_API_VERSION);
     infer_env *env = xcalloc(1, sizeof *env);
     pthread_mutex_init(&env->wd.lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&env->wd.cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&env->wd.cond);
     OrtThreadingOptions *tp = NULL;
     ORT_TRY(api()->CreateThreadingOptions(&tp), ERR_RUNTIME, "threading options");
     if (o.intra_op_threads > 0)

@@ -443,19 +443,15 @@ int sched_start(const sched_opts *opts, sched **out, err_t *e)
         s->o.slot_nice = 10;
 
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_cond_init(&s->idle_cond, &ca);
+    clock_cond_init(&s->cond);
+    clock_cond_init(&s->idle_cond);
     s->slots = xcalloc((size_t)s->o.slots, sizeof *s->slots);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 0; i < s->o.slots; i++) {
         s->slots[i].s = s;
         s->slots[i].rng = (seed + 0x9e3779b9u * (unsigned)(i + 1)) | 1u;
-        pthread_cond_init(&s->slots[i].cond, &ca);
+        clock_cond_init(&s->slots[i].cond);
     }
-    pthread_condattr_destroy(&ca);
 
     int rc = ERR_OK;
     for (int i = 0; i < s->o.slots; i++) {

@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -649,11 +650,7 @@ int store__sqlite_open(const char *target, const store_opts *opts, store **out, 
     pthread_mutex_init(&s->rlock, NULL);
     pthread_cond_init(&s->rcond, NULL);
     pthread_mutex_init(&s->nlock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->ncond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&s->ncond);
 
     int rc = sq_connect(s, &s->wdb, e);
     if (rc == ERR_OK)

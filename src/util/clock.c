@@ -22,3 +22,12 @@ void clock_deadline(struct timespec *ts, int64_t ms_from_now)
     ts->tv_sec += (time_t)(ms_from_now / 1000 + ns / 1000000000);
     ts->tv_nsec = (long)(ns % 1000000000);
 }
+
+void clock_cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}

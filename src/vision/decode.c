@@ -56,11 +56,7 @@ static int64_t budget, budget_used;
 
 static void budget_init(void)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&budget_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&budget_cond);
 }
 
 void vision_set_decode_budget(int64_t bytes)
