@@ -24,10 +24,9 @@ import hashlib
 import json
 import os
 import re
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from models_server import BaseHandler, serve
 
 
 def is_lfs(path):
@@ -67,40 +66,13 @@ def tree(repo_dir, mode):
     return out
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, fmt, *args):
-        pass
-
-    def reply(self, status, data, headers=()):
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(BaseHandler):
     def do_GET(self):
+        got = self.begin(query=urlsplit(self.path).query)
+        if got is None:
+            return
+        url, q, entry, mode, first = got
         srv = self.server
-        url = urlsplit(self.path)
-        q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if url.path == "/_mode":
-            with srv.lock:
-                srv.mode = {k: int(v) for k, v in q.items()}
-                srv.log = []
-                srv.cut_done = set()
-            self.reply(200, b"ok")
-            return
-        if url.path == "/_log":
-            with srv.lock:
-                self.reply(200, json.dumps(srv.log).encode())
-            return
-        rng = self.headers.get("Range")
-        entry = {"path": url.path, "query": url.query, "range": rng, "status": 0, "sent": 0}
-        with srv.lock:
-            srv.log.append(entry)
-            mode = dict(srv.mode)
-            first = url.path not in srv.cut_done
-            srv.cut_done.add(url.path)
 
         m = re.fullmatch(r"/api/models/([^/]+)/([^/]+)/tree/([^/]+)", url.path)
         if m:
@@ -153,53 +125,8 @@ class Handler(BaseHTTPRequestHandler):
         lfs = is_lfs(rel)
         if data and ((lfs and mode.get("wrong")) or (not lfs and mode.get("wrongsmall"))):
             data[len(data) // 2] ^= 0xFF
-        start, status, headers = 0, 200, []
-        rm = re.fullmatch(r"bytes=(\d+)-", rng or "")
-        if rm:
-            start = int(rm.group(1))
-            if start >= len(data):
-                entry["status"] = 416
-                self.reply(416, b"", [("Content-Range", "bytes */%d" % len(data))])
-                return
-            status = 206
-            headers.append(("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data))))
-        body = bytes(data[start:])
-        entry["status"] = status
-        cut = mode.get("cut")
-        if cut is not None and start < cut < len(data) and (first or not mode.get("once")):
-            # Promise the whole body, send up to file offset `cut`, hang up.
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in headers:
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body[: cut - start])
-            self.wfile.flush()
-            entry["sent"] = cut - start
-            self.close_connection = True
-            return
-        self.reply(status, body, headers)
-        entry["sent"] = len(body)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # clients that hang up early are expected
-
-
-def main():
-    s = Server(("127.0.0.1", 0), Handler)
-    s.root = os.path.realpath(sys.argv[1])
-    s.lock = threading.Lock()
-    s.mode = {}
-    s.log = []
-    s.cut_done = set()
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    print("PORT %d" % s.server_port, flush=True)
-    sys.stdin.read()  # the test closes our stdin (or dies) to stop us
+        self.send_file_bytes(data, entry, mode, first)
 
 
 if __name__ == "__main__":
-    main()
+    serve(Handler)

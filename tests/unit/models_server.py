@@ -17,7 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
-class Handler(BaseHTTPRequestHandler):
+class BaseHandler(BaseHTTPRequestHandler):
+    """What both test servers share (hub_server.py imports it): replies, the /_mode and
+    /_log control requests, the request log, and a file body with Range and cut modes."""
+
     def log_message(self, fmt, *args):
         pass
 
@@ -29,7 +32,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):
+    def begin(self, **extra):
+        """Answers a control request (returns None) or logs this request and returns
+        (url, query, entry, mode, first): `first` when no earlier request had its path."""
         srv = self.server
         url = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -39,31 +44,26 @@ class Handler(BaseHTTPRequestHandler):
                 srv.log = []
                 srv.cut_done = set()
             self.reply(200, b"ok")
-            return
+            return None
         if url.path == "/_log":
             with srv.lock:
                 self.reply(200, json.dumps(srv.log).encode())
-            return
-        rel = url.path.lstrip("/")
-        full = os.path.realpath(os.path.join(srv.root, rel))
-        rng = self.headers.get("Range")
-        entry = {"path": url.path, "range": rng, "status": 0, "sent": 0}
+            return None
+        entry = dict({"path": url.path}, **extra)
+        entry.update({"range": self.headers.get("Range"), "status": 0, "sent": 0})
         with srv.lock:
             srv.log.append(entry)
             mode = dict(srv.mode)
             first = url.path not in srv.cut_done
             srv.cut_done.add(url.path)
-        if not full.startswith(srv.root + os.sep) or not os.path.isfile(full):
-            entry["status"] = 404
-            self.reply(404, b"not found")
-            return
-        with open(full, "rb") as f:
-            data = bytearray(f.read())
-        if mode.get("wrong") and data:
-            data[len(data) // 2] ^= 0xFF
+        return url, q, entry, mode, first
+
+    def send_file_bytes(self, data, entry, mode, first, honour_range=True):
+        """`data` as the answer to a GET with an optional "bytes=N-" Range (206, or 416 past
+        the end); with mode cut=N the connection is hung up once file offset N is sent."""
         start, status, headers = 0, 200, []
-        m = re.fullmatch(r"bytes=(\d+)-", rng or "")
-        if m and not mode.get("norange"):
+        m = re.fullmatch(r"bytes=(\d+)-", entry["range"] or "")
+        if m and honour_range:
             start = int(m.group(1))
             if start >= len(data):
                 entry["status"] = 416
@@ -74,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
         body = bytes(data[start:])
         entry["status"] = status
         cut = mode.get("cut")
-        if cut is not None and start < cut and (first or not mode.get("once")):
+        if cut is not None and start < cut < len(data) and (first or not mode.get("once")):
             # Promise the whole body, send up to file offset `cut`, hang up.
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
@@ -90,6 +90,26 @@ class Handler(BaseHTTPRequestHandler):
         entry["sent"] = len(body)
 
 
+class Handler(BaseHandler):
+    def do_GET(self):
+        got = self.begin()
+        if got is None:
+            return
+        url, _, entry, mode, first = got
+        srv = self.server
+        rel = url.path.lstrip("/")
+        full = os.path.realpath(os.path.join(srv.root, rel))
+        if not full.startswith(srv.root + os.sep) or not os.path.isfile(full):
+            entry["status"] = 404
+            self.reply(404, b"not found")
+            return
+        with open(full, "rb") as f:
+            data = bytearray(f.read())
+        if mode.get("wrong") and data:
+            data[len(data) // 2] ^= 0xFF
+        self.send_file_bytes(data, entry, mode, first, honour_range=not mode.get("norange"))
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -97,8 +117,9 @@ class Server(ThreadingHTTPServer):
         pass  # clients that hang up early are expected
 
 
-def main():
-    s = Server(("127.0.0.1", 0), Handler)
+def serve(handler):
+    """Serves argv[1] with `handler` on a free port until stdin closes."""
+    s = Server(("127.0.0.1", 0), handler)
     s.root = os.path.realpath(sys.argv[1])
     s.lock = threading.Lock()
     s.mode = {}
@@ -110,4 +131,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    serve(Handler)
