@@ -364,6 +364,38 @@ static void decode__on_eval(VipsImage *image, VipsProgress *progress, void *dead
         vips_image_set_kill(image, TRUE);
 }
 
+/*
+ * JPEG shrink-on-load that vips_thumbnail does not do. libjpeg decodes at 1/2,
+ * 1/4 or 1/8 of the size in the DCT, for a fraction of the work, but
+ * vips_thumbnail keeps a factor of two in hand for its own reduction: a
+ * 4032-wide phone photo against --max-side 2048 was decoded at all 12 MP
+ * (2016 is under 2048), and one against 1008 at 2016. So when a DCT scale
+ * lands on max_side or within DECODE_SNAP below it, the JPEG is loaded at that
+ * scale here and vips_thumbnail_image only turns it upright and into sRGB (no
+ * resize: it is already the target size). Returns the scale, or 1 to leave
+ * everything to vips_thumbnail (other formats, small photos, no scale close
+ * enough), with the resulting longest side in *side.
+ */
+#define DECODE_SNAP 0.9
+static int decode__jpeg_shrink(VipsImage *hdr, int w, int h, int max_side, int *side)
+{
+    const char *loader = NULL;
+    int longest = w > h ? w : h;
+    *side = max_side;
+    if (longest <= max_side || !vips_image_get_typeof(hdr, VIPS_META_LOADER) ||
+        vips_image_get_string(hdr, VIPS_META_LOADER, &loader) != 0 ||
+        strncmp(loader, "jpegload", 8) != 0)
+        return 1;
+    for (int f = 8; f >= 2; f /= 2) {
+        int s = (longest + f - 1) / f; /* libjpeg's scaled size */
+        if (s <= max_side && s >= DECODE_SNAP * max_side) {
+            *side = s;
+            return f;
+        }
+    }
+    return 1;
+}
+
 /* Exactly one of `path` and `buf` is set. */
 static int decode__run(const char *path, const void *buf, size_t len,
                        const vision_decode_opts *opts, vision_image **out, err_t *e)
@@ -410,6 +442,8 @@ static int decode__run(const char *path, const void *buf, size_t len,
         vips_image_get_int(hdr, VIPS_META_ORIENTATION, &orient))
         orient = 1;
     need = decode__need(hdr, max_side);
+    int target = max_side;
+    int shrink = decode__jpeg_shrink(hdr, ow, oh, max_side, &target);
     g_object_unref(hdr);
     vips_error_clear();
     if (ow <= 0 || oh <= 0)
@@ -439,12 +473,25 @@ static int decode__run(const char *path, const void *buf, size_t len,
      * Truncation is caught by the marker check above, since 8.14's JPEG
      * loader fills missing rows with grey whatever fail_on says.
      */
-    if (path)
-        rc = vips_thumbnail(path, &t[0], max_side, "height", max_side, "size", VIPS_SIZE_DOWN,
+    if (shrink > 1) {
+        VipsImage *scaled =
+            path
+                ? vips_image_new_from_file(path, "shrink", shrink, "access", VIPS_ACCESS_SEQUENTIAL,
+                                           "fail_on", VIPS_FAIL_ON_WARNING, NULL)
+                : vips_image_new_from_buffer(buf, len, "", "shrink", shrink, "access",
+                                             VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                             VIPS_FAIL_ON_WARNING, NULL);
+        rc = scaled == NULL || vips_thumbnail_image(scaled, &t[0], target, "height", target, "size",
+                                                    VIPS_SIZE_DOWN, NULL) != 0;
+        if (scaled != NULL)
+            g_object_unref(scaled);
+    } else if (path) {
+        rc = vips_thumbnail(path, &t[0], target, "height", target, "size", VIPS_SIZE_DOWN,
                             "fail_on", VIPS_FAIL_ON_WARNING, NULL);
-    else
-        rc = vips_thumbnail_buffer((void *)buf, len, &t[0], max_side, "height", max_side, "size",
+    } else {
+        rc = vips_thumbnail_buffer((void *)buf, len, &t[0], target, "height", target, "size",
                                    VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+    }
     if (rc) {
         rc = decode__vips_error(e, ERR_DECODE, "decode");
         goto out;
