@@ -46,7 +46,7 @@ APT_PACKAGES=(
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev zlib1g-dev libutf8proc-dev python3 python3-skimage python3-pil python3-numpy
     imagemagick opencv-doc libhnswlib-dev strace openssl clang-14 libclang-rt-14-dev chromium
-    python3-jsonschema
+    python3-jsonschema libheif-examples
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
