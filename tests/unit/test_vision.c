@@ -105,8 +105,25 @@ static void test_decode_shrinks_and_keeps_original_size(void **state)
     unsigned char *bytes = read_all(SAMPLE1, &len);
     assert_int_equal(vision_decode_buffer(bytes, len, &o, &img, &e), ERR_OK);
     assert_int_equal(img->width, 960);
-    free(bytes);
     vision_image_free(img);
+
+    /* Decoded small in the DCT and still turned upright: EXIF orientation 6 (rotate 90). */
+    static const unsigned char exif[] = {
+        0xff, 0xe1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 0x2a, 0, 0, 0, 8,
+        0,    1,    0x01, 0x12, 0,   3,   0,   0,   0, 1, 0,   6,   0, 0,    0, 0, 0, 0};
+    unsigned char *rot = malloc(len + sizeof exif);
+    assert_non_null(rot);
+    memcpy(rot, bytes, 2);
+    memcpy(rot + 2, exif, sizeof exif);
+    memcpy(rot + 2 + sizeof exif, bytes + 2, len - 2);
+    assert_int_equal(vision_decode_buffer(rot, len + sizeof exif, &o, &img, &e), ERR_OK);
+    assert_int_equal(img->width, 640);
+    assert_int_equal(img->height, 960);
+    assert_int_equal(img->orig_width, 1280);
+    assert_int_equal(img->orig_height, 1920);
+    vision_image_free(img);
+    free(rot);
+    free(bytes);
 
     /* Default: no shrink needed below 2048. */
     assert_int_equal(vision_decode_file(SAMPLE1, NULL, &img, &e), ERR_OK);
