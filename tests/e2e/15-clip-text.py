@@ -1,24 +1,11 @@
 """Text queries: serve with a (generated, mkclip) CLIP model as the image embedder answers {"text"} searches; without a text model they get 400 text_model_missing; an api process answers them with --clip-model."""
 import os
-import subprocess
 
-from inferdtest import (check, error_of, face_images, inferd_bin, log, models_dir, other_images,
-                        run_test, wait_until)
-
-SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from inferdtest import check, error_of, face_images, log, other_images, run_test, wait_until
 
 
 def main(ctx):
-    mkclip = os.environ.get("INFERD_MKCLIP") or os.path.join(os.path.dirname(inferd_bin()), "mkclip")
-    check(os.access(mkclip, os.X_OK), "mkclip not found at %s (build the mkclip target)" % mkclip)
-    models = ctx.path("models")
-    os.makedirs(models)
-    for m in ("blazeface-back-256", "dlib-resnet"):
-        os.symlink(os.path.abspath(os.path.join(models_dir(), m)), os.path.join(models, m))
-    merges = os.path.join(SRCDIR, "tests", "fixtures", "clip", "merges.txt")
-    out = subprocess.run([mkclip, "--merges", merges, os.path.join(models, "tinyclip")],
-                         capture_output=True, text=True, timeout=120)
-    check(out.returncode == 0, "mkclip: %s" % out.stderr)
+    models = ctx.clip_models("tinyclip")
 
     imgs = (face_images() + other_images())[:8]
     root = ctx.media_root(imgs)

@@ -5,7 +5,7 @@ import struct
 import subprocess
 import zlib
 
-from inferdtest import (check, face_images, free_port, inferd_bin, log, models_dir, run_test,
+from inferdtest import (check, face_images, free_port, inferd_bin, log, run_test,
                         wait_until)
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,16 +58,7 @@ def immich_port(d):
 
 
 def main(ctx):
-    mkclip = os.environ.get("INFERD_MKCLIP") or os.path.join(os.path.dirname(inferd_bin()), "mkclip")
-    check(os.access(mkclip, os.X_OK), "mkclip not found at %s (build the mkclip target)" % mkclip)
-    models = ctx.path("models")
-    os.makedirs(models)
-    for m in ("blazeface-back-256", "dlib-resnet"):
-        os.symlink(os.path.abspath(os.path.join(models_dir(), m)), os.path.join(models, m))
-    merges = os.path.join(SRCDIR, "tests", "fixtures", "clip", "merges.txt")
-    out = subprocess.run([mkclip, "--merges", merges, os.path.join(models, "ViT-B-32__tiny")],
-                         capture_output=True, text=True, timeout=120)
-    check(out.returncode == 0, "mkclip: %s" % out.stderr)
+    models = ctx.clip_models("ViT-B-32__tiny")
 
     imgs = face_images()[:4]
     root = ctx.media_root(imgs)

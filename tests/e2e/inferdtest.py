@@ -178,6 +178,24 @@ class Ctx:
             shutil.copy(f, os.path.join(root, os.path.basename(f)))
         return root
 
+    def clip_models(self, name):
+        """A models dir holding the default face models (links) and a generated CLIP model
+        `name` (tools/mkclip: Immich's directory layout, toy weights); returns its path."""
+        mkclip = os.environ.get("INFERD_MKCLIP") or os.path.join(
+            os.path.dirname(inferd_bin()), "mkclip")
+        check(os.access(mkclip, os.X_OK), "mkclip not found at %s (build the mkclip target)" %
+              mkclip)
+        models = self.path("models")
+        os.makedirs(models)
+        for m in ("blazeface-back-256", "dlib-resnet"):
+            os.symlink(os.path.abspath(os.path.join(models_dir(), m)), os.path.join(models, m))
+        merges = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "tests", "fixtures", "clip", "merges.txt")
+        out = subprocess.run([mkclip, "--merges", merges, os.path.join(models, name)],
+                             capture_output=True, text=True, timeout=120)
+        check(out.returncode == 0, "mkclip: %s" % out.stderr)
+        return models
+
     def daemon(self, **kw):
         d = Daemon(self, **kw)
         self.daemons.append(d)
