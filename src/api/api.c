@@ -595,6 +595,14 @@ struct MHD_Daemon *api__start_daemon(int fd, api_conns *conns, int max_connectio
 }
 
 /* Binds and listens on host:port; returns the socket or -1 with `e` set. */
+api_conns *api__conns_for(const config *cfg)
+{
+    api_conns_opts co = {.max_connections = cfg->max_connections,
+                         .max_per_ip = cfg->max_connections_per_ip,
+                         .header_timeout_ms = cfg->header_timeout_ms};
+    return api_conns_new(&co);
+}
+
 int api__open_listener(const char *host, int port, err_t *e)
 {
     char pstr[16];
@@ -663,10 +671,7 @@ int api_start(api_deps *deps, api **out, err_t *e)
     clock_cond_init(&a->cond);
 
     /* Before the ticker starts: it reaps through a->conns. */
-    api_conns_opts co = {.max_connections = cfg->max_connections,
-                         .max_per_ip = cfg->max_connections_per_ip,
-                         .header_timeout_ms = cfg->header_timeout_ms};
-    a->conns = api_conns_new(&co);
+    a->conns = api__conns_for(cfg);
     refresh_counts(a); /* so the first /health already has numbers */
     if (pthread_create(&a->ticker, NULL, ticker_main, a) != 0) {
         close(fd);

@@ -293,6 +293,10 @@ struct MHD_Daemon *api__start_daemon(int fd, api_conns *conns, int max_connectio
                                      MHD_AccessHandlerCallback handler,
                                      MHD_RequestCompletedCallback completed, void *cls);
 
+/* A connection guard with the limits of --max-connections, --max-connections-per-ip and
+ * --header-timeout-ms; the caller frees it with api_conns_free(). */
+api_conns *api__conns_for(const config *cfg);
+
 /* The port a listening socket is bound to, or -1. */
 int api__bound_port(int fd);
 

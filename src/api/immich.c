@@ -486,10 +486,7 @@ int immich_start(api_deps *deps, immich_srv **out, err_t *e)
     s->slots = cfg->slots > 0 ? cfg->slots : 1;
     pthread_mutex_init(&s->lock, NULL);
     clock_cond_init(&s->cond);
-    api_conns_opts co = {.max_connections = cfg->max_connections,
-                         .max_per_ip = cfg->max_connections_per_ip,
-                         .header_timeout_ms = cfg->header_timeout_ms};
-    s->conns = api_conns_new(&co);
+    s->conns = api__conns_for(cfg);
     if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
         close(fd);
         immich_free(s);
