@@ -58,6 +58,7 @@
 #include "infer/infer.h"
 #include "pipeline/analyze.h"
 #include "vision/vision.h"
+#include "util/xalloc.h"
 
 #define BENCH_MAX_VIEWS VISION_MAX_VIEWS
 #define BENCH_PER_VIEW 128
@@ -340,6 +341,7 @@ int main(int argc, char **argv)
 {
     const char *models_dir = "var/models", *testdata = ".deps/testdata";
     int threads = 1, rounds = 30, spin = 0, tsv = 0;
+    xalloc_keep_freed(); /* as the inferd binary does */
     static const struct option lopts[] = {
         {"models-dir", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 't'},

@@ -590,6 +590,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    xalloc_keep_freed(); /* before any thread: see xalloc.h */
     if (strcmp(cmd, "serve") == 0)
         return cmd_run(CONFIG_ROLE_SERVE, argc - 1, argv + 1);
     if (strcmp(cmd, "api") == 0)

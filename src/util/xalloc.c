@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 static void oom(size_t n, const char *file, int line)
 {
@@ -43,4 +46,13 @@ char *xalloc__strdup(const char *s, const char *file, int line)
     char *p = xalloc__malloc(n, file, line);
     memcpy(p, s, n);
     return p;
+}
+
+void xalloc_keep_freed(void)
+{
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
+    /* 32 MB is glibc's largest mmap threshold on 64-bit; setting it turns the dynamic one off. */
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+#endif
 }
