@@ -180,8 +180,9 @@ void vision_image_free(vision_image *img);
 
 /*
  * A JPEG (quality 75, no metadata) of `img` scaled down to fit `max_side`
- * (never up). *out is the caller's (free()); *w, *h its size. ERR_NOMEM or
- * ERR_INTERNAL with libvips' reason.
+ * (never up; area average from the image's pyramid, which this builds when
+ * it is not yet there). *out is the caller's (free()); *w, *h its size.
+ * ERR_NOMEM or ERR_INTERNAL with libvips' reason.
  */
 int vision_thumbnail_jpeg(const vision_image *img, int max_side, unsigned char **out, size_t *len,
                           int *w, int *h, err_t *e);

@@ -710,6 +710,60 @@ static void test_pyramid_levels(void **state)
 }
 
 /*
+ * vision_thumbnail_jpeg: fits max_side (never enlarges), and its pixels are
+ * the image's: decoded back, each 8x8 block's mean is within a few grey
+ * levels of the exact area average of the same region of the full image
+ * (a wrong level, a swapped axis or an offset would be off by tens on this
+ * texture). Once from a level above 0 (2016x1344 to 512: level 1), once from
+ * level 0 (a 700x300 image to 512), once not scaled (to 4096).
+ */
+static void test_thumbnail_jpeg(void **state)
+{
+    static const struct {
+        int w, h, side, tw, th;
+    } cases[] = {
+        {2016, 1344, 512, 512, 341}, {700, 300, 512, 512, 219}, {300, 700, 4096, 300, 700}};
+    (void)state;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        vision_image *img, *back;
+        err_t e;
+        unsigned char *jpg;
+        size_t len;
+        int w, h;
+        assert_int_equal(vision_image_new(cases[c].w, cases[c].h, &img, &e), 0);
+        fill_texture(img, 7);
+        assert_int_equal(vision_thumbnail_jpeg(img, cases[c].side, &jpg, &len, &w, &h, &e), 0);
+        assert_int_equal(w, cases[c].tw);
+        assert_int_equal(h, cases[c].th);
+        assert_true(len > 2 && jpg[0] == 0xFF && jpg[1] == 0xD8);
+        assert_int_equal(vision_decode_buffer(jpg, len, NULL, &back, &e), 0);
+        assert_int_equal(back->width, w);
+        assert_int_equal(back->height, h);
+        double sx = (double)cases[c].w / w, sy = (double)cases[c].h / h, worst = 0;
+        float want[8 * 8 * 3];
+        static const float pad[3] = {0, 0, 0};
+        for (int by = 0; by + 8 <= h; by += 8)
+            for (int bx = 0; bx + 8 <= w; bx += 8) {
+                assert_int_equal(vision_resample(img->rgb, img->width, img->height,
+                                                 (float)(bx * sx), (float)(by * sy),
+                                                 (float)(8 * sx), (float)(8 * sy), 1, 1, pad, want),
+                                 0);
+                double got[3] = {0, 0, 0};
+                for (int y = by; y < by + 8; y++)
+                    for (int x = bx; x < bx + 8; x++)
+                        for (int k = 0; k < 3; k++)
+                            got[k] += back->rgb[((size_t)y * w + x) * 3 + k] / 64.0;
+                for (int k = 0; k < 3; k++)
+                    worst = fmax(worst, fabs(got[k] - want[k]));
+            }
+        assert_true(worst < 6.0);
+        vision_image_free(back);
+        free(jpg);
+        vision_image_free(img);
+    }
+}
+
+/*
  * The pyramid path (vision_preprocess_region) against the exact area
  * average from full resolution (vision_resample on level 0). They differ by
  * the levels' 8-bit rounding and because a level pixel that an output pixel
@@ -1398,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_decode_refuses_bombs_from_header),
         cmocka_unit_test(test_decode_exif_rotation_and_alpha),
         cmocka_unit_test(test_pyramid_levels),
+        cmocka_unit_test(test_thumbnail_jpeg),
         cmocka_unit_test(test_resample_area_and_pad),
         cmocka_unit_test(test_preprocess_region_matches_exact),
         cmocka_unit_test(test_detect_plan),
