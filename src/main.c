@@ -425,6 +425,7 @@ static int cmd_run(config_role role, int argc, char **argv)
         .fetch = fe,
         .owner = cfg.worker_id,
         .slots = cfg.slots,
+        .slot_idle = strcmp(cfg.slot_priority, "idle") == 0,
         .lease_ms = cfg.lease_ms,
         .poll_ms = cfg.poll_ms,
         .retry_base_ms = cfg.retry_base_ms,

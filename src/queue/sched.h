@@ -67,6 +67,7 @@ typedef struct {
     int64_t heartbeat_ms; /* 0 = lease_ms / 3 */
     int64_t poll_ms;      /* fallback poll for jobs no notify announced; 0 = 1000 */
     int slot_nice;        /* nice increment of slot threads; 0 = 10, < 0 = unchanged */
+    int slot_idle;        /* 1: slot threads run SCHED_IDLE instead of SCHED_BATCH + nice */
     sched_run_fn run;     /* required */
     void *arg;            /* passed to run and on_release */
     /* Called once by sched_stop after the grace, before the release: end what

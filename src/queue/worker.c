@@ -463,6 +463,7 @@ int worker_start(const worker_opts *opts, worker **out, err_t *e)
         .heartbeat_ms = opts->heartbeat_ms,
         .poll_ms = opts->poll_ms,
         .slot_nice = opts->slot_nice,
+        .slot_idle = opts->slot_idle,
         .run = run_job,
         .arg = w,
         .on_release = abort_fetches,

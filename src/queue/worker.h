@@ -57,6 +57,7 @@ typedef struct {
     int64_t retry_base_ms; /* first retry delay; 0 = 1000; doubles per attempt, +-25 % jitter */
     int64_t retry_max_ms;  /* cap; 0 = 60000 */
     int slot_nice;         /* nice increment of slot threads; 0 = 10 */
+    int slot_idle;         /* 1: slot threads run SCHED_IDLE (--slot-priority idle) */
     int no_help;           /* 1: idle slots never run views of a busy slot's face detection */
     /*
      * A job's decode and models stop this long after it starts (its fetch

@@ -155,6 +155,12 @@ static const opt_def opts[] = {
      R_DAEMON},
     {"slots", "INFERD_SLOTS", OPT_INT, F(slots), 1, 256, 0, 0, "N",
      "jobs run at once, 1..256 (default: number of cores)", R_JOBS},
+    {"slot-priority", "INFERD_SLOT_PRIORITY", OPT_STR, F(slot_priority), 0, 0, 0, 0, "batch|idle",
+     "how the slot threads give way to everything else: batch (SCHED_BATCH, nice 10) or idle "
+     "(SCHED_IDLE: the API answers at its idle latency with every slot busy, but other "
+     "processes at normal priority leave the slots almost no CPU; for a machine that runs "
+     "inferd and little else) (default batch)",
+     R_JOBS},
     {"intra-op-threads", "INFERD_INTRA_OP_THREADS", OPT_INT, F(intra_op_threads), 1, 1024, 0, 0,
      "N", "ONNX Runtime threads per model run (default 1 when slots > 1, else cores)", R_PIPELINE},
     {"allow-private-urls", "INFERD_ALLOW_PRIVATE_URLS", OPT_BOOL, F(allow_private_urls), 0, 0, 0, 0,
@@ -492,6 +498,7 @@ static void set_defaults(config *c, config_role role)
     strcpy(c->data_dir, "./var");
     strcpy(c->models_dir, "var/models");
     c->slots = 0;            /* resolved after parsing: cores */
+    strcpy(c->slot_priority, "batch");
     c->intra_op_threads = 0; /* resolved after parsing */
     c->max_body = (size_t)64 << 20;
     c->immich_wait_ms = 60000;
@@ -786,6 +793,9 @@ int config_parse_role(config *c, config_role role, int argc, char **argv, char *
         if (c->immich_port != 0 && c->immich_port == c->listen_port)
             return failf(err, errlen, "--immich-listen: port %d is --listen's too", c->immich_port);
     }
+    if (strcmp(c->slot_priority, "batch") != 0 && strcmp(c->slot_priority, "idle") != 0)
+        return failf(err, errlen, "--slot-priority: expected batch or idle, got \"%s\"",
+                     c->slot_priority);
     if (role == CONFIG_ROLE_SERVE || role == CONFIG_ROLE_WORKER) {
         if (c->slots == 0)
             c->slots = online_cores();

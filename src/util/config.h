@@ -55,6 +55,7 @@ typedef struct {
     int allow_no_auth;     /* --allow-no-auth: serve the API off loopback without a token */
     char worker_id[64];    /* --worker-id, default <hostname>-<pid> */
     int slots;             /* --slots, default: cores */
+    char slot_priority[8]; /* --slot-priority: "batch" (default) or "idle" */
     int intra_op_threads;  /* --intra-op-threads, default 1 when slots > 1, else cores */
     int allow_private_urls;
     size_t max_body;       /* --max-body bytes for uploads, default 64 MiB; JSON bodies 1 MiB */

@@ -31,6 +31,7 @@ static const char *const env_names[] = {
     "INFERD_ALLOW_NO_AUTH",
     "INFERD_WORKER_ID",
     "INFERD_SLOTS",
+    "INFERD_SLOT_PRIORITY",
     "INFERD_INTRA_OP_THREADS",
     "INFERD_ALLOW_PRIVATE_URLS",
     "INFERD_MAX_BODY",
@@ -158,6 +159,10 @@ static void test_config_env(void **state)
     assert_int_equal(c.allow_private_urls, 1);
     assert_string_equal(c.db_url, "sqlite:/data/inferd.db");
     assert_int_equal(c.max_body, 1024);
+    assert_string_equal(c.slot_priority, "batch"); /* the default */
+    setenv("INFERD_SLOT_PRIORITY", "idle", 1);
+    assert_int_equal(parse(&c, err, sizeof err, NULL), 0);
+    assert_string_equal(c.slot_priority, "idle");
     clear_env(NULL);
 }
 
@@ -185,6 +190,9 @@ static void test_config_errors(void **state)
     expect_config_error(NULL, NULL, "--slots", "x", "--slots: expected");
     expect_config_error(NULL, NULL, "--slots", NULL, "--slots: missing value");
     expect_config_error("INFERD_SLOTS", "abc", NULL, NULL, "INFERD_SLOTS: expected an integer");
+    expect_config_error(NULL, NULL, "--slot-priority", "low",
+                        "--slot-priority: expected batch or idle, got \"low\"");
+    expect_config_error("INFERD_SLOT_PRIORITY", "realtime", NULL, NULL, "INFERD_SLOT_PRIORITY:");
     expect_config_error("INFERD_MAX_ATTEMPTS", "21", NULL, NULL, "INFERD_MAX_ATTEMPTS: expected");
     expect_config_error("INFERD_ALLOW_PRIVATE_URLS", "maybe", NULL, NULL,
                         "INFERD_ALLOW_PRIVATE_URLS: expected");

@@ -7,9 +7,12 @@
  * heartbeat keeps a job that runs past its lease from being rescued; a stop
  * releases running jobs, which the late job function sees, and a second
  * scheduler finishes them; idle slots help an offered task; stats answer
- * while every slot is busy; bad options are refused.
+ * while every slot is busy; slot threads run SCHED_BATCH + nice or
+ * SCHED_IDLE as asked; bad options are refused.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -416,6 +421,67 @@ static void fn_nothing(void *arg, sched_slot *s, const job *j)
     (void)arg, (void)s, (void)j;
 }
 
+/* The policy and nice value a slot thread ran its job with. */
+static int seen_policy = -1, seen_nice = -100;
+
+static void fn_policy(void *arg, sched_slot *s, const job *j)
+{
+    (void)s;
+    fixture *f = arg;
+    int pol = sched_getscheduler(0); /* Linux: the calling thread's */
+    errno = 0;
+    int ni = getpriority(PRIO_PROCESS, (id_t)gettid());
+    err_t e = {0};
+    store_result r = {.timings = "{}"};
+    store_job_complete(f->st, j, sched_owner(f->sc), &r, &e);
+    pthread_mutex_lock(&f->lock);
+    seen_policy = pol;
+    seen_nice = ni;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/*
+ * Slot threads give way to everything else: SCHED_BATCH with nice raised by
+ * slot_nice (10 by default), or SCHED_IDLE with slot_idle
+ * (--slot-priority idle).
+ */
+static void test_slot_priority(void **state)
+{
+    fixture *f = *state;
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+    for (int idle = 0; idle <= 1; idle++) {
+        seen_policy = -1;
+        enqueue(f, idle);
+        sched_opts o = {.st = f->st,
+                        .owner = "test-sched",
+                        .slots = 1,
+                        .slot_idle = idle,
+                        .run = fn_policy,
+                        .arg = f};
+        err_t e = {0};
+        pthread_mutex_lock(&f->lock);
+        assert_int_equal(sched_start(&o, &f->sc, &e), ERR_OK);
+        pthread_mutex_unlock(&f->lock);
+        wait_drained(f, 10000);
+        sched_stop(f->sc, 1000);
+        sched_free(f->sc);
+        f->sc = NULL;
+        pthread_mutex_lock(&f->lock);
+        int pol = seen_policy, ni = seen_nice;
+        pthread_mutex_unlock(&f->lock);
+        if (idle) {
+            assert_int_equal(pol, SCHED_IDLE);
+        } else {
+            assert_int_equal(pol, SCHED_BATCH);
+            assert_int_equal(ni, base + 10 > 19 ? 19 : base + 10);
+        }
+    }
+    /* This thread, which started them, is as it was. */
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+}
+
 static void test_bad_opts(void **state)
 {
     fixture *f = *state;
@@ -451,6 +517,7 @@ static int run_suite(const char *url_template)
         cmocka_unit_test_setup_teardown(test_stop_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_slots_help, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_while_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_opts, setup, teardown),
     };
     char name[600];
