@@ -40,6 +40,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/xalloc.h"
+#include "vision/jpeg.h"
 #include "vision/vision.h"
 
 static int vision__inited;
@@ -444,6 +445,10 @@ static int decode__run(const char *path, const void *buf, size_t len,
     need = decode__need(hdr, max_side);
     int target = max_side;
     int shrink = decode__jpeg_shrink(hdr, ow, oh, max_side, &target);
+    const char *loader = NULL;
+    int jpeg = vips_image_get_typeof(hdr, VIPS_META_LOADER) &&
+               vips_image_get_string(hdr, VIPS_META_LOADER, &loader) == 0 &&
+               strncmp(loader, "jpegload", 8) == 0;
     g_object_unref(hdr);
     vips_error_clear();
     if (ow <= 0 || oh <= 0)
@@ -460,6 +465,27 @@ static int decode__run(const char *path, const void *buf, size_t len,
         int s = ow;
         ow = oh;
         oh = s;
+    }
+
+    /*
+     * A JPEG taken whole at a DCT scale (or at its own size) goes to
+     * libjpeg directly (vision/jpeg.c: the same pixels, without libvips'
+     * worker thread and copies); one that needs a resize after the DCT
+     * scale, or is CMYK, stays with libvips.
+     */
+    if (jpeg && (shrink > 1 || (ow > oh ? ow : oh) <= max_side)) {
+        rc = vision__jpeg_decode(path, buf, len, shrink, orient, opts ? opts->deadline_ms : 0, &img,
+                                 e);
+        if (rc != VISION_JPEG_FALLBACK) {
+            if (rc == ERR_OK) {
+                img->orig_width = ow;
+                img->orig_height = oh;
+                *out = img;
+            }
+            budget_release(claimed);
+            return rc;
+        }
+        rc = ERR_OK;
     }
 
     /*

@@ -546,6 +546,109 @@ static void test_decode_exif_rotation_and_alpha(void **state)
     vision_image_free(img);
 }
 
+/*
+ * libvips' pixels for the JPEG `buf`: its loader at DCT scale 1/denom, turned
+ * upright, in sRGB with 3 bands (what decode.c's libvips path produces for a
+ * JPEG at a scale it needs no resize after). *w, *h its size; g_free() it.
+ */
+static unsigned char *vips_reference(const void *buf, size_t len, int denom, int *w, int *h)
+{
+    VipsImage *in = vips_image_new_from_buffer(buf, len, "", "shrink", denom, NULL);
+    VipsImage *up = NULL, *rgb = NULL;
+    assert_non_null(in);
+    assert_int_equal(vips_autorot(in, &up, NULL), 0);
+    assert_int_equal(vips_colourspace(up, &rgb, VIPS_INTERPRETATION_sRGB, NULL), 0);
+    size_t n = 0;
+    unsigned char *px = vips_image_write_to_memory(rgb, &n);
+    *w = vips_image_get_width(rgb);
+    *h = vips_image_get_height(rgb);
+    assert_int_equal(n, (size_t)*w * *h * 3);
+    g_object_unref(rgb);
+    g_object_unref(up);
+    g_object_unref(in);
+    return px;
+}
+
+/*
+ * A JPEG inferd can take whole at a DCT scale goes to libjpeg directly
+ * (vision/jpeg.c). Its pixels must be libvips' bit for bit: every EXIF
+ * orientation, at full size and at half (max_side 960 on a 1920-wide photo),
+ * baseline and progressive, colour and grey. A CMYK JPEG is left to libvips
+ * and still decodes. Corrupt data and a deadline fail as on the libvips path.
+ */
+static void test_decode_jpeg_direct_matches_libvips(void **state)
+{
+    (void)state;
+    VipsImage *photo = vips_image_new_from_file(SAMPLE1, NULL), *grey = NULL;
+    assert_non_null(photo);
+    assert_int_equal(vips_colourspace(photo, &grey, VIPS_INTERPRETATION_B_W, NULL), 0);
+    for (int variant = 0; variant < 3; variant++) {
+        VipsImage *src = variant == 2 ? grey : photo;
+        for (int orient = 1; orient <= 8; orient++) {
+            VipsImage *cp;
+            void *buf = NULL;
+            size_t len = 0;
+            assert_int_equal(vips_copy(src, &cp, NULL), 0);
+            vips_image_set_int(cp, VIPS_META_ORIENTATION, orient);
+            assert_int_equal(
+                vips_jpegsave_buffer(cp, &buf, &len, "Q", 90, "interlace", variant == 1, NULL), 0);
+            g_object_unref(cp);
+            for (int denom = 1; denom <= 2; denom++) {
+                vision_decode_opts o = {.max_side = denom == 1 ? 4096 : 960};
+                vision_image *img = NULL;
+                err_t e;
+                int w, h;
+                assert_int_equal(vision_decode_buffer(buf, len, &o, &img, &e), ERR_OK);
+                unsigned char *ref = vips_reference(buf, len, denom, &w, &h);
+                assert_int_equal(img->width, w);
+                assert_int_equal(img->height, h);
+                assert_int_equal(img->orig_width, orient >= 5 ? 1280 : 1920);
+                assert_int_equal(img->orig_height, orient >= 5 ? 1920 : 1280);
+                if (memcmp(img->rgb, ref, (size_t)w * h * 3) != 0)
+                    fail_msg("variant %d orientation %d scale 1/%d: pixels differ from libvips'",
+                             variant, orient, denom);
+                g_free(ref);
+                vision_image_free(img);
+            }
+            if (orient == 1 && variant == 0) {
+                /* A deadline already past stops it. */
+                vision_decode_opts o = {.max_side = 960, .deadline_ms = clock_mono_ms() - 1};
+                vision_image *img = NULL;
+                err_t e;
+                assert_int_equal(vision_decode_buffer(buf, len, &o, &img, &e), ERR_TIMEOUT);
+                assert_null(img);
+                /* Garbage over the scan: libjpeg's warning is an error, as libvips' is. */
+                unsigned char *bad = malloc(len);
+                memcpy(bad, buf, len);
+                for (size_t i = len / 2; i < len / 2 + 64; i++)
+                    bad[i] = (unsigned char)(i * 37u);
+                o.deadline_ms = 0;
+                assert_int_equal(vision_decode_buffer(bad, len, &o, &img, &e), ERR_DECODE);
+                assert_non_null(strstr(e.msg, "decode:"));
+                free(bad);
+            }
+            g_free(buf);
+        }
+    }
+    /* CMYK: libvips' path, three bands out. */
+    VipsImage *cmyk = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(vips_colourspace(photo, &cmyk, VIPS_INTERPRETATION_CMYK, NULL), 0);
+    assert_int_equal(vips_jpegsave_buffer(cmyk, &buf, &len, NULL), 0);
+    vision_decode_opts o = {.max_side = 960};
+    vision_image *img = NULL;
+    err_t e;
+    assert_int_equal(vision_decode_buffer(buf, len, &o, &img, &e), ERR_OK);
+    assert_int_equal(img->width, 960);
+    assert_int_equal(img->height, 640);
+    vision_image_free(img);
+    g_free(buf);
+    g_object_unref(cmyk);
+    g_object_unref(grey);
+    g_object_unref(photo);
+}
+
 /* ---- preprocessing ------------------------------------------------------ */
 
 static void test_resample_area_and_pad(void **state)
@@ -1451,6 +1554,7 @@ int main(void)
         cmocka_unit_test(test_decode_bad_inputs),
         cmocka_unit_test(test_decode_refuses_bombs_from_header),
         cmocka_unit_test(test_decode_exif_rotation_and_alpha),
+        cmocka_unit_test(test_decode_jpeg_direct_matches_libvips),
         cmocka_unit_test(test_pyramid_levels),
         cmocka_unit_test(test_thumbnail_jpeg),
         cmocka_unit_test(test_resample_area_and_pad),
