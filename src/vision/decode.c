@@ -4,9 +4,12 @@
  *
  * The header is opened first (libvips reads only metadata until pixels are
  * asked for) so that decompression bombs are refused on their declared size
- * before any allocation. The pixels are then produced by vips_thumbnail,
- * which combines shrink-on-load (JPEG DCT scaling, WebP/HEIF/PDF load at
- * size), EXIF autorotation and ICC import to sRGB in one pipeline. We
+ * before any allocation. A JPEG that a DCT scale (1/2, 1/4, 1/8 or 1)
+ * brings to the target size is then decoded by libjpeg itself straight into
+ * the image (vision/jpeg.c: the same pixels, half the time). Everything else
+ * is produced by vips_thumbnail, which combines shrink-on-load (JPEG DCT
+ * scaling, WebP/HEIF load at size), EXIF autorotation and the conversion to
+ * sRGB in one pipeline. We
  * rejected decoding at full size and resizing ourselves: a 24 MP JPEG costs
  * 72 MB and ~4x the time, and the models see at most 2048 pixels anyway.
  *
