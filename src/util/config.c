@@ -216,9 +216,10 @@ static const opt_def opts[] = {
      "whole) fails too_big (default: a quarter of RAM, at most 1G)",
      R_JOBS},
     {"max-side", "INFERD_MAX_SIDE", OPT_INT, F(max_side), 64, 65535, 0, 0, "N",
-     "shrink images on load to this longest side; a JPEG is decoded at half, a quarter or an "
-     "eighth of its size instead when that is within 10 % under it (4032 wide: 2016), which "
-     "costs a fraction of a full decode (default 2048)",
+     "shrink images on load to this longest side; an image lands on half, a quarter or an "
+     "eighth of its size instead when that is within 10 % under it (4032 wide: 2016): a JPEG "
+     "is then decoded at that scale, a fraction of a full decode, and other formats shrink by "
+     "a whole factor (default 2048)",
      R_PIPELINE},
     {"max-pixels", "INFERD_MAX_PIXELS", OPT_LL, F(max_pixels), 1, 1LL << 40, 0, 0, "N",
      "refuse images with more pixels than this (default 100000000)", R_PIPELINE},

@@ -149,9 +149,10 @@ typedef struct {
  * Decodes the image file at `path` (`opts` may be NULL for defaults). The
  * header is read first: more than max_pixels pixels fails with ERR_TOOBIG
  * before any pixel is decoded. The image is then shrunk on load so that its
- * longest side is at most max_side (never enlarged; a JPEG whose 1/2, 1/4 or
- * 1/8 DCT scale falls within 10 % under max_side is decoded at that scale,
- * for a fraction of the work: 4032 wide at 2016), turned upright per its
+ * longest side is at most max_side (never enlarged; an image whose 1/2, 1/4
+ * or 1/8 size falls within 10 % under max_side lands on that size instead:
+ * a JPEG is decoded at that DCT scale, for a fraction of the work, other
+ * formats shrink by that whole factor: 4032 wide at 2016), turned upright per its
  * EXIF orientation, converted to 8-bit sRGB, and any alpha is flattened onto
  * WHITE (transparent logos and stickers read as on paper, and black would
  * look like a dark scene to the models). Only the first page/frame of a

@@ -546,6 +546,42 @@ static void test_decode_exif_rotation_and_alpha(void **state)
     vision_image_free(img);
 }
 
+static void fill_texture(vision_image *img, unsigned seed);
+
+/*
+ * Formats other than JPEG land on half, a quarter or an eighth of their size
+ * when that is within 10 % under max_side (libvips then shrinks by a whole
+ * factor, no lanczos pass), and on max_side otherwise.
+ */
+static void test_decode_snaps_other_formats(void **state)
+{
+    (void)state;
+    static const struct {
+        int max_side, w, h;
+    } cases[] = {{512, 500, 300}, {600, 600, 360}, {260, 250, 150}, {2000, 1000, 600}};
+    vision_image *src;
+    err_t e;
+    assert_int_equal(vision_image_new(1000, 600, &src, &e), 0);
+    fill_texture(src, 3);
+    VipsImage *in =
+        vips_image_new_from_memory(src->rgb, 1000 * 600 * 3, 1000, 600, 3, VIPS_FORMAT_UCHAR);
+    void *png = NULL;
+    size_t len = 0;
+    assert_int_equal(vips_pngsave_buffer(in, &png, &len, NULL), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vision_decode_opts o = {.max_side = cases[i].max_side};
+        vision_image *img = NULL;
+        assert_int_equal(vision_decode_buffer(png, len, &o, &img, &e), ERR_OK);
+        assert_int_equal(img->width, cases[i].w);
+        assert_int_equal(img->height, cases[i].h);
+        assert_int_equal(img->orig_width, 1000);
+        vision_image_free(img);
+    }
+    g_free(png);
+    g_object_unref(in);
+    vision_image_free(src);
+}
+
 /*
  * libvips' pixels for the JPEG `buf`: its loader at DCT scale 1/denom, turned
  * upright, in sRGB with 3 bands (what decode.c's libvips path produces for a
@@ -1555,6 +1591,7 @@ int main(void)
         cmocka_unit_test(test_decode_refuses_bombs_from_header),
         cmocka_unit_test(test_decode_exif_rotation_and_alpha),
         cmocka_unit_test(test_decode_jpeg_direct_matches_libvips),
+        cmocka_unit_test(test_decode_snaps_other_formats),
         cmocka_unit_test(test_pyramid_levels),
         cmocka_unit_test(test_thumbnail_jpeg),
         cmocka_unit_test(test_resample_area_and_pad),
