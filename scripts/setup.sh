@@ -41,7 +41,7 @@ CLIP_VOCAB_SHA256=7e0847f6fced8bd28a736dcaeab20e64ac19010771700197ba479a0a8e517d
 
 APT_PACKAGES=(
     build-essential cmake pkg-config git ca-certificates curl
-    libvips-dev libjpeg62-turbo-dev libjansson-dev libsqlite3-dev libpq-dev postgresql libcurl4-openssl-dev libssl-dev
+    libvips-dev libjpeg62-turbo-dev libheif-dev libjansson-dev libsqlite3-dev libpq-dev postgresql libcurl4-openssl-dev libssl-dev
     libmicrohttpd-dev libmosquitto-dev mosquitto mosquitto-clients python3-paho-mqtt
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev
     libcmocka-dev zlib1g-dev libutf8proc-dev python3 python3-skimage python3-pil python3-numpy

@@ -43,7 +43,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/xalloc.h"
-#include "vision/jpeg.h"
+#include "vision/codecs.h"
 #include "vision/vision.h"
 
 static int vision__inited;
@@ -464,9 +464,10 @@ static int decode__run(const char *path, const void *buf, size_t len,
     int target = max_side;
     int shrink = decode__jpeg_shrink(hdr, ow, oh, max_side, &target);
     const char *loader = NULL;
-    int jpeg = vips_image_get_typeof(hdr, VIPS_META_LOADER) &&
-               vips_image_get_string(hdr, VIPS_META_LOADER, &loader) == 0 &&
-               strncmp(loader, "jpegload", 8) == 0;
+    if (!vips_image_get_typeof(hdr, VIPS_META_LOADER) ||
+        vips_image_get_string(hdr, VIPS_META_LOADER, &loader) != 0)
+        loader = "";
+    int jpeg = strncmp(loader, "jpegload", 8) == 0, heif = strncmp(loader, "heifload", 8) == 0;
     g_object_unref(hdr);
     vips_error_clear();
     if (!jpeg)
@@ -496,6 +497,21 @@ static int decode__run(const char *path, const void *buf, size_t len,
     if (jpeg && (shrink > 1 || (ow > oh ? ow : oh) <= max_side)) {
         rc = vision__jpeg_decode(path, buf, len, shrink, orient, opts ? opts->deadline_ms : 0, &img,
                                  e);
+        if (rc != VISION_JPEG_FALLBACK) {
+            if (rc == ERR_OK) {
+                img->orig_width = ow;
+                img->orig_height = oh;
+                *out = img;
+            }
+            budget_release(claimed);
+            return rc;
+        }
+        rc = ERR_OK;
+    }
+    /* A HEIC landing on exactly half its size: from libheif's YCbCr planes (vision/heif.c). */
+    if (heif && (ow > oh ? ow : oh) == 2 * target) { /* exactly half: see decode__snap_side */
+        rc =
+            vision__heif_decode_half(path, buf, len, orient, opts ? opts->deadline_ms : 0, &img, e);
         if (rc != VISION_JPEG_FALLBACK) {
             if (rc == ERR_OK) {
                 img->orig_width = ow;

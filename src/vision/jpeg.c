@@ -1,6 +1,6 @@
 /*
  * vision/jpeg.c — JPEG straight from libjpeg-turbo into the image's buffer
- * (jpeg.h), the one file that calls libjpeg.
+ * (codecs.h), the one file that calls libjpeg.
  *
  * Why not libvips, which decode.c uses for everything else: for a JPEG it
  * can take whole at a DCT scale (the common case: a 12 MP phone photo at
@@ -17,7 +17,7 @@
  * libvips' fail_on=warning makes them. The state a longjmp must find is in
  * one struct reached through an unchanged pointer.
  */
-#include "vision/jpeg.h"
+#include "vision/codecs.h"
 
 #include <setjmp.h>
 #include <stdio.h>
@@ -83,11 +83,8 @@ static void jpeg__emit(j_common_ptr c, int level)
         jpeg__error_exit(c);
 }
 
-/*
- * `src` (w x h RGB) upright per EXIF orientation `o` into `dst`, which is
- * h x w for o >= 5. Destination pixel (x, y) reads source pixel (sx, sy).
- */
-static void jpeg__orient(const uint8_t *src, int w, int h, int o, uint8_t *dst)
+/* Destination pixel (x, y) reads source pixel (sx, sy). */
+void vision__orient_rgb(const uint8_t *src, int w, int h, int o, uint8_t *dst)
 {
     int dw = o >= 5 ? h : w, dh = o >= 5 ? w : h;
     for (int y = 0; y < dh; y++) {
@@ -197,7 +194,7 @@ int vision__jpeg_decode(const char *path, const void *buf, size_t len, int denom
             rc = err_set(e, ERR_NOMEM, "image %dx%d", w, h);
             goto out;
         }
-        jpeg__orient(s->rgb, w, h, orient, up);
+        vision__orient_rgb(s->rgb, w, h, orient, up);
         free(s->rgb);
         s->rgb = up;
         if (orient >= 5) {

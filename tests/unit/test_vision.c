@@ -583,6 +583,63 @@ static void test_decode_snaps_other_formats(void **state)
 }
 
 /*
+ * A HEIC halved by --max-side is read from libheif's YCbCr planes
+ * (vision/heif.c) instead of libvips' RGB path: the same photo within
+ * rounding of libvips' own result (libheif's RGB, halved by vips_thumbnail):
+ * mean difference under half a grey level, none over 16 (chroma edges;
+ * BT.709 taken for BT.601 gives 0.88 and 25). An odd height, and a size that
+ * is not a half, stay with libvips (checked against its result exactly).
+ */
+static void test_decode_heic_half_matches_libvips(void **state)
+{
+    (void)state;
+    VipsImage *photo = vips_image_new_from_file(SAMPLE1, NULL);
+    assert_non_null(photo);
+    for (int odd = 0; odd <= 1; odd++) {
+        VipsImage *src = NULL;
+        assert_int_equal(vips_crop(photo, &src, 0, 0, 1920, 1280 - odd, NULL), 0);
+        void *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(vips_heifsave_buffer(src, &buf, &len, "Q", 90, "compression",
+                                              VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, NULL),
+                         0);
+        for (int half = 1; half >= 0; half--) {
+            /* 960 is half; 1200 is not (960 is more than 10 % under it). */
+            int side = half ? 960 : 1200;
+            vision_decode_opts o = {.max_side = side};
+            vision_image *img = NULL;
+            err_t e;
+            assert_int_equal(vision_decode_buffer(buf, len, &o, &img, &e), ERR_OK);
+            assert_int_equal(img->width, side);
+            assert_int_equal(img->orig_height, 1280 - odd);
+            VipsImage *ref = NULL;
+            assert_int_equal(vips_thumbnail_buffer(buf, len, &ref, side, "height", side, NULL), 0);
+            size_t n = 0;
+            unsigned char *px = vips_image_write_to_memory(ref, &n);
+            assert_int_equal(vips_image_get_width(ref), img->width);
+            assert_int_equal(vips_image_get_height(ref), img->height);
+            double sum = 0;
+            int worst = 0;
+            for (size_t i = 0; i < n; i++) {
+                int d = abs((int)px[i] - (int)img->rgb[i]);
+                sum += d;
+                worst = d > worst ? d : worst;
+            }
+            int ours = half && !odd; /* the YCbCr path; libvips' otherwise, equal to it */
+            if (ours ? sum / (double)n >= 0.5 || worst > 16 : worst != 0)
+                fail_msg("height %d to %d: mean difference %.3f, worst %d", 1280 - odd, side,
+                         sum / (double)n, worst);
+            g_free(px);
+            g_object_unref(ref);
+            vision_image_free(img);
+        }
+        g_free(buf);
+        g_object_unref(src);
+    }
+    g_object_unref(photo);
+}
+
+/*
  * libvips' pixels for the JPEG `buf`: its loader at DCT scale 1/denom, turned
  * upright, in sRGB with 3 bands (what decode.c's libvips path produces for a
  * JPEG at a scale it needs no resize after). *w, *h its size; g_free() it.
@@ -1592,6 +1649,7 @@ int main(void)
         cmocka_unit_test(test_decode_exif_rotation_and_alpha),
         cmocka_unit_test(test_decode_jpeg_direct_matches_libvips),
         cmocka_unit_test(test_decode_snaps_other_formats),
+        cmocka_unit_test(test_decode_heic_half_matches_libvips),
         cmocka_unit_test(test_pyramid_levels),
         cmocka_unit_test(test_thumbnail_jpeg),
         cmocka_unit_test(test_resample_area_and_pad),
