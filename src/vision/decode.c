@@ -6,7 +6,8 @@
  * asked for) so that decompression bombs are refused on their declared size
  * before any allocation. A JPEG that a DCT scale (1/2, 1/4, 1/8 or 1)
  * brings to the target size is then decoded by libjpeg itself straight into
- * the image (vision/jpeg.c: the same pixels, half the time). Everything else
+ * the image (vision/jpeg.c: the same pixels, half the time), and a HEIC
+ * halved from libheif's YCbCr planes (vision/heif.c). Everything else
  * is produced by vips_thumbnail, which combines shrink-on-load (JPEG DCT
  * scaling, WebP/HEIF load at size), EXIF autorotation and the conversion to
  * sRGB in one pipeline. We
