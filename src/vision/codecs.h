@@ -54,4 +54,11 @@ int vision__heif_decode_half(const char *path, const void *buf, size_t len, int 
  */
 void vision__orient_rgb(const uint8_t *src, int w, int h, int o, uint8_t *dst);
 
+/*
+ * Makes `rgb` (w x h packed RGB, malloc'd; always taken, freed on failure)
+ * into *out, turned upright by EXIF `orient` (2..8; others: as it is), its
+ * orig size left 0. ERR_OK, or ERR_NOMEM with *out NULL.
+ */
+int vision__image_adopt(uint8_t *rgb, int w, int h, int orient, vision_image **out, err_t *e);
+
 #endif

@@ -492,38 +492,27 @@ static int decode__run(const char *path, const void *buf, size_t len,
     /*
      * A JPEG taken whole at a DCT scale (or at its own size) goes to
      * libjpeg directly (vision/jpeg.c: the same pixels, without libvips'
-     * worker thread and copies); one that needs a resize after the DCT
-     * scale, or is CMYK, stays with libvips.
+     * worker thread and copies), a HEIC landing on exactly half its size
+     * (decode__snap_side) to libheif's YCbCr planes (vision/heif.c). Those
+     * leave what they do not take (a JPEG that needs a resize after the DCT
+     * scale, CMYK, a HEIC with alpha...) to libvips.
      */
-    if (jpeg && (shrink > 1 || (ow > oh ? ow : oh) <= max_side)) {
-        rc = vision__jpeg_decode(path, buf, len, shrink, orient, opts ? opts->deadline_ms : 0, &img,
-                                 e);
-        if (rc != VISION_JPEG_FALLBACK) {
-            if (rc == ERR_OK) {
-                img->orig_width = ow;
-                img->orig_height = oh;
-                *out = img;
-            }
-            budget_release(claimed);
-            return rc;
+    int64_t deadline_ms = opts ? opts->deadline_ms : 0;
+    rc = VISION_JPEG_FALLBACK;
+    if (jpeg && (shrink > 1 || (ow > oh ? ow : oh) <= max_side))
+        rc = vision__jpeg_decode(path, buf, len, shrink, orient, deadline_ms, &img, e);
+    else if (heif && (ow > oh ? ow : oh) == 2 * target)
+        rc = vision__heif_decode_half(path, buf, len, orient, deadline_ms, &img, e);
+    if (rc != VISION_JPEG_FALLBACK) {
+        if (rc == ERR_OK) {
+            img->orig_width = ow;
+            img->orig_height = oh;
+            *out = img;
         }
-        rc = ERR_OK;
+        budget_release(claimed);
+        return rc;
     }
-    /* A HEIC landing on exactly half its size: from libheif's YCbCr planes (vision/heif.c). */
-    if (heif && (ow > oh ? ow : oh) == 2 * target) { /* exactly half: see decode__snap_side */
-        rc =
-            vision__heif_decode_half(path, buf, len, orient, opts ? opts->deadline_ms : 0, &img, e);
-        if (rc != VISION_JPEG_FALLBACK) {
-            if (rc == ERR_OK) {
-                img->orig_width = ow;
-                img->orig_height = oh;
-                *out = img;
-            }
-            budget_release(claimed);
-            return rc;
-        }
-        rc = ERR_OK;
-    }
+    rc = ERR_OK;
 
     /*
      * 2. Shrink-on-load + autorotate + sRGB. fail_on=warning turns a corrupt

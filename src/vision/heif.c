@@ -58,7 +58,7 @@ int vision__heif_decode_half(const char *path, const void *buf, size_t len, int 
     struct heif_image_handle *h = NULL;
     struct heif_image *im = NULL;
     struct heif_color_profile_nclx *nclx = NULL;
-    uint8_t *rgb = NULL, *up = NULL;
+    uint8_t *rgb = NULL;
     int rc = VISION_JPEG_FALLBACK;
     if (ctx == NULL)
         return err_set(e, ERR_NOMEM, "heif context");
@@ -68,13 +68,6 @@ int vision__heif_decode_half(const char *path, const void *buf, size_t len, int 
     if (he.code != heif_error_Ok || heif_context_get_primary_image_handle(ctx, &h).code != 0)
         goto out; /* libvips reports it */
     int W = heif_image_handle_get_width(h), H = heif_image_handle_get_height(h);
-    float kr = 0.299f, kb = 0.114f; /* libheif's default without an nclx profile */
-    int full = 1;
-    if (heif_image_handle_get_nclx_color_profile(h, &nclx).code == heif_error_Ok && nclx) {
-        if (heif__matrix(nclx->matrix_coefficients, &kr, &kb) != 0)
-            goto out;
-        full = nclx->full_range_flag != 0;
-    }
     if (heif_image_handle_has_alpha_channel(h) ||
         heif_image_handle_get_luma_bits_per_pixel(h) != 8 ||
         heif_image_handle_get_chroma_bits_per_pixel(h) != 8 || W < 2 || H < 2 || W % 2 || H % 2)
@@ -87,6 +80,19 @@ int vision__heif_decode_half(const char *path, const void *buf, size_t len, int 
     if (he.code != heif_error_Ok) {
         rc = err_set(e, ERR_DECODE, "decode: %s", he.message);
         goto out;
+    }
+    /*
+     * The matrix and range libheif's own RGB conversion would use: the
+     * decoded image's nclx (the file's box, or what the decoder attached),
+     * else the handle's, else libheif's default, BT.601 full range.
+     */
+    float kr = 0.299f, kb = 0.114f;
+    int full = 1;
+    if ((heif_image_get_nclx_color_profile(im, &nclx).code == heif_error_Ok && nclx) ||
+        (heif_image_handle_get_nclx_color_profile(h, &nclx).code == heif_error_Ok && nclx)) {
+        if (heif__matrix(nclx->matrix_coefficients, &kr, &kb) != 0)
+            goto out;
+        full = nclx->full_range_flag != 0;
     }
     if (heif_image_get_chroma_format(im) != heif_chroma_420 ||
         heif_image_get_width(im, heif_channel_Y) != W ||
@@ -125,36 +131,10 @@ int vision__heif_decode_half(const char *path, const void *buf, size_t len, int 
             o[2] = heif__clamp(l + bcb * u);
         }
     }
-    if (orient >= 2 && orient <= 8) {
-        up = malloc((size_t)w * hh * 3);
-        if (up == NULL) {
-            rc = err_set(e, ERR_NOMEM, "image %dx%d", w, hh);
-            goto out;
-        }
-        vision__orient_rgb(rgb, w, hh, orient, up);
-        free(rgb);
-        rgb = up;
-        up = NULL;
-        if (orient >= 5) {
-            int t = w;
-            w = hh;
-            hh = t;
-        }
-    }
-    vision_image *img = calloc(1, sizeof *img);
-    if (img == NULL) {
-        rc = err_set(e, ERR_NOMEM, "image struct");
-        goto out;
-    }
-    img->rgb = rgb;
-    img->width = w;
-    img->height = hh;
+    rc = vision__image_adopt(rgb, w, hh, orient, out, e);
     rgb = NULL;
-    *out = img;
-    rc = ERR_OK;
 out:
     free(rgb);
-    free(up);
     heif_nclx_color_profile_free(nclx);
     if (im != NULL)
         heif_image_release(im);

@@ -119,6 +119,36 @@ void vision__orient_rgb(const uint8_t *src, int w, int h, int o, uint8_t *dst)
     }
 }
 
+int vision__image_adopt(uint8_t *rgb, int w, int h, int orient, vision_image **out, err_t *e)
+{
+    *out = NULL;
+    if (orient >= 2 && orient <= 8) {
+        uint8_t *up = malloc((size_t)w * (size_t)h * 3);
+        if (up == NULL) {
+            free(rgb);
+            return err_set(e, ERR_NOMEM, "image %dx%d", w, h);
+        }
+        vision__orient_rgb(rgb, w, h, orient, up);
+        free(rgb);
+        rgb = up;
+        if (orient >= 5) {
+            int t = w;
+            w = h;
+            h = t;
+        }
+    }
+    vision_image *img = calloc(1, sizeof *img);
+    if (img == NULL) {
+        free(rgb);
+        return err_set(e, ERR_NOMEM, "image struct");
+    }
+    img->rgb = rgb;
+    img->width = w;
+    img->height = h;
+    *out = img;
+    return ERR_OK;
+}
+
 int vision__jpeg_decode(const char *path, const void *buf, size_t len, int denom, int orient,
                         int64_t deadline_ms, vision_image **out, err_t *e)
 {
@@ -182,32 +212,8 @@ int vision__jpeg_decode(const char *path, const void *buf, size_t len, int denom
     }
     jpeg_finish_decompress(&s->c);
 
-    vision_image *img = calloc(1, sizeof *img);
-    if (img == NULL) {
-        rc = err_set(e, ERR_NOMEM, "image struct");
-        goto out;
-    }
-    if (orient >= 2 && orient <= 8) {
-        uint8_t *up = malloc(row * (size_t)h);
-        if (up == NULL) {
-            free(img);
-            rc = err_set(e, ERR_NOMEM, "image %dx%d", w, h);
-            goto out;
-        }
-        vision__orient_rgb(s->rgb, w, h, orient, up);
-        free(s->rgb);
-        s->rgb = up;
-        if (orient >= 5) {
-            int t = w;
-            w = h;
-            h = t;
-        }
-    }
-    img->rgb = s->rgb;
-    img->width = w;
-    img->height = h;
+    rc = vision__image_adopt(s->rgb, w, h, orient, out, e);
     s->rgb = NULL;
-    *out = img;
 out:
     jpeg_destroy_decompress(&s->c);
     if (s->f != NULL)
