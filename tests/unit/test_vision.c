@@ -586,7 +586,7 @@ static void test_decode_snaps_other_formats(void **state)
  * A HEIC halved by --max-side is read from libheif's YCbCr planes
  * (vision/heif.c) instead of libvips' RGB path: the same photo within
  * rounding of libvips' own result (libheif's RGB, halved by vips_thumbnail):
- * mean difference under half a grey level, none over 16 (chroma edges;
+ * mean difference under half a grey level, none over 24 (chroma edges;
  * BT.709 taken for BT.601 gives 0.88 and 25). An odd height, and a size that
  * is not a half, stay with libvips (checked against its result exactly).
  */
@@ -598,11 +598,24 @@ static void test_decode_heic_half_matches_libvips(void **state)
     for (int odd = 0; odd <= 1; odd++) {
         VipsImage *src = NULL;
         assert_int_equal(vips_crop(photo, &src, 0, 0, 1920, 1280 - odd, NULL), 0);
-        void *buf = NULL;
+        /* HEVC by heif-enc (libheif-examples, as bench/photos): x265 in this
+         * process would leave its global allocations to LeakSanitizer. */
+        char dir[] = "/tmp/test_vision_heic_XXXXXX", jpg[64], heic[64], cmd[256];
+        assert_non_null(mkdtemp(dir));
+        snprintf(jpg, sizeof jpg, "%s/in.jpg", dir);
+        snprintf(heic, sizeof heic, "%s/out.heic", dir);
+        assert_int_equal(vips_jpegsave(src, jpg, "Q", 95, NULL), 0);
+        snprintf(cmd, sizeof cmd, "heif-enc -q 90 -o %s %s >/dev/null 2>&1", heic, jpg);
+        if (system(cmd) != 0) {
+            g_object_unref(src);
+            g_object_unref(photo);
+            skip(); /* heif-enc missing: scripts/setup.sh installs it */
+        }
         size_t len = 0;
-        assert_int_equal(vips_heifsave_buffer(src, &buf, &len, "Q", 90, "compression",
-                                              VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, NULL),
-                         0);
+        unsigned char *buf = read_all(heic, &len);
+        unlink(jpg);
+        unlink(heic);
+        rmdir(dir);
         for (int half = 1; half >= 0; half--) {
             /* 960 is half; 1200 is not (960 is more than 10 % under it). */
             int side = half ? 960 : 1200;
@@ -626,14 +639,14 @@ static void test_decode_heic_half_matches_libvips(void **state)
                 worst = d > worst ? d : worst;
             }
             int ours = half && !odd; /* the YCbCr path; libvips' otherwise, equal to it */
-            if (ours ? sum / (double)n >= 0.5 || worst > 16 : worst != 0)
+            if (ours ? sum / (double)n >= 0.5 || worst > 24 : worst != 0)
                 fail_msg("height %d to %d: mean difference %.3f, worst %d", 1280 - odd, side,
                          sum / (double)n, worst);
             g_free(px);
             g_object_unref(ref);
             vision_image_free(img);
         }
-        g_free(buf);
+        free(buf);
         g_object_unref(src);
     }
     g_object_unref(photo);
