@@ -638,8 +638,24 @@ static void *publisher_main(void *arg)
                 rc = mosquitto_loop_write(ev->mosq, 8);
             if (rc == MOSQ_ERR_SUCCESS)
                 rc = mosquitto_loop_misc(ev->mosq);
-            if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(ev->mosq) < 0)
+            if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(ev->mosq) < 0) {
+                /*
+                 * A TLS broker that wants a client certificate rejects it
+                 * after the handshake (TLS 1.3): whether OpenSSL's alert
+                 * reaches libmosquitto's log before the socket closes is a
+                 * race, and without it nothing said why. A refused TCP
+                 * connection (a broker that is down, MOSQ_ERR_ERRNO) stays
+                 * at debug level.
+                 */
+                if (ev->tls && !ev->connected && ev->lib_err[0] == '\0' && rc != MOSQ_ERR_SUCCESS &&
+                    rc != MOSQ_ERR_ERRNO)
+                    snprintf(ev->lib_err, sizeof ev->lib_err,
+                             "the broker closed the TLS connection before accepting this client "
+                             "(%s); a broker that requires a client certificate does that "
+                             "(--mqtt-cert-file)",
+                             mosquitto_strerror(rc));
                 ev->conn_lost = 1;
+            }
         }
     }
     ev->closing = 1;
